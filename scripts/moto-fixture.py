@@ -1,0 +1,109 @@
+"""The local AWS for the tests and the demo: moto in server mode, and the data a run needs.
+
+  moto-fixture.py serve
+      Starts moto on 127.0.0.1 on a free port, prints "http://127.0.0.1:PORT" on stdout once it
+      answers, and stops when its stdin closes (so a test binary that exits takes it along).
+  moto-fixture.py seed ENDPOINT BUCKET UUID [UUID ...] [--user NAME=POLICY_FILE ...]
+      With IAM enforcement off: creates an admin user (the fleet's "main keys"), the bucket with an
+      Arq-shaped folder for every UUID (including its S3-Glacier folder), and one IAM user per
+      --user with that inline policy; then switches IAM enforcement on and prints the keys as JSON:
+      {"admin": {"id": …, "secret": …}, "users": {NAME: {"id": …, "secret": …}}}.
+
+Test and demo tooling only: the secrets it prints are the emulator's.
+"""
+import json
+import os
+import sys
+import threading
+import urllib.request
+
+
+def serve():
+    import logging
+    import socket
+
+    from moto.server import main as moto_main
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+
+    def stop_when_parent_goes():
+        sys.stdin.read()
+        os._exit(0)
+
+    def announce_when_ready():
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1) as response:
+                    if response.status == 200:
+                        print(url, flush=True)
+                        return
+            except OSError:
+                threading.Event().wait(0.05)
+        os._exit(1)
+
+    threading.Thread(target=stop_when_parent_goes, daemon=True).start()
+    threading.Thread(target=announce_when_ready, daemon=True).start()
+    moto_main(["-H", "127.0.0.1", "-p", str(port)])
+
+
+def set_enforcement(endpoint, on):
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth",
+        data=b"0" if on else b"inf",
+        headers={"Content-Type": "text/plain"},
+        method="POST",
+    )
+    urllib.request.urlopen(request).read()
+
+
+def seed(endpoint, bucket, uuids, users):
+    import boto3
+
+    def client(service, key=None):
+        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        if key:
+            credentials = {"aws_access_key_id": key["id"], "aws_secret_access_key": key["secret"]}
+        return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", **credentials)
+
+    set_enforcement(endpoint, False)
+    iam = client("iam")
+
+    def user_with_policy(name, policy):
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="policy", PolicyDocument=policy)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
+
+    admin_policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    result = {"admin": user_with_policy("fleet-admin", admin_policy), "users": {}}
+    for name, policy_file in users:
+        with open(policy_file) as f:
+            compact = json.dumps(json.load(f), separators=(",", ":"))
+        result["users"][name] = user_with_policy(name, compact)
+
+    s3 = client("s3")
+    s3.create_bucket(Bucket=bucket)
+    for uuid in uuids:
+        for key in ["computerinfo", "encryptionv3.dat", "buckets/0C4B5A3E-1F2A-4C3B-9D8E-7F6A5B4C3D2E",
+                    "objects/6e0b1c1d7c9f0a5c0e1f2a3b4c5d6e7f8a9b0c1d", "packsets/Default-trees/0001.pack"]:
+            s3.put_object(Bucket=bucket, Key=f"{uuid}/{key}", Body=f"{uuid} {key}".encode())
+        s3.put_object(Bucket=bucket, Key=f"glacier/{uuid}/objects/0001", Body=b"glacier data")
+    set_enforcement(endpoint, True)
+    json.dump(result, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "serve":
+        serve()
+    elif command == "seed":
+        positional = [a for a in args if not a.startswith("--user")]
+        users = [tuple(a.split("=", 1)[1].split("=", 1)) for a in args if a.startswith("--user=")]
+        seed(positional[0], positional[1], positional[2:], users)
+    else:
+        sys.exit(f"usage: {sys.argv[0]} serve | seed ENDPOINT BUCKET UUID… [--user=NAME=POLICY_FILE…]")

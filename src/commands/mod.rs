@@ -1,0 +1,42 @@
+//! One function per subcommand: resolve the arguments into validated inputs, do the work through
+//! the concept modules, and print the result. Returns the exit code for a completed run.
+
+mod policy;
+mod verify;
+
+use std::path::PathBuf;
+
+use crate::Error;
+use crate::arq_config::{ArqConfig, ConfigError};
+use crate::cli::{Command, TargetArgs};
+use crate::exit_code::ExitCode;
+
+pub async fn run(command: Command) -> Result<ExitCode, Error> {
+    match command {
+        Command::Policy(args) => policy::run(args),
+        Command::Verify(args) => verify::run(args).await,
+    }
+}
+
+/// The bucket and computer UUID, from flags or from Arq's config.
+fn resolve_target(target: &TargetArgs) -> Result<ArqConfig, ConfigError> {
+    if let (Some(bucket), Some(uuid)) = (&target.bucket, &target.computer_uuid) {
+        return ArqConfig::from_values(bucket, uuid, "--bucket/--computer-uuid");
+    }
+    let home = match &target.arq_home {
+        Some(home) => home.clone(),
+        None => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .ok_or(ConfigError::NoHome)?,
+    };
+    ArqConfig::read_from_home(&home)
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output(e)),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,64 @@
+//! `arq-lockdown verify`: probe what a key can do in Arq's bucket.
+
+use aws_credential_types::provider::ProvideCredentials;
+
+use crate::Error;
+use crate::arq_config::{ComputerUuid, ConfigError, Quoted};
+use crate::aws;
+use crate::cli::VerifyArgs;
+use crate::exit_code::ExitCode;
+use crate::verify::{VerifyOptions, verify};
+
+pub async fn run(args: VerifyArgs) -> Result<ExitCode, Error> {
+    let config = super::resolve_target(&args.target)?;
+    let other_computer = args
+        .other_computer_uuid
+        .as_deref()
+        .map(|value| {
+            ComputerUuid::parse(value).map_err(|reason| ConfigError::InvalidComputerUuid {
+                origin: "--other-computer-uuid".into(),
+                value: Quoted::new(value),
+                reason,
+            })
+        })
+        .transpose()?;
+    let key = args
+        .credential_store
+        .as_ref()
+        .map(|location| location.open().read())
+        .transpose()?;
+
+    let sdk_config = aws::load_config(key.as_ref()).await;
+    let access_key_id = match &key {
+        Some(key) => key.id.clone(),
+        None => chain_key_id(&sdk_config).await?,
+    };
+    drop(key);
+
+    let options = VerifyOptions {
+        read_only: args.read_only,
+        other_computer,
+    };
+    let report = verify(&sdk_config, access_key_id, &config, &options).await?;
+    if args.json {
+        super::print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report).expect("a report serializes")
+        ))?;
+    } else {
+        super::print(&report.to_text())?;
+    }
+    Ok(report.verdict.exit_code())
+}
+
+/// The access key id the standard chain resolves to, or a clear error when it finds none.
+async fn chain_key_id(sdk_config: &aws_config::SdkConfig) -> Result<String, Error> {
+    let provider = sdk_config
+        .credentials_provider()
+        .ok_or(Error::NoCredentials)?;
+    let credentials = provider
+        .provide_credentials()
+        .await
+        .map_err(|_| Error::NoCredentials)?;
+    Ok(credentials.access_key_id().to_owned())
+}

@@ -1,0 +1,244 @@
+//! The file-backed stand-in for the Keychain: `{"Arq S3": {"account": …, "password": …}}`.
+//!
+//! Used on Linux, in tests and in the demo. Written atomically (temporary file, fsync, rename) with
+//! mode 0600; other items in the file are kept. Parsed secrets are wiped once copied out.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use zeroize::Zeroize;
+
+use super::{ARQ_S3_ITEM, AccessKey, CredentialStore, StoreError, check_item};
+use crate::secret::Secret;
+
+/// A keychain file is a few hundred bytes.
+const MAX_STORE_BYTES: u64 = 64 * 1024;
+
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
+    }
+
+    fn io_error(&self, error: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: self.path.clone(),
+            reason: error.to_string(),
+        }
+    }
+
+    /// The whole file as a JSON object (secrets inside are wiped by [`wipe_strings`]).
+    fn load(&self) -> Result<Map<String, Value>, StoreError> {
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&self.path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => StoreError::Missing {
+                    path: self.path.clone(),
+                },
+                _ => self.io_error(e),
+            })?;
+        if !file.metadata().map_err(|e| self.io_error(e))?.is_file() {
+            return Err(StoreError::Io {
+                path: self.path.clone(),
+                reason: "not a regular file".into(),
+            });
+        }
+        let mut text = String::new();
+        file.take(MAX_STORE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| self.io_error(e))?;
+        if text.len() as u64 > MAX_STORE_BYTES {
+            text.zeroize();
+            return Err(StoreError::Malformed {
+                path: self.path.clone(),
+                reason: "file too large".into(),
+            });
+        }
+        let parsed = serde_json::from_str::<Value>(&text);
+        text.zeroize();
+        match parsed {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(mut other) => {
+                wipe_strings(&mut other);
+                Err(StoreError::Malformed {
+                    path: self.path.clone(),
+                    reason: "top level is not an object".into(),
+                })
+            }
+            // serde_json's messages give a position, never the text around it.
+            Err(e) => Err(StoreError::Malformed {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn write_atomically(&self, contents: &mut String) -> Result<(), StoreError> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = self.path.file_name().ok_or_else(|| StoreError::Io {
+            path: self.path.clone(),
+            reason: "not a file path".into(),
+        })?;
+        let temporary = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let result = (|| {
+            let mut file = File::options()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&temporary)?;
+            file.write_all(contents.as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&temporary, &self.path)?;
+            File::open(dir)?.sync_all()
+        })();
+        contents.zeroize();
+        if result.is_err() {
+            let _ = fs::remove_file(&temporary);
+        }
+        result.map_err(|e| self.io_error(e))
+    }
+}
+
+impl CredentialStore for FileStore {
+    fn describe(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+
+    fn read(&self) -> Result<AccessKey, StoreError> {
+        let mut map = self.load()?;
+        let store = self.describe();
+        let key = match map.get(ARQ_S3_ITEM) {
+            None => Err(StoreError::NoItem { store }),
+            Some(item) => match (item.get("account"), item.get("password")) {
+                (Some(Value::String(id)), Some(Value::String(secret))) => {
+                    check_item(&store, id, secret).map(|()| AccessKey {
+                        id: id.clone(),
+                        secret: Secret::new(secret.clone()),
+                    })
+                }
+                _ => Err(StoreError::BadItem {
+                    store,
+                    reason: "it needs string fields account and password",
+                }),
+            },
+        };
+        map.values_mut().for_each(wipe_strings);
+        key
+    }
+
+    fn update(&self, key: &AccessKey) -> Result<(), StoreError> {
+        let mut map = self.load()?;
+        if !map.contains_key(ARQ_S3_ITEM) {
+            map.values_mut().for_each(wipe_strings);
+            return Err(StoreError::NoItem {
+                store: self.describe(),
+            });
+        }
+        map.insert(
+            ARQ_S3_ITEM.to_owned(),
+            serde_json::json!({"account": key.id, "password": key.secret.expose()}),
+        );
+        let mut document = Value::Object(map);
+        let mut contents =
+            serde_json::to_string_pretty(&document).expect("a JSON object always serializes");
+        wipe_strings(&mut document);
+        self.write_atomically(&mut contents)
+    }
+}
+
+/// Zeroes every string inside `value`, where parsed secrets end up.
+fn wipe_strings(value: &mut Value) {
+    match value {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(wipe_strings),
+        Value::Object(map) => map.values_mut().for_each(wipe_strings),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    const KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+    fn store_with(contents: &str) -> (tempfile::TempDir, FileStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keychain.json");
+        fs::write(&path, contents).unwrap();
+        (dir, FileStore::new(path))
+    }
+
+    #[test]
+    fn reads_the_item() {
+        let (_dir, store) = store_with(&format!(
+            r#"{{"Arq S3": {{"account": "{KEY_ID}", "password": "{SECRET}"}}}}"#
+        ));
+        let key = store.read().unwrap();
+        assert_eq!(key.id, KEY_ID);
+        assert_eq!(key.secret.expose(), SECRET);
+    }
+
+    #[test]
+    fn update_replaces_both_fields_keeps_other_items_and_is_private() {
+        let (_dir, store) = store_with(&format!(
+            r#"{{"Arq S3": {{"account": "{KEY_ID}", "password": "{SECRET}"}}, "Arq Encryption:b:u": {{"account": "EncryptionKey", "password": "x"}}}}"#
+        ));
+        let new = AccessKey {
+            id: "AKIAI44QH8DHBEXAMPLE".into(),
+            secret: Secret::new("je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY".into()),
+        };
+        store.update(&new).unwrap();
+        assert_eq!(store.read().unwrap(), new);
+        let text = fs::read_to_string(&store.path).unwrap();
+        assert!(text.contains("Arq Encryption:b:u") && !text.contains(SECRET));
+        assert_eq!(
+            fs::metadata(&store.path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let leftovers: Vec<_> = fs::read_dir(store.path.parent().unwrap())
+            .unwrap()
+            .collect();
+        assert_eq!(leftovers.len(), 1, "temporary file left behind");
+    }
+
+    #[test]
+    fn update_refuses_to_create_a_missing_item() {
+        let (_dir, store) = store_with("{}");
+        let key = AccessKey {
+            id: KEY_ID.into(),
+            secret: Secret::new(SECRET.into()),
+        };
+        assert!(matches!(store.update(&key), Err(StoreError::NoItem { .. })));
+        assert_eq!(fs::read_to_string(&store.path).unwrap(), "{}");
+    }
+
+    #[test]
+    fn errors_never_quote_the_secret() {
+        let (_dir, store) = store_with(&format!(
+            r#"{{"Arq S3": {{"account": "not a key", "password": "{SECRET}"}}"#
+        ));
+        let message = store.read().unwrap_err().to_string();
+        assert!(!message.contains(SECRET), "{message}");
+    }
+}

@@ -1,0 +1,111 @@
+//! The "Arq S3" credential item: where Arq reads its S3 access key.
+//!
+//! Owns the [`CredentialStore`] seam. On a Mac the item is a generic password in the user's login
+//! Keychain (label and service "Arq S3", account = access key id, data = secret); Arq finds it by
+//! label and takes the first match, so a store only ever changes that one item in place and never
+//! adds a second. Elsewhere (Linux, tests, the demo) a JSON file of the same shape stands in.
+
+mod file;
+
+use std::path::PathBuf;
+
+pub use file::FileStore;
+
+use crate::exit_code::ExitCode;
+use crate::secret::Secret;
+
+/// The label (and service) of Arq's credential item.
+pub const ARQ_S3_ITEM: &str = "Arq S3";
+
+/// An AWS access key as Arq stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: Secret,
+}
+
+/// Reads and updates the "Arq S3" item.
+pub trait CredentialStore {
+    /// Where the item lives, for messages (never includes the secret).
+    fn describe(&self) -> String;
+    /// The key Arq uses now.
+    fn read(&self) -> Result<AccessKey, StoreError>;
+    /// Replaces account and secret of the existing item, in place.
+    fn update(&self, key: &AccessKey) -> Result<(), StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unknown credential store {0:?}: use file:PATH")]
+    UnknownKind(String),
+    #[error(
+        "credential store {path} does not exist: create it with an \"{ARQ_S3_ITEM}\" item, or check --credential-store"
+    )]
+    Missing { path: PathBuf },
+    #[error("cannot use credential store {path}: {reason}; check the path and its permissions")]
+    Io { path: PathBuf, reason: String },
+    #[error(
+        "credential store {path} is not valid JSON of the form {{\"{ARQ_S3_ITEM}\": {{\"account\": …, \"password\": …}}}} ({reason})"
+    )]
+    Malformed { path: PathBuf, reason: String },
+    #[error("{store} has no \"{ARQ_S3_ITEM}\" item: set Arq up with its S3 keys first")]
+    NoItem { store: String },
+    #[error(
+        "the \"{ARQ_S3_ITEM}\" item in {store} is unusable: {reason}; re-enter Arq's S3 keys in Arq"
+    )]
+    BadItem { store: String, reason: &'static str },
+}
+
+impl StoreError {
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::Credentials
+    }
+}
+
+/// Which store to use, as given by `--credential-store`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `file:PATH`: the JSON stand-in for the Keychain.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for StoreLocation {
+    type Err = StoreError;
+
+    fn from_str(value: &str) -> Result<Self, StoreError> {
+        match value.split_once(':') {
+            Some(("file", path)) if !path.is_empty() => Ok(Self::File(PathBuf::from(path))),
+            _ => Err(StoreError::UnknownKind(value.to_owned())),
+        }
+    }
+}
+
+impl StoreLocation {
+    pub fn open(&self) -> Box<dyn CredentialStore> {
+        match self {
+            Self::File(path) => Box::new(FileStore::new(path.clone())),
+        }
+    }
+}
+
+/// Checks an item's values before they are used for anything: an access key id is 16–128
+/// upper-case letters and digits, a secret is non-empty printable ASCII without spaces.
+pub(crate) fn check_item(store: &str, id: &str, secret: &str) -> Result<(), StoreError> {
+    let bad = |reason| {
+        Err(StoreError::BadItem {
+            store: store.to_owned(),
+            reason,
+        })
+    };
+    if !(16..=128).contains(&id.len())
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
+        return bad("its account is not an AWS access key id");
+    }
+    if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return bad("its password is not an AWS secret access key");
+    }
+    Ok(())
+}

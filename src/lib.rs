@@ -1,0 +1,68 @@
+//! arq-lockdown: lock each Mac's Arq backups down to that Mac.
+//!
+//! Modules, one concept each:
+//! - [`arq_config`]: Arq's app_config.plist (bucket, computer UUID), validated;
+//! - [`policy`]: the IAM policy scoped to one computer;
+//! - [`credential_store`]: the "Arq S3" item (Keychain on macOS, a JSON file elsewhere);
+//! - [`aws`]: how AWS clients are built;
+//! - [`verify`]: Arq's S3 calls and the isolation probes, and their verdict;
+//! - [`cli`] and [`commands`]: the command line and one function per subcommand.
+
+pub mod arq_config;
+pub mod aws;
+pub mod cli;
+mod commands;
+pub mod credential_store;
+pub mod exit_code;
+pub mod policy;
+pub mod secret;
+pub mod verify;
+
+use exit_code::ExitCode;
+
+/// Every way a run can fail, each mapped to its class's exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] arq_config::ConfigError),
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyTooLarge),
+    #[error(transparent)]
+    Store(#[from] credential_store::StoreError),
+    #[error(transparent)]
+    Verify(#[from] verify::VerifyError),
+    #[error(
+        "no AWS credentials found: pass --credential-store file:PATH, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+    )]
+    NoCredentials,
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Config(e) => e.exit_code(),
+            Self::Policy(_) => ExitCode::ConfigInvalid,
+            Self::Store(e) => e.exit_code(),
+            Self::Verify(e) => e.exit_code(),
+            Self::NoCredentials => ExitCode::Credentials,
+            Self::Output(_) => ExitCode::Internal,
+        }
+    }
+}
+
+/// Runs one parsed command line to completion and returns the process's exit code.
+pub fn run(cli: cli::Cli) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a single-threaded tokio runtime starts");
+    match runtime.block_on(commands::run(cli.command)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("arq-lockdown: error: {error}");
+            error.exit_code()
+        }
+    }
+}

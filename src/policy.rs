@@ -1,0 +1,206 @@
+//! The IAM policy that locks one Mac's key to that Mac's data.
+//!
+//! Owns the policy document and why each statement is in it. What Arq does in S3 (from the 2012
+//! Haystack post, its readers' reports and arq_restore's format notes):
+//! - at start it lists all buckets and reads the bucket's location and versioning;
+//! - it keeps everything of one computer under `<computerUUID>/` and, with the S3-Glacier storage
+//!   class (Arq 4/5), under `glacier/<computerUUID>/` — a second prefix the 2012 example misses;
+//! - it lists with classic ListObjects, always with a prefix inside those folders;
+//! - it uploads large packs in parts, and restores S3-Glacier objects before reading them.
+//!
+//! Deliberately left out: `s3:*` (would include bucket policy, ACL and lifecycle changes),
+//! `s3:CreateBucket`/`s3:DeleteBucket` (the bucket exists), `s3:ListBucketMultipartUploads`
+//! (bucket-wide: it shows other computers' in-flight object names), and the root listing
+//! (prefix "") with which Arq would discover other computers — a locked key cannot, by design.
+
+use serde_json::{Value, json};
+
+use crate::arq_config::ArqConfig;
+
+/// IAM's quota for the inline policies of one user, whitespace not counted.
+pub const INLINE_POLICY_MAX_CHARS: usize = 2048;
+
+/// A policy document, ready to print or to send to IAM.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyDocument(Value);
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the policy is {chars} characters (whitespace not counted), over IAM's inline limit of {INLINE_POLICY_MAX_CHARS}: drop --legacy-glacier, or attach the policy as a managed policy by hand"
+)]
+pub struct PolicyTooLarge {
+    pub chars: usize,
+}
+
+/// What to include beyond the S3 statements every Arq version needs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PolicyOptions {
+    /// Arq 3's Glacier vaults (`arq_<folderUUID>`) and the SNS topic / SQS queue of each retrieval
+    /// job. Their names carry no computer UUID, so these resources cannot be scoped to one Mac.
+    pub legacy_glacier: bool,
+}
+
+impl PolicyDocument {
+    /// The policy for `config`'s bucket and computer.
+    pub fn scoped_to(config: &ArqConfig, options: PolicyOptions) -> Result<Self, PolicyTooLarge> {
+        let bucket = config.bucket.as_str();
+        let uuid = config.computer_uuid.as_str();
+        let bucket_arn = format!("arn:aws:s3:::{bucket}");
+        let mut statements = vec![
+            // ListBuckets: Arq looks for its bucket among all buckets at start. IAM only grants it
+            // on "*"; it reveals bucket names, not their contents.
+            json!({
+                "Sid": "ArqFindsItsBucket",
+                "Effect": "Allow",
+                "Action": ["s3:ListAllMyBuckets"],
+                "Resource": "*",
+            }),
+            // Arq reads where the bucket is and whether versioning is on before it writes.
+            json!({
+                "Sid": "ArqReadsBucketSettings",
+                "Effect": "Allow",
+                "Action": ["s3:GetBucketLocation", "s3:GetBucketVersioning"],
+                "Resource": bucket_arn,
+            }),
+            // Listing only inside this computer's folders: the prefix must start with them, so
+            // the root listing and other computers' folders are refused.
+            json!({
+                "Sid": "ArqListsOnlyThisComputer",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": bucket_arn,
+                "Condition": {"StringLike": {"s3:prefix": [format!("{uuid}/*"), format!("glacier/{uuid}/*")]}},
+            }),
+            // All object work Arq does, only under this computer's two prefixes. GetObject also
+            // covers HeadObject; PutObject covers the multipart upload steps; RestoreObject is
+            // how Arq reads back S3-Glacier objects.
+            json!({
+                "Sid": "ArqOwnsThisComputersData",
+                "Effect": "Allow",
+                "Action": [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:DeleteObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:ListMultipartUploadParts",
+                    "s3:RestoreObject",
+                ],
+                "Resource": [format!("{bucket_arn}/{uuid}/*"), format!("{bucket_arn}/glacier/{uuid}/*")],
+            }),
+        ];
+        if options.legacy_glacier {
+            statements.extend(legacy_glacier_statements());
+        }
+        let document = Self(json!({"Version": "2012-10-17", "Statement": statements}));
+        let chars = document.iam_size();
+        if chars > INLINE_POLICY_MAX_CHARS {
+            return Err(PolicyTooLarge { chars });
+        }
+        Ok(document)
+    }
+
+    /// Compact JSON: what IAM receives (moto, like IAM's form encoding, needs no spaces).
+    pub fn to_compact_json(&self) -> String {
+        self.0.to_string()
+    }
+
+    /// Indented JSON for people.
+    pub fn to_pretty_json(&self) -> String {
+        serde_json::to_string_pretty(&self.0).expect("a JSON value always serializes")
+    }
+
+    /// The size IAM counts against its quota: every character but whitespace.
+    pub fn iam_size(&self) -> usize {
+        self.to_compact_json()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .count()
+    }
+}
+
+/// Arq 3 "Glacier" destinations: a vault per backed-up folder (`arq_<folderUUID>`), and per
+/// retrieval job an SNS topic `<jobUUID>_topic` with an SQS queue `<jobUUID>_queue` subscribed to
+/// it. Actions are the ones a reader of the 2012 post saw Arq make. None of the names carry the
+/// computer UUID, so any Mac with this statement reaches every Mac's vaults.
+fn legacy_glacier_statements() -> [Value; 2] {
+    [
+        json!({
+            "Sid": "ArqLegacyGlacierVaultsAndJobs",
+            "Effect": "Allow",
+            "Action": [
+                "glacier:CreateVault", "glacier:DeleteArchive", "glacier:GetJobOutput",
+                "glacier:GetVaultNotifications", "glacier:InitiateJob", "glacier:UploadArchive",
+                "sns:CreateTopic", "sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic",
+                "sns:Publish", "sns:Subscribe",
+                "sqs:CreateQueue", "sqs:DeleteMessage", "sqs:DeleteQueue", "sqs:GetQueueAttributes",
+                "sqs:ReceiveMessage", "sqs:SendMessage", "sqs:SetQueueAttributes",
+            ],
+            "Resource": ["arn:aws:glacier:*:*:vaults/arq_*", "arn:aws:sns:*:*:*_topic", "arn:aws:sqs:*:*:*_queue"],
+        }),
+        // Listing calls that IAM grants only on "*".
+        json!({
+            "Sid": "ArqLegacyGlacierListing",
+            "Effect": "Allow",
+            "Action": ["glacier:ListVaults", "sns:ListTopics", "sns:ListSubscriptions", "sqs:ListQueues"],
+            "Resource": "*",
+        }),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ArqConfig {
+        ArqConfig::from_values(
+            "akiaexample.comhaystacksoftwarearq",
+            "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570",
+            "test",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn objects_are_reachable_only_under_both_of_this_computers_prefixes() {
+        let policy = PolicyDocument::scoped_to(&config(), PolicyOptions::default()).unwrap();
+        let json = policy.to_compact_json();
+        assert!(json.contains(r#""arn:aws:s3:::akiaexample.comhaystacksoftwarearq/32D9D7A2-3B3E-4BE7-B85B-0605AF24F570/*""#));
+        assert!(json.contains(r#""arn:aws:s3:::akiaexample.comhaystacksoftwarearq/glacier/32D9D7A2-3B3E-4BE7-B85B-0605AF24F570/*""#));
+        assert!(!json.contains("s3:*"));
+        assert!(!json.contains(' '));
+        assert!(json.contains(r#""Version":"2012-10-17""#));
+    }
+
+    #[test]
+    fn the_longest_inputs_fit_iams_inline_limit_even_with_legacy_glacier() {
+        let longest = ArqConfig::from_values(
+            &"a".repeat(63),
+            "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570",
+            "test",
+        )
+        .unwrap();
+        let policy = PolicyDocument::scoped_to(
+            &longest,
+            PolicyOptions {
+                legacy_glacier: true,
+            },
+        )
+        .unwrap();
+        assert!(
+            policy.iam_size() <= INLINE_POLICY_MAX_CHARS,
+            "{}",
+            policy.iam_size()
+        );
+    }
+
+    #[test]
+    fn iam_size_ignores_whitespace() {
+        let policy = PolicyDocument::scoped_to(&config(), PolicyOptions::default()).unwrap();
+        let pretty = policy.to_pretty_json();
+        assert_eq!(
+            pretty.chars().filter(|c| !c.is_whitespace()).count(),
+            policy.iam_size()
+        );
+        assert!(pretty.len() > policy.iam_size());
+    }
+}
