@@ -1,0 +1,12 @@
+//! Integration tests: the real `arq-lockdown` binary against a real AWS emulator (moto, started
+//! once for this test binary with IAM enforcement on) and real files.
+//!
+//! - `support`: the moto fixture, temporary Arq homes and credential stores, the command builder;
+//! - `bad_input`: every malformed input gets one clear line, its class's exit code, and no write;
+//! - `policy`: the policy's content, an independent IAM evaluator for its listing conditions, a linter;
+//! - `verify`: the verdicts for a scoped key, the main key and the 2012 example's key, against moto.
+
+mod bad_input;
+mod policy;
+mod support;
+mod verify;

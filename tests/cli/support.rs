@@ -1,0 +1,255 @@
+//! Shared fixtures: one moto per test binary, sample Arq homes, file credential stores, and the
+//! command builder that runs the binary with a clean AWS environment.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+pub const BUCKET: &str = "akiaexample.comhaystacksoftwarearq";
+pub const THIS_COMPUTER: &str = "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570";
+pub const OTHER_COMPUTER: &str = "7A1E5C3B-9D2F-4E8A-B6C4-1F3D5E7A9B2C";
+
+pub fn project_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tool(relative: &str) -> PathBuf {
+    let path = project_root().join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup first",
+        path.display()
+    );
+    path
+}
+
+/// An access key pair handed out by the fixture.
+#[derive(Clone, Debug)]
+pub struct Key {
+    pub id: String,
+    pub secret: String,
+}
+
+static MOTO: OnceLock<Moto> = OnceLock::new();
+
+/// The emulator and what the fixture seeded into it.
+pub struct Moto {
+    pub endpoint: String,
+    /// The fleet's unrestricted "main keys".
+    pub admin: Key,
+    /// A user with `arq-lockdown policy` for THIS_COMPUTER.
+    pub scoped: Key,
+    /// A user with the 2012 blog post's policy (tests/fixtures/policy-2012.json).
+    pub seed_2012: Key,
+    _server: Child,
+}
+
+impl Moto {
+    pub fn secrets(&self) -> [&str; 3] {
+        [
+            &self.admin.secret,
+            &self.scoped.secret,
+            &self.seed_2012.secret,
+        ]
+    }
+}
+
+/// The one moto of this test binary: started on first use, seeded with a bucket holding two
+/// computers' data, then IAM enforcement switched on. It stops when the test binary exits (the
+/// fixture exits when its stdin closes).
+pub fn moto() -> &'static Moto {
+    MOTO.get_or_init(|| {
+        let python = tool(".tools/venv/bin/python");
+        let fixture = tool("scripts/moto-fixture.py");
+        let mut server = Command::new(&python)
+            .arg(&fixture)
+            .arg("serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let mut endpoint = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut endpoint)
+            .unwrap();
+        let endpoint = endpoint.trim().to_owned();
+        assert!(
+            endpoint.starts_with("http://127.0.0.1:"),
+            "moto did not start: {endpoint:?}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let scoped_policy = dir.path().join("scoped.json");
+        let policy = arq_lockdown()
+            .args([
+                "policy",
+                "--bucket",
+                BUCKET,
+                "--computer-uuid",
+                THIS_COMPUTER,
+            ])
+            .output()
+            .unwrap();
+        assert!(policy.status.success());
+        std::fs::write(&scoped_policy, &policy.stdout).unwrap();
+        let seeded = Command::new(&python)
+            .arg(&fixture)
+            .args(["seed", &endpoint, BUCKET, THIS_COMPUTER, OTHER_COMPUTER])
+            .arg(format!("--user=scoped={}", scoped_policy.display()))
+            .arg(format!(
+                "--user=seed2012={}",
+                tool("tests/fixtures/policy-2012.json").display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            seeded.status.success(),
+            "seeding failed: {}",
+            String::from_utf8_lossy(&seeded.stderr)
+        );
+        let keys: Value = serde_json::from_slice(&seeded.stdout).unwrap();
+        let key = |v: &Value| Key {
+            id: v["id"].as_str().unwrap().into(),
+            secret: v["secret"].as_str().unwrap().into(),
+        };
+        Moto {
+            endpoint,
+            admin: key(&keys["admin"]),
+            scoped: key(&keys["users"]["scoped"]),
+            seed_2012: key(&keys["users"]["seed2012"]),
+            _server: server,
+        }
+    })
+}
+
+/// The binary with an environment that reaches no real AWS: no AWS_* variables from outside, no
+/// instance metadata lookups, HOME pointing nowhere useful.
+pub fn arq_lockdown() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_arq-lockdown"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AWS_")
+            || name.to_string_lossy().starts_with("ARQ_LOCKDOWN_")
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/aws-credentials",
+        )
+        .env("AWS_REGION", "us-east-1")
+        .env("HOME", "/nonexistent-home")
+        .stdin(Stdio::null());
+    command
+}
+
+/// The binary pointed at the test binary's moto.
+pub fn arq_lockdown_on_moto() -> Command {
+    let mut command = arq_lockdown();
+    command.env("AWS_ENDPOINT_URL", &moto().endpoint);
+    command
+}
+
+/// Runs `command` and checks that no secret moto handed out shows up in what it printed.
+pub fn run(command: &mut Command) -> Output {
+    let output = command.output().expect("run arq-lockdown");
+    if let Some(moto) = MOTO.get() {
+        assert_no_secret(&output, &moto.secrets());
+    }
+    output
+}
+
+pub fn assert_no_secret(output: &Output, secrets: &[&str]) {
+    for secret in secrets {
+        for (stream, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+            assert!(
+                !String::from_utf8_lossy(bytes).contains(secret),
+                "a secret appeared on {stream}"
+            );
+        }
+    }
+}
+
+pub fn exit_code(output: &Output) -> i32 {
+    output.status.code().expect("exited normally")
+}
+
+/// A user's home with Arq's app_config.plist.
+pub struct ArqHome {
+    pub dir: tempfile::TempDir,
+}
+
+impl ArqHome {
+    pub fn empty() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A home whose config says `bucket` and `uuid`, in Arq's XML plist form.
+    pub fn with(bucket: &str, uuid: &str) -> Self {
+        let home = Self::empty();
+        let mut dict = plist::Dictionary::new();
+        dict.insert("localS3BucketName".into(), bucket.into());
+        dict.insert("localComputerUUID".into(), uuid.into());
+        dict.insert("localS3AccessKeyID".into(), "AKIAIOSFODNN7EXAMPLE".into());
+        home.write_config_value(&plist::Value::Dictionary(dict));
+        home
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("Library/Arq/config/app_config.plist")
+    }
+
+    pub fn write_config(&self, bytes: &[u8]) {
+        let path = self.config_path();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    pub fn write_config_value(&self, value: &plist::Value) {
+        let mut bytes = Vec::new();
+        value.to_writer_xml(&mut bytes).unwrap();
+        self.write_config(&bytes);
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A file credential store holding `key` as "Arq S3", in a fresh folder.
+pub fn file_store(key: &Key) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keychain.json");
+    let item = serde_json::json!({"Arq S3": {"account": key.id, "password": key.secret}});
+    std::fs::write(&path, item.to_string()).unwrap();
+    (dir, format!("file:{}", path.display()))
+}
+
+/// Every file below `dir` with its size and modification time: equal snapshots mean nothing was written.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut entries = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        let Ok(listing) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in listing.flatten() {
+            let meta = entry.path().symlink_metadata().unwrap();
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+            entries.push((entry.path(), meta.len(), meta.modified().unwrap()));
+        }
+    }
+    entries.sort();
+    entries
+}

@@ -1,0 +1,195 @@
+//! `verify` against moto with IAM enforcement on: what a scoped key, the main key and the 2012
+//! example's key can really do. moto does not evaluate `Condition` blocks, so a listing the policy
+//! restricts by prefix shows as allowed here (the evaluator test in `policy` covers that part).
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const ARQ_BROKEN: i32 = 10;
+const LISTING_LEAK: i32 = 11;
+const DATA_LEAK: i32 = 12;
+
+fn verify_with(key: &Key, extra: &[&str]) -> (i32, Value) {
+    let (_dir, store) = file_store(key);
+    let home = ArqHome::with(BUCKET, THIS_COMPUTER);
+    let output = run(arq_lockdown_on_moto()
+        .arg("verify")
+        .arg("--json")
+        .arg("--arq-home")
+        .arg(home.path())
+        .args(["--credential-store", &store])
+        .args(extra));
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "no JSON report; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (exit_code(&output), report)
+}
+
+fn checks<'a>(report: &'a Value, kind: &str) -> Vec<&'a Value> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == kind)
+        .collect()
+}
+
+fn failed_calls(report: &Value, kind: &str) -> Vec<String> {
+    checks(report, kind)
+        .iter()
+        .filter(|c| c["passed"] == false)
+        .map(|c| c["call"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_scoped_key_lets_arq_work_and_reaches_no_other_computers_data() {
+    let (code, report) = verify_with(&moto().scoped, &[]);
+    assert!(failed_calls(&report, "arq-call").is_empty(), "{report:#}");
+    assert_eq!(checks(&report, "arq-call").len(), 13);
+    assert!(
+        failed_calls(&report, "data-isolation").is_empty(),
+        "{report:#}"
+    );
+    assert_eq!(checks(&report, "data-isolation").len(), 5);
+    // moto ignores the ListBucket prefix condition, so it lets the listing through.
+    assert_eq!(code, LISTING_LEAK);
+    assert_eq!(report["verdict"], "listing-leak");
+    assert_eq!(
+        report["other_computer_uuid"], OTHER_COMPUTER,
+        "the root listing found the other computer"
+    );
+    assert!(report["left_behind"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn the_main_key_is_reported_as_a_data_leak() {
+    let (code, report) = verify_with(&moto().admin, &[]);
+    assert_eq!(code, DATA_LEAK);
+    assert_eq!(report["verdict"], "data-leak");
+    assert_eq!(
+        failed_calls(&report, "data-isolation").len(),
+        5,
+        "{report:#}"
+    );
+    // The leaked probe objects were cleaned up again.
+    assert!(report["left_behind"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn the_2012_example_policy_breaks_arq() {
+    let (code, report) = verify_with(&moto().seed_2012, &[]);
+    assert_eq!(code, ARQ_BROKEN);
+    let broken = failed_calls(&report, "arq-call");
+    for call in ["ListBuckets", "GetBucketLocation", "GetBucketVersioning"] {
+        assert!(
+            broken.contains(&call.to_owned()),
+            "{call} not reported: {broken:?}"
+        );
+    }
+    assert!(
+        broken.iter().any(|c| c.starts_with("PutObject glacier/")),
+        "{broken:?}"
+    );
+    let details: Vec<&str> = checks(&report, "arq-call")
+        .iter()
+        .filter_map(|c| c["detail"].as_str())
+        .collect();
+    assert!(
+        details
+            .iter()
+            .any(|d| d.contains("s3:ListAllMyBuckets on * was refused")),
+        "{details:?}"
+    );
+    assert!(failed_calls(&report, "data-isolation").is_empty());
+}
+
+#[test]
+fn read_only_writes_nothing() {
+    let (code, report) = verify_with(
+        &moto().admin,
+        &["--read-only", "--other-computer-uuid", OTHER_COMPUTER],
+    );
+    assert_eq!(
+        code, DATA_LEAK,
+        "reading another computer's computerinfo is still a leak"
+    );
+    let calls: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["call"].as_str().unwrap())
+        .collect();
+    assert!(
+        calls
+            .iter()
+            .all(|c| !c.starts_with("PutObject") && !c.starts_with("DeleteObject")),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn the_standard_credential_chain_is_used_without_a_store() {
+    let home = ArqHome::with(BUCKET, THIS_COMPUTER);
+    let key = &moto().scoped;
+    let output = run(arq_lockdown_on_moto()
+        .env("AWS_ACCESS_KEY_ID", &key.id)
+        .env("AWS_SECRET_ACCESS_KEY", &key.secret)
+        .arg("verify")
+        .arg("--arq-home")
+        .arg(home.path()));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(exit_code(&output), LISTING_LEAK, "{text}");
+    assert!(text.contains(&format!("key {}", key.id)));
+    assert!(text.contains("GetObject 7A1E5C3B-9D2F-4E8A-B6C4-1F3D5E7A9B2C/computerinfo"));
+}
+
+#[test]
+fn a_wrong_secret_is_refused_by_the_signature_check() {
+    let key = Key {
+        id: moto().scoped.id.clone(),
+        secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+    };
+    let (code, report) = verify_with(&key, &[]);
+    assert_eq!(code, ARQ_BROKEN);
+    assert_eq!(failed_calls(&report, "arq-call").len(), 13);
+}
+
+#[test]
+fn no_credentials_at_all_is_a_credentials_error() {
+    let output = run(arq_lockdown_on_moto().args([
+        "verify",
+        "--bucket",
+        BUCKET,
+        "--computer-uuid",
+        THIS_COMPUTER,
+    ]));
+    assert_eq!(exit_code(&output), 5);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no AWS credentials found"));
+}
+
+#[test]
+fn an_unreachable_endpoint_is_an_aws_error() {
+    let (_dir, store) = file_store(&moto().scoped);
+    let output = run(arq_lockdown()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .args([
+            "verify",
+            "--bucket",
+            BUCKET,
+            "--computer-uuid",
+            THIS_COMPUTER,
+            "--credential-store",
+            &store,
+        ]));
+    assert_eq!(exit_code(&output), 6);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("arq-lockdown: error: cannot reach S3") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
