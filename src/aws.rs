@@ -1,4 +1,5 @@
-//! Connections to AWS: one place that decides the HTTP client, region, credentials and S3 addressing.
+//! Connections to AWS: one place that decides the HTTP client, region, credentials, retries and
+//! request quirks for every client the tool uses (S3, IAM, STS).
 //!
 //! The endpoint, region and (unless a key is given) the credentials come from aws-config's standard
 //! chain (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_PROFILE`, …), which is also how the tests point the
@@ -6,38 +7,62 @@
 
 use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_sdk_iam::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_types::body::SdkBody;
 
 use crate::credential_store::AccessKey;
 
 /// Where requests go when nothing in the environment names a region; S3 answers every bucket's
-/// location from here.
+/// location from here, and IAM and STS are global.
 const FALLBACK_REGION: &str = "us-east-1";
 
-/// Loads the SDK configuration, with `key` as the credentials when given (else the standard chain).
-pub async fn load_config(key: Option<&AccessKey>) -> SdkConfig {
+/// Throttling and 5xx answers are retried with exponential backoff and jitter, this many attempts
+/// in all (IAM's limits are unpublished token buckets; a few seconds of backoff gets through them).
+pub const MAX_ATTEMPTS: u32 = 6;
+
+/// Whose credentials a client uses.
+#[derive(Clone, Copy, Debug)]
+pub enum AwsCredentials<'a> {
+    /// This key (from "Arq S3", or one just issued).
+    Key(&'a AccessKey),
+    /// The standard chain: environment, shared files, SSO-less profiles, instance metadata.
+    Chain,
+    /// A named profile from the shared config files.
+    Profile(&'a str),
+}
+
+/// Loads the SDK configuration for `credentials`.
+pub async fn load_config(credentials: AwsCredentials<'_>) -> SdkConfig {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client)
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .operation_attempt_timeout(Duration::from_secs(30))
                 .build(),
         );
-    if let Some(key) = key {
-        loader = loader.credentials_provider(Credentials::new(
-            &key.id,
-            key.secret.expose(),
-            None,
-            None,
-            "arq-lockdown",
-        ));
+    match credentials {
+        AwsCredentials::Key(key) => {
+            loader = loader.credentials_provider(Credentials::new(
+                &key.id,
+                key.secret.expose(),
+                None,
+                None,
+                "arq-lockdown",
+            ));
+        }
+        AwsCredentials::Chain => {}
+        AwsCredentials::Profile(name) => loader = loader.profile_name(name),
     }
     let config = loader.load().await;
     match config.region() {
@@ -59,4 +84,50 @@ pub fn s3_client(config: &SdkConfig, region: Option<Region>) -> aws_sdk_s3::Clie
         builder = builder.region(region);
     }
     aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+pub fn sts_client(config: &SdkConfig) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::new(config)
+}
+
+/// An IAM client whose form bodies encode spaces as `+`.
+pub fn iam_client(config: &SdkConfig) -> aws_sdk_iam::Client {
+    let config = aws_sdk_iam::config::Builder::from(config)
+        .interceptor(FormSpacesAsPlus)
+        .build();
+    aws_sdk_iam::Client::from_conf(config)
+}
+
+/// IAM's Query API takes `application/x-www-form-urlencoded` bodies, where a space may be written
+/// `%20` or `+`. The SDK writes `%20`; some servers (moto among them) re-encode the body with `+`
+/// before checking the signature and then reject it. Writing `+` before signing is equally valid
+/// for AWS and keeps values with spaces — a Mac's name in a tag — intact everywhere.
+#[derive(Debug)]
+struct FormSpacesAsPlus;
+
+impl Intercept for FormSpacesAsPlus {
+    fn name(&self) -> &'static str {
+        "FormSpacesAsPlus"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let request = context.request_mut();
+        let Some(body) = request.body().bytes() else {
+            return Ok(());
+        };
+        if !body.windows(3).any(|w| w == b"%20") {
+            return Ok(());
+        }
+        let rewritten = String::from_utf8_lossy(body).replace("%20", "+");
+        request
+            .headers_mut()
+            .insert("Content-Length", rewritten.len().to_string());
+        *request.body_mut() = SdkBody::from(rewritten);
+        Ok(())
+    }
 }

@@ -1,9 +1,11 @@
 //! The command line: every subcommand and flag, with its help text. Parsing only; no work here.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::apply::AdminCredentials;
 use crate::credential_store::StoreLocation;
 
 /// Lock each Mac's Arq backups down to that Mac: a scoped IAM key in Arq's "Arq S3" item that
@@ -17,6 +19,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Lock this Mac down: a scoped IAM key for this computer, proven, in "Arq S3"; Arq relaunched.
+    ///
+    /// Re-running with nothing changed does nothing (a receipt records what was done); a run that
+    /// died half-way is finished by the next. Exit 7: Arq is running (see --quit-arq).
+    Apply(ApplyArgs),
+    /// Show whether this Mac is locked down, without touching the network.
+    Status(StatusArgs),
+    /// Admin side: delete a computer's scoped IAM user, its keys and its policy.
+    Revoke(RevokeArgs),
     /// Print the IAM policy that limits a key to this computer's data in Arq's bucket.
     Policy(PolicyArgs),
     /// Run Arq's S3 calls and the isolation probes with a key; report what is allowed and refused.
@@ -71,4 +82,103 @@ pub struct VerifyArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Where "Arq S3" lives: `keychain` (macOS, the default) or `file:PATH`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Arq's credential item: keychain (the login Keychain, macOS) or file:PATH (a JSON stand-in).
+    #[arg(
+        long,
+        value_name = "STORE",
+        env = "ARQ_LOCKDOWN_CREDENTIAL_STORE",
+        default_value = "keychain"
+    )]
+    pub credential_store: StoreLocation,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Home folder whose Library/Arq/config/app_config.plist to read [default: $HOME].
+    #[arg(long, value_name = "DIR")]
+    pub arq_home: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Who may create the IAM user and key: arq-s3 (the keys now in "Arq S3", the main keys),
+    /// env (the standard AWS credential chain) or profile:NAME.
+    #[arg(long, value_name = "WHO", default_value = "arq-s3", value_parser = parse_admin)]
+    pub admin_credentials: AdminCredentials,
+    /// Also allow Arq 3's Glacier vaults, SNS topics and SQS queues (cannot be scoped to one Mac).
+    #[arg(long)]
+    pub legacy_glacier: bool,
+    /// Replace the scoped key even if the receipt says it is in place.
+    #[arg(long)]
+    pub rotate: bool,
+    /// Print every step it would take; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Ask Arq and Arq Agent to quit instead of failing when they run.
+    #[arg(long)]
+    pub quit_arq: bool,
+    /// With --quit-arq: how long to wait for them to quit.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    pub wait: Duration,
+    /// How long a new key may take to start working (IAM is eventually consistent).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
+    pub verify_timeout: Duration,
+    /// Do not start Arq again at the end.
+    #[arg(long)]
+    pub no_relaunch: bool,
+    /// Program that starts Arq again [default on macOS: open -b com.haystacksoftware.Arq].
+    #[arg(long, value_name = "PROGRAM", conflicts_with = "no_relaunch")]
+    pub relaunch_command: Option<PathBuf>,
+    /// The Mac's name for the IAM user's tag [default: the computer name].
+    #[arg(long, value_name = "NAME")]
+    pub computer_name: Option<String>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Home folder whose Library/Arq/config/app_config.plist to read [default: $HOME].
+    #[arg(long, value_name = "DIR")]
+    pub arq_home: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Print the status as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The computer whose scoped user to delete.
+    #[arg(long, value_name = "UUID")]
+    pub computer_uuid: String,
+    /// Admin credentials: env (the standard AWS credential chain) or profile:NAME.
+    #[arg(long, value_name = "WHO", default_value = "env", value_parser = parse_admin)]
+    pub admin_credentials: AdminCredentials,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_admin(value: &str) -> Result<AdminCredentials, String> {
+    match value.split_once(':') {
+        None if value == "arq-s3" => Ok(AdminCredentials::ArqS3),
+        None if value == "env" => Ok(AdminCredentials::Chain),
+        Some(("profile", name)) if !name.is_empty() => {
+            Ok(AdminCredentials::Profile(name.to_owned()))
+        }
+        _ => Err("use arq-s3, env or profile:NAME".to_owned()),
+    }
+}
+
+fn parse_seconds(value: &str) -> Result<Duration, String> {
+    match value.parse::<u64>() {
+        Ok(seconds) if seconds <= 3600 => Ok(Duration::from_secs(seconds)),
+        _ => Err("a whole number of seconds, at most 3600".to_owned()),
+    }
 }

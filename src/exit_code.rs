@@ -21,6 +21,8 @@ pub enum ExitCode {
     Credentials = 5,
     /// AWS refused or could not be reached (the admin key lacks a right, throttling, network).
     Aws = 6,
+    /// Arq or Arq Agent is running (or did not quit in time), so "Arq S3" was not changed.
+    ArqRunning = 7,
     /// `verify`: a call Arq needs is refused, so Arq would fail with this key.
     ArqBroken = 10,
     /// `verify`: the key can list the bucket root or another computer's folder (names leak).

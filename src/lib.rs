@@ -6,16 +6,27 @@
 //! - [`credential_store`]: the "Arq S3" item (Keychain on macOS, a JSON file elsewhere);
 //! - [`aws`]: how AWS clients are built;
 //! - [`verify`]: Arq's S3 calls and the isolation probes, and their verdict;
+//! - [`key_source`]: scoped IAM users and their keys;
+//! - [`arq_app`]: Arq's processes (running? quit, relaunch);
+//! - [`receipt`]: the record that makes a re-run a no-op;
+//! - [`apply`]: the lockdown, step by step;
+//! - [`system`]: this computer's name;
 //! - [`cli`] and [`commands`]: the command line and one function per subcommand.
 
+pub mod apply;
+pub mod arq_app;
 pub mod arq_config;
+mod atomic_file;
 pub mod aws;
 pub mod cli;
 mod commands;
 pub mod credential_store;
 pub mod exit_code;
+pub mod key_source;
 pub mod policy;
+pub mod receipt;
 pub mod secret;
+pub mod system;
 pub mod verify;
 
 use exit_code::ExitCode;
@@ -31,6 +42,10 @@ pub enum Error {
     Store(#[from] credential_store::StoreError),
     #[error(transparent)]
     Verify(#[from] verify::VerifyError),
+    #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
+    #[error(transparent)]
+    Iam(#[from] key_source::iam::IamError),
     #[error(
         "no AWS credentials found: pass --credential-store file:PATH, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
     )]
@@ -46,6 +61,8 @@ impl Error {
             Self::Policy(_) => ExitCode::ConfigInvalid,
             Self::Store(e) => e.exit_code(),
             Self::Verify(e) => e.exit_code(),
+            Self::Apply(e) => e.exit_code(),
+            Self::Iam(e) => e.exit_code(),
             Self::NoCredentials => ExitCode::Credentials,
             Self::Output(_) => ExitCode::Internal,
         }

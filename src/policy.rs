@@ -99,6 +99,11 @@ impl PolicyDocument {
         Ok(document)
     }
 
+    /// The document as JSON data, for comparing with what IAM holds.
+    pub fn as_value(&self) -> &Value {
+        &self.0
+    }
+
     /// Compact JSON: what IAM receives (moto, like IAM's form encoding, needs no spaces).
     pub fn to_compact_json(&self) -> String {
         self.0.to_string()

@@ -1,7 +1,10 @@
 //! One function per subcommand: resolve the arguments into validated inputs, do the work through
 //! the concept modules, and print the result. Returns the exit code for a completed run.
 
+mod apply;
 mod policy;
+mod revoke;
+mod status;
 mod verify;
 
 use std::path::PathBuf;
@@ -13,6 +16,9 @@ use crate::exit_code::ExitCode;
 
 pub async fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
+        Command::Apply(args) => apply::run(args).await,
+        Command::Status(args) => status::run(args),
+        Command::Revoke(args) => revoke::run(args).await,
         Command::Policy(args) => policy::run(args),
         Command::Verify(args) => verify::run(args).await,
     }
@@ -23,13 +29,14 @@ fn resolve_target(target: &TargetArgs) -> Result<ArqConfig, ConfigError> {
     if let (Some(bucket), Some(uuid)) = (&target.bucket, &target.computer_uuid) {
         return ArqConfig::from_values(bucket, uuid, "--bucket/--computer-uuid");
     }
-    let home = match &target.arq_home {
-        Some(home) => home.clone(),
-        None => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .ok_or(ConfigError::NoHome)?,
-    };
-    ArqConfig::read_from_home(&home)
+    ArqConfig::read_from_home(&home(target.arq_home.clone())?)
+}
+
+/// The home folder holding Arq's config: `--arq-home`, else `$HOME`.
+fn home(arq_home: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+    arq_home
+        .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+        .ok_or(ConfigError::NoHome)
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
@@ -39,4 +46,12 @@ fn print(text: &str) -> Result<(), Error> {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output(e)),
         _ => Ok(()),
     }
+}
+
+/// Writes `value` as indented JSON to stdout.
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    print(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(value).expect("output serializes")
+    ))
 }

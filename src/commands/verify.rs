@@ -4,7 +4,7 @@ use aws_credential_types::provider::ProvideCredentials;
 
 use crate::Error;
 use crate::arq_config::{ComputerUuid, ConfigError, Quoted};
-use crate::aws;
+use crate::aws::{self, AwsCredentials};
 use crate::cli::VerifyArgs;
 use crate::exit_code::ExitCode;
 use crate::verify::{VerifyOptions, verify};
@@ -22,13 +22,15 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, Error> {
             })
         })
         .transpose()?;
-    let key = args
-        .credential_store
-        .as_ref()
-        .map(|location| location.open().read())
-        .transpose()?;
+    let key = match &args.credential_store {
+        Some(location) => Some(location.open()?.read()?),
+        None => None,
+    };
 
-    let sdk_config = aws::load_config(key.as_ref()).await;
+    let sdk_config = match &key {
+        Some(key) => aws::load_config(AwsCredentials::Key(key)).await,
+        None => aws::load_config(AwsCredentials::Chain).await,
+    };
     let access_key_id = match &key {
         Some(key) => key.id.clone(),
         None => chain_key_id(&sdk_config).await?,
@@ -41,10 +43,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, Error> {
     };
     let report = verify(&sdk_config, access_key_id, &config, &options).await?;
     if args.json {
-        super::print(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&report).expect("a report serializes")
-        ))?;
+        super::print_json(&report)?;
     } else {
         super::print(&report.to_text())?;
     }

@@ -3,15 +3,16 @@
 //! Used on Linux, in tests and in the demo. Written atomically (temporary file, fsync, rename) with
 //! mode 0600; other items in the file are kept. Parsed secrets are wiped once copied out.
 
-use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 use zeroize::Zeroize;
 
 use super::{ARQ_S3_ITEM, AccessKey, CredentialStore, StoreError, check_item};
+use crate::atomic_file::write_atomically;
 use crate::secret::Secret;
 
 /// A keychain file is a few hundred bytes.
@@ -80,40 +81,6 @@ impl FileStore {
             }),
         }
     }
-
-    fn write_atomically(&self, contents: &mut String) -> Result<(), StoreError> {
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = self.path.file_name().ok_or_else(|| StoreError::Io {
-            path: self.path.clone(),
-            reason: "not a file path".into(),
-        })?;
-        let temporary = dir.join(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let result = (|| {
-            let mut file = File::options()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&temporary)?;
-            file.write_all(contents.as_bytes())?;
-            file.sync_all()?;
-            fs::rename(&temporary, &self.path)?;
-            File::open(dir)?.sync_all()
-        })();
-        contents.zeroize();
-        if result.is_err() {
-            let _ = fs::remove_file(&temporary);
-        }
-        result.map_err(|e| self.io_error(e))
-    }
 }
 
 impl CredentialStore for FileStore {
@@ -159,7 +126,9 @@ impl CredentialStore for FileStore {
         let mut contents =
             serde_json::to_string_pretty(&document).expect("a JSON object always serializes");
         wipe_strings(&mut document);
-        self.write_atomically(&mut contents)
+        let written = write_atomically(&self.path, contents.as_bytes(), 0o600);
+        contents.zeroize();
+        written.map_err(|e| self.io_error(e))
     }
 }
 
@@ -175,6 +144,7 @@ fn wipe_strings(value: &mut Value) {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;

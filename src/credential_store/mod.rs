@@ -6,6 +6,8 @@
 //! adds a second. Elsewhere (Linux, tests, the demo) a JSON file of the same shape stands in.
 
 mod file;
+#[cfg(target_os = "macos")]
+mod keychain;
 
 use std::path::PathBuf;
 
@@ -36,8 +38,18 @@ pub trait CredentialStore {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unknown credential store {0:?}: use file:PATH")]
+    #[error("unknown credential store {0:?}: use keychain or file:PATH")]
     UnknownKind(String),
+    #[error("the Keychain exists only on macOS: pass --credential-store file:PATH")]
+    KeychainUnavailable,
+    #[error(
+        "the login Keychain has {count} \"{ARQ_S3_ITEM}\" items and Arq uses whichever it finds first: delete all but one in Keychain Access"
+    )]
+    DuplicateItems { count: usize },
+    #[error(
+        "the login Keychain refused ({code}: {message}); run inside the user's login session (launchctl asuser) and unlock the Keychain"
+    )]
+    Keychain { code: i32, message: String },
     #[error(
         "credential store {path} does not exist: create it with an \"{ARQ_S3_ITEM}\" item, or check --credential-store"
     )]
@@ -65,6 +77,8 @@ impl StoreError {
 /// Which store to use, as given by `--credential-store`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreLocation {
+    /// `keychain`: the user's login Keychain (macOS).
+    Keychain,
     /// `file:PATH`: the JSON stand-in for the Keychain.
     File(PathBuf),
 }
@@ -74,6 +88,7 @@ impl std::str::FromStr for StoreLocation {
 
     fn from_str(value: &str) -> Result<Self, StoreError> {
         match value.split_once(':') {
+            None if value == "keychain" => Ok(Self::Keychain),
             Some(("file", path)) if !path.is_empty() => Ok(Self::File(PathBuf::from(path))),
             _ => Err(StoreError::UnknownKind(value.to_owned())),
         }
@@ -81,9 +96,13 @@ impl std::str::FromStr for StoreLocation {
 }
 
 impl StoreLocation {
-    pub fn open(&self) -> Box<dyn CredentialStore> {
+    pub fn open(&self) -> Result<Box<dyn CredentialStore>, StoreError> {
         match self {
-            Self::File(path) => Box::new(FileStore::new(path.clone())),
+            #[cfg(target_os = "macos")]
+            Self::Keychain => Ok(Box::new(keychain::KeychainStore)),
+            #[cfg(not(target_os = "macos"))]
+            Self::Keychain => Err(StoreError::KeychainUnavailable),
+            Self::File(path) => Ok(Box::new(FileStore::new(path.clone()))),
         }
     }
 }

@@ -1,0 +1,37 @@
+//! `arq-lockdown revoke`: delete a computer's scoped IAM user (admin side).
+
+use crate::Error;
+use crate::apply::AdminCredentials;
+use crate::arq_config::{ComputerUuid, ConfigError, Quoted};
+use crate::aws::{self, AwsCredentials};
+use crate::cli::RevokeArgs;
+use crate::exit_code::ExitCode;
+use crate::key_source::iam::{self, Iam};
+
+pub async fn run(args: RevokeArgs) -> Result<ExitCode, Error> {
+    let uuid = ComputerUuid::parse(&args.computer_uuid).map_err(|reason| {
+        ConfigError::InvalidComputerUuid {
+            origin: "--computer-uuid".into(),
+            value: Quoted::new(&args.computer_uuid),
+            reason,
+        }
+    })?;
+    let credentials = match &args.admin_credentials {
+        AdminCredentials::Profile(name) => AwsCredentials::Profile(name),
+        _ => AwsCredentials::Chain,
+    };
+    let existed = Iam::new(&aws::load_config(credentials).await)
+        .revoke(&uuid)
+        .await?;
+    let user = format!("{}{}", iam::USER_PATH, iam::user_name(&uuid));
+    if args.json {
+        super::print_json(&serde_json::json!({"user": user, "deleted": existed}))?;
+    } else if existed {
+        super::print(&format!(
+            "deleted IAM user {user} with its keys and policy; that Mac's Arq can no longer reach the bucket\n"
+        ))?;
+    } else {
+        super::print(&format!("no IAM user {user}: nothing to revoke\n"))?;
+    }
+    Ok(ExitCode::Success)
+}

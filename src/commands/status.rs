@@ -1,0 +1,122 @@
+//! `arq-lockdown status`: is this Mac locked down? Local files only, no network.
+
+use serde::Serialize;
+
+use crate::Error;
+use crate::arq_app;
+use crate::arq_config::ArqConfig;
+use crate::cli::StatusArgs;
+use crate::credential_store::CredentialStore;
+use crate::exit_code::ExitCode;
+use crate::policy::{PolicyDocument, PolicyOptions};
+use crate::receipt::Receipt;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum State {
+    /// The receipt covers the key in "Arq S3" and this computer's policy.
+    LockedDown,
+    /// Arq is set up, but `apply` has not locked it down (or the key changed since).
+    NotLockedDown,
+    /// No usable Arq config for this user.
+    NotConfigured,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    state: State,
+    /// Why, when not locked down.
+    detail: Option<String>,
+    bucket: Option<String>,
+    computer_uuid: Option<String>,
+    access_key_id: Option<String>,
+    user_arn: Option<String>,
+    receipt_age_seconds: Option<u64>,
+    arq_running: bool,
+}
+
+pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
+    let home = super::home(args.arq_home)?;
+    let status = status(&home, args.store.credential_store.open()?.as_ref());
+    if args.json {
+        super::print_json(&status)?;
+    } else {
+        let mut text = format!(
+            "state: {}\n",
+            serde_json::to_value(&status.state)
+                .expect("serializes")
+                .as_str()
+                .unwrap_or("?")
+        );
+        for (label, value) in [
+            ("detail", status.detail.clone()),
+            ("bucket", status.bucket.clone()),
+            ("computer", status.computer_uuid.clone()),
+            ("key in \"Arq S3\"", status.access_key_id.clone()),
+            ("IAM user", status.user_arn.clone()),
+            (
+                "receipt age",
+                status.receipt_age_seconds.map(|s| format!("{s} s")),
+            ),
+        ] {
+            if let Some(value) = value {
+                text += &format!("{label}: {value}\n");
+            }
+        }
+        text += &format!(
+            "Arq running: {}\n",
+            if status.arq_running { "yes" } else { "no" }
+        );
+        super::print(&text)?;
+    }
+    Ok(ExitCode::Success)
+}
+
+fn status(home: &std::path::Path, store: &dyn CredentialStore) -> Status {
+    let mut status = Status {
+        state: State::NotConfigured,
+        detail: None,
+        bucket: None,
+        computer_uuid: None,
+        access_key_id: None,
+        user_arn: None,
+        receipt_age_seconds: None,
+        arq_running: arq_app::running().is_ok_and(|found| !found.is_empty()),
+    };
+    let config = match ArqConfig::read_from_home(home) {
+        Ok(config) => config,
+        Err(e) => {
+            status.detail = Some(e.to_string());
+            return status;
+        }
+    };
+    status.bucket = Some(config.bucket.to_string());
+    status.computer_uuid = Some(config.computer_uuid.to_string());
+    status.state = State::NotLockedDown;
+    let key = match store.read() {
+        Ok(key) => key,
+        Err(e) => {
+            status.detail = Some(e.to_string());
+            return status;
+        }
+    };
+    status.access_key_id = Some(key.id.clone());
+    let receipt = Receipt::load(home);
+    let policy = PolicyDocument::scoped_to(&config, PolicyOptions::default());
+    match (receipt, policy) {
+        (Some(receipt), Ok(policy)) if receipt.covers(&config, &key.id, &policy) => {
+            status.state = State::LockedDown;
+            status.user_arn = Some(receipt.user_arn.clone());
+            status.receipt_age_seconds = Some(receipt.age_seconds());
+        }
+        (Some(receipt), _) => {
+            status.detail = Some(format!(
+                "the receipt is for key {}, not the one in \"Arq S3\": run apply",
+                receipt.access_key_id
+            ));
+            status.receipt_age_seconds = Some(receipt.age_seconds());
+        }
+        (None, _) => status.detail = Some("no receipt: run apply".to_owned()),
+    }
+    status
+}

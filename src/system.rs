@@ -1,0 +1,31 @@
+//! Facts about this computer that are not Arq's: its name as people know it.
+
+/// The Mac's name as shown in Sharing settings ("Bob's MacBook Pro"), for the IAM user's tag.
+///
+/// Platform-specific: on macOS `scutil --get ComputerName`, falling back to the host name;
+/// elsewhere the host name.
+pub fn computer_name() -> String {
+    #[cfg(target_os = "macos")]
+    if let Ok(output) = std::process::Command::new("/usr/sbin/scutil")
+        .args(["--get", "ComputerName"])
+        .output()
+    {
+        let name = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if output.status.success() && !name.is_empty() {
+            return name;
+        }
+    }
+    host_name()
+}
+
+fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its whole length; gethostname NUL-terminates within it or
+    // truncates, and the length below never reads past the buffer.
+    let result = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    match (result, String::from_utf8_lossy(&buffer[..end]).trim()) {
+        (0, name) if !name.is_empty() => name.to_owned(),
+        _ => "unknown".to_owned(),
+    }
+}
