@@ -9,6 +9,13 @@
       --user with that inline policy; then switches IAM enforcement on and prints the keys as JSON:
       {"admin": {"id": …, "secret": …}, "users": {NAME: {"id": …, "secret": …}}}.
 
+  moto-fixture.py inspect ENDPOINT USER
+      Prints what IAM holds for USER (path /arq-lockdown/) as JSON: {"exists": …, "keys": […],
+      "policies": {NAME: DOCUMENT}, "tags": {…}}. Admin keys come from AWS_ACCESS_KEY_ID and
+      AWS_SECRET_ACCESS_KEY.
+  moto-fixture.py grant ENDPOINT USER POLICY_FILE
+      Adds POLICY_FILE as a second inline policy "extra" to USER (admin keys as for inspect).
+
 Test and demo tooling only: the secrets it prints are the emulator's.
 """
 import json
@@ -97,13 +104,44 @@ def seed(endpoint, bucket, uuids, users):
     print()
 
 
+def admin_iam(endpoint):
+    import boto3
+
+    return boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def inspect(endpoint, user):
+    iam = admin_iam(endpoint)
+    try:
+        tags = {t["Key"]: t["Value"] for t in iam.get_user(UserName=user)["User"].get("Tags", [])}
+    except iam.exceptions.NoSuchEntityException:
+        json.dump({"exists": False, "keys": [], "policies": {}, "tags": {}}, sys.stdout)
+        return
+    keys = [k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
+    policies = {
+        name: iam.get_user_policy(UserName=user, PolicyName=name)["PolicyDocument"]
+        for name in iam.list_user_policies(UserName=user)["PolicyNames"]
+    }
+    json.dump({"exists": True, "keys": keys, "policies": policies, "tags": tags}, sys.stdout)
+
+
+def grant(endpoint, user, policy_file):
+    with open(policy_file) as f:
+        compact = json.dumps(json.load(f), separators=(",", ":"))
+    admin_iam(endpoint).put_user_policy(UserName=user, PolicyName="extra", PolicyDocument=compact)
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "serve":
         serve()
+    elif command == "inspect":
+        inspect(*args)
+    elif command == "grant":
+        grant(*args)
     elif command == "seed":
         positional = [a for a in args if not a.startswith("--user")]
         users = [tuple(a.split("=", 1)[1].split("=", 1)) for a in args if a.startswith("--user=")]
         seed(positional[0], positional[1], positional[2:], users)
     else:
-        sys.exit(f"usage: {sys.argv[0]} serve | seed ENDPOINT BUCKET UUID… [--user=NAME=POLICY_FILE…]")
+        sys.exit(f"usage: {sys.argv[0]} serve | seed … | inspect … | grant … (see the docstring)")

@@ -256,6 +256,7 @@ pub async fn apply(request: ApplyRequest<'_>) -> Result<Outcome, ApplyError> {
 
     // 4. Whose key is in "Arq S3"?
     let identity = identify(&current).await?;
+    check_admin(&request, &identity, &config, &current)?;
 
     // 5. The plan.
     let (iam, existing) = match admin_for(&request, &identity, &config) {
@@ -273,7 +274,7 @@ pub async fn apply(request: ApplyRequest<'_>) -> Result<Outcome, ApplyError> {
         &current,
         &identity,
         existing.as_ref(),
-    )?;
+    );
     steps.note(describe_plan(&plan, &config));
     if request.dry_run {
         return Ok(outcome(
@@ -444,6 +445,33 @@ impl AdminCredentials {
 }
 
 /// Decides every change from what is known, without making any.
+/// Refuses, before any IAM call, when the admin credentials are the key in "Arq S3" and that key
+/// cannot do IAM work: AWS rejects it, it is another computer's scoped key (from a cloned disk), or
+/// it is this computer's scoped key and a rotation was asked for.
+fn check_admin(
+    request: &ApplyRequest<'_>,
+    identity: &Identity,
+    config: &ArqConfig,
+    current: &AccessKey,
+) -> Result<(), ApplyError> {
+    if request.admin != AdminCredentials::ArqS3 {
+        return Ok(());
+    }
+    let owned = identity.is_scoped_user_of(config);
+    match identity {
+        Identity::Refused(reason) => Err(ApplyError::CurrentKeyRefused {
+            key_id: current.id.clone(),
+            reason: reason.clone(),
+        }),
+        Identity::Known(_) if owned && request.rotate => Err(ApplyError::RotateNeedsAdmin),
+        Identity::Known(arn) if !owned && arn.contains(&format!(":user{}", iam::USER_PATH)) => {
+            Err(ApplyError::ForeignScopedKey { arn: arn.clone() })
+        }
+        Identity::Known(_) => Ok(()),
+    }
+}
+
+/// Decides every change from what is known, without making any.
 fn plan(
     request: &ApplyRequest<'_>,
     config: &ArqConfig,
@@ -451,33 +479,16 @@ fn plan(
     current: &AccessKey,
     identity: &Identity,
     existing: Option<&UserState>,
-) -> Result<Plan, ApplyError> {
+) -> Plan {
     let uses_arq_s3 = request.admin == AdminCredentials::ArqS3;
     let owned = identity.is_scoped_user_of(config);
-    match identity {
-        Identity::Known(arn)
-            if !owned && uses_arq_s3 && arn.contains(&format!(":user{}", iam::USER_PATH)) =>
-        {
-            return Err(ApplyError::ForeignScopedKey { arn: arn.clone() });
-        }
-        Identity::Refused(reason) if uses_arq_s3 => {
-            return Err(ApplyError::CurrentKeyRefused {
-                key_id: current.id.clone(),
-                reason: reason.clone(),
-            });
-        }
-        _ => {}
-    }
-    if owned && request.rotate && uses_arq_s3 {
-        return Err(ApplyError::RotateNeedsAdmin);
-    }
     let new_key = !owned || request.rotate;
     let mut plan = Plan {
         new_key,
         ..Plan::default()
     };
     if owned && uses_arq_s3 {
-        return Ok(plan);
+        return plan;
     }
     match existing {
         None => {
@@ -498,7 +509,7 @@ fn plan(
             }
         }
     }
-    Ok(plan)
+    plan
 }
 
 fn describe_plan(plan: &Plan, config: &ArqConfig) -> String {

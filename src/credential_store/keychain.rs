@@ -6,7 +6,6 @@
 //! one `SecItemUpdate`, which keeps the access list. It must run inside the user's GUI session
 //! (errSecInteractionNotAllowed otherwise).
 
-use core_foundation::base::TCFType;
 use core_foundation::data::CFData;
 use security_framework::item::{
     ItemClass, ItemSearchOptions, ItemUpdateOptions, ItemUpdateValue, Limit, SearchResult,

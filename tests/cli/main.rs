@@ -4,8 +4,10 @@
 //! - `support`: the moto fixture, temporary Arq homes and credential stores, the command builder;
 //! - `bad_input`: every malformed input gets one clear line, its class's exit code, and no write;
 //! - `policy`: the policy's content, an independent IAM evaluator for its listing conditions, a linter;
-//! - `verify`: the verdicts for a scoped key, the main key and the 2012 example's key, against moto.
+//! - `verify`: the verdicts for a scoped key, the main key and the 2012 example's key, against moto;
+//! - `apply`: the lockdown end to end, idempotency, rotation, the fault matrix, refusals.
 
+mod apply;
 mod bad_input;
 mod policy;
 mod support;

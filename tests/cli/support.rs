@@ -27,10 +27,17 @@ fn tool(relative: &str) -> PathBuf {
 }
 
 /// An access key pair handed out by the fixture.
-#[derive(Clone, Debug)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Key {
     pub id: String,
     pub secret: String,
+}
+
+/// Only the id: a failing assertion must not print a secret either.
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key({})", self.id)
+    }
 }
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
@@ -252,4 +259,133 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
     }
     entries.sort();
     entries
+}
+
+/// A new computer UUID, so tests that share moto do not share IAM users.
+pub fn fresh_uuid() -> String {
+    uuid::Uuid::new_v4().to_string().to_uppercase()
+}
+
+fn fixture_with_admin(args: &[&str]) -> Output {
+    let moto = moto();
+    let output = Command::new(tool(".tools/venv/bin/python"))
+        .arg(tool("scripts/moto-fixture.py"))
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", &moto.admin.id)
+        .env("AWS_SECRET_ACCESS_KEY", &moto.admin.secret)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "fixture {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// What IAM holds for a computer's scoped user: {"exists", "keys", "policies", "tags"}.
+pub fn scoped_user(uuid: &str) -> Value {
+    let user = format!("arq-{uuid}");
+    serde_json::from_slice(&fixture_with_admin(&["inspect", &moto().endpoint, &user]).stdout)
+        .unwrap()
+}
+
+/// Adds a second inline policy to a computer's scoped user, as a careless admin might.
+pub fn grant_extra(uuid: &str, policy_file: &str) {
+    let user = format!("arq-{uuid}");
+    let file = tool(policy_file);
+    fixture_with_admin(&["grant", &moto().endpoint, &user, file.to_str().unwrap()]);
+}
+
+/// A Mac as `apply` meets it: an Arq home for a fresh computer UUID, "Arq S3" holding the fleet's
+/// main keys, and a relaunch command that leaves a mark.
+pub struct Mac {
+    pub uuid: String,
+    pub home: ArqHome,
+    pub store: String,
+    store_dir: tempfile::TempDir,
+}
+
+impl Mac {
+    pub fn new() -> Self {
+        let uuid = fresh_uuid();
+        let home = ArqHome::with(BUCKET, &uuid);
+        let (store_dir, store) = file_store(&moto().admin);
+        let launcher = store_dir.path().join("launch-arq");
+        std::fs::write(
+            &launcher,
+            format!(
+                "#!/bin/sh\necho launched >> '{}'\n",
+                store_dir.path().join("launches").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &launcher,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        Self {
+            uuid,
+            home,
+            store,
+            store_dir,
+        }
+    }
+
+    /// `arq-lockdown apply` for this Mac, pointed at moto.
+    pub fn apply(&self) -> Command {
+        let mut command = arq_lockdown_on_moto();
+        command
+            .arg("apply")
+            .arg("--arq-home")
+            .arg(self.home.path())
+            .args(["--credential-store", &self.store])
+            .arg("--relaunch-command")
+            .arg(self.store_dir.path().join("launch-arq"))
+            .args(["--verify-timeout", "5"]);
+        command
+    }
+
+    /// Runs `apply` plus `extra`, checking that neither the old nor the new "Arq S3" secret shows.
+    pub fn run_apply(&self, extra: &[&str]) -> Output {
+        let before = self.key();
+        let output = run(self.apply().args(extra));
+        assert_no_secret(&output, &[&before.secret, &self.key().secret]);
+        output
+    }
+
+    /// The key in "Arq S3" now.
+    pub fn key(&self) -> Key {
+        let text = std::fs::read_to_string(self.store_dir.path().join("keychain.json")).unwrap();
+        let item: Value = serde_json::from_str(&text).unwrap();
+        Key {
+            id: item["Arq S3"]["account"].as_str().unwrap().into(),
+            secret: item["Arq S3"]["password"].as_str().unwrap().into(),
+        }
+    }
+
+    /// Puts `key` into "Arq S3", as if Arq had been set up with it.
+    pub fn set_key(&self, key: &Key) {
+        let item = serde_json::json!({"Arq S3": {"account": key.id, "password": key.secret}});
+        std::fs::write(
+            self.store_dir.path().join("keychain.json"),
+            item.to_string(),
+        )
+        .unwrap();
+    }
+
+    pub fn launches(&self) -> usize {
+        std::fs::read_to_string(self.store_dir.path().join("launches"))
+            .map_or(0, |t| t.lines().count())
+    }
+
+    /// `verify` with the key in "Arq S3": the exit code.
+    pub fn verify(&self) -> i32 {
+        exit_code(&run(arq_lockdown_on_moto()
+            .arg("verify")
+            .arg("--arq-home")
+            .arg(self.home.path())
+            .args(["--credential-store", &self.store])))
+    }
 }

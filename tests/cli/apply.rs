@@ -1,0 +1,373 @@
+//! `apply` against moto with IAM enforcement on: the lockdown end to end, its idempotency, the
+//! rotation, the fault matrix (runs killed at every step boundary, then re-run), and refusals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::RwLock;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const ARQ_RUNNING: i32 = 7;
+const CREDENTIALS: i32 = 5;
+const AWS: i32 = 6;
+const LISTING_LEAK: i32 = 11;
+const DATA_LEAK: i32 = 12;
+
+/// Tests that start processes named "Arq" take this for writing; every other `apply` test holds it
+/// for reading, since those processes would (rightly) stop their runs.
+static ARQ_PROCESSES: RwLock<()> = RwLock::new(());
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn receipt_exists(mac: &Mac) -> bool {
+    mac.home
+        .path()
+        .join("Library/Application Support/arq-lockdown/receipt.json")
+        .exists()
+}
+
+/// The state every run, finished or re-run after a kill, must end in.
+fn assert_converged(mac: &Mac) {
+    let key = mac.key();
+    let user = scoped_user(&mac.uuid);
+    let keys: Vec<&str> = user["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(
+        keys.contains(&key.id.as_str()),
+        "\"Arq S3\" holds {} which is not the scoped user's: {keys:?}",
+        key.id
+    );
+    assert!(keys.len() <= 2, "more than one other key: {keys:?}");
+    let policies: Vec<&String> = user["policies"].as_object().unwrap().keys().collect();
+    assert_eq!(policies, ["arq-lockdown"]);
+    assert_eq!(
+        mac.verify(),
+        LISTING_LEAK,
+        "the key in \"Arq S3\" does not work, or reaches other data"
+    );
+    assert!(mac.launches() >= 1, "Arq was not relaunched");
+    assert!(receipt_exists(mac));
+}
+
+#[test]
+fn apply_locks_a_mac_down_and_a_second_run_is_a_no_op() {
+    let _guard = ARQ_PROCESSES.read().unwrap();
+    let mac = Mac::new();
+    let main = mac.key();
+    let output = mac.run_apply(&["--computer-name", "Bob's MacBook Pro"]);
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "the main keys {} are no longer on this Mac",
+            main.id
+        )),
+        "{stdout}"
+    );
+
+    let key = mac.key();
+    assert_ne!(key.id, main.id);
+    let user = scoped_user(&mac.uuid);
+    assert_eq!(user["keys"], serde_json::json!([key.id]));
+    // The Mac's name keeps its spaces through moto's signature check; the apostrophe IAM refuses.
+    assert_eq!(
+        user["tags"]["arq-lockdown:computer-name"],
+        "Bob_s MacBook Pro"
+    );
+    assert_eq!(
+        user["tags"]["arq-lockdown:computer-uuid"],
+        mac.uuid.as_str()
+    );
+    assert_converged(&mac);
+    assert_eq!(mac.launches(), 1);
+
+    // Nothing changed: no network (port 9 is closed), no relaunch, same key.
+    let again = run(mac.apply().env("AWS_ENDPOINT_URL", "http://127.0.0.1:9"));
+    assert_eq!(exit_code(&again), 0, "{}", stderr(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("already locked down"));
+    assert_eq!(mac.key().id, key.id);
+    assert_eq!(mac.launches(), 1);
+}
+
+#[test]
+fn rotate_swaps_the_key_and_leaves_the_user_one() {
+    let _guard = ARQ_PROCESSES.read().unwrap();
+    let mac = Mac::new();
+    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    let first = mac.key();
+
+    // The scoped key cannot make its own successor.
+    let refused = mac.run_apply(&["--rotate"]);
+    assert_eq!(exit_code(&refused), CREDENTIALS, "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--admin-credentials"));
+    assert_eq!(mac.key(), first);
+
+    let admin = &moto().admin;
+    let rotated = run(mac
+        .apply()
+        .env("AWS_ACCESS_KEY_ID", &admin.id)
+        .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
+        .args(["--rotate", "--admin-credentials", "env", "--json"]));
+    assert_no_secret(&rotated, &[&first.secret, &mac.key().secret]);
+    assert_eq!(exit_code(&rotated), 0, "{}", stderr(&rotated));
+    let outcome: Value = serde_json::from_slice(&rotated.stdout).unwrap();
+    let second = mac.key();
+    assert_ne!(second.id, first.id);
+    assert_eq!(outcome["retired_access_key_id"], first.id.as_str());
+    assert_eq!(
+        scoped_user(&mac.uuid)["keys"],
+        serde_json::json!([second.id])
+    );
+    assert_converged(&mac);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let _guard = ARQ_PROCESSES.read().unwrap();
+    let mac = Mac::new();
+    let before = mac.key();
+    let output = mac.run_apply(&["--dry-run"]);
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("dry run")
+            && stdout.contains(&format!("create IAM user /arq-lockdown/arq-{}", mac.uuid)),
+        "{stdout}"
+    );
+    assert_eq!(mac.key(), before);
+    assert_eq!(scoped_user(&mac.uuid)["exists"], false);
+    assert!(!receipt_exists(&mac));
+    assert_eq!(mac.launches(), 0);
+}
+
+/// Starts real processes named "Arq" and "Arq Agent" (copies of sleep).
+fn start_arq(dir: &std::path::Path) -> Vec<Child> {
+    ["Arq", "Arq Agent"]
+        .iter()
+        .map(|name| {
+            let program = dir.join(name);
+            std::fs::copy("/bin/sleep", &program).unwrap();
+            std::process::Command::new(&program)
+                .arg("300")
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_running_arq_stops_the_run_unless_asked_to_quit() {
+    let _guard = ARQ_PROCESSES.write().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut arq = start_arq(dir.path());
+    let mac = Mac::new();
+    let before = mac.key();
+
+    let refused = mac.run_apply(&[]);
+    assert_eq!(exit_code(&refused), ARQ_RUNNING, "{}", stderr(&refused));
+    let message = stderr(&refused);
+    assert!(
+        message.contains("Arq is running")
+            && message.contains("Arq Agent pid")
+            && message.contains("--quit-arq"),
+        "{message}"
+    );
+    assert_eq!(mac.key(), before);
+    assert_eq!(
+        scoped_user(&mac.uuid)["exists"],
+        false,
+        "IAM was changed although Arq runs"
+    );
+
+    let quit = mac.run_apply(&["--quit-arq", "--wait", "10"]);
+    assert_eq!(exit_code(&quit), 0, "{}", stderr(&quit));
+    for process in &mut arq {
+        let status = process.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGTERM)
+        );
+    }
+    assert_converged(&mac);
+}
+
+/// Runs `apply` and kills it (SIGKILL) as soon as it reports `marker` on stderr.
+fn apply_killed_at(mut apply: std::process::Command, marker: &str) {
+    let mut child = apply
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.map_while(Result::ok) {
+        let hit = line.contains(marker);
+        seen.push(line);
+        if hit {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    assert!(
+        seen.iter().any(|l| l.contains(marker)),
+        "never reached {marker:?}: {seen:#?}"
+    );
+}
+
+#[test]
+fn a_run_killed_at_any_step_is_finished_by_the_next() {
+    let _guard = ARQ_PROCESSES.read().unwrap();
+    for marker in [
+        "created IAM user",
+        "policy arq-lockdown written",
+        "created key",
+        "verified",
+        "now holds key",
+        "is no longer on this Mac",
+        "Arq relaunched",
+    ] {
+        let mac = Mac::new();
+        apply_killed_at(mac.apply(), marker);
+        let rerun = mac.run_apply(&[]);
+        assert_eq!(
+            exit_code(&rerun),
+            0,
+            "re-run after a kill at {marker:?}: {}",
+            stderr(&rerun)
+        );
+        assert_converged(&mac);
+    }
+}
+
+#[test]
+fn a_rotation_killed_at_any_step_is_finished_by_the_next() {
+    let _guard = ARQ_PROCESSES.read().unwrap();
+    let admin = &moto().admin;
+    for marker in [
+        "created key",
+        "verified",
+        "now holds key",
+        "retired the previous",
+    ] {
+        let mac = Mac::new();
+        assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+        let mut rotate = mac.apply();
+        rotate
+            .env("AWS_ACCESS_KEY_ID", &admin.id)
+            .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
+            .args(["--rotate", "--admin-credentials", "env"]);
+        apply_killed_at(rotate, marker);
+        let rerun = mac.run_apply(&[]);
+        assert_eq!(
+            exit_code(&rerun),
+            0,
+            "re-run after a rotation killed at {marker:?}: {}",
+            stderr(&rerun)
+        );
+        assert_converged(&mac);
+    }
+}
+
+#[test]
+fn a_new_key_that_fails_verification_is_deleted_and_arq_s3_kept() {
+    let _guard = ARQ_PROCESSES.read().unwrap();
+    let mac = Mac::new();
+    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    let kept = mac.key();
+    // An admin attached a broad policy to the scoped user: a new key would reach everything.
+    grant_extra(&mac.uuid, "tests/fixtures/policy-s3-everything.json");
+    let admin = &moto().admin;
+    let output = run(mac
+        .apply()
+        .env("AWS_ACCESS_KEY_ID", &admin.id)
+        .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
+        .args(["--rotate", "--admin-credentials", "env"]));
+    assert_eq!(exit_code(&output), DATA_LEAK, "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("failed verification") && message.contains("was deleted"),
+        "{message}"
+    );
+    assert_eq!(mac.key(), kept);
+    assert_eq!(scoped_user(&mac.uuid)["keys"], serde_json::json!([kept.id]));
+}
+
+#[test]
+fn admin_keys_without_iam_rights_are_refused_clearly() {
+    let _guard = ARQ_PROCESSES.read().unwrap();
+    // The 2012 example's key: valid, but with no IAM rights.
+    let mac = Mac::new();
+    mac.set_key(&moto().seed_2012);
+    let output = run(&mut mac.apply());
+    assert_eq!(exit_code(&output), AWS, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("IAM refused iam:GetUser"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(scoped_user(&mac.uuid)["exists"], false);
+
+    // Another Mac's scoped key, copied along with a cloned disk image.
+    let other = Mac::new();
+    assert_eq!(exit_code(&other.run_apply(&[])), 0);
+    mac.set_key(&other.key());
+    let output = run(&mut mac.apply());
+    assert_eq!(exit_code(&output), CREDENTIALS, "{}", stderr(&output));
+    assert!(stderr(&output).contains(&format!(
+        "belongs to arn:aws:iam::123456789012:user/arq-lockdown/arq-{}",
+        other.uuid
+    )));
+    assert_eq!(scoped_user(&mac.uuid)["exists"], false);
+}
+
+#[test]
+fn status_reports_the_lockdown_without_the_network() {
+    let _guard = ARQ_PROCESSES.read().unwrap();
+    let mac = Mac::new();
+    let status = |mac: &Mac| -> Value {
+        let output = run(arq_lockdown()
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .arg("status")
+            .arg("--json")
+            .arg("--arq-home")
+            .arg(mac.home.path())
+            .args(["--credential-store", &mac.store]));
+        assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    assert_eq!(status(&mac)["state"], "not-locked-down");
+    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    let after = status(&mac);
+    assert_eq!(after["state"], "locked-down");
+    assert_eq!(after["access_key_id"], mac.key().id.as_str());
+    assert_eq!(after["arq_running"], false);
+}
+
+#[test]
+fn revoke_deletes_the_user_and_its_key_stops_working() {
+    let _guard = ARQ_PROCESSES.read().unwrap();
+    let mac = Mac::new();
+    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    let admin = &moto().admin;
+    let revoke = |uuid: &str| {
+        run(arq_lockdown_on_moto()
+            .env("AWS_ACCESS_KEY_ID", &admin.id)
+            .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
+            .args(["revoke", "--computer-uuid", uuid]))
+    };
+    let output = revoke(&mac.uuid);
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(scoped_user(&mac.uuid)["exists"], false);
+    assert_eq!(mac.verify(), 10, "the revoked key still works");
+    let again = revoke(&mac.uuid);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to revoke"));
+}
