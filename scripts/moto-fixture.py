@@ -13,6 +13,8 @@
       Prints what IAM holds for USER (path /arq-lockdown/) as JSON: {"exists": …, "keys": […],
       "policies": {NAME: DOCUMENT}, "tags": {…}}. Admin keys come from AWS_ACCESS_KEY_ID and
       AWS_SECRET_ACCESS_KEY.
+  moto-fixture.py add-key ENDPOINT USER
+      Creates one more access key for USER (as a run that died after CreateAccessKey leaves one).
   moto-fixture.py grant ENDPOINT USER POLICY_FILE
       Adds POLICY_FILE as a second inline policy "extra" to USER (admin keys as for inspect).
 
@@ -131,12 +133,18 @@ def grant(endpoint, user, policy_file):
     admin_iam(endpoint).put_user_policy(UserName=user, PolicyName="extra", PolicyDocument=compact)
 
 
+def add_key(endpoint, user):
+    admin_iam(endpoint).create_access_key(UserName=user)
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "serve":
         serve()
     elif command == "inspect":
         inspect(*args)
+    elif command == "add-key":
+        add_key(*args)
     elif command == "grant":
         grant(*args)
     elif command == "seed":

@@ -371,3 +371,40 @@ fn revoke_deletes_the_user_and_its_key_stops_working() {
     let again = revoke(&mac.uuid);
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to revoke"));
 }
+
+#[test]
+fn iam_throttling_is_retried_with_backoff() {
+    let _guard = ARQ_PROCESSES.read().unwrap();
+    let proxy = ThrottlingProxy::start("CreateAccessKey", 2);
+    let mac = Mac::new();
+    let output = run(mac.apply().env("AWS_ENDPOINT_URL", &proxy.endpoint));
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(
+        proxy.throttled.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the proxy throttled nothing"
+    );
+    assert_converged(&mac);
+}
+
+#[test]
+fn keys_left_by_dead_runs_are_removed_before_iams_two_key_limit_bites() {
+    let _guard = ARQ_PROCESSES.read().unwrap();
+    let mac = Mac::new();
+    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    let admin = &moto().admin;
+    // The user now has its key plus one a dead run left: IAM's limit of two is reached.
+    add_key(&mac.uuid);
+    assert_eq!(scoped_user(&mac.uuid)["keys"].as_array().unwrap().len(), 2);
+    let rotated = run(mac
+        .apply()
+        .env("AWS_ACCESS_KEY_ID", &admin.id)
+        .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
+        .args(["--rotate", "--admin-credentials", "env"]));
+    assert_eq!(exit_code(&rotated), 0, "{}", stderr(&rotated));
+    assert!(stderr(&rotated).contains("deleted stale key"));
+    assert_eq!(
+        scoped_user(&mac.uuid)["keys"],
+        serde_json::json!([mac.key().id])
+    );
+}

@@ -297,6 +297,96 @@ pub fn grant_extra(uuid: &str, policy_file: &str) {
     fixture_with_admin(&["grant", &moto().endpoint, &user, file.to_str().unwrap()]);
 }
 
+/// Gives a computer's scoped user one more access key, as a run that died after CreateAccessKey does.
+pub fn add_key(uuid: &str) {
+    fixture_with_admin(&["add-key", &moto().endpoint, &format!("arq-{uuid}")]);
+}
+
+/// An HTTP proxy in front of moto that answers the first `throttles` IAM requests whose body holds
+/// `action` with IAM's throttling error, as AWS does under load; everything else goes through.
+pub struct ThrottlingProxy {
+    pub endpoint: String,
+    pub throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl ThrottlingProxy {
+    pub fn start(action: &'static str, throttles: usize) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = moto().endpoint.trim_start_matches("http://").to_owned();
+        let throttled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = throttled.clone();
+        std::thread::spawn(move || {
+            for mut client in listener.incoming().map_while(Result::ok) {
+                let Some(request) = read_request(&mut client) else {
+                    continue;
+                };
+                let is_target =
+                    String::from_utf8_lossy(&request).contains(&format!("Action={action}"));
+                if is_target && count.load(Ordering::SeqCst) < throttles {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let body = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>";
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    continue;
+                }
+                let mut server = std::net::TcpStream::connect(&upstream).unwrap();
+                server.write_all(&request).unwrap();
+                let mut response = Vec::new();
+                let _ = server.read_to_end(&mut response);
+                let _ = client.write_all(&response);
+            }
+        });
+        Self {
+            endpoint,
+            throttled,
+        }
+    }
+}
+
+/// One HTTP/1.1 request (headers and a Content-Length body), with `Connection: close` forced so
+/// every request comes on its own connection.
+fn read_request(stream: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let headers = String::from_utf8_lossy(&buffer[..header_end]).to_string();
+    let length: usize = headers
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    while buffer.len() < header_end + length {
+        let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    let mut head: Vec<String> = headers
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(str::to_owned)
+        .collect();
+    head.push("Connection: close".to_owned());
+    let mut request = format!("{}\r\n\r\n", head.join("\r\n")).into_bytes();
+    request.extend_from_slice(&buffer[header_end..]);
+    Some(request)
+}
+
 /// A Mac as `apply` meets it: an Arq home for a fresh computer UUID, "Arq S3" holding the fleet's
 /// main keys, and a relaunch command that leaves a mark.
 pub struct Mac {
