@@ -5,6 +5,7 @@
 //! chain (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_PROFILE`, …), which is also how the tests point the
 //! tool at a local emulator; there is no test-only switch in here.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
@@ -12,7 +13,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_iam::config::interceptors::BeforeTransmitInterceptorContextMut;
-use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents, SharedHttpClient};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_types::body::SdkBody;
 
@@ -37,13 +38,23 @@ pub enum AwsCredentials<'a> {
     Profile(&'a str),
 }
 
+/// The one HTTPS client (rustls with ring) every SDK client shares: the system's root
+/// certificates are read once per process and connections are pooled across clients.
+fn http_client() -> SharedHttpClient {
+    static CLIENT: OnceLock<SharedHttpClient> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build_https()
+        })
+        .clone()
+}
+
 /// Loads the SDK configuration for `credentials`.
 pub async fn load_config(credentials: AwsCredentials<'_>) -> SdkConfig {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client)
+        .http_client(http_client())
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()

@@ -1,0 +1,181 @@
+"""Benchmark: `arq-lockdown apply` against moto (IAM enforcement on), and the same steps with the
+aws CLI. Not a test: it prints figures.
+
+For each of N runs a fresh computer UUID, home and file keychain (holding the main keys) are made
+and `apply --no-relaunch` runs against moto. Time in our own code is the process's CPU time (user +
+system, from getrusage): everything it computes, from start-up to exit. Time in AWS calls is the
+rest of the wall time, spent waiting for moto. One more run goes through a recording proxy in
+front of moto, which counts the calls by service and action.
+
+  .tools/venv/bin/python bench/apply.py BINARY [RUNS] [AWS_CLI]
+"""
+import http.server
+import json
+import os
+import plistlib
+import resource
+import socketserver
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURE = os.path.join(ROOT, "scripts", "moto-fixture.py")
+BUCKET = "akiaexample.comhaystacksoftwarearq"
+OTHER = "7A1E5C3B-9D2F-4E8A-B6C4-1F3D5E7A9B2C"
+
+
+class Recorder:
+    """The calls seen since the last `take`: (label, seconds)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.calls = []
+
+    def add(self, label, seconds):
+        with self.lock:
+            self.calls.append((label, seconds))
+
+    def take(self):
+        with self.lock:
+            calls, self.calls = self.calls, []
+        return calls
+
+
+def start_proxy(upstream, recorder):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def forward(self):
+            started = time.perf_counter()
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            request = urllib.request.Request(upstream + self.path, data=body or None, method=self.command)
+            for name, value in self.headers.items():
+                if name.lower() not in ("connection", "content-length"):
+                    request.add_header(name, value)
+            try:
+                response = urllib.request.urlopen(request)
+                status, headers, payload = response.status, response.headers, response.read()
+            except urllib.error.HTTPError as error:
+                status, headers, payload = error.code, error.headers, error.read()
+            self.send_response(status)
+            for name, value in headers.items():
+                if name.lower() not in ("connection", "content-length", "transfer-encoding", "server", "date"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+            self.wfile.flush()
+            actions = [p[7:] for p in body.decode("utf-8", "replace").split("&") if p.startswith("Action=")]
+            recorder.add(actions[0] if actions else f"S3 {self.command}", time.perf_counter() - started)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def make_mac(work, admin):
+    computer = str(uuid.uuid4()).upper()
+    home = os.path.join(work, computer)
+    os.makedirs(os.path.join(home, "Library/Arq/config"))
+    with open(os.path.join(home, "Library/Arq/config/app_config.plist"), "wb") as f:
+        plistlib.dump({"localS3BucketName": BUCKET, "localComputerUUID": computer}, f)
+    store = os.path.join(home, "keychain.json")
+    with open(store, "w") as f:
+        json.dump({"Arq S3": {"account": admin["id"], "password": admin["secret"]}}, f)
+    return computer, home, store
+
+
+def ms(seconds):
+    return f"{seconds * 1000:.1f} ms"
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1])
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    aws_cli = sys.argv[3] if len(sys.argv) > 3 else None
+    moto = subprocess.Popen([sys.executable, FIXTURE, "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    endpoint = moto.stdout.readline().strip()
+    seeded = subprocess.run([sys.executable, FIXTURE, "seed", endpoint, BUCKET, OTHER],
+                            capture_output=True, text=True, check=True)
+    admin = json.loads(seeded.stdout)["admin"]
+    recorder = Recorder()
+    proxy = start_proxy(endpoint, recorder)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_ENDPOINT_URL=proxy, AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+
+    def timed(command, environment):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run(command, env=environment, check=True, capture_output=True)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return wall, cpu
+
+    direct = dict(env, AWS_ENDPOINT_URL=endpoint)
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for _ in range(runs):
+            _, home, store = make_mac(work, admin)
+            command = [binary, "apply", "--arq-home", home, "--credential-store", f"file:{store}", "--no-relaunch"]
+            wall, cpu = timed(command, direct)
+            rerun_wall, rerun_cpu = timed(command, direct)
+            rows.append({"wall": wall, "cpu": cpu, "rerun": rerun_wall})
+        _, home, store = make_mac(work, admin)
+        command = [binary, "apply", "--arq-home", home, "--credential-store", f"file:{store}", "--no-relaunch"]
+        recorder.take()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        calls = recorder.take()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        rerun_calls = len(recorder.take())
+
+        walls = [r["wall"] for r in rows]
+        print(f"apply against moto, {runs} runs (a fresh computer each):")
+        print(f"  wall time     median {ms(statistics.median(walls))} (min {ms(min(walls))}, max {ms(max(walls))})")
+        print(f"  our own code  median {ms(statistics.median(r['cpu'] for r in rows))} (CPU time of the process)")
+        print(f"  in AWS calls  median {ms(statistics.median(r['wall'] - r['cpu'] for r in rows))} (the rest: waiting for moto)")
+        counts = {}
+        for label, _ in calls:
+            counts[label] = counts.get(label, 0) + 1
+        print(f"  AWS calls per run: {len(calls)}: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
+        print(f"  re-run with nothing to do: median {ms(statistics.median(r['rerun'] for r in rows))}, AWS calls: {rerun_calls}")
+
+        if aws_cli:
+            cli_walls, cli_calls = [], 0
+            for _ in range(runs):
+                computer, home, store = make_mac(work, admin)
+                script = ["bash", os.path.join(ROOT, "bench", "apply-awscli.sh"), BUCKET, computer, OTHER, store]
+                cli_env = dict(direct, AWS_ACCESS_KEY_ID=admin["id"], AWS_SECRET_ACCESS_KEY=admin["secret"], AWS=aws_cli)
+                cli_walls.append(timed(script, cli_env)[0])
+            computer, home, store = make_mac(work, admin)
+            cli_env = dict(env, AWS_ACCESS_KEY_ID=admin["id"], AWS_SECRET_ACCESS_KEY=admin["secret"], AWS=aws_cli)
+            recorder.take()
+            subprocess.run(["bash", os.path.join(ROOT, "bench", "apply-awscli.sh"), BUCKET, computer, OTHER, store],
+                           env=cli_env, check=True, capture_output=True)
+            cli_calls = len(recorder.take())
+            print(f"the same steps with the aws CLI (bench/apply-awscli.sh), {runs} runs:")
+            print(f"  wall time     median {ms(statistics.median(cli_walls))}, AWS calls per run: {cli_calls}")
+            print(f"  aws CLI / arq-lockdown: {statistics.median(cli_walls) / statistics.median(walls):.1f}x")
+    moto.stdin.close()
+    moto.wait()
+
+
+if __name__ == "__main__":
+    main()
