@@ -29,7 +29,7 @@ use crate::aws::{self, AwsCredentials};
 use crate::credential_store::{AccessKey, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::key_source::IssuedKey;
-use crate::key_source::iam::{self, Iam, IamError, UserState};
+use crate::key_source::iam::{self, Iam, IamError, UserState, WantedUser};
 use crate::policy::{PolicyDocument, PolicyOptions, PolicyTooLarge};
 use crate::receipt::{self, Receipt, ReceiptError};
 use crate::verify::{self, Verdict, VerifyError, VerifyOptions};
@@ -298,29 +298,22 @@ pub async fn apply(request: ApplyRequest<'_>) -> Result<Outcome, ApplyError> {
     };
     let mut issued = None;
     if let Some(iam) = &iam {
-        let tags = iam::user_tags(&config, &request.computer_name);
-        let arn = iam
-            .ensure_user(&config.computer_uuid, &tags, existing.as_ref())
+        let wanted = WantedUser {
+            uuid: &config.computer_uuid,
+            policy: &policy,
+            tags: iam::user_tags(&config, &request.computer_name),
+        };
+        let provisioned = iam
+            .provision(
+                &wanted,
+                existing.as_ref(),
+                Some(&current.id),
+                plan.new_key,
+                &mut |text| steps.note(text),
+            )
             .await?;
-        if plan.create_user {
-            steps.note(format!("created IAM user {arn}"));
-        }
-        if iam
-            .ensure_policy(&config.computer_uuid, &policy, existing.as_ref())
-            .await?
-        {
-            steps.note(format!("policy {} written to {arn}", iam::POLICY_NAME));
-        }
-        for stale in &plan.delete_stale_keys {
-            iam.delete_key(&config.computer_uuid, stale).await?;
-            steps.note(format!("deleted stale key {stale} of {arn}"));
-        }
-        if plan.new_key {
-            let key = iam.create_key(&config.computer_uuid, &arn).await?;
-            steps.note(format!("created key {} for {arn}", key.key.id));
-            issued = Some(key);
-        }
-        user_arn = Some(arn);
+        issued = provisioned.key;
+        user_arn = Some(provisioned.user_arn);
     }
 
     // 8. Prove the key before Arq gets it.

@@ -125,6 +125,20 @@ fn fail(error: CallError, action: &'static str) -> IamError {
     }
 }
 
+/// What a computer's scoped user should look like.
+pub struct WantedUser<'a> {
+    pub uuid: &'a ComputerUuid,
+    pub policy: &'a PolicyDocument,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A scoped user as [`Iam::provision`] left it.
+#[derive(Debug)]
+pub struct Provisioned {
+    pub user_arn: String,
+    pub key: Option<IssuedKey>,
+}
+
 /// What IAM holds for a computer's scoped user now.
 #[derive(Clone, Debug, Default)]
 pub struct UserState {
@@ -351,6 +365,45 @@ impl Iam {
             },
             user_arn: user_arn.to_owned(),
         })
+    }
+
+    /// Brings the computer's scoped user to what `policy` and `tags` say, then (with `new_key`)
+    /// makes a key: the user is created or re-tagged, the policy written if it differs, and every
+    /// key but `keep` deleted first (IAM allows two per user; a run that died leaves one). Each
+    /// change is reported to `note` as it happens.
+    pub async fn provision(
+        &self,
+        wanted: &WantedUser<'_>,
+        existing: Option<&UserState>,
+        keep: Option<&str>,
+        new_key: bool,
+        note: &mut (dyn FnMut(String) + Send),
+    ) -> Result<Provisioned, IamError> {
+        let uuid = wanted.uuid;
+        let user_arn = self.ensure_user(uuid, &wanted.tags, existing).await?;
+        if existing.is_none() {
+            note(format!("created IAM user {user_arn}"));
+        }
+        if self.ensure_policy(uuid, wanted.policy, existing).await? {
+            note(format!("policy {POLICY_NAME} written to {user_arn}"));
+        }
+        let stale = existing
+            .map_or(&[][..], |s| &s.key_ids[..])
+            .iter()
+            .filter(|id| Some(id.as_str()) != keep);
+        for key_id in stale {
+            self.delete_key(uuid, key_id).await?;
+            note(format!("deleted stale key {key_id} of {user_arn}"));
+        }
+        let key = match new_key {
+            true => {
+                let key = self.create_key(uuid, &user_arn).await?;
+                note(format!("created key {} for {user_arn}", key.key.id));
+                Some(key)
+            }
+            false => None,
+        };
+        Ok(Provisioned { user_arn, key })
     }
 
     /// Deletes the user's keys, inline policies and the user. Returns `false` when there was no user.
