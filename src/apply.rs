@@ -30,9 +30,18 @@ use crate::credential_store::{AccessKey, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::key_source::IssuedKey;
 use crate::key_source::iam::{self, Iam, IamError, UserState, WantedUser};
+use crate::key_source::service::{ServiceClient, ServiceClientError};
 use crate::policy::{PolicyDocument, PolicyOptions, PolicyTooLarge};
 use crate::receipt::{self, Receipt, ReceiptError};
 use crate::verify::{self, Verdict, VerifyError, VerifyOptions};
+
+/// Where the scoped key comes from.
+pub enum KeySource {
+    /// IAM directly, with these admin credentials.
+    Iam(AdminCredentials),
+    /// The provisioning service, which holds the IAM rights.
+    Service(Box<ServiceClient>),
+}
 
 /// Which credentials may create the IAM user and its keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +67,7 @@ pub enum Relaunch {
 pub struct ApplyRequest<'a> {
     pub home: PathBuf,
     pub store: &'a dyn CredentialStore,
-    pub admin: AdminCredentials,
+    pub source: KeySource,
     pub policy_options: PolicyOptions,
     pub rotate: bool,
     pub dry_run: bool,
@@ -67,6 +76,7 @@ pub struct ApplyRequest<'a> {
     pub verify_timeout: Duration,
     pub relaunch: Relaunch,
     pub computer_name: String,
+    pub serial_number: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +95,10 @@ pub enum ApplyError {
     Verify(#[from] VerifyError),
     #[error(transparent)]
     Receipt(#[from] ReceiptError),
+    #[error(transparent)]
+    Service(#[from] ServiceClientError),
     #[error(
-        "AWS refuses the key in \"Arq S3\" ({key_id}: {reason}), so it cannot create IAM users: pass --admin-credentials env or profile:NAME"
+        "AWS refuses the key in \"Arq S3\" ({key_id}: {reason}), so it can neither create IAM users nor prove this Mac to the service: re-enter working keys in Arq, or pass --admin-credentials env or profile:NAME"
     )]
     CurrentKeyRefused { key_id: String, reason: String },
     #[error(
@@ -125,6 +137,7 @@ impl ApplyError {
             Self::ArqApp(e) => e.exit_code(),
             Self::Verify(e) => e.exit_code(),
             Self::Receipt(_) => ExitCode::Internal,
+            Self::Service(e) => e.exit_code(),
             Self::CurrentKeyRefused { .. }
             | Self::ForeignScopedKey { .. }
             | Self::RotateNeedsAdmin => ExitCode::Credentials,
@@ -148,6 +161,8 @@ pub struct Plan {
     pub new_key: bool,
     /// The previous scoped key, deleted once "Arq S3" holds the new one.
     pub retire_key: Option<String>,
+    /// With the service as the source: "enroll" or "rotate".
+    pub service_call: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -259,7 +274,7 @@ pub async fn apply(request: ApplyRequest<'_>) -> Result<Outcome, ApplyError> {
     check_admin(&request, &identity, &config, &current)?;
 
     // 5. The plan.
-    let (iam, existing) = match admin_for(&request, &identity, &config) {
+    let (iam, existing) = match iam_admin(&request, &identity, &config) {
         Some(admin) => {
             let iam = Iam::new(&aws::load_config(admin.credentials(&current)).await);
             let existing = iam.inspect(&config.computer_uuid).await?;
@@ -301,7 +316,7 @@ pub async fn apply(request: ApplyRequest<'_>) -> Result<Outcome, ApplyError> {
         let wanted = WantedUser {
             uuid: &config.computer_uuid,
             policy: &policy,
-            tags: iam::user_tags(&config, &request.computer_name),
+            tags: iam::user_tags(&config, &request.computer_name, &request.serial_number),
         };
         let provisioned = iam
             .provision(
@@ -315,14 +330,40 @@ pub async fn apply(request: ApplyRequest<'_>) -> Result<Outcome, ApplyError> {
         issued = provisioned.key;
         user_arn = Some(provisioned.user_arn);
     }
+    if let (KeySource::Service(service), Some(call)) = (&request.source, plan.service_call) {
+        let key = match call {
+            "rotate" => service.rotate(&config, &current).await?,
+            _ => {
+                service
+                    .enroll(
+                        &config,
+                        &current,
+                        &request.computer_name,
+                        &request.serial_number,
+                    )
+                    .await?
+            }
+        };
+        steps.note(format!(
+            "the service issued key {} for {}",
+            key.key.id, key.user_arn
+        ));
+        user_arn = Some(key.user_arn.clone());
+        issued = Some(key);
+    }
 
     // 8. Prove the key before Arq gets it.
     let candidate = issued.as_ref().map_or(&current, |i| &i.key);
     match prove(candidate, &config, request.verify_timeout, &mut steps).await {
         Ok(()) => {}
         Err(error) => {
-            if let (Some(iam), Some(new)) = (&iam, &issued) {
-                iam.delete_key(&config.computer_uuid, &new.key.id).await?;
+            match (&iam, &issued) {
+                (Some(iam), Some(new)) => iam.delete_key(&config.computer_uuid, &new.key.id).await?,
+                (None, Some(new)) => steps.warn(format!(
+                    "key {} was not used; the service deletes it at this computer's next enrollment or rotation",
+                    new.key.id
+                )),
+                _ => {}
             }
             return Err(error);
         }
@@ -336,8 +377,19 @@ pub async fn apply(request: ApplyRequest<'_>) -> Result<Outcome, ApplyError> {
 
     // 10. The previous scoped key goes; the main keys are the admin's and stay.
     let mut retired = None;
-    if let (Some(iam), Some(old)) = (&iam, &plan.retire_key) {
-        match iam.delete_key(&config.computer_uuid, old).await {
+    if let (Some(old), Some(new)) = (&plan.retire_key, &issued) {
+        let deleted = match (&iam, &request.source) {
+            (Some(iam), _) => iam
+                .delete_key(&config.computer_uuid, old)
+                .await
+                .map_err(|e| e.to_string()),
+            (None, KeySource::Service(service)) => service
+                .retire(&config.computer_uuid, &new.key, old)
+                .await
+                .map_err(|e| e.to_string()),
+            (None, KeySource::Iam(_)) => Ok(()),
+        };
+        match deleted {
             Ok(()) => {
                 steps.note(format!("retired the previous scoped key {old}"));
                 retired = Some(old.clone());
@@ -367,7 +419,10 @@ pub async fn apply(request: ApplyRequest<'_>) -> Result<Outcome, ApplyError> {
         access_key_id: final_key.id.clone(),
         user_arn: user_arn.clone(),
         policy_sha256: receipt::policy_sha256(&policy),
-        source: "iam".into(),
+        source: match request.source {
+            KeySource::Iam(_) => "iam".into(),
+            KeySource::Service(_) => "service".into(),
+        },
         applied_at_unix: receipt::now_unix(),
     }
     .save(&request.home)?;
@@ -416,15 +471,19 @@ async fn identify(key: &AccessKey) -> Result<Identity, ApplyError> {
     }
 }
 
-/// The admin credentials IAM work needs, or `None` when the key in "Arq S3" is this computer's
-/// and nothing asks for IAM (a run that died after step 9 is finished without IAM).
-fn admin_for<'a>(
+/// The admin credentials for IAM work, or `None`: the service is the source, or the key in
+/// "Arq S3" is this computer's and nothing asks for IAM (a run that died after step 9 is finished
+/// without IAM).
+fn iam_admin<'a>(
     request: &'a ApplyRequest<'_>,
     identity: &Identity,
     config: &ArqConfig,
 ) -> Option<&'a AdminCredentials> {
+    let KeySource::Iam(admin) = &request.source else {
+        return None;
+    };
     let owned = identity.is_scoped_user_of(config);
-    (!owned || request.admin != AdminCredentials::ArqS3).then_some(&request.admin)
+    (!owned || *admin != AdminCredentials::ArqS3).then_some(admin)
 }
 
 impl AdminCredentials {
@@ -438,19 +497,29 @@ impl AdminCredentials {
 }
 
 /// Decides every change from what is known, without making any.
-/// Refuses, before any IAM call, when the admin credentials are the key in "Arq S3" and that key
-/// cannot do IAM work: AWS rejects it, it is another computer's scoped key (from a cloned disk), or
-/// it is this computer's scoped key and a rotation was asked for.
+/// Refuses, before any IAM or service call, when the key in "Arq S3" must do the work (create IAM
+/// users, or prove this Mac to the service) and cannot: AWS rejects it, or (IAM) it is another
+/// computer's scoped key from a cloned disk, or this computer's scoped key asked to rotate itself.
 fn check_admin(
     request: &ApplyRequest<'_>,
     identity: &Identity,
     config: &ArqConfig,
     current: &AccessKey,
 ) -> Result<(), ApplyError> {
-    if request.admin != AdminCredentials::ArqS3 {
-        return Ok(());
-    }
     let owned = identity.is_scoped_user_of(config);
+    match &request.source {
+        KeySource::Iam(AdminCredentials::ArqS3) => {}
+        KeySource::Service(service) if !service.has_enrollment_token() || owned => {
+            return match identity {
+                Identity::Refused(reason) => Err(ApplyError::CurrentKeyRefused {
+                    key_id: current.id.clone(),
+                    reason: reason.clone(),
+                }),
+                Identity::Known(_) => Ok(()),
+            };
+        }
+        _ => return Ok(()),
+    }
     match identity {
         Identity::Refused(reason) => Err(ApplyError::CurrentKeyRefused {
             key_id: current.id.clone(),
@@ -473,13 +542,20 @@ fn plan(
     identity: &Identity,
     existing: Option<&UserState>,
 ) -> Plan {
-    let uses_arq_s3 = request.admin == AdminCredentials::ArqS3;
+    let uses_arq_s3 = matches!(request.source, KeySource::Iam(AdminCredentials::ArqS3));
     let owned = identity.is_scoped_user_of(config);
     let new_key = !owned || request.rotate;
     let mut plan = Plan {
         new_key,
         ..Plan::default()
     };
+    if let KeySource::Service(_) = request.source {
+        plan.service_call = plan
+            .new_key
+            .then_some(if owned { "rotate" } else { "enroll" });
+        plan.retire_key = (owned && plan.new_key).then(|| current.id.clone());
+        return plan;
+    }
     if owned && uses_arq_s3 {
         return plan;
     }
@@ -489,7 +565,8 @@ fn plan(
             plan.put_policy = true;
         }
         Some(state) => {
-            plan.retag_user = state.tags != iam::user_tags(config, &request.computer_name);
+            plan.retag_user = state.tags
+                != iam::user_tags(config, &request.computer_name, &request.serial_number);
             plan.put_policy = state.policy.as_ref() != Some(policy.as_value());
             plan.delete_stale_keys = state
                 .key_ids
@@ -520,7 +597,11 @@ fn describe_plan(plan: &Plan, config: &ArqConfig) -> String {
     for key in &plan.delete_stale_keys {
         parts.push(format!("delete stale key {key}"));
     }
-    if plan.new_key {
+    if let Some(call) = plan.service_call {
+        parts.push(format!(
+            "ask the service to {call}, verify the key, put it in \"Arq S3\""
+        ));
+    } else if plan.new_key {
         parts.push("create a key, verify it, put it in \"Arq S3\"".to_owned());
     } else {
         parts.push("verify the scoped key already in \"Arq S3\"".to_owned());

@@ -28,6 +28,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Admin side: delete a computer's scoped IAM user, its keys and its policy.
     Revoke(RevokeArgs),
+    /// Run the provisioning service: Macs get keys scoped to their own computer, and no IAM rights.
+    Serve(ServeArgs),
     /// Print the IAM policy that limits a key to this computer's data in Arq's bucket.
     Policy(PolicyArgs),
     /// Run Arq's S3 calls and the isolation probes with a key; report what is allowed and refused.
@@ -104,10 +106,20 @@ pub struct ApplyArgs {
     pub arq_home: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// Who may create the IAM user and key: arq-s3 (the keys now in "Arq S3", the main keys),
-    /// env (the standard AWS credential chain) or profile:NAME.
+    /// Where the scoped key comes from: iam (straight from IAM, with admin credentials) or
+    /// service (the provisioning service; this Mac needs no IAM rights).
+    #[arg(long, value_name = "SOURCE", default_value = "iam", value_parser = ["iam", "service"])]
+    pub source: String,
+    /// With --source iam: who may create the IAM user and key: arq-s3 (the keys now in "Arq S3",
+    /// the main keys), env (the standard AWS credential chain) or profile:NAME.
     #[arg(long, value_name = "WHO", default_value = "arq-s3", value_parser = parse_admin)]
     pub admin_credentials: AdminCredentials,
+    /// With --source service: the service's URL (https://, or http:// to this machine only).
+    #[arg(long, value_name = "URL", required_if_eq("source", "service"))]
+    pub service_url: Option<String>,
+    /// With --source service: the service's server id [default: the URL's host].
+    #[arg(long, value_name = "ID")]
+    pub service_id: Option<String>,
     /// Also allow Arq 3's Glacier vaults, SNS topics and SQS queues (cannot be scoped to one Mac).
     #[arg(long)]
     pub legacy_glacier: bool,
@@ -135,6 +147,9 @@ pub struct ApplyArgs {
     /// The Mac's name for the IAM user's tag [default: the computer name].
     #[arg(long, value_name = "NAME")]
     pub computer_name: Option<String>,
+    /// The Mac's serial number for the IAM user's tag [default: this Mac's].
+    #[arg(long, value_name = "SERIAL")]
+    pub serial_number: Option<String>,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -181,4 +196,14 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
         Ok(seconds) if seconds <= 3600 => Ok(Duration::from_secs(seconds)),
         _ => Err("a whole number of seconds, at most 3600".to_owned()),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The service's configuration file (TOML; see the README).
+    #[arg(long, value_name = "FILE", env = "ARQ_LOCKDOWN_SERVICE_CONFIG")]
+    pub config: PathBuf,
+    /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
+    #[arg(long)]
+    pub insecure_http: bool,
 }

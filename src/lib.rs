@@ -10,7 +10,8 @@
 //! - [`arq_app`]: Arq's processes (running? quit, relaunch);
 //! - [`receipt`]: the record that makes a re-run a no-op;
 //! - [`apply`]: the lockdown, step by step;
-//! - [`system`]: this computer's name;
+//! - [`service`]: the provisioning service (`serve`) and the identity proof Macs send it;
+//! - [`system`]: this computer's name and serial;
 //! - [`cli`] and [`commands`]: the command line and one function per subcommand.
 
 pub mod apply;
@@ -22,10 +23,12 @@ pub mod cli;
 mod commands;
 pub mod credential_store;
 pub mod exit_code;
+mod https;
 pub mod key_source;
 pub mod policy;
 pub mod receipt;
 pub mod secret;
+pub mod service;
 pub mod system;
 pub mod verify;
 
@@ -46,6 +49,10 @@ pub enum Error {
     Apply(#[from] apply::ApplyError),
     #[error(transparent)]
     Iam(#[from] key_source::iam::IamError),
+    #[error(transparent)]
+    ServiceClient(#[from] key_source::service::ServiceClientError),
+    #[error(transparent)]
+    Service(#[from] service::ServiceError),
     #[error(
         "no AWS credentials found: pass --credential-store file:PATH, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
     )]
@@ -63,6 +70,8 @@ impl Error {
             Self::Verify(e) => e.exit_code(),
             Self::Apply(e) => e.exit_code(),
             Self::Iam(e) => e.exit_code(),
+            Self::ServiceClient(e) => e.exit_code(),
+            Self::Service(e) => e.exit_code(),
             Self::NoCredentials => ExitCode::Credentials,
             Self::Output(_) => ExitCode::Internal,
         }

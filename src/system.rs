@@ -1,4 +1,4 @@
-//! Facts about this computer that are not Arq's: its name as people know it.
+//! Facts about this computer that are not Arq's: its name as people know it and its serial number.
 
 /// The Mac's name as shown in Sharing settings ("Bob's MacBook Pro"), for the IAM user's tag.
 ///
@@ -28,4 +28,34 @@ fn host_name() -> String {
         (0, name) if !name.is_empty() => name.to_owned(),
         _ => "unknown".to_owned(),
     }
+}
+
+/// The hardware serial number, for the IAM user's tag (the service binds a computer UUID to it).
+///
+/// Platform-specific: on macOS `IOPlatformSerialNumber` from `ioreg`; elsewhere the DMI product
+/// serial when readable, else the machine id; "unknown" when neither can be read.
+pub fn serial_number() -> String {
+    #[cfg(target_os = "macos")]
+    if let Ok(output) = std::process::Command::new("/usr/sbin/ioreg")
+        .args(["-rd1", "-c", "IOPlatformExpertDevice"])
+        .output()
+    {
+        let text = String::from_utf8_lossy(&output.stdout);
+        if let Some(serial) = text.lines().find_map(|line| {
+            line.split_once("\"IOPlatformSerialNumber\" = \"")?
+                .1
+                .strip_suffix('"')
+        }) {
+            return serial.to_owned();
+        }
+    }
+    ["/sys/class/dmi/id/product_serial", "/etc/machine-id"]
+        .iter()
+        .find_map(|path| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }

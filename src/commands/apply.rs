@@ -1,10 +1,12 @@
 //! `arq-lockdown apply`: lock this Mac down.
 
 use crate::Error;
-use crate::apply::{ApplyRequest, ApplyResult, Outcome, Relaunch, apply};
+use crate::apply::{ApplyRequest, ApplyResult, KeySource, Outcome, Relaunch, apply};
 use crate::cli::ApplyArgs;
 use crate::exit_code::ExitCode;
+use crate::key_source::service::ServiceClient;
 use crate::policy::PolicyOptions;
+use crate::secret::Secret;
 use crate::system;
 
 pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
@@ -12,7 +14,19 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
     let request = ApplyRequest {
         home: super::home(args.arq_home)?,
         store: store.as_ref(),
-        admin: args.admin_credentials,
+        source: match args.service_url {
+            Some(url) if args.source == "service" => {
+                let token = std::env::var("ARQ_LOCKDOWN_ENROLLMENT_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty());
+                KeySource::Service(Box::new(ServiceClient::new(
+                    &url,
+                    args.service_id,
+                    token.map(Secret::new),
+                )?))
+            }
+            _ => KeySource::Iam(args.admin_credentials),
+        },
         policy_options: PolicyOptions {
             legacy_glacier: args.legacy_glacier,
         },
@@ -26,6 +40,7 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
             (false, None) => Relaunch::Default,
         },
         computer_name: args.computer_name.unwrap_or_else(system::computer_name),
+        serial_number: args.serial_number.unwrap_or_else(system::serial_number),
     };
     let outcome = apply(request).await?;
     if args.json {

@@ -4,6 +4,7 @@
 mod apply;
 mod policy;
 mod revoke;
+mod serve;
 mod status;
 mod verify;
 
@@ -19,6 +20,7 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
         Command::Apply(args) => apply::run(args).await,
         Command::Status(args) => status::run(args),
         Command::Revoke(args) => revoke::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Policy(args) => policy::run(args),
         Command::Verify(args) => verify::run(args).await,
     }

@@ -149,18 +149,26 @@ pub struct UserState {
     pub key_ids: Vec<String>,
 }
 
+/// The tag naming the computer UUID a scoped user is for.
+pub const COMPUTER_TAG: &str = "arq-lockdown:computer-uuid";
+/// The tag naming the bucket a scoped user's policy is for.
+pub const BUCKET_TAG: &str = "arq-lockdown:bucket";
+/// The tag naming the Mac's name as people know it.
+pub const NAME_TAG: &str = "arq-lockdown:computer-name";
+/// The tag naming the Mac's hardware serial number (the service binds a computer to it).
+pub const SERIAL_TAG: &str = "arq-lockdown:serial";
+
 /// The tags a scoped user carries: who it is for, in words an admin browsing IAM understands.
-pub fn user_tags(config: &ArqConfig, computer_name: &str) -> BTreeMap<String, String> {
+pub fn user_tags(
+    config: &ArqConfig,
+    computer_name: &str,
+    serial: &str,
+) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (
-            "arq-lockdown:computer-uuid".to_owned(),
-            config.computer_uuid.to_string(),
-        ),
-        ("arq-lockdown:bucket".to_owned(), config.bucket.to_string()),
-        (
-            "arq-lockdown:computer-name".to_owned(),
-            tag_value(computer_name),
-        ),
+        (COMPUTER_TAG.to_owned(), config.computer_uuid.to_string()),
+        (BUCKET_TAG.to_owned(), config.bucket.to_string()),
+        (NAME_TAG.to_owned(), tag_value(computer_name)),
+        (SERIAL_TAG.to_owned(), tag_value(serial)),
     ])
 }
 

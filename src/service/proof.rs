@@ -25,11 +25,24 @@ pub const SERVER_ID_HEADER: &str = "x-arq-lockdown-server-id";
 pub const COMPUTER_HEADER: &str = "x-arq-lockdown-computer";
 
 /// Headers that must be inside the signature.
-const MUST_BE_SIGNED: [&str; 5] = ["content-type", "host", "x-amz-date", SERVER_ID_HEADER, COMPUTER_HEADER];
+const MUST_BE_SIGNED: [&str; 5] = [
+    "content-type",
+    "host",
+    "x-amz-date",
+    SERVER_ID_HEADER,
+    COMPUTER_HEADER,
+];
 
 /// Headers a proof may carry at all; anything else is refused rather than forwarded.
-const ALLOWED: [&str; 7] =
-    ["authorization", "content-type", "host", "x-amz-date", "x-amz-security-token", SERVER_ID_HEADER, COMPUTER_HEADER];
+const ALLOWED: [&str; 7] = [
+    "authorization",
+    "content-type",
+    "host",
+    "x-amz-date",
+    "x-amz-security-token",
+    SERVER_ID_HEADER,
+    COMPUTER_HEADER,
+];
 
 /// A signed `sts:GetCallerIdentity` request: its headers (lower-case names) and body. The method
 /// (POST) and path (/) are fixed.
@@ -81,14 +94,22 @@ impl ProofRefusal {
 }
 
 /// Signs a proof with `key` for the service `server_id` and the computer `computer`.
-pub fn make(key: &AccessKey, sts_host: &str, server_id: &str, computer: &ComputerUuid, now: SystemTime) -> Proof {
+pub fn make(
+    key: &AccessKey,
+    sts_host: &str,
+    server_id: &str,
+    computer: &ComputerUuid,
+    now: SystemTime,
+) -> Proof {
     let mut headers = BTreeMap::from([
         ("content-type".to_owned(), STS_CONTENT_TYPE.to_owned()),
         ("host".to_owned(), sts_host.to_owned()),
         (SERVER_ID_HEADER.to_owned(), server_id.to_owned()),
         (COMPUTER_HEADER.to_owned(), computer.to_string()),
     ]);
-    let identity = aws_credential_types::Credentials::new(&key.id, key.secret.expose(), None, None, "arq-s3").into();
+    let identity =
+        aws_credential_types::Credentials::new(&key.id, key.secret.expose(), None, None, "arq-s3")
+            .into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region("us-east-1")
@@ -106,11 +127,16 @@ pub fn make(key: &AccessKey, sts_host: &str, server_id: &str, computer: &Compute
         SignableBody::Bytes(STS_BODY.as_bytes()),
     )
     .expect("the request is well-formed");
-    let (instructions, _signature) = sign(signable, &params).expect("signing a well-formed request").into_parts();
+    let (instructions, _signature) = sign(signable, &params)
+        .expect("signing a well-formed request")
+        .into_parts();
     for (name, value) in instructions.headers() {
         headers.insert(name.to_ascii_lowercase(), value.to_owned());
     }
-    Proof { headers, body: STS_BODY.to_owned() }
+    Proof {
+        headers,
+        body: STS_BODY.to_owned(),
+    }
 }
 
 /// What a proof says about itself once its shape is checked (STS has not vouched for it yet).
@@ -132,11 +158,20 @@ pub struct ProofRules {
 
 impl ProofRules {
     /// Checks everything about `proof` that can be checked without STS.
-    pub fn check(&self, proof: &Proof, computer: &ComputerUuid, now: SystemTime) -> Result<CheckedProof, ProofRefusal> {
+    pub fn check(
+        &self,
+        proof: &Proof,
+        computer: &ComputerUuid,
+        now: SystemTime,
+    ) -> Result<CheckedProof, ProofRefusal> {
         if proof.body != STS_BODY {
             return Err(ProofRefusal::Malformed);
         }
-        if proof.headers.keys().any(|name| !ALLOWED.contains(&name.as_str())) {
+        if proof
+            .headers
+            .keys()
+            .any(|name| !ALLOWED.contains(&name.as_str()))
+        {
             return Err(ProofRefusal::HeaderNotAllowed);
         }
         let header = |name: &str| proof.headers.get(name).map(String::as_str);
@@ -152,16 +187,25 @@ impl ProofRules {
         if header(COMPUTER_HEADER) != Some(computer.as_str()) {
             return Err(ProofRefusal::WrongComputer);
         }
-        let authorization = Authorization::parse(header("authorization").ok_or(ProofRefusal::Malformed)?)?;
-        if MUST_BE_SIGNED.iter().any(|name| !authorization.signed_headers.contains(name)) {
+        let authorization =
+            Authorization::parse(header("authorization").ok_or(ProofRefusal::Malformed)?)?;
+        if MUST_BE_SIGNED
+            .iter()
+            .any(|name| !authorization.signed_headers.iter().any(|h| h == name))
+        {
             return Err(ProofRefusal::Unsigned);
         }
-        let signed_at = header("x-amz-date").and_then(parse_amz_date).ok_or(ProofRefusal::Malformed)?;
+        let signed_at = header("x-amz-date")
+            .and_then(parse_amz_date)
+            .ok_or(ProofRefusal::Malformed)?;
         let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if now.abs_diff(signed_at) > self.max_age.as_secs() {
             return Err(ProofRefusal::Expired);
         }
-        Ok(CheckedProof { access_key_id: authorization.access_key_id, signature: authorization.signature })
+        Ok(CheckedProof {
+            access_key_id: authorization.access_key_id,
+            signature: authorization.signature,
+        })
     }
 }
 
@@ -175,7 +219,9 @@ struct Authorization {
 impl Authorization {
     /// `AWS4-HMAC-SHA256 Credential=AKID/20261127/us-east-1/sts/aws4_request, SignedHeaders=a;b, Signature=hex`
     fn parse(value: &str) -> Result<Self, ProofRefusal> {
-        let rest = value.strip_prefix("AWS4-HMAC-SHA256 ").ok_or(ProofRefusal::Malformed)?;
+        let rest = value
+            .strip_prefix("AWS4-HMAC-SHA256 ")
+            .ok_or(ProofRefusal::Malformed)?;
         let mut fields = BTreeMap::new();
         for part in rest.split(',') {
             let (name, value) = part.trim().split_once('=').ok_or(ProofRefusal::Malformed)?;
@@ -183,7 +229,11 @@ impl Authorization {
                 return Err(ProofRefusal::Malformed);
             }
         }
-        let credential: Vec<&str> = fields.get("Credential").ok_or(ProofRefusal::Malformed)?.split('/').collect();
+        let credential: Vec<&str> = fields
+            .get("Credential")
+            .ok_or(ProofRefusal::Malformed)?
+            .split('/')
+            .collect();
         let [access_key_id, _date, _region, "sts", "aws4_request"] = credential.as_slice() else {
             return Err(ProofRefusal::Malformed);
         };
@@ -193,7 +243,12 @@ impl Authorization {
         }
         Ok(Self {
             access_key_id: (*access_key_id).to_owned(),
-            signed_headers: fields.get("SignedHeaders").ok_or(ProofRefusal::Malformed)?.split(';').map(str::to_owned).collect(),
+            signed_headers: fields
+                .get("SignedHeaders")
+                .ok_or(ProofRefusal::Malformed)?
+                .split(';')
+                .map(str::to_owned)
+                .collect(),
             signature: (*signature).to_owned(),
         })
     }
@@ -207,15 +262,26 @@ fn parse_amz_date(text: &str) -> Option<u64> {
     }
     let number = |range: std::ops::Range<usize>| -> Option<u64> {
         let part = text.get(range)?;
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
     let (hour, minute, second) = (number(9..11)?, number(11..13)?, number(13..15)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm), for years after 1970.
-    let (y, m) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
     let era = y / 400;
     let year_of_era = y - era * 400;
     let day_of_year = (153 * m + 2) / 5 + day - 1;
@@ -230,7 +296,11 @@ mod tests {
     use crate::secret::Secret;
 
     fn rules() -> ProofRules {
-        ProofRules { server_id: "arq.example.com".into(), sts_host: "sts.amazonaws.com".into(), max_age: Duration::from_secs(300) }
+        ProofRules {
+            server_id: "arq.example.com".into(),
+            sts_host: "sts.amazonaws.com".into(),
+            max_age: Duration::from_secs(300),
+        }
     }
 
     fn computer() -> ComputerUuid {
@@ -238,8 +308,17 @@ mod tests {
     }
 
     fn proof(now: SystemTime) -> Proof {
-        let key = AccessKey { id: "AKIAIOSFODNN7EXAMPLE".into(), secret: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()) };
-        make(&key, "sts.amazonaws.com", "arq.example.com", &computer(), now)
+        let key = AccessKey {
+            id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()),
+        };
+        make(
+            &key,
+            "sts.amazonaws.com",
+            "arq.example.com",
+            &computer(),
+            now,
+        )
     }
 
     #[test]
@@ -247,32 +326,60 @@ mod tests {
         let now = SystemTime::now();
         let checked = rules().check(&proof(now), &computer(), now).unwrap();
         assert_eq!(checked.access_key_id, "AKIAIOSFODNN7EXAMPLE");
-        assert!(!proof(now).headers.values().any(|v| v.contains("wJalrXUtnFEMI")), "the secret is in the proof");
+        assert!(
+            !proof(now)
+                .headers
+                .values()
+                .any(|v| v.contains("wJalrXUtnFEMI")),
+            "the secret is in the proof"
+        );
     }
 
     #[test]
     fn every_tampered_part_is_refused() {
         let now = SystemTime::now();
         let other = ComputerUuid::parse("7A1E5C3B-9D2F-4E8A-B6C4-1F3D5E7A9B2C").unwrap();
-        assert_eq!(rules().check(&proof(now), &other, now), Err(ProofRefusal::WrongComputer));
+        assert_eq!(
+            rules().check(&proof(now), &other, now),
+            Err(ProofRefusal::WrongComputer)
+        );
         let old = now - Duration::from_secs(301);
-        assert_eq!(rules().check(&proof(old), &computer(), now), Err(ProofRefusal::Expired));
+        assert_eq!(
+            rules().check(&proof(old), &computer(), now),
+            Err(ProofRefusal::Expired)
+        );
         let mut p = proof(now);
         p.body = "Action=CreateAccessKey&Version=2010-05-08".into();
-        assert_eq!(rules().check(&p, &computer(), now), Err(ProofRefusal::Malformed));
+        assert_eq!(
+            rules().check(&p, &computer(), now),
+            Err(ProofRefusal::Malformed)
+        );
         let mut p = proof(now);
         p.headers.insert("host".into(), "sts.evil.example".into());
-        assert_eq!(rules().check(&p, &computer(), now), Err(ProofRefusal::WrongStsHost));
+        assert_eq!(
+            rules().check(&p, &computer(), now),
+            Err(ProofRefusal::WrongStsHost)
+        );
         let mut p = proof(now);
-        p.headers.insert(SERVER_ID_HEADER.into(), "other-service".into());
-        assert_eq!(rules().check(&p, &computer(), now), Err(ProofRefusal::WrongServer));
+        p.headers
+            .insert(SERVER_ID_HEADER.into(), "other-service".into());
+        assert_eq!(
+            rules().check(&p, &computer(), now),
+            Err(ProofRefusal::WrongServer)
+        );
         let mut p = proof(now);
         p.headers.insert("x-forwarded-host".into(), "evil".into());
-        assert_eq!(rules().check(&p, &computer(), now), Err(ProofRefusal::HeaderNotAllowed));
+        assert_eq!(
+            rules().check(&p, &computer(), now),
+            Err(ProofRefusal::HeaderNotAllowed)
+        );
         let mut p = proof(now);
         let auth = p.headers["authorization"].replace(";x-arq-lockdown-server-id", "");
         p.headers.insert("authorization".into(), auth);
-        assert_eq!(rules().check(&p, &computer(), now), Err(ProofRefusal::Unsigned));
+        assert_eq!(
+            rules().check(&p, &computer(), now),
+            Err(ProofRefusal::Unsigned)
+        );
     }
 
     #[test]
