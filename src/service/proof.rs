@@ -4,7 +4,7 @@
 //! `sts:GetCallerIdentity` request (POST of a fixed body to STS) and sends the *signed request*.
 //! Two extra headers are inside the signature: the service's server id (a proof made for one
 //! service is useless to another) and the computer UUID asked for (a proof cannot be moved to
-//! another computer). The service checks the shape, the signed-header list and the age, then
+//! another computer) — and a random nonce, so each proof can be used once. The service checks the shape, the signed-header list and the age, then
 //! replays the request to its own STS endpoint — never to a host the Mac names — and STS, by
 //! checking the signature, tells it whose key signed.
 
@@ -23,18 +23,22 @@ pub const STS_BODY: &str = "Action=GetCallerIdentity&Version=2011-06-15";
 pub const STS_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
 pub const SERVER_ID_HEADER: &str = "x-arq-lockdown-server-id";
 pub const COMPUTER_HEADER: &str = "x-arq-lockdown-computer";
+/// A random value per proof: two proofs made in the same second differ, so a second use of one
+/// can be told from a new one.
+pub const NONCE_HEADER: &str = "x-arq-lockdown-nonce";
 
 /// Headers that must be inside the signature.
-const MUST_BE_SIGNED: [&str; 5] = [
+const MUST_BE_SIGNED: [&str; 6] = [
     "content-type",
     "host",
     "x-amz-date",
     SERVER_ID_HEADER,
     COMPUTER_HEADER,
+    NONCE_HEADER,
 ];
 
 /// Headers a proof may carry at all; anything else is refused rather than forwarded.
-const ALLOWED: [&str; 7] = [
+const ALLOWED: [&str; 8] = [
     "authorization",
     "content-type",
     "host",
@@ -42,6 +46,7 @@ const ALLOWED: [&str; 7] = [
     "x-amz-security-token",
     SERVER_ID_HEADER,
     COMPUTER_HEADER,
+    NONCE_HEADER,
 ];
 
 /// A signed `sts:GetCallerIdentity` request: its headers (lower-case names) and body. The method
@@ -106,6 +111,7 @@ pub fn make(
         ("host".to_owned(), sts_host.to_owned()),
         (SERVER_ID_HEADER.to_owned(), server_id.to_owned()),
         (COMPUTER_HEADER.to_owned(), computer.to_string()),
+        (NONCE_HEADER.to_owned(), uuid::Uuid::new_v4().to_string()),
     ]);
     let identity =
         aws_credential_types::Credentials::new(&key.id, key.secret.expose(), None, None, "arq-s3")
@@ -173,6 +179,12 @@ impl ProofRules {
             .any(|name| !ALLOWED.contains(&name.as_str()))
         {
             return Err(ProofRefusal::HeaderNotAllowed);
+        }
+        if MUST_BE_SIGNED
+            .iter()
+            .any(|name| !proof.headers.contains_key(*name))
+        {
+            return Err(ProofRefusal::Malformed);
         }
         let header = |name: &str| proof.headers.get(name).map(String::as_str);
         if header("content-type") != Some(STS_CONTENT_TYPE) {
@@ -380,6 +392,91 @@ mod tests {
             rules().check(&p, &computer(), now),
             Err(ProofRefusal::Unsigned)
         );
+    }
+
+    /// A small deterministic PRNG, so the property test below is repeatable.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Property: whatever is changed in a header the service relies on or in the body, or whichever
+    /// signed header is dropped, the proof is refused — and nothing panics on any input.
+    #[test]
+    fn mutated_proofs_are_never_accepted_and_never_panic() {
+        let now = SystemTime::now();
+        let original = proof(now);
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        // Headers the service compares exactly (a changed x-amz-date may still be in the window:
+        // then STS refuses the signature).
+        let checked = ["content-type", "host", SERVER_ID_HEADER, COMPUTER_HEADER];
+        for round in 0..20_000 {
+            let mut p = original.clone();
+            match rng.below(4) {
+                0 => {
+                    let name = checked[rng.below(checked.len())];
+                    let value = p.headers.get_mut(name).unwrap();
+                    let mut bytes = value.clone().into_bytes();
+                    let at = rng.below(bytes.len());
+                    bytes[at] = bytes[at].wrapping_add(1 + rng.below(200) as u8);
+                    *value = String::from_utf8_lossy(&bytes).into_owned();
+                }
+                1 => {
+                    let name = MUST_BE_SIGNED[rng.below(MUST_BE_SIGNED.len())];
+                    p.headers.remove(name);
+                }
+                2 => {
+                    let mut bytes = p.body.clone().into_bytes();
+                    let at = rng.below(bytes.len() + 1);
+                    bytes.insert(at, b"&=x%"[rng.below(4)]);
+                    p.body = String::from_utf8_lossy(&bytes).into_owned();
+                }
+                _ => {
+                    // Random junk in the authorization header must not panic.
+                    let junk: String = (0..rng.below(120))
+                        .map(|_| (32 + rng.below(95) as u8) as char)
+                        .collect();
+                    p.headers.insert("authorization".into(), junk);
+                }
+            }
+            assert!(
+                rules().check(&p, &computer(), now).is_err(),
+                "round {round} accepted {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_request_parser_refuses_junk_without_panicking() {
+        let mut rng = XorShift(42);
+        let valid = serde_json::to_vec(&crate::service::api::KeyRequest {
+            computer_uuid: computer().to_string(),
+            bucket: "akiaexample.comhaystacksoftwarearq".into(),
+            computer_name: "Mac".into(),
+            serial: "S".into(),
+            proof: Some(proof(SystemTime::now())),
+            enrollment_token: None,
+        })
+        .unwrap();
+        for _ in 0..20_000 {
+            let mut bytes = valid.clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(bytes.len());
+                bytes[at] = rng.next() as u8;
+            }
+            bytes.truncate(rng.below(bytes.len() + 1).max(1));
+            let _ = serde_json::from_slice::<crate::service::api::KeyRequest>(&bytes);
+        }
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! - `bad_input`: every malformed input gets one clear line, its class's exit code, and no write;
 //! - `policy`: the policy's content, an independent IAM evaluator for its listing conditions, a linter;
 //! - `verify`: the verdicts for a scoped key, the main key and the 2012 example's key, against moto;
-//! - `apply`: the lockdown end to end, idempotency, rotation, the fault matrix, refusals.
+//! - `apply`: the lockdown end to end, idempotency, rotation, the fault matrix, refusals;
+//! - `service`: the provisioning service, its client, and hostile requests.
 
 mod apply;
 mod bad_input;
 mod policy;
+mod service;
 mod support;
 mod verify;

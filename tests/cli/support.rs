@@ -398,7 +398,12 @@ pub struct Mac {
 
 impl Mac {
     pub fn new() -> Self {
-        let uuid = fresh_uuid();
+        Self::with_uuid(&fresh_uuid())
+    }
+
+    /// A Mac whose Arq config names `uuid` (two Macs may claim one UUID).
+    pub fn with_uuid(uuid: &str) -> Self {
+        let uuid = uuid.to_owned();
         let home = ArqHome::with(BUCKET, &uuid);
         let (store_dir, store) = file_store(&moto().admin);
         let launcher = store_dir.path().join("launch-arq");
@@ -421,6 +426,22 @@ impl Mac {
             store,
             store_dir,
         }
+    }
+
+    /// `arq-lockdown apply --source service` for this Mac, with the test service.
+    pub fn apply_via_service(&self, serial: &str) -> Command {
+        let mut command = self.apply();
+        command.args([
+            "--source",
+            "service",
+            "--service-url",
+            &service().url,
+            "--service-id",
+            SERVER_ID,
+            "--serial-number",
+            serial,
+        ]);
+        command
     }
 
     /// `arq-lockdown apply` for this Mac, pointed at moto.
@@ -478,4 +499,88 @@ impl Mac {
             .arg(self.home.path())
             .args(["--credential-store", &self.store])))
     }
+}
+
+/// The server id the test service answers to.
+pub const SERVER_ID: &str = "arq.test";
+/// The enrollment token the test service accepts (its SHA-256 is in the service's config).
+pub const ENROLLMENT_TOKEN: &str = "enrollment-token-for-tests-0123456789";
+
+/// The provisioning service under test: `arq-lockdown serve` on 127.0.0.1, with moto's admin keys.
+pub struct Service {
+    pub url: String,
+    /// Every line the service logged so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _process: Child,
+    _dir: tempfile::TempDir,
+}
+
+static SERVICE: OnceLock<Service> = OnceLock::new();
+
+/// The one service of this test binary, started on first use. It stops with the test binary: a
+/// shell runs it and kills it when its stdin closes.
+pub fn service() -> &'static Service {
+    SERVICE.get_or_init(|| {
+        use sha2::Digest;
+        let moto = moto();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("service.toml");
+        let token_hash: String = sha2::Sha256::digest(ENROLLMENT_TOKEN.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\nserver_id = \"{SERVER_ID}\"\nsts_endpoint = \"{}\"\nallowed_buckets = [\"{BUCKET}\"]\n\
+                 fleet_principals = [\"arn:aws:iam::123456789012:user/fleet-admin\"]\nenrollment_token_sha256 = [\"{token_hash}\"]\n",
+                moto.endpoint
+            ),
+        )
+        .unwrap();
+        let mut process = Command::new("sh")
+            .args(["-c", "\"$0\" serve --config \"$1\" & read _; kill $!"])
+            .arg(env!("CARGO_BIN_EXE_arq-lockdown"))
+            .arg(&config)
+            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", &moto.admin.id)
+            .env("AWS_SECRET_ACCESS_KEY", &moto.admin.secret)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(process.stderr.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let url = first.rsplit(' ').next().unwrap().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "the service did not start: {first}");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Service { url, log, _process: process, _dir: dir }
+    })
+}
+
+/// One HTTP/1.1 request to the service, by hand (no client library between the test and the wire).
+pub fn http(method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let address = service().url.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
+    let _ = stream.write_all(body);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
 }
