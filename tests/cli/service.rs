@@ -368,3 +368,139 @@ fn a_slow_client_is_cut_off_and_the_service_stays_healthy() {
     assert_eq!(status, 200);
     assert!(metrics.contains("arq_lockdown_requests_total"));
 }
+
+#[test]
+fn the_service_speaks_tls_and_never_plain_http_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let (ca, cert, key) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
+    let openssl = |args: &[&str]| {
+        let made = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl");
+        assert!(
+            made.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    };
+    // A test CA, and a certificate for localhost signed by it.
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-days",
+                "1",
+                "-subj",
+                "/CN=test CA",
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        path("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "cert.pem",
+    ]);
+    let config = dir.path().join("tls.toml");
+    let tls = format!(
+        "[tls]\ncertificate = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    std::fs::write(&config, service_config("127.0.0.1:0", &tls)).unwrap();
+    let service = start_service(&config, tempfile::tempdir().unwrap());
+    assert!(service.url.starts_with("https://"), "{}", service.url);
+    let url = service.url.replace("127.0.0.1", "localhost");
+
+    // A Mac that does not trust the certificate refuses to talk; one that does enrolls over TLS.
+    let mac = Mac::new();
+    let untrusted = run(mac.apply().args([
+        "--source",
+        "service",
+        "--service-url",
+        &url,
+        "--service-id",
+        SERVER_ID,
+    ]));
+    assert_eq!(exit_code(&untrusted), 6, "{}", stderr(&untrusted));
+    let trusted = run(mac.apply().env("SSL_CERT_FILE", &ca).args([
+        "--source",
+        "service",
+        "--service-url",
+        &url,
+        "--service-id",
+        SERVER_ID,
+    ]));
+    assert_eq!(exit_code(&trusted), 0, "{}", stderr(&trusted));
+    assert_eq!(keys_of(&mac.uuid), json!([mac.key().id]));
+
+    // Plain HTTP: only on loopback, and a Mac sends keys over it only to itself.
+    let plain = dir.path().join("plain.toml");
+    std::fs::write(&plain, service_config("0.0.0.0:0", "")).unwrap();
+    let refused = run(arq_lockdown().arg("serve").arg("--config").arg(&plain));
+    assert_eq!(exit_code(&refused), 4);
+    assert!(
+        stderr(&refused).contains("plain HTTP on 0.0.0.0:0"),
+        "{}",
+        stderr(&refused)
+    );
+    let insecure = run(Mac::new().apply().args([
+        "--source",
+        "service",
+        "--service-url",
+        "http://arq.example.com",
+    ]));
+    assert_eq!(exit_code(&insecure), 4);
+    assert!(
+        stderr(&insecure).contains("must be https://"),
+        "{}",
+        stderr(&insecure)
+    );
+}

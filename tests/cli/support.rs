@@ -521,47 +521,64 @@ static SERVICE: OnceLock<Service> = OnceLock::new();
 /// shell runs it and kills it when its stdin closes.
 pub fn service() -> &'static Service {
     SERVICE.get_or_init(|| {
-        use sha2::Digest;
-        let moto = moto();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("service.toml");
-        let token_hash: String = sha2::Sha256::digest(ENROLLMENT_TOKEN.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:0\"\nserver_id = \"{SERVER_ID}\"\nsts_endpoint = \"{}\"\nallowed_buckets = [\"{BUCKET}\"]\n\
-                 fleet_principals = [\"arn:aws:iam::123456789012:user/fleet-admin\"]\nenrollment_token_sha256 = [\"{token_hash}\"]\n",
-                moto.endpoint
-            ),
-        )
-        .unwrap();
-        let mut process = Command::new("sh")
-            .args(["-c", "\"$0\" serve --config \"$1\" & read _; kill $!"])
-            .arg(env!("CARGO_BIN_EXE_arq-lockdown"))
-            .arg(&config)
-            .env("AWS_ENDPOINT_URL", &moto.endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ACCESS_KEY_ID", &moto.admin.id)
-            .env("AWS_SECRET_ACCESS_KEY", &moto.admin.secret)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(process.stderr.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let url = first.rsplit(' ').next().unwrap().to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "the service did not start: {first}");
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Service { url, log, _process: process, _dir: dir }
+        std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
+        start_service(&config, dir)
     })
+}
+
+/// Starts `arq-lockdown serve --config CONFIG` with moto's admin keys and waits until it listens.
+pub fn start_service(config: &Path, dir: tempfile::TempDir) -> Service {
+    let moto = moto();
+    let mut process = Command::new("sh")
+        .args(["-c", "\"$0\" serve --config \"$1\" & read _; kill $!"])
+        .arg(env!("CARGO_BIN_EXE_arq-lockdown"))
+        .arg(config)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", &moto.admin.id)
+        .env("AWS_SECRET_ACCESS_KEY", &moto.admin.secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(process.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first.rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        url.contains("://127.0.0.1:"),
+        "the service did not start: {first}"
+    );
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Service {
+        url,
+        log,
+        _process: process,
+        _dir: dir,
+    }
+}
+
+/// A service config for this test binary's moto; `extra` is appended (a [tls] table, say).
+pub fn service_config(listen: &str, extra: &str) -> String {
+    use sha2::Digest;
+    let token_hash: String = sha2::Sha256::digest(ENROLLMENT_TOKEN.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "listen = \"{listen}\"\nserver_id = \"{SERVER_ID}\"\nsts_endpoint = \"{}\"\nallowed_buckets = [\"{BUCKET}\"]\n\
+         fleet_principals = [\"arn:aws:iam::123456789012:user/fleet-admin\"]\nenrollment_token_sha256 = [\"{token_hash}\"]\n{extra}",
+        moto().endpoint
+    )
 }
 
 /// One HTTP/1.1 request to the service, by hand (no client library between the test and the wire).
