@@ -73,7 +73,12 @@ fn report(name: &str, latencies: &[Duration], errors: usize, wall: Duration) {
 fn peak_memory_kb(pid: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|status| status.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l[6..].trim().to_owned()))
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l[6..].trim().to_owned())
+        })
         .unwrap_or_else(|| "?".into())
 }
 
@@ -82,12 +87,21 @@ async fn main() {
     let url = env("BENCH_SERVICE_URL");
     let macs: usize = env("BENCH_MACS").parse().unwrap();
     let concurrency: usize = env("BENCH_CONCURRENCY").parse().unwrap();
-    let admin = AccessKey { id: env("BENCH_ADMIN_ID"), secret: Secret::new(env("BENCH_ADMIN_SECRET")) };
+    let admin = AccessKey {
+        id: env("BENCH_ADMIN_ID"),
+        secret: Secret::new(env("BENCH_ADMIN_SECRET")),
+    };
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
 
     let enroll = |_| {
         let uuid = ComputerUuid::parse(&uuid::Uuid::new_v4().to_string().to_uppercase()).unwrap();
-        let proof = proof::make(&admin, "sts.amazonaws.com", "bench", &uuid, SystemTime::now());
+        let proof = proof::make(
+            &admin,
+            "sts.amazonaws.com",
+            "bench",
+            &uuid,
+            SystemTime::now(),
+        );
         let body = serde_json::json!({"computer_uuid": uuid.to_string(), "bucket": BUCKET, "serial": "BENCH", "proof": proof});
         let request = hyper::Request::post(format!("{url}/v1/enroll"))
             .header("content-type", "application/json")
@@ -108,11 +122,15 @@ async fn main() {
     let (latencies, errors, wall) = load(macs, concurrency, enroll).await;
     report("service enrollments", &latencies, errors, wall);
     let service_mean = latencies.iter().sum::<Duration>() / latencies.len() as u32;
-    println!("service peak memory (VmHWM): {}", peak_memory_kb(&env("BENCH_SERVICE_PID")));
+    println!(
+        "service peak memory (VmHWM): {}",
+        peak_memory_kb(&env("BENCH_SERVICE_PID"))
+    );
 
     // The same AWS calls straight to moto: STS GetCallerIdentity, IAM GetUser (404), CreateUser,
     // PutUserPolicy, CreateAccessKey.
-    let config = arq_lockdown::aws::load_config(arq_lockdown::aws::AwsCredentials::Key(&admin)).await;
+    let config =
+        arq_lockdown::aws::load_config(arq_lockdown::aws::AwsCredentials::Key(&admin)).await;
     let iam = arq_lockdown::aws::iam_client(&config);
     let sts = arq_lockdown::aws::sts_client(&config);
     let direct = |_| {
@@ -122,9 +140,27 @@ async fn main() {
             let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/x/*"}]}"#;
             sts.get_caller_identity().send().await.is_ok()
                 && iam.get_user().user_name(&user).send().await.is_err()
-                && iam.create_user().user_name(&user).path("/arq-lockdown/").send().await.is_ok()
-                && iam.put_user_policy().user_name(&user).policy_name("arq-lockdown").policy_document(policy).send().await.is_ok()
-                && iam.create_access_key().user_name(&user).send().await.is_ok()
+                && iam
+                    .create_user()
+                    .user_name(&user)
+                    .path("/arq-lockdown/")
+                    .send()
+                    .await
+                    .is_ok()
+                && iam
+                    .put_user_policy()
+                    .user_name(&user)
+                    .policy_name("arq-lockdown")
+                    .policy_document(policy)
+                    .send()
+                    .await
+                    .is_ok()
+                && iam
+                    .create_access_key()
+                    .user_name(&user)
+                    .send()
+                    .await
+                    .is_ok()
         }
     };
     let (latencies, errors, wall) = load(macs, concurrency, direct).await;

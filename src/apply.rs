@@ -33,6 +33,7 @@ use crate::key_source::iam::{self, Iam, IamError, UserState, WantedUser};
 use crate::key_source::service::{ServiceClient, ServiceClientError};
 use crate::policy::{PolicyDocument, PolicyOptions, PolicyTooLarge};
 use crate::receipt::{self, Receipt, ReceiptError};
+use crate::session::{self, SessionError};
 use crate::verify::{self, Verdict, VerifyError, VerifyOptions};
 
 /// Where the scoped key comes from.
@@ -97,6 +98,8 @@ pub enum ApplyError {
     Receipt(#[from] ReceiptError),
     #[error(transparent)]
     Service(#[from] ServiceClientError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
     #[error(
         "AWS refuses the key in \"Arq S3\" ({key_id}: {reason}), so it can neither create IAM users nor prove this Mac to the service: re-enter working keys in Arq, or pass --admin-credentials env or profile:NAME"
     )]
@@ -138,6 +141,7 @@ impl ApplyError {
             Self::Verify(e) => e.exit_code(),
             Self::Receipt(_) => ExitCode::Internal,
             Self::Service(e) => e.exit_code(),
+            Self::Session(e) => e.exit_code(),
             Self::CurrentKeyRefused { .. }
             | Self::ForeignScopedKey { .. }
             | Self::RotateNeedsAdmin => ExitCode::Credentials,
@@ -235,6 +239,7 @@ pub async fn apply(request: ApplyRequest<'_>) -> Result<Outcome, ApplyError> {
     // 1. Arq's config and this computer's policy.
     let config = ArqConfig::read_from_home(&request.home)?;
     let policy = PolicyDocument::scoped_to(&config, request.policy_options)?;
+    session::refuse_user_symlinks(&Receipt::path(&request.home))?;
     steps.note(format!(
         "Arq backs up to {} as computer {}",
         config.bucket, config.computer_uuid

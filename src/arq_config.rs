@@ -46,6 +46,8 @@ pub struct ArqConfig {
 pub enum ConfigError {
     #[error("HOME is not set: pass --arq-home with the user's home folder")]
     NoHome,
+    #[error(transparent)]
+    UnsafePath(#[from] crate::session::SessionError),
     #[error(
         "no Arq config at {path}: set Arq up for this user first, or point --arq-home at the right home folder"
     )]
@@ -101,6 +103,7 @@ pub enum ConfigError {
 impl ConfigError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
+            Self::UnsafePath(e) => e.exit_code(),
             Self::NoHome
             | Self::NotFound { .. }
             | Self::Unreadable { .. }
@@ -231,6 +234,7 @@ impl ArqConfig {
     /// Reads and validates `<home>/Library/Arq/config/app_config.plist`.
     pub fn read_from_home(home: &Path) -> Result<Self, ConfigError> {
         let path = home.join(CONFIG_RELATIVE_PATH);
+        crate::session::refuse_user_symlinks(&path)?;
         let bytes = read_capped(&path)?;
         let value = plist::Value::from_reader(io::Cursor::new(&bytes)).map_err(|e| {
             ConfigError::NotPlist {

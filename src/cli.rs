@@ -104,6 +104,9 @@ pub struct ApplyArgs {
     /// Home folder whose Library/Arq/config/app_config.plist to read [default: $HOME].
     #[arg(long, value_name = "DIR")]
     pub arq_home: Option<PathBuf>,
+    /// As root: the user to act for [default: SUDO_USER, else the console user].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Where the scoped key comes from: iam (straight from IAM, with admin credentials) or
@@ -160,6 +163,9 @@ pub struct StatusArgs {
     /// Home folder whose Library/Arq/config/app_config.plist to read [default: $HOME].
     #[arg(long, value_name = "DIR")]
     pub arq_home: Option<PathBuf>,
+    /// As root: the user to act for [default: SUDO_USER, else the console user].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
     /// Print the status as one JSON object.

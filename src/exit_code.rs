@@ -23,6 +23,8 @@ pub enum ExitCode {
     Aws = 6,
     /// Arq or Arq Agent is running (or did not quit in time), so "Arq S3" was not changed.
     ArqRunning = 7,
+    /// Run as root with nobody logged in to act for: the LaunchAgent does it at the next login.
+    NoUser = 8,
     /// `verify`: a call Arq needs is refused, so Arq would fail with this key.
     ArqBroken = 10,
     /// `verify`: the key can list the bucket root or another computer's folder (names leak).

@@ -11,6 +11,7 @@
 //! - [`receipt`]: the record that makes a re-run a no-op;
 //! - [`apply`]: the lockdown, step by step;
 //! - [`service`]: the provisioning service (`serve`) and the identity proof Macs send it;
+//! - [`session`]: running as root, acting for a user;
 //! - [`system`]: this computer's name and serial;
 //! - [`cli`] and [`commands`]: the command line and one function per subcommand.
 
@@ -29,6 +30,7 @@ pub mod policy;
 pub mod receipt;
 pub mod secret;
 pub mod service;
+pub mod session;
 pub mod system;
 pub mod verify;
 
@@ -53,6 +55,8 @@ pub enum Error {
     ServiceClient(#[from] key_source::service::ServiceClientError),
     #[error(transparent)]
     Service(#[from] service::ServiceError),
+    #[error(transparent)]
+    Session(#[from] session::SessionError),
     #[error(
         "no AWS credentials found: pass --credential-store file:PATH, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
     )]
@@ -72,6 +76,7 @@ impl Error {
             Self::Iam(e) => e.exit_code(),
             Self::ServiceClient(e) => e.exit_code(),
             Self::Service(e) => e.exit_code(),
+            Self::Session(e) => e.exit_code(),
             Self::NoCredentials => ExitCode::Credentials,
             Self::Output(_) => ExitCode::Internal,
         }

@@ -54,6 +54,7 @@ impl Receipt {
     /// the work is done again, so it reads as none.
     pub fn load(home: &Path) -> Option<Self> {
         use std::io::Read;
+        crate::session::refuse_user_symlinks(&Self::path(home)).ok()?;
         let file = std::fs::File::open(Self::path(home)).ok()?;
         let mut text = String::new();
         file.take(MAX_RECEIPT_BYTES)

@@ -10,6 +10,7 @@ use crate::secret::Secret;
 use crate::system;
 
 pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
+    super::act_for_user(args.user.as_deref(), &args.store.credential_store)?;
     let store = args.store.credential_store.open()?;
     let request = ApplyRequest {
         home: super::home(args.arq_home)?,

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use crate::Error;
 use crate::arq_config::{ArqConfig, ConfigError};
 use crate::cli::{Command, TargetArgs};
+use crate::credential_store::StoreLocation;
 use crate::exit_code::ExitCode;
+use crate::session::{self, SessionError, Target};
 
 pub async fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
@@ -39,6 +41,32 @@ fn home(arq_home: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
     arq_home
         .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
         .ok_or(ConfigError::NoHome)
+}
+
+/// As root with the Keychain as the store (or with --user), runs this command again as the target
+/// user in that user's session and exits with its exit code (see [`crate::session`]). Otherwise
+/// returns and the command runs here.
+fn act_for_user(user: Option<&str>, store: &StoreLocation) -> Result<(), Error> {
+    let is_root = session::is_root();
+    // Root with a file store works in place (tests, Linux); file access is guarded instead.
+    if is_root && user.is_none() && *store != StoreLocation::Keychain {
+        return Ok(());
+    }
+    let sudo_user = std::env::var("SUDO_USER").ok();
+    match session::choose(
+        is_root,
+        user,
+        sudo_user.as_deref(),
+        session::console_user().as_deref(),
+    )? {
+        Target::Here => Ok(()),
+        Target::Nobody => Err(SessionError::NoUser.into()),
+        Target::User(name) => {
+            let account = session::user_by_name(&name).ok_or(SessionError::UnknownUser(name))?;
+            let code = session::run_as(&account, &session::arguments_without_user())?;
+            std::process::exit(code);
+        }
+    }
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error.

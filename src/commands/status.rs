@@ -6,7 +6,7 @@ use crate::Error;
 use crate::arq_app;
 use crate::arq_config::ArqConfig;
 use crate::cli::StatusArgs;
-use crate::credential_store::CredentialStore;
+use crate::credential_store::{CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::receipt::Receipt;
@@ -36,8 +36,9 @@ struct Status {
 }
 
 pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
+    super::act_for_user(args.user.as_deref(), &args.store.credential_store)?;
     let home = super::home(args.arq_home)?;
-    let status = status(&home, args.store.credential_store.open()?.as_ref());
+    let status = status(&home, args.store.credential_store.open());
     if args.json {
         super::print_json(&status)?;
     } else {
@@ -72,7 +73,7 @@ pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::Success)
 }
 
-fn status(home: &std::path::Path, store: &dyn CredentialStore) -> Status {
+fn status(home: &std::path::Path, store: Result<Box<dyn CredentialStore>, StoreError>) -> Status {
     let mut status = Status {
         state: State::NotConfigured,
         detail: None,
@@ -93,7 +94,7 @@ fn status(home: &std::path::Path, store: &dyn CredentialStore) -> Status {
     status.bucket = Some(config.bucket.to_string());
     status.computer_uuid = Some(config.computer_uuid.to_string());
     status.state = State::NotLockedDown;
-    let key = match store.read() {
+    let key = match store.and_then(|store| store.read()) {
         Ok(key) => key,
         Err(e) => {
             status.detail = Some(e.to_string());

@@ -161,7 +161,7 @@ fn bad_values_on_the_command_line_are_refused() {
         ("unknown store kind", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--credential-store", "vault:x"], USAGE, "use keychain or file:PATH"),
         ("unknown admin credentials", &["apply", "--admin-credentials", "root"], USAGE, "use arq-s3, env or profile:NAME"),
         ("absurd wait", &["apply", "--quit-arq", "--wait", "99999"], USAGE, "whole number of seconds"),
-        ("the Keychain off macOS", &["status"], CREDENTIALS, "the Keychain exists only on macOS"),
+        ("the Keychain off macOS", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--credential-store", "keychain"], CREDENTIALS, "the Keychain exists only on macOS"),
         ("HOME without Arq, no --arq-home", &["policy"], CONFIG_MISSING, "no Arq config at /nonexistent-home/"),
     ];
     for (name, args, code, says) in cases {

@@ -6,11 +6,13 @@
 //! - `policy`: the policy's content, an independent IAM evaluator for its listing conditions, a linter;
 //! - `verify`: the verdicts for a scoped key, the main key and the 2012 example's key, against moto;
 //! - `apply`: the lockdown end to end, idempotency, rotation, the fault matrix, refusals;
-//! - `service`: the provisioning service, its client, and hostile requests.
+//! - `service`: the provisioning service, its client, and hostile requests;
+//! - `root`: acting for a user when run as root, and refusing users' symlinks.
 
 mod apply;
 mod bad_input;
 mod policy;
+mod root;
 mod service;
 mod support;
 mod verify;

@@ -1,0 +1,128 @@
+//! Run as root: acting for a user (`session`), and never following a user's symlink. These need
+//! root (CI runs as root); as another user they check nothing and say so.
+
+use std::os::unix::fs::symlink;
+
+use crate::support::*;
+
+const USAGE: i32 = 2;
+const CONFIG_INVALID: i32 = 4;
+const NO_USER: i32 = 8;
+
+fn root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("not root: the root tests check nothing here");
+    }
+    root
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn root_with_nobody_logged_in_leaves_the_work_to_the_next_login() {
+    if !root() {
+        return;
+    }
+    // The Keychain is the store (the default), SUDO_USER is not a person, and no user owns
+    // /dev/console here.
+    for sudo_user in [None, Some("root"), Some("_mbsetupuser")] {
+        let mut command = arq_lockdown();
+        command.args(["apply", "--dry-run"]);
+        if let Some(name) = sudo_user {
+            command.env("SUDO_USER", name);
+        }
+        let output = run(&mut command);
+        assert_eq!(
+            exit_code(&output),
+            NO_USER,
+            "{sudo_user:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("will run at the next login"),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn root_runs_again_as_the_sudo_user_with_that_users_home() {
+    if !root() {
+        return;
+    }
+    // Debian's "nobody" has /nonexistent as its home: the second run looks for Arq's config there,
+    // which shows it ran as nobody, not as root with root's HOME.
+    let output = run(arq_lockdown()
+        .env("SUDO_USER", "nobody")
+        .args(["status", "--json"]));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout.contains("no Arq config at /nonexistent/Library/Arq/config/app_config.plist"),
+        "{stdout}"
+    );
+
+    let unknown = run(arq_lockdown().args(["apply", "--user", "no-such-user-arq-lockdown"]));
+    assert_eq!(exit_code(&unknown), USAGE);
+    assert!(stderr(&unknown).contains("there is no user \"no-such-user-arq-lockdown\""));
+}
+
+#[test]
+fn root_never_follows_a_users_symlink_into_or_out_of_a_home() {
+    if !root() {
+        return;
+    }
+    let nobody = 65534;
+    // The config folder is a symlink a user made: root must not follow it (to read what it points at).
+    let home = ArqHome::with(BUCKET, THIS_COMPUTER);
+    let real = home.path().join("elsewhere");
+    std::fs::rename(home.path().join("Library/Arq/config"), &real).unwrap();
+    symlink(&real, home.path().join("Library/Arq/config")).unwrap();
+    std::os::unix::fs::lchown(
+        home.path().join("Library/Arq/config"),
+        Some(nobody),
+        Some(nobody),
+    )
+    .unwrap();
+    let output = run(arq_lockdown()
+        .arg("policy")
+        .arg("--arq-home")
+        .arg(home.path()));
+    assert_eq!(exit_code(&output), CONFIG_INVALID, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("refusing to follow"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The receipt's folder is a user's symlink (to a root-owned place): apply refuses before any change.
+    let mac = Mac::new();
+    let before = mac.key();
+    let target = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(mac.home.path().join("Library")).unwrap();
+    symlink(
+        target.path(),
+        mac.home.path().join("Library/Application Support"),
+    )
+    .unwrap();
+    std::os::unix::fs::lchown(
+        mac.home.path().join("Library/Application Support"),
+        Some(nobody),
+        Some(nobody),
+    )
+    .unwrap();
+    let output = run(&mut mac.apply());
+    assert_eq!(exit_code(&output), CONFIG_INVALID, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("refusing to follow"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(mac.key(), before);
+    assert_eq!(scoped_user(&mac.uuid)["exists"], false);
+}
