@@ -10,6 +10,9 @@ use crate::credential_store::StoreLocation;
 
 /// Lock each Mac's Arq backups down to that Mac: a scoped IAM key in Arq's "Arq S3" item that
 /// reaches only this computer's folders in the bucket.
+///
+/// `apply` also takes its settings from a configuration profile (domain org.arq-lockdown); flags
+/// win over the profile.
 #[derive(Debug, Parser)]
 #[command(name = "arq-lockdown", version, propagate_version = true)]
 pub struct Cli {
@@ -111,14 +114,14 @@ pub struct ApplyArgs {
     pub store: StoreArgs,
     /// Where the scoped key comes from: iam (straight from IAM, with admin credentials) or
     /// service (the provisioning service; this Mac needs no IAM rights).
-    #[arg(long, value_name = "SOURCE", default_value = "iam", value_parser = ["iam", "service"])]
-    pub source: String,
+    #[arg(long, value_name = "SOURCE", value_parser = ["iam", "service"])]
+    pub source: Option<String>,
     /// With --source iam: who may create the IAM user and key: arq-s3 (the keys now in "Arq S3",
     /// the main keys), env (the standard AWS credential chain) or profile:NAME.
     #[arg(long, value_name = "WHO", default_value = "arq-s3", value_parser = parse_admin)]
     pub admin_credentials: AdminCredentials,
     /// With --source service: the service's URL (https://, or http:// to this machine only).
-    #[arg(long, value_name = "URL", required_if_eq("source", "service"))]
+    #[arg(long, value_name = "URL")]
     pub service_url: Option<String>,
     /// With --source service: the service's server id [default: the URL's host].
     #[arg(long, value_name = "ID")]
@@ -135,12 +138,12 @@ pub struct ApplyArgs {
     /// Ask Arq and Arq Agent to quit instead of failing when they run.
     #[arg(long)]
     pub quit_arq: bool,
-    /// With --quit-arq: how long to wait for them to quit.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
-    pub wait: Duration,
-    /// How long a new key may take to start working (IAM is eventually consistent).
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
-    pub verify_timeout: Duration,
+    /// With --quit-arq: how long to wait for them to quit [default: 30].
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub wait: Option<Duration>,
+    /// How long a new key may take to start working (IAM is eventually consistent) [default: 60].
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub verify_timeout: Option<Duration>,
     /// Do not start Arq again at the end.
     #[arg(long)]
     pub no_relaunch: bool,

@@ -12,6 +12,7 @@
 //! - [`apply`]: the lockdown, step by step;
 //! - [`service`]: the provisioning service (`serve`) and the identity proof Macs send it;
 //! - [`session`]: running as root, acting for a user;
+//! - [`preferences`]: settings from configuration profiles;
 //! - [`system`]: this computer's name and serial;
 //! - [`cli`] and [`commands`]: the command line and one function per subcommand.
 
@@ -27,6 +28,7 @@ pub mod exit_code;
 mod https;
 pub mod key_source;
 pub mod policy;
+pub mod preferences;
 pub mod receipt;
 pub mod secret;
 pub mod service;
@@ -61,6 +63,10 @@ pub enum Error {
         "no AWS credentials found: pass --credential-store file:PATH, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
     )]
     NoCredentials,
+    #[error(transparent)]
+    Preferences(#[from] preferences::PreferencesError),
+    #[error("--source service needs --service-url, or ServiceURL in the configuration profile")]
+    MissingServiceUrl,
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
 }
@@ -78,6 +84,8 @@ impl Error {
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
             Self::NoCredentials => ExitCode::Credentials,
+            Self::Preferences(e) => e.exit_code(),
+            Self::MissingServiceUrl => ExitCode::Usage,
             Self::Output(_) => ExitCode::Internal,
         }
     }

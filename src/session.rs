@@ -112,6 +112,12 @@ pub fn user_by_name(name: &str) -> Option<User> {
     })
 }
 
+/// The user this process runs as.
+pub fn current_user() -> Option<User> {
+    // SAFETY: getuid cannot fail and touches no memory.
+    user_by_uid(unsafe { libc::getuid() })
+}
+
 fn user_by_uid(uid: u32) -> Option<User> {
     lookup(|pwd, buffer, result| unsafe {
         // SAFETY: as in user_by_name.

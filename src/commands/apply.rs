@@ -1,4 +1,6 @@
-//! `arq-lockdown apply`: lock this Mac down.
+//! `arq-lockdown apply`: lock this Mac down, with settings from flags, then the configuration profile.
+
+use std::time::Duration;
 
 use crate::Error;
 use crate::apply::{ApplyRequest, ApplyResult, KeySource, Outcome, Relaunch, apply};
@@ -6,40 +8,56 @@ use crate::cli::ApplyArgs;
 use crate::exit_code::ExitCode;
 use crate::key_source::service::ServiceClient;
 use crate::policy::PolicyOptions;
+use crate::preferences::PreferenceFiles;
 use crate::secret::Secret;
+use crate::session;
 use crate::system;
 
 pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
     super::act_for_user(args.user.as_deref(), &args.store.credential_store)?;
+    let user = session::current_user().map(|u| u.name).unwrap_or_default();
+    let preferences = PreferenceFiles::for_user(&user).load()?;
     let store = args.store.credential_store.open()?;
+    let source = match args.source.as_deref().or(preferences.source.as_deref()) {
+        Some("service") => {
+            let url = args
+                .service_url
+                .or(preferences.service_url)
+                .ok_or(Error::MissingServiceUrl)?;
+            let token = std::env::var("ARQ_LOCKDOWN_ENROLLMENT_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(Secret::new)
+                .or(preferences.enrollment_token);
+            let service_id = args.service_id.or(preferences.service_id);
+            KeySource::Service(Box::new(ServiceClient::new(&url, service_id, token)?))
+        }
+        _ => KeySource::Iam(args.admin_credentials),
+    };
+    let seconds = |flag: Option<Duration>, preference: Option<u64>, default: u64| {
+        flag.unwrap_or(Duration::from_secs(preference.unwrap_or(default)))
+    };
+    let relaunch = match (
+        args.no_relaunch || preferences.relaunch == Some(false),
+        args.relaunch_command,
+    ) {
+        (true, _) => Relaunch::Skip,
+        (false, Some(program)) => Relaunch::Command(program),
+        (false, None) => Relaunch::Default,
+    };
     let request = ApplyRequest {
         home: super::home(args.arq_home)?,
         store: store.as_ref(),
-        source: match args.service_url {
-            Some(url) if args.source == "service" => {
-                let token = std::env::var("ARQ_LOCKDOWN_ENROLLMENT_TOKEN")
-                    .ok()
-                    .filter(|t| !t.is_empty());
-                KeySource::Service(Box::new(ServiceClient::new(
-                    &url,
-                    args.service_id,
-                    token.map(Secret::new),
-                )?))
-            }
-            _ => KeySource::Iam(args.admin_credentials),
-        },
+        source,
         policy_options: PolicyOptions {
-            legacy_glacier: args.legacy_glacier,
+            legacy_glacier: args.legacy_glacier || preferences.legacy_glacier == Some(true),
         },
         rotate: args.rotate,
         dry_run: args.dry_run,
-        quit_arq: args.quit_arq.then_some(args.wait),
-        verify_timeout: args.verify_timeout,
-        relaunch: match (args.no_relaunch, args.relaunch_command) {
-            (true, _) => Relaunch::Skip,
-            (false, Some(program)) => Relaunch::Command(program),
-            (false, None) => Relaunch::Default,
-        },
+        quit_arq: (args.quit_arq || preferences.quit_arq == Some(true))
+            .then(|| seconds(args.wait, preferences.wait_seconds, 30)),
+        verify_timeout: seconds(args.verify_timeout, preferences.verify_timeout_seconds, 60),
+        relaunch,
         computer_name: args.computer_name.unwrap_or_else(system::computer_name),
         serial_number: args.serial_number.unwrap_or_else(system::serial_number),
     };

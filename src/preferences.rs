@@ -1,0 +1,258 @@
+//! Settings an admin pushes with a configuration profile (managed preferences), for `apply`.
+//!
+//! Read from, in order of precedence (after the command line, which always wins):
+//! 1. `/Library/Managed Preferences/<user>/org.arq-lockdown.plist` — a profile for this user;
+//! 2. `/Library/Managed Preferences/org.arq-lockdown.plist` — a profile for the computer;
+//! 3. `/Library/Preferences/org.arq-lockdown.plist` — a local file an admin wrote.
+//!
+//! Keys that decide where keys come from or carry a secret (`Source`, `ServiceURL`, `ServiceID`,
+//! `EnrollmentToken`) are honoured only from a profile (1 or 2): a local file cannot redirect a
+//! Mac's keys. `packaging/example.mobileconfig` documents every key.
+
+use std::path::{Path, PathBuf};
+
+use crate::exit_code::ExitCode;
+use crate::secret::Secret;
+
+/// The one reverse-DNS identifier: package, LaunchAgent label, preference domain, log name.
+pub const IDENTIFIER: &str = "org.arq-lockdown";
+
+/// Larger preference files are not ours.
+const MAX_PREFERENCES_BYTES: u64 = 256 * 1024;
+
+/// Every setting `apply` takes from preferences; `None` where no file sets it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Preferences {
+    pub source: Option<String>,
+    pub service_url: Option<String>,
+    pub service_id: Option<String>,
+    pub enrollment_token: Option<Secret>,
+    pub quit_arq: Option<bool>,
+    pub wait_seconds: Option<u64>,
+    pub verify_timeout_seconds: Option<u64>,
+    pub relaunch: Option<bool>,
+    pub legacy_glacier: Option<bool>,
+}
+
+/// The preference files, most important first.
+#[derive(Clone, Debug)]
+pub struct PreferenceFiles {
+    pub managed_for_user: PathBuf,
+    pub managed_for_computer: PathBuf,
+    pub local: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("preferences {path}: {reason}; fix or remove the configuration profile")]
+pub struct PreferencesError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl PreferencesError {
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::ConfigInvalid
+    }
+}
+
+impl PreferenceFiles {
+    /// Where macOS puts them for `user`.
+    pub fn for_user(user: &str) -> Self {
+        Self {
+            managed_for_user: PathBuf::from(format!(
+                "/Library/Managed Preferences/{user}/{IDENTIFIER}.plist"
+            )),
+            managed_for_computer: PathBuf::from(format!(
+                "/Library/Managed Preferences/{IDENTIFIER}.plist"
+            )),
+            local: PathBuf::from(format!("/Library/Preferences/{IDENTIFIER}.plist")),
+        }
+    }
+
+    /// Reads and merges the files; a missing file sets nothing.
+    pub fn load(&self) -> Result<Preferences, PreferencesError> {
+        let mut merged = Preferences::default();
+        // Least important first, so each later file overrides.
+        for (path, managed) in [
+            (&self.local, false),
+            (&self.managed_for_computer, true),
+            (&self.managed_for_user, true),
+        ] {
+            if let Some(dict) = read_dict(path)? {
+                apply_file(&mut merged, &dict, path, managed)?;
+            }
+        }
+        Ok(merged)
+    }
+}
+
+fn read_dict(path: &Path) -> Result<Option<plist::Dictionary>, PreferencesError> {
+    let error = |reason: String| PreferencesError {
+        path: path.to_owned(),
+        reason,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(error(e.to_string())),
+    };
+    if !meta.is_file() || meta.len() > MAX_PREFERENCES_BYTES {
+        return Err(error("not a preference file".into()));
+    }
+    match plist::Value::from_file(path).map_err(|e| error(e.to_string()))? {
+        plist::Value::Dictionary(dict) => Ok(Some(dict)),
+        _ => Err(error("not a dictionary".into())),
+    }
+}
+
+fn apply_file(
+    into: &mut Preferences,
+    dict: &plist::Dictionary,
+    path: &Path,
+    managed: bool,
+) -> Result<(), PreferencesError> {
+    let wrong = |key: &str, wanted: &str| PreferencesError {
+        path: path.to_owned(),
+        reason: format!("{key} must be {wanted}"),
+    };
+    let string = |key: &str| -> Result<Option<String>, PreferencesError> {
+        match dict.get(key) {
+            None => Ok(None),
+            Some(plist::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(wrong(key, "a string")),
+        }
+    };
+    let boolean = |key: &str| -> Result<Option<bool>, PreferencesError> {
+        match dict.get(key) {
+            None => Ok(None),
+            Some(plist::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(_) => Err(wrong(key, "a boolean")),
+        }
+    };
+    let seconds = |key: &str| -> Result<Option<u64>, PreferencesError> {
+        match dict.get(key) {
+            None => Ok(None),
+            Some(plist::Value::Integer(i)) => i
+                .as_unsigned()
+                .filter(|s| *s <= 3600)
+                .map(Some)
+                .ok_or_else(|| wrong(key, "0 to 3600")),
+            Some(_) => Err(wrong(key, "an integer")),
+        }
+    };
+    if managed {
+        if let Some(source) = string("Source")? {
+            if source != "iam" && source != "service" {
+                return Err(wrong("Source", "\"iam\" or \"service\""));
+            }
+            into.source = Some(source);
+        }
+        into.service_url = string("ServiceURL")?.or(into.service_url.take());
+        into.service_id = string("ServiceID")?.or(into.service_id.take());
+        if let Some(token) = string("EnrollmentToken")? {
+            into.enrollment_token = Some(Secret::new(token));
+        }
+    }
+    into.quit_arq = boolean("QuitArq")?.or(into.quit_arq);
+    into.wait_seconds = seconds("WaitSeconds")?.or(into.wait_seconds);
+    into.verify_timeout_seconds = seconds("VerifyTimeoutSeconds")?.or(into.verify_timeout_seconds);
+    into.relaunch = boolean("Relaunch")?.or(into.relaunch);
+    into.legacy_glacier = boolean("LegacyGlacier")?.or(into.legacy_glacier);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, entries: &[(&str, plist::Value)]) {
+        let dict: plist::Dictionary = entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        plist::Value::Dictionary(dict).to_file_xml(path).unwrap();
+    }
+
+    fn files(dir: &Path) -> PreferenceFiles {
+        PreferenceFiles {
+            managed_for_user: dir.join("user.plist"),
+            managed_for_computer: dir.join("computer.plist"),
+            local: dir.join("local.plist"),
+        }
+    }
+
+    #[test]
+    fn no_files_set_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(files(dir.path()).load().unwrap(), Preferences::default());
+    }
+
+    #[test]
+    fn managed_for_the_user_beats_managed_for_the_computer_beats_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = files(dir.path());
+        write(
+            &files.local,
+            &[
+                ("QuitArq", true.into()),
+                ("WaitSeconds", 10.into()),
+                ("LegacyGlacier", true.into()),
+            ],
+        );
+        write(
+            &files.managed_for_computer,
+            &[
+                ("QuitArq", false.into()),
+                ("WaitSeconds", 20.into()),
+                ("ServiceURL", "https://computer.example".into()),
+            ],
+        );
+        write(
+            &files.managed_for_user,
+            &[
+                ("WaitSeconds", 30.into()),
+                ("ServiceURL", "https://user.example".into()),
+            ],
+        );
+        let prefs = files.load().unwrap();
+        assert_eq!(prefs.wait_seconds, Some(30));
+        assert_eq!(prefs.quit_arq, Some(false));
+        assert_eq!(prefs.legacy_glacier, Some(true));
+        assert_eq!(prefs.service_url.as_deref(), Some("https://user.example"));
+    }
+
+    #[test]
+    fn a_local_file_cannot_set_where_keys_come_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = files(dir.path());
+        write(
+            &files.local,
+            &[
+                ("Source", "service".into()),
+                ("ServiceURL", "https://evil.example".into()),
+                ("EnrollmentToken", "t".into()),
+                ("Relaunch", false.into()),
+            ],
+        );
+        let prefs = files.load().unwrap();
+        assert_eq!(
+            (prefs.source, prefs.service_url, prefs.enrollment_token),
+            (None, None, None)
+        );
+        assert_eq!(prefs.relaunch, Some(false));
+    }
+
+    #[test]
+    fn wrong_types_name_the_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = files(dir.path());
+        write(&files.managed_for_computer, &[("QuitArq", "yes".into())]);
+        let message = files.load().unwrap_err().to_string();
+        assert!(
+            message.contains("computer.plist") && message.contains("QuitArq must be a boolean"),
+            "{message}"
+        );
+        write(&files.managed_for_computer, &[("Source", "s3".into())]);
+        assert!(files.load().is_err());
+    }
+}
