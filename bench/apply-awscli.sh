@@ -29,9 +29,9 @@ for folder in "$uuid/" "glacier/$uuid/"; do
 done
 "$aws" s3api list-objects --bucket "$bucket" --delimiter / >/dev/null || true
 "$aws" s3api list-objects --bucket "$bucket" --prefix "$other/" --delimiter / >/dev/null || true
-! "$aws" s3api get-object --bucket "$bucket" --key "$other/computerinfo" /dev/null >/dev/null 2>&1
+"$aws" s3api get-object --bucket "$bucket" --key "$other/computerinfo" /dev/null >/dev/null 2>&1 && exit 1
 for folder in "$other/" "glacier/$other/"; do
-  ! "$aws" s3api put-object --bucket "$bucket" --key "$folder$probe" >/dev/null 2>&1
-  ! "$aws" s3api delete-object --bucket "$bucket" --key "$folder$probe" >/dev/null 2>&1
+  "$aws" s3api put-object --bucket "$bucket" --key "$folder$probe" >/dev/null 2>&1 && exit 1
+  "$aws" s3api delete-object --bucket "$bucket" --key "$folder$probe" >/dev/null 2>&1 && exit 1
 done
 python3 -c 'import json, os, sys; json.dump({"Arq S3": {"account": os.environ["AWS_ACCESS_KEY_ID"], "password": os.environ["AWS_SECRET_ACCESS_KEY"]}}, open(sys.argv[1], "w"))' "$store"

@@ -33,6 +33,7 @@ use crate::key_source::iam::{self, Iam, IamError, UserState, WantedUser};
 use crate::key_source::service::{ServiceClient, ServiceClientError};
 use crate::policy::{PolicyDocument, PolicyOptions, PolicyTooLarge};
 use crate::receipt::{self, Receipt, ReceiptError};
+use crate::run_log::RunLog;
 use crate::session::{self, SessionError};
 use crate::verify::{self, Verdict, VerifyError, VerifyOptions};
 
@@ -197,20 +198,27 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
-/// Progress: one line per step on stderr, kept for the outcome too.
-struct Steps {
+/// Progress: one line per step on stderr and in the user's log, kept for the outcome too.
+struct Steps<'a> {
+    log: Option<&'a RunLog>,
     done: Vec<String>,
     warnings: Vec<String>,
 }
 
-impl Steps {
+impl Steps<'_> {
     fn note(&mut self, text: String) {
         eprintln!("arq-lockdown: {text}");
+        if let Some(log) = self.log {
+            log.line(&text);
+        }
         self.done.push(text);
     }
 
     fn warn(&mut self, text: String) {
         eprintln!("arq-lockdown: warning: {text}");
+        if let Some(log) = self.log {
+            log.line(&format!("warning: {text}"));
+        }
         self.warnings.push(text);
     }
 }
@@ -230,8 +238,9 @@ impl Identity {
     }
 }
 
-pub async fn apply(request: ApplyRequest<'_>) -> Result<Outcome, ApplyError> {
+pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Outcome, ApplyError> {
     let mut steps = Steps {
+        log,
         done: Vec::new(),
         warnings: Vec::new(),
     };
@@ -620,7 +629,7 @@ fn describe_plan(plan: &Plan, config: &ArqConfig) -> String {
 
 async fn make_sure_arq_has_quit(
     quit_arq: Option<Duration>,
-    steps: &mut Steps,
+    steps: &mut Steps<'_>,
 ) -> Result<(), ArqAppError> {
     match quit_arq {
         None => arq_app::ensure_not_running()?,
@@ -647,7 +656,7 @@ async fn prove(
     key: &AccessKey,
     config: &ArqConfig,
     timeout: Duration,
-    steps: &mut Steps,
+    steps: &mut Steps<'_>,
 ) -> Result<(), ApplyError> {
     let deadline = Instant::now() + timeout;
     let mut delay = Duration::from_millis(200);
@@ -745,7 +754,7 @@ async fn update_arq_s3(
     }
 }
 
-fn relaunch(relaunch: &Relaunch, steps: &mut Steps) -> Option<String> {
+fn relaunch(relaunch: &Relaunch, steps: &mut Steps<'_>) -> Option<String> {
     let command = match relaunch {
         Relaunch::Skip => return None,
         Relaunch::Default => None,
@@ -771,7 +780,7 @@ fn outcome(
     result: ApplyResult,
     config: &ArqConfig,
     key: &AccessKey,
-    steps: Steps,
+    steps: Steps<'_>,
     fill: impl FnOnce(&mut Outcome),
 ) -> Outcome {
     let mut outcome = Outcome {

@@ -163,6 +163,9 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Print one line for a Jamf extension attribute: <result>STATE KEY AGE</result>.
+    #[arg(long, conflicts_with = "json")]
+    pub jamf_ea: bool,
     /// Home folder whose Library/Arq/config/app_config.plist to read [default: $HOME].
     #[arg(long, value_name = "DIR")]
     pub arq_home: Option<PathBuf>,

@@ -8,7 +8,7 @@
 //! - [`verify`]: Arq's S3 calls and the isolation probes, and their verdict;
 //! - [`key_source`]: scoped IAM users and their keys;
 //! - [`arq_app`]: Arq's processes (running? quit, relaunch);
-//! - [`receipt`]: the record that makes a re-run a no-op;
+//! - [`receipt`]: the record that makes a re-run a no-op; `run_log`: the user's log file;
 //! - [`apply`]: the lockdown, step by step;
 //! - [`service`]: the provisioning service (`serve`) and the identity proof Macs send it;
 //! - [`session`]: running as root, acting for a user;
@@ -30,6 +30,7 @@ pub mod key_source;
 pub mod policy;
 pub mod preferences;
 pub mod receipt;
+pub mod run_log;
 pub mod secret;
 pub mod service;
 pub mod session;

@@ -9,6 +9,7 @@ use crate::exit_code::ExitCode;
 use crate::key_source::service::ServiceClient;
 use crate::policy::PolicyOptions;
 use crate::preferences::PreferenceFiles;
+use crate::run_log::RunLog;
 use crate::secret::Secret;
 use crate::session;
 use crate::system;
@@ -61,7 +62,16 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
         computer_name: args.computer_name.unwrap_or_else(system::computer_name),
         serial_number: args.serial_number.unwrap_or_else(system::serial_number),
     };
-    let outcome = apply(request).await?;
+    let log = RunLog::open(&request.home);
+    let outcome = match apply(request, log.as_ref()).await {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            if let Some(log) = &log {
+                log.line(&format!("error: {error}"));
+            }
+            return Err(error.into());
+        }
+    };
     if args.json {
         super::print_json(&outcome)?;
     } else {

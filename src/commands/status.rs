@@ -1,5 +1,7 @@
 //! `arq-lockdown status`: is this Mac locked down? Local files only, no network.
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use crate::Error;
@@ -20,6 +22,10 @@ enum State {
     NotLockedDown,
     /// No usable Arq config for this user.
     NotConfigured,
+    /// No Arq config, and no Arq app either (macOS: /Applications/Arq.app).
+    ArqMissing,
+    /// Arq is set up, but the credential item cannot be read (a locked Keychain, say).
+    Error,
 }
 
 #[derive(Debug, Serialize)]
@@ -41,6 +47,8 @@ pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
     let status = status(&home, args.store.credential_store.open());
     if args.json {
         super::print_json(&status)?;
+    } else if args.jamf_ea {
+        super::print(&jamf_extension_attribute(&status))?;
     } else {
         let mut text = format!(
             "state: {}\n",
@@ -73,7 +81,28 @@ pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::Success)
 }
 
-fn status(home: &std::path::Path, store: Result<Box<dyn CredentialStore>, StoreError>) -> Status {
+/// "locked down AKIA… 3600s", "not locked down: why", "not configured", "Arq missing".
+fn jamf_extension_attribute(status: &Status) -> String {
+    let text = match status.state {
+        State::LockedDown => format!(
+            "locked down {} {}s",
+            status.access_key_id.as_deref().unwrap_or("?"),
+            status.receipt_age_seconds.unwrap_or(0)
+        ),
+        State::NotLockedDown => format!(
+            "not locked down: {}",
+            status.detail.as_deref().unwrap_or("?")
+        ),
+        State::NotConfigured => "not configured".to_owned(),
+        State::ArqMissing => "Arq missing".to_owned(),
+        State::Error => format!("error: {}", status.detail.as_deref().unwrap_or("?")),
+    };
+    // Keep the value on one line and free of the tags Jamf parses.
+    let text = text.replace(['<', '>', '\n'], " ");
+    format!("<result>{text}</result>\n")
+}
+
+fn status(home: &Path, store: Result<Box<dyn CredentialStore>, StoreError>) -> Status {
     let mut status = Status {
         state: State::NotConfigured,
         detail: None,
@@ -87,6 +116,9 @@ fn status(home: &std::path::Path, store: Result<Box<dyn CredentialStore>, StoreE
     let config = match ArqConfig::read_from_home(home) {
         Ok(config) => config,
         Err(e) => {
+            if cfg!(target_os = "macos") && !Path::new("/Applications/Arq.app").exists() {
+                status.state = State::ArqMissing;
+            }
             status.detail = Some(e.to_string());
             return status;
         }
@@ -97,6 +129,7 @@ fn status(home: &std::path::Path, store: Result<Box<dyn CredentialStore>, StoreE
     let key = match store.and_then(|store| store.read()) {
         Ok(key) => key,
         Err(e) => {
+            status.state = State::Error;
             status.detail = Some(e.to_string());
             return status;
         }

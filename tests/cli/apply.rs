@@ -350,6 +350,31 @@ fn status_reports_the_lockdown_without_the_network() {
     assert_eq!(after["state"], "locked-down");
     assert_eq!(after["access_key_id"], mac.key().id.as_str());
     assert_eq!(after["arq_running"], false);
+
+    // For a Jamf extension attribute: one line, the key id, the receipt's age.
+    let jamf = run(arq_lockdown()
+        .args(["status", "--jamf-ea", "--credential-store", &mac.store])
+        .arg("--arq-home")
+        .arg(mac.home.path()));
+    let line = String::from_utf8_lossy(&jamf.stdout).into_owned();
+    assert!(
+        line.starts_with(&format!("<result>locked down {} ", mac.key().id))
+            && line.ends_with("s</result>\n"),
+        "{line}"
+    );
+
+    // The user's log has every step, and no secret.
+    let log = std::fs::read_to_string(
+        mac.home
+            .path()
+            .join("Library/Logs/arq-lockdown/arq-lockdown.log"),
+    )
+    .unwrap();
+    assert!(
+        log.contains("receipt written") && log.contains("created key"),
+        "{log}"
+    );
+    assert!(!log.contains(&mac.key().secret) && !log.contains(&moto().admin.secret));
 }
 
 #[test]

@@ -7,10 +7,12 @@
 //! - `verify`: the verdicts for a scoped key, the main key and the 2012 example's key, against moto;
 //! - `apply`: the lockdown end to end, idempotency, rotation, the fault matrix, refusals;
 //! - `service`: the provisioning service, its client, and hostile requests;
-//! - `root`: acting for a user when run as root, and refusing users' symlinks.
+//! - `root`: acting for a user when run as root, and refusing users' symlinks;
+//! - `packaging`: the LaunchAgent and the example profile agree with the code.
 
 mod apply;
 mod bad_input;
+mod packaging;
 mod policy;
 mod root;
 mod service;

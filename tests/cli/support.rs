@@ -405,6 +405,7 @@ impl Mac {
     pub fn with_uuid(uuid: &str) -> Self {
         let uuid = uuid.to_owned();
         let home = ArqHome::with(BUCKET, &uuid);
+        std::fs::create_dir_all(home.path().join("Library/Logs")).unwrap();
         let (store_dir, store) = file_store(&moto().admin);
         let launcher = store_dir.path().join("launch-arq");
         std::fs::write(

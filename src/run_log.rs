@@ -1,0 +1,92 @@
+//! The log an admin can find: one line per step of each `apply`, in the user's
+//! `~/Library/Logs/arq-lockdown/arq-lockdown.log`, next to what the terminal shows.
+//!
+//! On a Mac this runs as the user (root acts for users by running as them); where root works in
+//! place (file stores), a user's symlink on the way is refused. Lines hold key ids and ARNs, never
+//! secrets.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Where the log lives, relative to the user's home folder.
+pub const LOG_RELATIVE_PATH: &str = "Library/Logs/arq-lockdown/arq-lockdown.log";
+
+/// Past this size the log is started afresh (one previous file is kept as `.1`).
+const MAX_LOG_BYTES: u64 = 1024 * 1024;
+
+pub struct RunLog {
+    path: PathBuf,
+}
+
+impl RunLog {
+    /// The log under `home`, or `None` when it cannot be written safely. Only a home with a
+    /// `Library/Logs` folder (every Mac user's) gets one: the tool makes no folders of its own
+    /// in homes that are not a Mac user's.
+    pub fn open(home: &Path) -> Option<Self> {
+        let path = home.join(LOG_RELATIVE_PATH);
+        crate::session::refuse_user_symlinks(&path).ok()?;
+        if !home.join("Library/Logs").is_dir() {
+            return None;
+        }
+        std::fs::create_dir_all(path.parent()?).ok()?;
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
+            let _ = std::fs::rename(&path, path.with_extension("log.1"));
+        }
+        Some(Self { path })
+    }
+
+    /// Appends one timestamped line; a log that cannot be written is not worth failing a run for.
+    pub fn line(&self, text: &str) {
+        let line = format!(
+            "{} [{}] {}\n",
+            utc_timestamp(crate::receipt::now_unix()),
+            std::process::id(),
+            text.replace('\n', " ")
+        );
+        if let Ok(mut file) = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)
+        {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Seconds since the epoch as `2026-11-27T19:00:00Z`.
+fn utc_timestamp(seconds: u64) -> String {
+    let days = seconds / 86_400;
+    let rest = seconds % 86_400;
+    // Civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_iso_8601() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(1_795_806_000), "2026-11-27T19:00:00Z");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,78 @@
+//! What ships to Macs besides the binary: the LaunchAgent and the example profile agree with the
+//! code on one identifier and on every preference key. (`packaging/check-pkg` checks the .pkg.)
+
+use arq_lockdown::preferences::IDENTIFIER;
+
+use crate::support::project_root;
+
+fn plist(relative: &str) -> plist::Dictionary {
+    plist::Value::from_file(project_root().join(relative))
+        .unwrap()
+        .into_dictionary()
+        .unwrap()
+}
+
+#[test]
+fn the_launch_agent_runs_apply_once_per_login_in_the_users_session() {
+    let agent = plist(&format!("launchd/{IDENTIFIER}.plist"));
+    assert_eq!(
+        agent["Label"].as_string(),
+        Some(IDENTIFIER),
+        "label and file name must match"
+    );
+    assert_eq!(agent["RunAtLoad"].as_boolean(), Some(true));
+    assert!(
+        !agent.contains_key("KeepAlive"),
+        "a one-shot must not be kept alive"
+    );
+    assert_eq!(
+        agent["LimitLoadToSessionType"].as_string(),
+        Some("Aqua"),
+        "the Keychain needs the GUI session"
+    );
+    let program: Vec<&str> = agent["ProgramArguments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_string().unwrap())
+        .collect();
+    assert_eq!(program[..2], ["/usr/local/bin/arq-lockdown", "apply"]);
+    let associated = agent["AssociatedBundleIdentifiers"].as_array().unwrap();
+    assert_eq!(associated[0].as_string(), Some(IDENTIFIER));
+}
+
+#[test]
+fn the_example_profile_documents_exactly_the_keys_apply_reads() {
+    let profile = plist("packaging/example.mobileconfig");
+    let payload = profile["PayloadContent"].as_array().unwrap()[0]
+        .as_dictionary()
+        .unwrap();
+    assert_eq!(payload["PayloadType"].as_string(), Some(IDENTIFIER));
+    let mut keys: Vec<&str> = payload
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !k.starts_with("Payload"))
+        .collect();
+    keys.sort();
+    let source = std::fs::read_to_string(project_root().join("src/preferences.rs")).unwrap();
+    for key in &keys {
+        assert!(
+            source.contains(&format!("\"{key}\"")),
+            "the profile documents {key}, which apply does not read"
+        );
+    }
+    assert_eq!(
+        keys,
+        [
+            "EnrollmentToken",
+            "LegacyGlacier",
+            "QuitArq",
+            "Relaunch",
+            "ServiceID",
+            "ServiceURL",
+            "Source",
+            "VerifyTimeoutSeconds",
+            "WaitSeconds"
+        ]
+    );
+}
