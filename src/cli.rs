@@ -89,9 +89,15 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-/// Where "Arq S3" lives: `keychain` (macOS, the default) or `file:PATH`.
+/// Whose Arq: the home folder, the user to act for when root, and where "Arq S3" lives.
 #[derive(Debug, Args)]
-pub struct StoreArgs {
+pub struct MacArgs {
+    /// Home folder whose Library/Arq/config/app_config.plist to read [default: $HOME].
+    #[arg(long, value_name = "DIR")]
+    pub arq_home: Option<PathBuf>,
+    /// As root: the user to act for [default: SUDO_USER, else the console user].
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     /// Arq's credential item: keychain (the login Keychain, macOS) or file:PATH (a JSON stand-in).
     #[arg(
         long,
@@ -104,14 +110,8 @@ pub struct StoreArgs {
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// Home folder whose Library/Arq/config/app_config.plist to read [default: $HOME].
-    #[arg(long, value_name = "DIR")]
-    pub arq_home: Option<PathBuf>,
-    /// As root: the user to act for [default: SUDO_USER, else the console user].
-    #[arg(long, value_name = "NAME")]
-    pub user: Option<String>,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub mac: MacArgs,
     /// Where the scoped key comes from: iam (straight from IAM, with admin credentials) or
     /// service (the provisioning service; this Mac needs no IAM rights).
     #[arg(long, value_name = "SOURCE", value_parser = ["iam", "service"])]
@@ -166,14 +166,8 @@ pub struct StatusArgs {
     /// Print one line for a Jamf extension attribute: <result>STATE KEY AGE</result>.
     #[arg(long, conflicts_with = "json")]
     pub jamf_ea: bool,
-    /// Home folder whose Library/Arq/config/app_config.plist to read [default: $HOME].
-    #[arg(long, value_name = "DIR")]
-    pub arq_home: Option<PathBuf>,
-    /// As root: the user to act for [default: SUDO_USER, else the console user].
-    #[arg(long, value_name = "NAME")]
-    pub user: Option<String>,
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub mac: MacArgs,
     /// Print the status as one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -15,10 +15,10 @@ use crate::session;
 use crate::system;
 
 pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
-    super::act_for_user(args.user.as_deref(), &args.store.credential_store)?;
+    super::act_for_user(args.mac.user.as_deref(), &args.mac.credential_store)?;
     let user = session::current_user().map(|u| u.name).unwrap_or_default();
     let preferences = PreferenceFiles::for_user(&user).load()?;
-    let store = args.store.credential_store.open()?;
+    let store = args.mac.credential_store.open()?;
     let source = match args.source.as_deref().or(preferences.source.as_deref()) {
         Some("service") => {
             let url = args
@@ -47,7 +47,7 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
         (false, None) => Relaunch::Default,
     };
     let request = ApplyRequest {
-        home: super::home(args.arq_home)?,
+        home: super::home(args.mac.arq_home)?,
         store: store.as_ref(),
         source,
         policy_options: PolicyOptions {

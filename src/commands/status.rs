@@ -42,9 +42,9 @@ struct Status {
 }
 
 pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
-    super::act_for_user(args.user.as_deref(), &args.store.credential_store)?;
-    let home = super::home(args.arq_home)?;
-    let status = status(&home, args.store.credential_store.open());
+    super::act_for_user(args.mac.user.as_deref(), &args.mac.credential_store)?;
+    let home = super::home(args.mac.arq_home)?;
+    let status = status(&home, args.mac.credential_store.open());
     if args.json {
         super::print_json(&status)?;
     } else if args.jamf_ea {

@@ -461,23 +461,9 @@ fn the_service_speaks_tls_and_never_plain_http_off_loopback() {
 
     // A Mac that does not trust the certificate refuses to talk; one that does enrolls over TLS.
     let mac = Mac::new();
-    let untrusted = run(mac.apply().args([
-        "--source",
-        "service",
-        "--service-url",
-        &url,
-        "--service-id",
-        SERVER_ID,
-    ]));
+    let untrusted = run(&mut mac.apply_via(&url));
     assert_eq!(exit_code(&untrusted), 6, "{}", stderr(&untrusted));
-    let trusted = run(mac.apply().env("SSL_CERT_FILE", &ca).args([
-        "--source",
-        "service",
-        "--service-url",
-        &url,
-        "--service-id",
-        SERVER_ID,
-    ]));
+    let trusted = run(mac.apply_via(&url).env("SSL_CERT_FILE", &ca));
     assert_eq!(exit_code(&trusted), 0, "{}", stderr(&trusted));
     assert_eq!(keys_of(&mac.uuid), json!([mac.key().id]));
 

@@ -431,16 +431,21 @@ impl Mac {
 
     /// `arq-lockdown apply --source service` for this Mac, with the test service.
     pub fn apply_via_service(&self, serial: &str) -> Command {
+        let mut command = self.apply_via(&service().url);
+        command.args(["--serial-number", serial]);
+        command
+    }
+
+    /// `arq-lockdown apply --source service` for this Mac, with the service at `url`.
+    pub fn apply_via(&self, url: &str) -> Command {
         let mut command = self.apply();
         command.args([
             "--source",
             "service",
             "--service-url",
-            &service().url,
+            url,
             "--service-id",
             SERVER_ID,
-            "--serial-number",
-            serial,
         ]);
         command
     }
