@@ -166,8 +166,18 @@ pub struct Plan {
     pub new_key: bool,
     /// The previous scoped key, deleted once "Arq S3" holds the new one.
     pub retire_key: Option<String>,
-    /// With the service as the source: "enroll" or "rotate".
-    pub service_call: Option<&'static str>,
+    /// With the service as the source: what to ask it for.
+    pub service_call: Option<ServiceCall>,
+}
+
+/// What `apply` asks the provisioning service for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceCall {
+    /// A first key, proven by the main keys now in "Arq S3".
+    Enroll,
+    /// A new key, proven by this computer's scoped key now in "Arq S3".
+    Rotate,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -346,8 +356,8 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
     }
     if let (KeySource::Service(service), Some(call)) = (&request.source, plan.service_call) {
         let key = match call {
-            "rotate" => service.rotate(&config, &current).await?,
-            _ => {
+            ServiceCall::Rotate => service.rotate(&config, &current).await?,
+            ServiceCall::Enroll => {
                 service
                     .enroll(
                         &config,
@@ -564,9 +574,11 @@ fn plan(
         ..Plan::default()
     };
     if let KeySource::Service(_) = request.source {
-        plan.service_call = plan
-            .new_key
-            .then_some(if owned { "rotate" } else { "enroll" });
+        plan.service_call = plan.new_key.then_some(if owned {
+            ServiceCall::Rotate
+        } else {
+            ServiceCall::Enroll
+        });
         plan.retire_key = (owned && plan.new_key).then(|| current.id.clone());
         return plan;
     }
@@ -612,6 +624,10 @@ fn describe_plan(plan: &Plan, config: &ArqConfig) -> String {
         parts.push(format!("delete stale key {key}"));
     }
     if let Some(call) = plan.service_call {
+        let call = match call {
+            ServiceCall::Enroll => "enroll",
+            ServiceCall::Rotate => "rotate",
+        };
         parts.push(format!(
             "ask the service to {call}, verify the key, put it in \"Arq S3\""
         ));
