@@ -6,6 +6,7 @@
 set -euo pipefail
 bucket=$1 uuid=$2 other=$3 store=$4
 aws=${AWS:-aws}
+export AWS_DEFAULT_REGION=${AWS_REGION:-us-east-1}   # the v1 CLI reads only this one
 user=arq-$uuid
 policy=$("$(dirname "$0")/../target/release/arq-lockdown" policy --compact --bucket "$bucket" --computer-uuid "$uuid")
 
