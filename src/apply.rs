@@ -219,7 +219,7 @@ impl Steps<'_> {
     fn note(&mut self, text: String) {
         eprintln!("arq-lockdown: {text}");
         if let Some(log) = self.log {
-            log.line(&text);
+            log.step(&text);
         }
         self.done.push(text);
     }

@@ -32,6 +32,8 @@ pub struct Preferences {
     pub verify_timeout_seconds: Option<u64>,
     pub relaunch: Option<bool>,
     pub legacy_glacier: Option<bool>,
+    /// What the log file and the unified log get: "info" (every step) or "warning" (problems only).
+    pub log_level: Option<String>,
 }
 
 /// The preference files, most important first.
@@ -158,6 +160,12 @@ fn apply_file(
     into.verify_timeout_seconds = seconds("VerifyTimeoutSeconds")?.or(into.verify_timeout_seconds);
     into.relaunch = boolean("Relaunch")?.or(into.relaunch);
     into.legacy_glacier = boolean("LegacyGlacier")?.or(into.legacy_glacier);
+    if let Some(level) = string("LogLevel")? {
+        if level != "info" && level != "warning" {
+            return Err(wrong("LogLevel", "\"info\" or \"warning\""));
+        }
+        into.log_level = Some(level);
+    }
     Ok(())
 }
 

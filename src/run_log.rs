@@ -1,5 +1,7 @@
 //! The log an admin can find: one line per step of each `apply`, in the user's
-//! `~/Library/Logs/arq-lockdown/arq-lockdown.log`, next to what the terminal shows.
+//! `~/Library/Logs/arq-lockdown/arq-lockdown.log`, next to what the terminal shows, and on macOS in
+//! the unified log too (subsystem `org.arq-lockdown`: `log show --predicate
+//! 'subsystem == "org.arq-lockdown"'`).
 //!
 //! On a Mac this runs as the user (root acts for users by running as them); where root works in
 //! place (file stores), a user's symlink on the way is refused. Lines hold key ids and ARNs, never
@@ -18,13 +20,15 @@ const MAX_LOG_BYTES: u64 = 1024 * 1024;
 
 pub struct RunLog {
     path: PathBuf,
+    /// Every step (`info`), or only warnings and errors (`warning`).
+    steps: bool,
 }
 
 impl RunLog {
     /// The log under `home`, or `None` when it cannot be written safely. Only a home with a
     /// `Library/Logs` folder (every Mac user's) gets one: the tool makes no folders of its own
     /// in homes that are not a Mac user's.
-    pub fn open(home: &Path) -> Option<Self> {
+    pub fn open(home: &Path, steps: bool) -> Option<Self> {
         let path = home.join(LOG_RELATIVE_PATH);
         crate::session::refuse_user_symlinks(&path).ok()?;
         if !home.join("Library/Logs").is_dir() {
@@ -34,11 +38,19 @@ impl RunLog {
         if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
             let _ = std::fs::rename(&path, path.with_extension("log.1"));
         }
-        Some(Self { path })
+        Some(Self { path, steps })
+    }
+
+    /// Logs a step, unless the log level is `warning`.
+    pub fn step(&self, text: &str) {
+        if self.steps {
+            self.line(text);
+        }
     }
 
     /// Appends one timestamped line; a log that cannot be written is not worth failing a run for.
     pub fn line(&self, text: &str) {
+        unified_log(text);
         let line = format!(
             "{} [{}] {}\n",
             utc_timestamp(crate::receipt::now_unix()),
@@ -54,6 +66,14 @@ impl RunLog {
             let _ = file.write_all(line.as_bytes());
         }
     }
+}
+
+/// Platform-specific: on macOS the line also goes to the unified log, subsystem = the identifier.
+fn unified_log(text: &str) {
+    #[cfg(target_os = "macos")]
+    oslog::OsLog::new(crate::preferences::IDENTIFIER, "apply").with_level(oslog::Level::Info, text);
+    #[cfg(not(target_os = "macos"))]
+    let _ = text;
 }
 
 /// Seconds since the epoch as `2026-11-27T19:00:00Z`.

@@ -46,6 +46,7 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
         (false, Some(program)) => Relaunch::Command(program),
         (false, None) => Relaunch::Default,
     };
+    let log_steps = preferences.log_level.as_deref() != Some("warning");
     let request = ApplyRequest {
         home: super::home(args.mac.arq_home)?,
         store: store.as_ref(),
@@ -62,7 +63,7 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
         computer_name: args.computer_name.unwrap_or_else(system::computer_name),
         serial_number: args.serial_number.unwrap_or_else(system::serial_number),
     };
-    let log = RunLog::open(&request.home);
+    let log = RunLog::open(&request.home, log_steps);
     let outcome = match apply(request, log.as_ref()).await {
         Ok(outcome) => outcome,
         Err(error) => {

@@ -66,6 +66,7 @@ fn the_example_profile_documents_exactly_the_keys_apply_reads() {
         [
             "EnrollmentToken",
             "LegacyGlacier",
+            "LogLevel",
             "QuitArq",
             "Relaunch",
             "ServiceID",
