@@ -83,7 +83,7 @@ pub enum ProofRefusal {
 impl ProofRefusal {
     /// The machine-readable reason code (the text before the colon).
     pub fn code(self) -> &'static str {
-        let text: &'static str = match self {
+        match self {
             Self::Malformed => "proof-malformed",
             Self::HeaderNotAllowed => "proof-header-not-allowed",
             Self::Unsigned => "proof-header-unsigned",
@@ -93,8 +93,7 @@ impl ProofRefusal {
             Self::Expired => "proof-expired",
             Self::Replayed => "proof-replayed",
             Self::Rejected => "proof-rejected",
-        };
-        text
+        }
     }
 }
 
