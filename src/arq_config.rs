@@ -239,7 +239,7 @@ impl ArqConfig {
         let value = plist::Value::from_reader(io::Cursor::new(&bytes)).map_err(|e| {
             ConfigError::NotPlist {
                 path: path.clone(),
-                reason: one_line(&e.to_string()),
+                reason: crate::one_line(&e.to_string()),
             }
         })?;
         let dict = value
@@ -314,11 +314,6 @@ fn plist_type_name(value: &plist::Value) -> &'static str {
         plist::Value::Uid(_) => "a UID",
         _ => "not a string",
     }
-}
-
-/// Parser messages can span lines; an error must stay on one.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

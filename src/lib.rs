@@ -92,6 +92,12 @@ impl Error {
     }
 }
 
+/// Error text from a library (a parser, the AWS SDK) on one line: every message this tool prints
+/// is one line.
+pub(crate) fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Runs one parsed command line to completion and returns the process's exit code.
 pub fn run(cli: cli::Cli) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -519,17 +519,13 @@ where
             Ok(match (service.raw().status().as_u16(), code.as_deref()) {
                 (403, _) | (_, Some("AccessDenied")) => Answer::Denied(code),
                 (404, _) | (_, Some("NoSuchKey" | "NoSuchBucket")) => Answer::NotFound(code),
-                _ => Answer::Failed(one_line(&DisplayErrorContext(&error).to_string())),
+                _ => Answer::Failed(crate::one_line(&DisplayErrorContext(&error).to_string())),
             })
         }
-        _ => Ok(Answer::Failed(one_line(
+        _ => Ok(Answer::Failed(crate::one_line(
             &DisplayErrorContext(&error).to_string(),
         ))),
     }
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl Report {

@@ -101,13 +101,9 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         }
         _ => CallError::Error(IamError::Failed {
             action,
-            message: one_line(&DisplayErrorContext(&error).to_string()),
+            message: crate::one_line(&DisplayErrorContext(&error).to_string()),
         }),
     }
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Turns every failure but the expected ones into an [`IamError`].
