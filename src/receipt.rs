@@ -54,8 +54,17 @@ impl Receipt {
     /// the work is done again, so it reads as none.
     pub fn load(home: &Path) -> Option<Self> {
         use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
         crate::session::refuse_user_symlinks(&Self::path(home)).ok()?;
-        let file = std::fs::File::open(Self::path(home)).ok()?;
+        // Non-blocking, so a FIFO in its place cannot hang the run; then only a regular file counts.
+        let file = std::fs::File::options()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(Self::path(home))
+            .ok()?;
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
         let mut text = String::new();
         file.take(MAX_RECEIPT_BYTES)
             .read_to_string(&mut text)
