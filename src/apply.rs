@@ -21,6 +21,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use aws_config::SdkConfig;
 use serde::Serialize;
 
 use crate::arq_app::{self, ArqAppError};
@@ -97,6 +98,8 @@ pub enum ApplyError {
     Verify(#[from] VerifyError),
     #[error(transparent)]
     Receipt(#[from] ReceiptError),
+    #[error("cannot reach STS: {0}; check the network and AWS_ENDPOINT_URL")]
+    StsUnreachable(String),
     #[error(transparent)]
     Service(#[from] ServiceClientError),
     #[error(transparent)]
@@ -141,6 +144,7 @@ impl ApplyError {
             Self::ArqApp(e) => e.exit_code(),
             Self::Verify(e) => e.exit_code(),
             Self::Receipt(_) => ExitCode::Internal,
+            Self::StsUnreachable(_) => ExitCode::Aws,
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
             Self::CurrentKeyRefused { .. }
@@ -294,13 +298,20 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
     }
 
     // 4. Whose key is in "Arq S3"?
-    let identity = identify(&current).await?;
+    let current_config = aws::load_config(AwsCredentials::Key(&current)).await;
+    let identity = identify(&current_config).await?;
     check_admin(&request, &identity, &config, &current)?;
 
     // 5. The plan.
     let (iam, existing) = match iam_admin(&request, &identity, &config) {
         Some(admin) => {
-            let iam = Iam::new(&aws::load_config(admin.credentials(&current)).await);
+            let iam = match admin {
+                AdminCredentials::ArqS3 => Iam::new(&current_config),
+                AdminCredentials::Chain => Iam::new(&aws::load_config(AwsCredentials::Chain).await),
+                AdminCredentials::Profile(name) => {
+                    Iam::new(&aws::load_config(AwsCredentials::Profile(name)).await)
+                }
+            };
             let existing = iam.inspect(&config.computer_uuid).await?;
             (Some(iam), existing)
         }
@@ -474,16 +485,16 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
 }
 
 /// Asks STS who owns `key` (GetCallerIdentity needs no permission, so any valid key answers).
-async fn identify(key: &AccessKey) -> Result<Identity, ApplyError> {
-    let sts = aws::sts_client(&aws::load_config(AwsCredentials::Key(key)).await);
+async fn identify(sdk_config: &SdkConfig) -> Result<Identity, ApplyError> {
+    let sts = aws::sts_client(sdk_config);
     match sts.get_caller_identity().send().await {
         Ok(output) => Ok(Identity::Known(output.arn.unwrap_or_default())),
         Err(error) => {
             use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
             if let SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) = error {
-                return Err(
-                    VerifyError::Unreachable(DisplayErrorContext(&error).to_string()).into(),
-                );
+                return Err(ApplyError::StsUnreachable(crate::one_line(
+                    &DisplayErrorContext(&error).to_string(),
+                )));
             }
             let status = error.raw_response().map_or(0, |r| r.status().as_u16());
             Ok(Identity::Refused(
@@ -508,16 +519,6 @@ fn iam_admin<'a>(
     };
     let owned = identity.is_scoped_user_of(config);
     (!owned || *admin != AdminCredentials::ArqS3).then_some(admin)
-}
-
-impl AdminCredentials {
-    fn credentials<'a>(&'a self, current: &'a AccessKey) -> AwsCredentials<'a> {
-        match self {
-            Self::ArqS3 => AwsCredentials::Key(current),
-            Self::Chain => AwsCredentials::Chain,
-            Self::Profile(name) => AwsCredentials::Profile(name),
-        }
-    }
 }
 
 /// Decides every change from what is known, without making any.
@@ -685,12 +686,12 @@ async fn prove(
         delay = (delay * 2).min(Duration::from_secs(5));
         true
     };
-    while let Identity::Refused(_) = identify(key).await? {
+    let sdk_config = aws::load_config(AwsCredentials::Key(key)).await;
+    while let Identity::Refused(_) = identify(&sdk_config).await? {
         if !wait().await {
             break;
         }
     }
-    let sdk_config = aws::load_config(AwsCredentials::Key(key)).await;
     loop {
         let report = verify::verify(
             &sdk_config,
