@@ -5,12 +5,14 @@
 //! BENCH_MACS (1000), BENCH_CONCURRENCY (50).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arq_lockdown::arq_config::ComputerUuid;
 use arq_lockdown::credential_store::AccessKey;
+use arq_lockdown::protocol::enrollment::EnrollmentKey;
+use arq_lockdown::protocol::sealed::ReplyKey;
+use arq_lockdown::protocol::{self, ENROLL, Envelope};
 use arq_lockdown::secret::Secret;
-use arq_lockdown::service::proof;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -18,6 +20,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::Semaphore;
 
 const BUCKET: &str = "akiaexample.comhaystacksoftwarearq";
+const BOUNDARY: &str = "arn:aws:iam::123456789012:policy/arq-lockdown-boundary";
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run bench/service-load"))
@@ -95,17 +98,26 @@ async fn main() {
 
     let enroll = |_| {
         let uuid = ComputerUuid::parse(&uuid::Uuid::new_v4().to_string().to_uppercase()).unwrap();
-        let proof = proof::make(
-            &admin,
-            "sts.amazonaws.com",
+        // What a Mac sends: a request signed by its enrollment key, proven by the main keys.
+        let enrollment = EnrollmentKey::generate();
+        let request = serde_json::json!({
+            "computer_uuid": uuid.to_string(), "bucket": BUCKET, "serial": "BENCH",
+            "enrollment_key": enrollment.public(), "reply_key": ReplyKey::generate().public(),
+            "issued_at": protocol::now_unix(), "nonce": protocol::nonce(),
+        });
+        let body = serde_json::to_string(&Envelope::new(
+            ENROLL,
             "bench",
+            "sts.amazonaws.com",
             &uuid,
-            SystemTime::now(),
-        );
-        let body = serde_json::json!({"computer_uuid": uuid.to_string(), "bucket": BUCKET, "serial": "BENCH", "proof": proof});
+            request.to_string(),
+            Some(&admin),
+            Some(&enrollment),
+        ))
+        .unwrap();
         let request = hyper::Request::post(format!("{url}/v1/enroll"))
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
+            .body(Full::new(Bytes::from(body)))
             .unwrap();
         let client = client.clone();
         async move {
@@ -127,8 +139,8 @@ async fn main() {
         peak_memory_kb(&env("BENCH_SERVICE_PID"))
     );
 
-    // The same AWS calls straight to moto: STS GetCallerIdentity, IAM GetUser (404), CreateUser,
-    // PutUserPolicy, CreateAccessKey.
+    // The same AWS calls straight to moto: STS GetCallerIdentity, IAM CreateUser, PutUserPolicy,
+    // CreateAccessKey.
     let config =
         arq_lockdown::aws::load_config(arq_lockdown::aws::AwsCredentials::Key(&admin)).await;
     let iam = arq_lockdown::aws::iam_client(&config);
@@ -139,11 +151,11 @@ async fn main() {
             let user = format!("arq-{}", uuid::Uuid::new_v4().to_string().to_uppercase());
             let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/x/*"}]}"#;
             sts.get_caller_identity().send().await.is_ok()
-                && iam.get_user().user_name(&user).send().await.is_err()
                 && iam
                     .create_user()
                     .user_name(&user)
                     .path("/arq-lockdown/")
+                    .permissions_boundary(BOUNDARY)
                     .send()
                     .await
                     .is_ok()

@@ -3,12 +3,21 @@
   moto-fixture.py serve
       Starts moto on 127.0.0.1 on a free port, prints "http://127.0.0.1:PORT" on stdout once it
       answers, and stops when its stdin closes (so a test binary that exits takes it along).
-  moto-fixture.py seed ENDPOINT BUCKET UUID [UUID ...] [--user NAME=POLICY_FILE ...]
+  moto-fixture.py seed ENDPOINT BUCKET UUID [UUID ...] [--user=NAME=POLICY_FILE ...]
+                    [--boundary=POLICY_FILE]
       With IAM enforcement off: creates an admin user (the fleet's "main keys"), the bucket with an
-      Arq-shaped folder for every UUID (including its S3-Glacier folder), and one IAM user per
-      --user with that inline policy; then switches IAM enforcement on and prints the keys as JSON:
+      Arq-shaped folder for every UUID (including its S3-Glacier folder), one IAM user per --user
+      with that inline policy, and the managed policy arq-lockdown-boundary (the permissions
+      boundary of scoped users) from --boundary; then switches IAM enforcement on and prints the
+      keys as JSON:
       {"admin": {"id": …, "secret": …}, "users": {NAME: {"id": …, "secret": …}}}.
 
+      The result also holds "foreign_admin": an all-powerful user of a second AWS account
+      (111111111111), the attacker's own account in the tests.
+
+  moto-fixture.py make-user ENDPOINT PATH NAME
+      Creates user NAME under PATH with one access key, in the account of the keys in
+      AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and prints the key as JSON {"id", "secret"}.
   moto-fixture.py inspect ENDPOINT USER
       Prints what IAM holds for USER (path /arq-lockdown/) as JSON: {"exists": …, "keys": […],
       "policies": {NAME: DOCUMENT}, "tags": {…}}. Admin keys come from AWS_ACCESS_KEY_ID and
@@ -25,6 +34,8 @@ import os
 import sys
 import threading
 import urllib.request
+
+FOREIGN_ACCOUNT = "111111111111"
 
 
 def serve():
@@ -69,7 +80,7 @@ def set_enforcement(endpoint, on):
     urllib.request.urlopen(request).read()
 
 
-def seed(endpoint, bucket, uuids, users):
+def seed(endpoint, bucket, uuids, users, boundary):
     import boto3
 
     def client(service, key=None):
@@ -89,10 +100,23 @@ def seed(endpoint, bucket, uuids, users):
 
     admin_policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
     result = {"admin": user_with_policy("fleet-admin", admin_policy), "users": {}}
+    foreign = client("iam")
+    foreign.meta.events.register(
+        "before-sign.*.*", lambda request, **_: request.headers.__setitem__("x-moto-account-id", FOREIGN_ACCOUNT)
+    )
+    foreign.create_user(UserName="attacker")
+    foreign.put_user_policy(UserName="attacker", PolicyName="policy", PolicyDocument=admin_policy)
+    key = foreign.create_access_key(UserName="attacker")["AccessKey"]
+    result["foreign_admin"] = {"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}
     for name, policy_file in users:
         with open(policy_file) as f:
             compact = json.dumps(json.load(f), separators=(",", ":"))
         result["users"][name] = user_with_policy(name, compact)
+
+    if boundary:
+        with open(boundary) as f:
+            compact = json.dumps(json.load(f), separators=(",", ":"))
+        iam.create_policy(PolicyName="arq-lockdown-boundary", PolicyDocument=compact)
 
     s3 = client("s3")
     s3.create_bucket(Bucket=bucket)
@@ -137,6 +161,13 @@ def add_key(endpoint, user):
     admin_iam(endpoint).create_access_key(UserName=user)
 
 
+def make_user(endpoint, path, name):
+    iam = admin_iam(endpoint)
+    iam.create_user(UserName=name, Path=path)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    json.dump({"id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}, sys.stdout)
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "serve":
@@ -145,11 +176,14 @@ if __name__ == "__main__":
         inspect(*args)
     elif command == "add-key":
         add_key(*args)
+    elif command == "make-user":
+        make_user(*args)
     elif command == "grant":
         grant(*args)
     elif command == "seed":
-        positional = [a for a in args if not a.startswith("--user")]
+        positional = [a for a in args if not a.startswith("--")]
         users = [tuple(a.split("=", 1)[1].split("=", 1)) for a in args if a.startswith("--user=")]
-        seed(positional[0], positional[1], positional[2:], users)
+        boundary = next((a.split("=", 1)[1] for a in args if a.startswith("--boundary=")), None)
+        seed(positional[0], positional[1], positional[2:], users, boundary)
     else:
         sys.exit(f"usage: {sys.argv[0]} serve | seed … | inspect … | grant … (see the docstring)")

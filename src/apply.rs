@@ -5,18 +5,18 @@
 //!  2. read the key Arq uses now ("Arq S3");
 //!  3. stop if the receipt says this very lockdown is in place (no network);
 //!  4. ask STS whose key that is;
-//!  5. plan what IAM and this Mac need (with --dry-run: print it, change nothing);
+//!  5. resolve the key source and plan what it and this Mac need (with --dry-run: print it, stop);
 //!  6. make sure Arq and Arq Agent have quit (only when "Arq S3" will change);
-//!  7. get the scoped key from IAM: user, policy, stale keys out, a new key;
-//!  8. prove the key: wait until it works, run the verify suite; on failure delete it;
+//!  7. get the scoped key (IAM or the provisioning service);
+//!  8. prove the key: wait until it works, run the verify suite; on failure discard it;
 //!  9. update "Arq S3" in place and read it back;
-//! 10. retire the previous scoped key (never the admin's main keys);
+//! 10. retire the keys the new one replaces (never the admin's main keys);
 //! 11. relaunch Arq;
 //! 12. write the receipt.
 //!
 //! Nothing before step 9 changes "Arq S3", so any failure leaves Arq with the key it had. A run
 //! killed anywhere is finished by the next: IAM steps are idempotent, and a key already in
-//! "Arq S3" that STS says belongs to this computer's user is adopted instead of replaced.
+//! "Arq S3" that belongs to this computer's user is adopted instead of replaced.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,36 +26,20 @@ use serde::Serialize;
 
 use crate::arq_app::{self, ArqAppError};
 use crate::arq_config::{ArqConfig, ConfigError};
-use crate::aws::{self, AwsCredentials};
+use crate::aws::{self, AwsCredentials, Identity};
 use crate::credential_store::{AccessKey, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
-use crate::key_source::IssuedKey;
-use crate::key_source::iam::{self, Iam, IamError, UserState, WantedUser};
-use crate::key_source::service::{ServiceClient, ServiceClientError};
+use crate::iam::{self, IamError};
+use crate::key_source::service::ServiceClientError;
+use crate::key_source::{
+    AdminCredentials, Computer, IamIssuer, IssuedKey, KeyIssuer, KeySource, Plan, ServiceCall,
+    ServiceIssuer,
+};
 use crate::policy::{PolicyDocument, PolicyOptions, PolicyTooLarge};
 use crate::receipt::{self, Receipt, ReceiptError};
 use crate::run_log::RunLog;
 use crate::session::{self, SessionError};
 use crate::verify::{self, Verdict, VerifyError, VerifyOptions};
-
-/// Where the scoped key comes from.
-pub enum KeySource {
-    /// IAM directly, with these admin credentials.
-    Iam(AdminCredentials),
-    /// The provisioning service, which holds the IAM rights.
-    Service(Box<ServiceClient>),
-}
-
-/// Which credentials may create the IAM user and its keys.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AdminCredentials {
-    /// The keys now in "Arq S3" — the fleet's main keys, as the manual procedure starts.
-    ArqS3,
-    /// The standard AWS credential chain.
-    Chain,
-    /// A named AWS profile.
-    Profile(String),
-}
 
 /// How to start Arq again at the end.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,8 +62,8 @@ pub struct ApplyRequest<'a> {
     pub quit_arq: Option<Duration>,
     pub verify_timeout: Duration,
     pub relaunch: Relaunch,
-    pub computer_name: String,
-    pub serial_number: String,
+    pub computer_name: Option<String>,
+    pub serial_number: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,8 +82,8 @@ pub enum ApplyError {
     Verify(#[from] VerifyError),
     #[error(transparent)]
     Receipt(#[from] ReceiptError),
-    #[error("cannot reach STS: {0}; check the network and AWS_ENDPOINT_URL")]
-    StsUnreachable(String),
+    #[error(transparent)]
+    Unreachable(#[from] aws::Unreachable),
     #[error(transparent)]
     Service(#[from] ServiceClientError),
     #[error(transparent)]
@@ -108,6 +92,10 @@ pub enum ApplyError {
         "AWS refuses the key in \"Arq S3\" ({key_id}: {reason}), so it can neither create IAM users nor prove this Mac to the service: re-enter working keys in Arq, or pass --admin-credentials env or profile:NAME"
     )]
     CurrentKeyRefused { key_id: String, reason: String },
+    #[error(
+        "AWS refuses the admin credentials ({reason}): check AWS_PROFILE or AWS_ACCESS_KEY_ID, or pass --permissions-boundary"
+    )]
+    AdminRefused { reason: String },
     #[error(
         "the key in \"Arq S3\" belongs to {arn}, not to this computer's user, and cannot create IAM users: pass --admin-credentials env or profile:NAME"
     )]
@@ -144,7 +132,7 @@ impl ApplyError {
             Self::ArqApp(e) => e.exit_code(),
             Self::Verify(e) => e.exit_code(),
             Self::Receipt(_) => ExitCode::Internal,
-            Self::StsUnreachable(_) => ExitCode::Aws,
+            Self::Unreachable(_) | Self::AdminRefused { .. } => ExitCode::Aws,
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
             Self::CurrentKeyRefused { .. }
@@ -156,32 +144,6 @@ impl ApplyError {
             Self::StoreReadBack { .. } => ExitCode::Credentials,
         }
     }
-}
-
-/// What IAM and this Mac need, decided before anything changes.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Plan {
-    pub create_user: bool,
-    pub retag_user: bool,
-    pub put_policy: bool,
-    /// Keys of the scoped user that are not in "Arq S3" (left by a run that died): deleted first.
-    pub delete_stale_keys: Vec<String>,
-    /// A new key replaces the one in "Arq S3".
-    pub new_key: bool,
-    /// The previous scoped key, deleted once "Arq S3" holds the new one.
-    pub retire_key: Option<String>,
-    /// With the service as the source: what to ask it for.
-    pub service_call: Option<ServiceCall>,
-}
-
-/// What `apply` asks the provisioning service for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ServiceCall {
-    /// A first key, proven by the main keys now in "Arq S3".
-    Enroll,
-    /// A new key, proven by this computer's scoped key now in "Arq S3".
-    Rotate,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -202,7 +164,7 @@ pub struct Outcome {
     pub access_key_id: String,
     pub previous_access_key_id: Option<String>,
     pub user_arn: Option<String>,
-    pub retired_access_key_id: Option<String>,
+    pub retired_access_key_ids: Vec<String>,
     /// The admin's main keys were in "Arq S3" and are not any more (they stay valid in IAM).
     pub main_keys_removed: bool,
     pub plan: Option<Plan>,
@@ -237,50 +199,15 @@ impl Steps<'_> {
     }
 }
 
-/// Who owns the key in "Arq S3", as STS reports it.
-enum Identity {
-    /// The caller ARN: the main keys' user, this computer's scoped user, or another's.
-    Known(String),
-    /// AWS does not accept the key at all (the reason: its error code).
-    Refused(String),
-}
-
-impl Identity {
-    /// Whether the key belongs to `config`'s computer's scoped user.
-    fn is_scoped_user_of(&self, config: &ArqConfig) -> bool {
-        matches!(self, Self::Known(arn) if iam::is_scoped_user_arn(arn, &config.computer_uuid))
-    }
-}
-
 pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Outcome, ApplyError> {
     let mut steps = Steps {
         log,
         done: Vec::new(),
         warnings: Vec::new(),
     };
-
-    // 1. Arq's config and this computer's policy.
-    let config = ArqConfig::read_from_home(&request.home)?;
-    let policy = PolicyDocument::scoped_to(&config, request.policy_options)?;
-    session::refuse_user_symlinks(&Receipt::path(&request.home))?;
-    steps.note(format!(
-        "Arq backs up to {} as computer {}",
-        config.bucket, config.computer_uuid
-    ));
-
-    // 2. The key Arq uses now.
-    let current = request.store.read()?;
-    steps.note(format!(
-        "\"Arq S3\" in {} holds key {}",
-        request.store.describe(),
-        current.id
-    ));
-
-    // 3. Done already?
-    if let Some(receipt) =
-        Receipt::load(&request.home).filter(|r| r.covers(&config, &current.id, &policy))
-        && !request.rotate
-    {
+    let (config, policy) = read_config(&request, &mut steps)?;
+    let current = read_arq_s3(request.store, &mut steps)?;
+    if let Some(receipt) = receipt_in_place(&request, &config, &policy, &current) {
         steps.note(format!(
             "already locked down {} s ago; nothing to do",
             receipt.age_seconds()
@@ -296,35 +223,18 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
             },
         ));
     }
-
-    // 4. Whose key is in "Arq S3"?
     let current_config = aws::load_config(AwsCredentials::Key(&current)).await;
-    let identity = identify(&current_config).await?;
-    check_admin(&request, &identity, &config, &current)?;
+    let identity = aws::identify(&current_config).await?;
 
-    // 5. The plan.
-    let (iam, existing) = match iam_admin(&request, &identity, &config) {
-        Some(admin) => {
-            let iam = match admin {
-                AdminCredentials::ArqS3 => Iam::new(&current_config),
-                AdminCredentials::Chain => Iam::new(&aws::load_config(AwsCredentials::Chain).await),
-                AdminCredentials::Profile(name) => {
-                    Iam::new(&aws::load_config(AwsCredentials::Profile(name)).await)
-                }
-            };
-            let existing = iam.inspect(&config.computer_uuid).await?;
-            (Some(iam), existing)
-        }
-        None => (None, None),
+    let computer = Computer {
+        config: &config,
+        policy: &policy,
+        name: request.computer_name.as_deref(),
+        serial: request.serial_number.as_deref(),
     };
-    let plan = plan(
-        &request,
-        &config,
-        &policy,
-        &current,
-        &identity,
-        existing.as_ref(),
-    );
+    let issuer = resolve_issuer(&request, &computer, &current, &current_config, &identity).await?;
+    let owned = issuer.owns(&identity, &config);
+    let plan = issuer.plan(&computer, &current, owned, request.rotate);
     steps.note(describe_plan(&plan, &config));
     if request.dry_run {
         return Ok(outcome(
@@ -335,136 +245,42 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
             |o| o.plan = Some(plan),
         ));
     }
-
-    // 6. Arq must not run while "Arq S3" changes.
     if plan.new_key {
         make_sure_arq_has_quit(request.quit_arq, &mut steps).await?;
     }
-
-    // 7. The scoped key from IAM.
-    let mut user_arn = match &identity {
-        Identity::Known(arn) if identity.is_scoped_user_of(&config) => Some(arn.clone()),
-        _ => None,
-    };
-    let mut issued = None;
-    if let Some(iam) = &iam {
-        let wanted = WantedUser {
-            uuid: &config.computer_uuid,
-            policy: &policy,
-            tags: iam::user_tags(&config, &request.computer_name, &request.serial_number),
-        };
-        let provisioned = iam
-            .provision(
-                &wanted,
-                existing.as_ref(),
-                Some(&current.id),
-                plan.new_key,
-                &mut |text| steps.note(text),
-            )
-            .await?;
-        issued = provisioned.key;
-        user_arn = Some(provisioned.user_arn);
-    }
-    if let (KeySource::Service(service), Some(call)) = (&request.source, plan.service_call) {
-        let key = match call {
-            ServiceCall::Rotate => service.rotate(&config, &current).await?,
-            ServiceCall::Enroll => {
-                service
-                    .enroll(
-                        &config,
-                        &current,
-                        &request.computer_name,
-                        &request.serial_number,
-                    )
-                    .await?
-            }
-        };
-        steps.note(format!(
-            "the service issued key {} for {}",
-            key.key.id, key.user_arn
-        ));
-        user_arn = Some(key.user_arn.clone());
-        issued = Some(key);
-    }
-
-    // 8. Prove the key before Arq gets it.
+    let issued = issuer
+        .issue(&plan, &computer, &current, &mut |text| steps.note(text))
+        .await?;
     let candidate = issued.as_ref().map_or(&current, |i| &i.key);
-    match prove(candidate, &config, request.verify_timeout, &mut steps).await {
-        Ok(()) => {}
-        Err(error) => {
-            match (&iam, &issued) {
-                (Some(iam), Some(new)) => iam.delete_key(&config.computer_uuid, &new.key.id).await?,
-                (None, Some(new)) => steps.warn(format!(
-                    "key {} was not used; the service deletes it at this computer's next enrollment or rotation",
-                    new.key.id
-                )),
-                _ => {}
-            }
-            return Err(error);
+    if let Err(error) = prove(candidate, &config, request.verify_timeout, &mut steps).await {
+        if let Some(new) = &issued {
+            issuer.discard(&plan, &computer, &current, new).await?;
         }
+        return Err(error);
     }
-
-    // 9. "Arq S3" gets the new key.
     if let Some(new) = &issued {
-        update_arq_s3(request.store, &current, new, iam.as_ref(), &config).await?;
+        update_arq_s3(request.store, &current, new, &issuer, &plan, &computer).await?;
         steps.note(format!("\"Arq S3\" now holds key {}", new.key.id));
     }
-
-    // 10. The previous scoped key goes; the main keys are the admin's and stay.
-    let mut retired = None;
-    if let (Some(old), Some(new)) = (&plan.retire_key, &issued) {
-        let deleted = match (&iam, &request.source) {
-            (Some(iam), _) => iam
-                .delete_key(&config.computer_uuid, old)
-                .await
-                .map_err(|e| e.to_string()),
-            (None, KeySource::Service(service)) => service
-                .retire(&config.computer_uuid, &new.key, old)
-                .await
-                .map_err(|e| e.to_string()),
-            (None, KeySource::Iam(_)) => Ok(()),
-        };
-        match deleted {
-            Ok(()) => {
-                steps.note(format!("retired the previous scoped key {old}"));
-                retired = Some(old.clone());
-            }
-            Err(e) => steps.warn(format!(
-                "the previous scoped key {old} was not deleted ({e}); the next rotation removes it"
-            )),
-        }
-    }
-    let main_keys_removed = issued.is_some() && !identity.is_scoped_user_of(&config);
+    let retired = match &issued {
+        Some(new) => retire_replaced(&issuer, &computer, new, &mut steps).await,
+        None => Vec::new(),
+    };
+    let main_keys_removed = issued.is_some() && !owned;
     if main_keys_removed {
         steps.note(format!(
             "key {} is no longer on this Mac; it was not deleted from IAM (it is the admin's)",
             current.id
         ));
     }
-
-    // 11. Arq runs again.
     let relaunched_with = relaunch(&request.relaunch, &mut steps);
-
-    // 12. The receipt, last: a run that dies before this point is simply done again.
     let final_key = issued.as_ref().map_or(&current, |i| &i.key);
-    let user_arn = user_arn.unwrap_or_default();
-    Receipt {
-        bucket: config.bucket.to_string(),
-        computer_uuid: config.computer_uuid.to_string(),
-        access_key_id: final_key.id.clone(),
-        user_arn: user_arn.clone(),
-        policy_sha256: receipt::policy_sha256(&policy),
-        source: match request.source {
-            KeySource::Iam(_) => "iam".into(),
-            KeySource::Service(_) => "service".into(),
-        },
-        applied_at_unix: receipt::now_unix(),
-    }
-    .save(&request.home)?;
-    steps.note(format!(
-        "receipt written to {}",
-        Receipt::path(&request.home).display()
-    ));
+    let user_arn = match (&issued, &identity) {
+        (Some(new), _) => new.user_arn.clone(),
+        (None, Identity::Known(caller)) => caller.arn.clone(),
+        (None, Identity::Refused(_)) => String::new(),
+    };
+    write_receipt(&request, &config, &policy, final_key, &user_arn, &mut steps)?;
 
     let previous = issued.as_ref().map(|_| current.id.clone());
     Ok(outcome(
@@ -475,7 +291,7 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
         |o| {
             o.previous_access_key_id = previous;
             o.user_arn = Some(user_arn);
-            o.retired_access_key_id = retired;
+            o.retired_access_key_ids = retired;
             o.main_keys_removed = main_keys_removed;
             o.plan = Some(plan);
             o.relaunched_with = relaunched_with;
@@ -484,129 +300,130 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
     ))
 }
 
-/// Asks STS who owns `key` (GetCallerIdentity needs no permission, so any valid key answers).
-async fn identify(sdk_config: &SdkConfig) -> Result<Identity, ApplyError> {
-    let sts = aws::sts_client(sdk_config);
-    match sts.get_caller_identity().send().await {
-        Ok(output) => Ok(Identity::Known(output.arn.unwrap_or_default())),
-        Err(error) => {
-            use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-            if let SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) = error {
-                return Err(ApplyError::StsUnreachable(crate::one_line(
-                    &DisplayErrorContext(&error).to_string(),
-                )));
-            }
-            let status = error.raw_response().map_or(0, |r| r.status().as_u16());
-            Ok(Identity::Refused(
-                error
-                    .code()
-                    .map_or_else(|| format!("HTTP {status}"), str::to_owned),
-            ))
-        }
-    }
-}
-
-/// The admin credentials for IAM work, or `None`: the service is the source, or the key in
-/// "Arq S3" is this computer's and nothing asks for IAM (a run that died after step 9 is finished
-/// without IAM).
-fn iam_admin<'a>(
-    request: &'a ApplyRequest<'_>,
-    identity: &Identity,
-    config: &ArqConfig,
-) -> Option<&'a AdminCredentials> {
-    let KeySource::Iam(admin) = &request.source else {
-        return None;
-    };
-    let owned = identity.is_scoped_user_of(config);
-    (!owned || *admin != AdminCredentials::ArqS3).then_some(admin)
-}
-
-/// Decides every change from what is known, without making any.
-/// Refuses, before any IAM or service call, when the key in "Arq S3" must do the work (create IAM
-/// users, or prove this Mac to the service) and cannot: AWS rejects it, or (IAM) it is another
-/// computer's scoped key from a cloned disk, or this computer's scoped key asked to rotate itself.
-fn check_admin(
+/// Step 1: Arq's config and this computer's policy.
+fn read_config(
     request: &ApplyRequest<'_>,
-    identity: &Identity,
-    config: &ArqConfig,
-    current: &AccessKey,
-) -> Result<(), ApplyError> {
-    let owned = identity.is_scoped_user_of(config);
-    match &request.source {
-        KeySource::Iam(AdminCredentials::ArqS3) => {}
-        KeySource::Service(service) if !service.has_enrollment_token() || owned => {
-            return match identity {
-                Identity::Refused(reason) => Err(ApplyError::CurrentKeyRefused {
-                    key_id: current.id.clone(),
-                    reason: reason.clone(),
-                }),
-                Identity::Known(_) => Ok(()),
-            };
-        }
-        _ => return Ok(()),
-    }
-    match identity {
-        Identity::Refused(reason) => Err(ApplyError::CurrentKeyRefused {
-            key_id: current.id.clone(),
-            reason: reason.clone(),
-        }),
-        Identity::Known(_) if owned && request.rotate => Err(ApplyError::RotateNeedsAdmin),
-        Identity::Known(arn) if !owned && arn.contains(&format!(":user{}", iam::USER_PATH)) => {
-            Err(ApplyError::ForeignScopedKey { arn: arn.clone() })
-        }
-        Identity::Known(_) => Ok(()),
-    }
+    steps: &mut Steps<'_>,
+) -> Result<(ArqConfig, PolicyDocument), ApplyError> {
+    let config = ArqConfig::read_from_home(&request.home)?;
+    let policy = PolicyDocument::scoped_to(&config, request.policy_options)?;
+    session::refuse_user_symlinks(&Receipt::path(&request.home))?;
+    steps.note(format!(
+        "Arq backs up to {} as computer {}",
+        config.bucket, config.computer_uuid
+    ));
+    Ok((config, policy))
 }
 
-/// Decides every change from what is known, without making any.
-fn plan(
+/// Step 2: the key Arq uses now.
+fn read_arq_s3(
+    store: &dyn CredentialStore,
+    steps: &mut Steps<'_>,
+) -> Result<AccessKey, ApplyError> {
+    let current = store.read()?;
+    steps.note(format!(
+        "\"Arq S3\" in {} holds key {}",
+        store.describe(),
+        current.id
+    ));
+    Ok(current)
+}
+
+/// Step 3: the receipt, when it describes exactly this lockdown and no rotation is asked for.
+fn receipt_in_place(
     request: &ApplyRequest<'_>,
     config: &ArqConfig,
     policy: &PolicyDocument,
     current: &AccessKey,
+) -> Option<Receipt> {
+    Receipt::load(&request.home)
+        .filter(|r| r.covers(config, &current.id, policy))
+        .filter(|_| !request.rotate)
+}
+
+/// Step 5: the key source for this run. Refuses, before any IAM or service call, when the key in "Arq
+/// S3" must do work it cannot: AWS rejects it, or (as IAM admin) it is another computer's scoped
+/// key from a cloned disk, or this computer's scoped key asked to rotate itself.
+async fn resolve_issuer<'a>(
+    request: &'a ApplyRequest<'_>,
+    computer: &Computer<'_>,
+    current: &AccessKey,
+    current_config: &SdkConfig,
     identity: &Identity,
-    existing: Option<&UserState>,
-) -> Plan {
-    let uses_arq_s3 = matches!(request.source, KeySource::Iam(AdminCredentials::ArqS3));
-    let owned = identity.is_scoped_user_of(config);
-    let new_key = !owned || request.rotate;
-    let mut plan = Plan {
-        new_key,
-        ..Plan::default()
+) -> Result<KeyIssuer<'a>, ApplyError> {
+    let refused = |reason: &String| ApplyError::CurrentKeyRefused {
+        key_id: current.id.clone(),
+        reason: reason.clone(),
     };
-    if let KeySource::Service(_) = request.source {
-        plan.service_call = plan.new_key.then_some(if owned {
-            ServiceCall::Rotate
-        } else {
-            ServiceCall::Enroll
-        });
-        plan.retire_key = (owned && plan.new_key).then(|| current.id.clone());
-        return plan;
-    }
-    if owned && uses_arq_s3 {
-        return plan;
-    }
-    match existing {
-        None => {
-            plan.create_user = true;
-            plan.put_policy = true;
-        }
-        Some(state) => {
-            plan.retag_user = state.tags
-                != iam::user_tags(config, &request.computer_name, &request.serial_number);
-            plan.put_policy = state.policy.as_ref() != Some(policy.as_value());
-            plan.delete_stale_keys = state
-                .key_ids
-                .iter()
-                .filter(|id| **id != current.id)
-                .cloned()
-                .collect();
-            if new_key && state.key_ids.contains(&current.id) {
-                plan.retire_key = Some(current.id.clone());
+    let scoped = scoped_arn(identity, computer.config);
+    match &request.source {
+        KeySource::Service(client) => {
+            if let Identity::Refused(reason) = identity
+                && (!client.has_enrollment_token() || request.rotate)
+            {
+                return Err(refused(reason));
             }
+            Ok(KeyIssuer::Service(ServiceIssuer {
+                client,
+                store: request.store,
+            }))
+        }
+        KeySource::Iam {
+            admin,
+            permissions_boundary,
+        } => {
+            if *admin == AdminCredentials::ArqS3 {
+                match identity {
+                    Identity::Refused(reason) => return Err(refused(reason)),
+                    Identity::Known(_) if scoped == Scoped::ThisComputer && request.rotate => {
+                        return Err(ApplyError::RotateNeedsAdmin);
+                    }
+                    // The scoped key cannot do IAM work: verify and adopt it (a run that died
+                    // after step 9 is finished this way).
+                    Identity::Known(_) if scoped == Scoped::ThisComputer => {
+                        return Ok(KeyIssuer::Adopt);
+                    }
+                    Identity::Known(caller) if scoped == Scoped::Another => {
+                        return Err(ApplyError::ForeignScopedKey {
+                            arn: caller.arn.clone(),
+                        });
+                    }
+                    Identity::Known(_) => {}
+                }
+            }
+            let issuer = IamIssuer::connect(
+                admin,
+                current_config,
+                identity,
+                permissions_boundary.as_deref(),
+                computer,
+            )
+            .await?;
+            Ok(KeyIssuer::Iam(Box::new(issuer)))
         }
     }
-    plan
+}
+
+/// Whether a key's owner, by its ARN, is a scoped user: this computer's, another's, or neither.
+#[derive(PartialEq, Eq)]
+enum Scoped {
+    ThisComputer,
+    Another,
+    No,
+}
+
+fn scoped_arn(identity: &Identity, config: &ArqConfig) -> Scoped {
+    match identity {
+        Identity::Known(caller)
+            if caller.arn == iam::scoped_user_arn(&caller.account, &config.computer_uuid) =>
+        {
+            Scoped::ThisComputer
+        }
+        Identity::Known(caller) if caller.arn.contains(&format!(":user{}", iam::USER_PATH)) => {
+            Scoped::Another
+        }
+        _ => Scoped::No,
+    }
 }
 
 fn describe_plan(plan: &Plan, config: &ArqConfig) -> String {
@@ -644,6 +461,7 @@ fn describe_plan(plan: &Plan, config: &ArqConfig) -> String {
     format!("plan: {}", parts.join("; "))
 }
 
+/// Step 6: Arq must not run while "Arq S3" changes.
 async fn make_sure_arq_has_quit(
     quit_arq: Option<Duration>,
     steps: &mut Steps<'_>,
@@ -666,9 +484,10 @@ async fn make_sure_arq_has_quit(
     Ok(())
 }
 
-/// Waits until AWS accepts `key` (new IAM keys take seconds to work), then runs the verify suite
-/// until every Arq call works or `timeout` passes. Another computer's data being reachable fails at
-/// once; a listing leak is only a warning (emulators cannot evaluate the condition that stops it).
+/// Step 8: waits until AWS accepts `key` (new IAM keys take seconds to work), then runs the verify
+/// suite until every Arq call works or `timeout` passes. Another computer's data being reachable
+/// fails at once; a listing leak is only a warning (emulators cannot evaluate the condition that
+/// stops it).
 async fn prove(
     key: &AccessKey,
     config: &ArqConfig,
@@ -687,7 +506,7 @@ async fn prove(
         true
     };
     let sdk_config = aws::load_config(AwsCredentials::Key(key)).await;
-    while let Identity::Refused(_) = identify(&sdk_config).await? {
+    while let Identity::Refused(_) = aws::identify(&sdk_config).await? {
         if !wait().await {
             break;
         }
@@ -743,14 +562,15 @@ async fn prove(
     }
 }
 
-/// Writes the new key into "Arq S3" and reads it back; on any doubt puts the old key back and
-/// deletes the new one, so Arq keeps a key that works.
+/// Step 9: writes the new key into "Arq S3" and reads it back; on any doubt puts the old key back and
+/// discards the new one, so Arq keeps a key that works.
 async fn update_arq_s3(
     store: &dyn CredentialStore,
     old: &AccessKey,
     new: &IssuedKey,
-    iam: Option<&Iam>,
-    config: &ArqConfig,
+    issuer: &KeyIssuer<'_>,
+    plan: &Plan,
+    computer: &Computer<'_>,
 ) -> Result<(), ApplyError> {
     let written = store.update(&new.key);
     let read_back = written.as_ref().ok().map(|()| store.read());
@@ -758,9 +578,7 @@ async fn update_arq_s3(
         (Ok(()), Some(Ok(key))) if key == new.key => Ok(()),
         (result, _) => {
             let _ = store.update(old);
-            if let Some(iam) = iam {
-                iam.delete_key(&config.computer_uuid, &new.key.id).await?;
-            }
+            issuer.discard(plan, computer, old, new).await?;
             match result {
                 Err(e) => Err(e.into()),
                 Ok(()) => Err(ApplyError::StoreReadBack {
@@ -771,6 +589,30 @@ async fn update_arq_s3(
     }
 }
 
+/// Step 10: the keys the new one replaces go (the previous scoped key; with the service, any the user
+/// still has); the main keys are the admin's and stay. Returns the keys deleted.
+async fn retire_replaced(
+    issuer: &KeyIssuer<'_>,
+    computer: &Computer<'_>,
+    new: &IssuedKey,
+    steps: &mut Steps<'_>,
+) -> Vec<String> {
+    let mut retired = Vec::new();
+    for (old, result) in issuer.retire(computer, new).await {
+        match result {
+            Ok(()) => {
+                steps.note(format!("retired the previous scoped key {old}"));
+                retired.push(old);
+            }
+            Err(e) => steps.warn(format!(
+                "the previous scoped key {old} was not deleted ({e}); the next rotation removes it"
+            )),
+        }
+    }
+    retired
+}
+
+/// Step 11: Arq runs again.
 fn relaunch(relaunch: &Relaunch, steps: &mut Steps<'_>) -> Option<String> {
     let command = match relaunch {
         Relaunch::Skip => return None,
@@ -793,6 +635,35 @@ fn relaunch(relaunch: &Relaunch, steps: &mut Steps<'_>) -> Option<String> {
     }
 }
 
+/// Step 12: the receipt, last: a run that dies before this point is simply done again.
+fn write_receipt(
+    request: &ApplyRequest<'_>,
+    config: &ArqConfig,
+    policy: &PolicyDocument,
+    key: &AccessKey,
+    user_arn: &str,
+    steps: &mut Steps<'_>,
+) -> Result<(), ApplyError> {
+    Receipt {
+        bucket: config.bucket.to_string(),
+        computer_uuid: config.computer_uuid.to_string(),
+        access_key_id: key.id.clone(),
+        user_arn: user_arn.to_owned(),
+        policy_sha256: receipt::policy_sha256(policy),
+        source: match request.source {
+            KeySource::Iam { .. } => "iam".into(),
+            KeySource::Service(_) => "service".into(),
+        },
+        applied_at_unix: receipt::now_unix(),
+    }
+    .save(&request.home)?;
+    steps.note(format!(
+        "receipt written to {}",
+        Receipt::path(&request.home).display()
+    ));
+    Ok(())
+}
+
 fn outcome(
     result: ApplyResult,
     config: &ArqConfig,
@@ -807,7 +678,7 @@ fn outcome(
         access_key_id: key.id.clone(),
         previous_access_key_id: None,
         user_arn: None,
-        retired_access_key_id: None,
+        retired_access_key_ids: Vec::new(),
         main_keys_removed: false,
         plan: None,
         relaunched_with: None,

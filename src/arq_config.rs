@@ -24,7 +24,8 @@ const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// Arq names it after the lower-cased access key id plus a suffix with dots
 /// (`<keyid>.comhaystacksoftwarearq`); copying it without the dot is the classic mistake, so the
 /// value is never normalised — only checked against S3's bucket naming rules.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct BucketName(String);
 
 /// This Mac's computer UUID, the top-level folder of its data in the bucket.
@@ -32,7 +33,8 @@ pub struct BucketName(String);
 /// Only the canonical 8-4-4-4-12 hex form is accepted: the value becomes part of an IAM user name
 /// and of policy resource patterns, where `*`, `/` or `?` would widen what the key can reach.
 /// The case is kept as stored, because S3 keys (and so the policy) are case-sensitive.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct ComputerUuid(String);
 
 /// The part of Arq's config the lockdown needs.
@@ -193,6 +195,22 @@ impl ComputerUuid {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for BucketName {
+    type Error = &'static str;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl TryFrom<String> for ComputerUuid {
+    type Error = &'static str;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
     }
 }
 

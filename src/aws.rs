@@ -101,6 +101,59 @@ pub fn sts_client(config: &SdkConfig) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::new(config)
 }
 
+/// An AWS principal as STS names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub arn: String,
+    pub account: String,
+    /// IAM's unique id of the principal (AIDA… for a user): a user deleted and made again under
+    /// the same name has another.
+    pub user_id: String,
+}
+
+/// Who owns a set of credentials, as STS reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    Known(Caller),
+    /// AWS does not accept the credentials at all (the reason: its error code).
+    Refused(String),
+}
+
+/// An AWS service could not be reached at all (network, endpoint, TLS).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach {service}: {reason}; check the network and AWS_ENDPOINT_URL")]
+pub struct Unreachable {
+    pub service: &'static str,
+    pub reason: String,
+}
+
+/// Asks STS who owns `sdk_config`'s credentials (GetCallerIdentity needs no permission, so any
+/// valid key answers).
+pub async fn identify(sdk_config: &SdkConfig) -> Result<Identity, Unreachable> {
+    use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+    match sts_client(sdk_config).get_caller_identity().send().await {
+        Ok(output) => Ok(Identity::Known(Caller {
+            arn: output.arn.unwrap_or_default(),
+            account: output.account.unwrap_or_default(),
+            user_id: output.user_id.unwrap_or_default(),
+        })),
+        Err(error @ (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_))) => {
+            Err(Unreachable {
+                service: "STS",
+                reason: crate::one_line(&DisplayErrorContext(&error).to_string()),
+            })
+        }
+        Err(error) => {
+            let status = error.raw_response().map_or(0, |r| r.status().as_u16());
+            Ok(Identity::Refused(
+                error
+                    .code()
+                    .map_or_else(|| format!("HTTP {status}"), str::to_owned),
+            ))
+        }
+    }
+}
+
 /// An IAM client whose form bodies encode spaces as `+`.
 pub fn iam_client(config: &SdkConfig) -> aws_sdk_iam::Client {
     let config = aws_sdk_iam::config::Builder::from(config)

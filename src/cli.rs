@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::apply::AdminCredentials;
 use crate::credential_store::StoreLocation;
+use crate::key_source::AdminCredentials;
 
 /// Lock each Mac's Arq backups down to that Mac: a scoped IAM key in Arq's "Arq S3" item that
 /// reaches only this computer's folders in the bucket.
@@ -50,17 +50,36 @@ pub struct TargetArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["bucket", "computer_uuid"])]
     pub arq_home: Option<PathBuf>,
     /// Arq's bucket, exactly as Arq stores it (instead of reading Arq's config).
-    #[arg(long, value_name = "NAME", requires = "computer_uuid")]
+    #[arg(long, value_name = "NAME")]
     pub bucket: Option<String>,
     /// This computer's UUID in the bucket (instead of reading Arq's config).
     #[arg(long, value_name = "UUID", requires = "bucket")]
     pub computer_uuid: Option<String>,
 }
 
+/// Which policy `policy` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyKind {
+    /// The policy of one computer's scoped user (what apply writes).
+    Computer,
+    /// The permissions boundary every scoped user is created under: create it once per account
+    /// (`aws iam create-policy --policy-name arq-lockdown-boundary …`).
+    Boundary,
+    /// What the admin credentials of apply, revoke and serve need: scoped users only under the
+    /// boundary given with --permissions-boundary.
+    Admin,
+}
+
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
+    /// Which policy.
+    #[arg(long, value_enum, default_value = "computer")]
+    pub kind: PolicyKind,
     #[command(flatten)]
     pub target: TargetArgs,
+    /// With --kind admin: the permissions boundary's ARN.
+    #[arg(long, value_name = "ARN", required_if_eq("kind", "admin"))]
+    pub permissions_boundary: Option<String>,
     /// Also allow Arq 3's Glacier vaults, SNS topics and SQS queues (cannot be scoped to one Mac).
     #[arg(long)]
     pub legacy_glacier: bool,
@@ -120,6 +139,10 @@ pub struct ApplyArgs {
     /// the main keys), env (the standard AWS credential chain) or profile:NAME.
     #[arg(long, value_name = "WHO", default_value = "arq-s3", value_parser = parse_admin)]
     pub admin_credentials: AdminCredentials,
+    /// With --source iam: the managed policy every scoped user is created with as its permissions
+    /// boundary [default: arq-lockdown-boundary in the admin's account].
+    #[arg(long, value_name = "ARN")]
+    pub permissions_boundary: Option<String>,
     /// With --source service: the service's URL (https://, or http:// to this machine only).
     #[arg(long, value_name = "URL")]
     pub service_url: Option<String>,

@@ -6,11 +6,13 @@
 //! - [`credential_store`]: the "Arq S3" item (Keychain on macOS, a JSON file elsewhere);
 //! - [`aws`]: how AWS clients are built;
 //! - [`verify`]: Arq's S3 calls and the isolation probes, and their verdict;
-//! - [`key_source`]: scoped IAM users and their keys;
+//! - [`iam`]: the scoped IAM users, their binding tags and keys;
+//! - [`key_source`]: where `apply` gets a scoped key: IAM, or the provisioning service;
+//! - [`protocol`]: the wire format between a Mac and the provisioning service;
 //! - [`arq_app`]: Arq's processes (running? quit, relaunch);
 //! - [`receipt`]: the record that makes a re-run a no-op; `run_log`: the user's log file;
 //! - [`apply`]: the lockdown, step by step;
-//! - [`service`]: the provisioning service (`serve`) and the identity proof Macs send it;
+//! - [`service`]: the provisioning service (`serve`);
 //! - [`session`]: running as root, acting for a user;
 //! - [`preferences`]: settings from configuration profiles;
 //! - [`system`]: this computer's name and serial;
@@ -26,9 +28,11 @@ mod commands;
 pub mod credential_store;
 pub mod exit_code;
 mod https;
+pub mod iam;
 pub mod key_source;
 pub mod policy;
 pub mod preferences;
+pub mod protocol;
 pub mod receipt;
 pub mod run_log;
 pub mod secret;
@@ -53,7 +57,7 @@ pub enum Error {
     #[error(transparent)]
     Apply(#[from] apply::ApplyError),
     #[error(transparent)]
-    Iam(#[from] key_source::iam::IamError),
+    Iam(#[from] iam::IamError),
     #[error(transparent)]
     ServiceClient(#[from] key_source::service::ServiceClientError),
     #[error(transparent)]
@@ -68,6 +72,8 @@ pub enum Error {
     Preferences(#[from] preferences::PreferencesError),
     #[error("--source service needs --service-url, or ServiceURL in the configuration profile")]
     MissingServiceUrl,
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
 }
@@ -86,7 +92,7 @@ impl Error {
             Self::Session(e) => e.exit_code(),
             Self::NoCredentials => ExitCode::Credentials,
             Self::Preferences(e) => e.exit_code(),
-            Self::MissingServiceUrl => ExitCode::Usage,
+            Self::MissingServiceUrl | Self::Usage(_) => ExitCode::Usage,
             Self::Output(_) => ExitCode::Internal,
         }
     }

@@ -1,6 +1,8 @@
-//! The IAM policy that locks one Mac's key to that Mac's data.
+//! The IAM policies arq-lockdown writes or asks an admin for: the policy that locks one Mac's key
+//! to that Mac's data, the permissions boundary every scoped user is created under, and the admin
+//! policy that lets `apply`, `revoke` and the service make scoped users only under that boundary.
 //!
-//! Owns the policy document and why each statement is in it. What Arq does in S3 (from the 2012
+//! Owns the policy documents and why each statement is in them. What Arq does in S3 (from the 2012
 //! Haystack post, its readers' reports and arq_restore's format notes):
 //! - at start it lists all buckets and reads the bucket's location and versioning;
 //! - it keeps everything of one computer under `<computerUUID>/` and, with the S3-Glacier storage
@@ -15,7 +17,7 @@
 
 use serde_json::{Value, json};
 
-use crate::arq_config::ArqConfig;
+use crate::arq_config::{ArqConfig, BucketName};
 
 /// IAM's quota for the inline policies of one user, whitespace not counted.
 pub const INLINE_POLICY_MAX_CHARS: usize = 2048;
@@ -45,7 +47,7 @@ impl PolicyDocument {
     pub fn scoped_to(config: &ArqConfig, options: PolicyOptions) -> Result<Self, PolicyTooLarge> {
         let bucket = config.bucket.as_str();
         let uuid = config.computer_uuid.as_str();
-        let bucket_arn = format!("arn:aws:s3:::{bucket}");
+        let bucket_arn = bucket_arn(bucket);
         let mut statements = vec![
             // ListBuckets: Arq looks for its bucket among all buckets at start. IAM only grants it
             // on "*"; it reveals bucket names, not their contents.
@@ -71,20 +73,11 @@ impl PolicyDocument {
                 "Resource": bucket_arn,
                 "Condition": {"StringLike": {"s3:prefix": [format!("{uuid}/*"), format!("glacier/{uuid}/*")]}},
             }),
-            // All object work Arq does, only under this computer's two prefixes. GetObject also
-            // covers HeadObject; PutObject covers the multipart upload steps; RestoreObject is
-            // how Arq reads back S3-Glacier objects.
+            // All object work Arq does, only under this computer's two prefixes.
             json!({
                 "Sid": "ArqOwnsThisComputersData",
                 "Effect": "Allow",
-                "Action": [
-                    "s3:GetObject",
-                    "s3:PutObject",
-                    "s3:DeleteObject",
-                    "s3:AbortMultipartUpload",
-                    "s3:ListMultipartUploadParts",
-                    "s3:RestoreObject",
-                ],
+                "Action": OBJECT_ACTIONS,
                 "Resource": [format!("{bucket_arn}/{uuid}/*"), format!("{bucket_arn}/glacier/{uuid}/*")],
             }),
         ];
@@ -97,6 +90,69 @@ impl PolicyDocument {
             return Err(PolicyTooLarge { chars });
         }
         Ok(document)
+    }
+
+    /// The permissions boundary for scoped users of `buckets`: at most what any Arq computer may
+    /// do there (and, with `legacy_glacier`, Arq 3's Glacier resources). An admin creates it once;
+    /// every scoped user is created with it, so even a compromised service or admin key that may
+    /// only create users under it cannot make one with more.
+    pub fn boundary(buckets: &[&BucketName], options: PolicyOptions) -> Self {
+        let mut resources = Vec::new();
+        for bucket in buckets {
+            resources.push(bucket_arn(bucket.as_str()));
+            resources.push(format!("{}/*", bucket_arn(bucket.as_str())));
+        }
+        let mut actions: Vec<&str> = BUCKET_ACTIONS.to_vec();
+        actions.extend(OBJECT_ACTIONS);
+        let mut statements = vec![
+            json!({
+                "Sid": "ArqFindsItsBucket",
+                "Effect": "Allow",
+                "Action": ["s3:ListAllMyBuckets"],
+                "Resource": "*",
+            }),
+            json!({
+                "Sid": "AtMostArqsWorkInTheFleetsBuckets",
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": resources,
+            }),
+        ];
+        if options.legacy_glacier {
+            statements.extend(legacy_glacier_statements());
+        }
+        Self(json!({"Version": "2012-10-17", "Statement": statements}))
+    }
+
+    /// The least an admin (a person, a role for the service) needs for `apply --source iam`,
+    /// `revoke` and `serve`: scoped users may be created, and given a policy, only with
+    /// `boundary_arn` as their permissions boundary (AWS's documented delegation pattern); nothing
+    /// outside `/arq-lockdown/` is reachable.
+    pub fn admin(boundary_arn: &str) -> Self {
+        let users = format!("arn:aws:iam::*:user{}*", crate::iam::USER_PATH);
+        let bounded = ["iam:CreateUser", "iam:PutUserPolicy"];
+        let rest: Vec<&str> = crate::iam::ADMIN_ACTIONS
+            .into_iter()
+            .filter(|action| !bounded.contains(action))
+            .collect();
+        Self(json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "CreateScopedUsersOnlyUnderTheBoundary",
+                    "Effect": "Allow",
+                    "Action": bounded,
+                    "Resource": users,
+                    "Condition": {"StringEquals": {"iam:PermissionsBoundary": boundary_arn}},
+                },
+                {
+                    "Sid": "ManageScopedUsers",
+                    "Effect": "Allow",
+                    "Action": rest,
+                    "Resource": users,
+                },
+            ],
+        }))
     }
 
     /// The document as JSON data, for comparing with what IAM holds.
@@ -121,6 +177,28 @@ impl PolicyDocument {
             .filter(|c| !c.is_whitespace())
             .count()
     }
+}
+
+/// Bucket-level actions Arq needs besides listing.
+const BUCKET_ACTIONS: [&str; 3] = [
+    "s3:GetBucketLocation",
+    "s3:GetBucketVersioning",
+    "s3:ListBucket",
+];
+
+/// Everything Arq does with objects. GetObject also covers HeadObject; PutObject covers the
+/// multipart upload steps; RestoreObject is how Arq reads back S3-Glacier objects.
+const OBJECT_ACTIONS: [&str; 6] = [
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+    "s3:ListMultipartUploadParts",
+    "s3:RestoreObject",
+];
+
+fn bucket_arn(bucket: &str) -> String {
+    format!("arn:aws:s3:::{bucket}")
 }
 
 /// Arq 3 "Glacier" destinations: a vault per backed-up folder (`arq_<folderUUID>`), and per

@@ -5,9 +5,9 @@
 //! 2. `/Library/Managed Preferences/org.arq-lockdown.plist` — a profile for the computer;
 //! 3. `/Library/Preferences/org.arq-lockdown.plist` — a local file an admin wrote.
 //!
-//! Keys that decide where keys come from or carry a secret (`Source`, `ServiceURL`, `ServiceID`,
-//! `EnrollmentToken`) are honoured only from a profile (1 or 2): a local file cannot redirect a
-//! Mac's keys. `packaging/example.mobileconfig` documents every key.
+//! Keys that decide where keys come from, what bounds them, or carry a secret (`Source`,
+//! `ServiceURL`, `ServiceID`, `EnrollmentToken`, `PermissionsBoundary`) are honoured only from a
+//! profile (1 or 2): a local file cannot redirect a Mac's keys. `packaging/example.mobileconfig` documents every key.
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,7 @@ pub struct Preferences {
     pub service_url: Option<String>,
     pub service_id: Option<String>,
     pub enrollment_token: Option<Secret>,
+    pub permissions_boundary: Option<String>,
     pub quit_arq: Option<bool>,
     pub wait_seconds: Option<u64>,
     pub verify_timeout_seconds: Option<u64>,
@@ -151,6 +152,8 @@ fn apply_file(
         }
         into.service_url = string("ServiceURL")?.or(into.service_url.take());
         into.service_id = string("ServiceID")?.or(into.service_id.take());
+        into.permissions_boundary =
+            string("PermissionsBoundary")?.or(into.permissions_boundary.take());
         if let Some(token) = string("EnrollmentToken")? {
             into.enrollment_token = Some(Secret::new(token));
         }
@@ -239,6 +242,7 @@ mod tests {
                 ("Source", "service".into()),
                 ("ServiceURL", "https://evil.example".into()),
                 ("EnrollmentToken", "t".into()),
+                ("PermissionsBoundary", "arn:aws:iam::1:policy/none".into()),
                 ("Relaunch", false.into()),
             ],
         );
@@ -247,6 +251,7 @@ mod tests {
             (prefs.source, prefs.service_url, prefs.enrollment_token),
             (None, None, None)
         );
+        assert_eq!(prefs.permissions_boundary, None);
         assert_eq!(prefs.relaunch, Some(false));
     }
 

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use crate::Error;
-use crate::apply::{ApplyRequest, ApplyResult, KeySource, Outcome, Relaunch, apply};
+use crate::apply::{ApplyRequest, ApplyResult, Outcome, Relaunch, apply};
 use crate::cli::ApplyArgs;
 use crate::exit_code::ExitCode;
-use crate::key_source::service::ServiceClient;
+use crate::key_source::{KeySource, ServiceClient};
 use crate::policy::PolicyOptions;
 use crate::preferences::PreferenceFiles;
 use crate::run_log::RunLog;
@@ -33,7 +33,12 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
             let service_id = args.service_id.or(preferences.service_id);
             KeySource::Service(Box::new(ServiceClient::new(&url, service_id, token)?))
         }
-        _ => KeySource::Iam(args.admin_credentials),
+        _ => KeySource::Iam {
+            admin: args.admin_credentials,
+            permissions_boundary: args
+                .permissions_boundary
+                .or(preferences.permissions_boundary),
+        },
     };
     let seconds = |flag: Option<Duration>, preference: Option<u64>, default: u64| {
         flag.unwrap_or(Duration::from_secs(preference.unwrap_or(default)))
@@ -60,8 +65,8 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
             .then(|| seconds(args.wait, preferences.wait_seconds, 30)),
         verify_timeout: seconds(args.verify_timeout, preferences.verify_timeout_seconds, 60),
         relaunch,
-        computer_name: args.computer_name.unwrap_or_else(system::computer_name),
-        serial_number: args.serial_number.unwrap_or_else(system::serial_number),
+        computer_name: args.computer_name.or_else(system::computer_name),
+        serial_number: args.serial_number.or_else(system::serial_number),
     };
     let log = RunLog::open(&request.home, log_steps);
     let outcome = match apply(request, log.as_ref()).await {

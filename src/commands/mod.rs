@@ -11,7 +11,7 @@ mod verify;
 use std::path::PathBuf;
 
 use crate::Error;
-use crate::arq_config::{ArqConfig, ConfigError};
+use crate::arq_config::{ArqConfig, BucketName, ConfigError, Quoted};
 use crate::cli::{Command, TargetArgs};
 use crate::credential_store::StoreLocation;
 use crate::exit_code::ExitCode;
@@ -29,11 +29,34 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
 }
 
 /// The bucket and computer UUID, from flags or from Arq's config.
-fn resolve_target(target: &TargetArgs) -> Result<ArqConfig, ConfigError> {
-    if let (Some(bucket), Some(uuid)) = (&target.bucket, &target.computer_uuid) {
-        return ArqConfig::from_values(bucket, uuid, "--bucket/--computer-uuid");
+fn resolve_target(target: &TargetArgs) -> Result<ArqConfig, Error> {
+    match (&target.bucket, &target.computer_uuid) {
+        (Some(bucket), Some(uuid)) => Ok(ArqConfig::from_values(
+            bucket,
+            uuid,
+            "--bucket/--computer-uuid",
+        )?),
+        (Some(_), None) => Err(Error::Usage(
+            "--bucket needs --computer-uuid here (or read both from Arq's config with --arq-home)"
+                .into(),
+        )),
+        _ => Ok(ArqConfig::read_from_home(&home(target.arq_home.clone())?)?),
     }
-    ArqConfig::read_from_home(&home(target.arq_home.clone())?)
+}
+
+/// The bucket alone, from `--bucket` or from Arq's config.
+fn resolve_bucket(target: &TargetArgs) -> Result<BucketName, Error> {
+    match &target.bucket {
+        Some(bucket) => BucketName::parse(bucket).map_err(|reason| {
+            ConfigError::InvalidBucket {
+                origin: "--bucket".into(),
+                value: Quoted::new(bucket),
+                reason,
+            }
+            .into()
+        }),
+        None => Ok(ArqConfig::read_from_home(&home(target.arq_home.clone())?)?.bucket),
+    }
 }
 
 /// The home folder holding Arq's config: `--arq-home`, else `$HOME`.

@@ -1,18 +1,28 @@
-//! `arq-lockdown policy`: print the scoped policy.
+//! `arq-lockdown policy`: print a policy: a computer's, the permissions boundary, or the admin's.
 
 use crate::Error;
-use crate::cli::PolicyArgs;
+use crate::cli::{PolicyArgs, PolicyKind};
 use crate::exit_code::ExitCode;
 use crate::policy::{PolicyDocument, PolicyOptions};
 
 pub fn run(args: PolicyArgs) -> Result<ExitCode, Error> {
-    let config = super::resolve_target(&args.target)?;
-    let policy = PolicyDocument::scoped_to(
-        &config,
-        PolicyOptions {
-            legacy_glacier: args.legacy_glacier,
-        },
-    )?;
+    let options = PolicyOptions {
+        legacy_glacier: args.legacy_glacier,
+    };
+    let policy = match args.kind {
+        PolicyKind::Computer => {
+            PolicyDocument::scoped_to(&super::resolve_target(&args.target)?, options)?
+        }
+        PolicyKind::Boundary => {
+            let bucket = super::resolve_bucket(&args.target)?;
+            PolicyDocument::boundary(&[&bucket], options)
+        }
+        PolicyKind::Admin => PolicyDocument::admin(
+            args.permissions_boundary
+                .as_deref()
+                .expect("clap requires it with --kind admin"),
+        ),
+    };
     let json = if args.compact {
         policy.to_compact_json()
     } else {

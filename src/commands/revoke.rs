@@ -1,12 +1,12 @@
 //! `arq-lockdown revoke`: delete a computer's scoped IAM user (admin side).
 
 use crate::Error;
-use crate::apply::AdminCredentials;
 use crate::arq_config::{ComputerUuid, ConfigError, Quoted};
 use crate::aws::{self, AwsCredentials};
 use crate::cli::RevokeArgs;
 use crate::exit_code::ExitCode;
-use crate::key_source::iam::{self, Iam};
+use crate::iam::{self, Iam};
+use crate::key_source::AdminCredentials;
 
 pub async fn run(args: RevokeArgs) -> Result<ExitCode, Error> {
     let uuid = ComputerUuid::parse(&args.computer_uuid).map_err(|reason| {

@@ -1,4 +1,5 @@
-//! The file-backed stand-in for the Keychain: `{"Arq S3": {"account": …, "password": …}}`.
+//! The file-backed stand-in for the Keychain: `{"Arq S3": {"account": …, "password": …}}`, and
+//! arq-lockdown's own `"arq-lockdown enrollment key"` item beside it.
 //!
 //! Used on Linux, in tests and in the demo. Written atomically (temporary file, fsync, rename) with
 //! mode 0600; other items in the file are kept. Parsed secrets are wiped once copied out.
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 use zeroize::Zeroize;
 
-use super::{ARQ_S3_ITEM, AccessKey, CredentialStore, StoreError, check_item};
+use super::{ARQ_S3_ITEM, AccessKey, CredentialStore, ENROLLMENT_KEY_ITEM, StoreError, check_item};
 use crate::atomic_file::write_atomically;
 use crate::secret::Secret;
 
@@ -32,6 +33,17 @@ impl FileStore {
             path: self.path.clone(),
             reason: error.to_string(),
         }
+    }
+
+    /// Writes `map` back (atomically, 0600) and wipes the copies of its secrets.
+    fn save(&self, map: Map<String, Value>) -> Result<(), StoreError> {
+        let mut document = Value::Object(map);
+        let mut contents =
+            serde_json::to_string_pretty(&document).expect("a JSON object always serializes");
+        wipe_strings(&mut document);
+        let written = write_atomically(&self.path, contents.as_bytes(), 0o600);
+        contents.zeroize();
+        written.map_err(|e| self.io_error(e))
     }
 
     /// The whole file as a JSON object (secrets inside are wiped by [`wipe_strings`]).
@@ -122,13 +134,32 @@ impl CredentialStore for FileStore {
             ARQ_S3_ITEM.to_owned(),
             serde_json::json!({"account": key.id, "password": key.secret.expose()}),
         );
-        let mut document = Value::Object(map);
-        let mut contents =
-            serde_json::to_string_pretty(&document).expect("a JSON object always serializes");
-        wipe_strings(&mut document);
-        let written = write_atomically(&self.path, contents.as_bytes(), 0o600);
-        contents.zeroize();
-        written.map_err(|e| self.io_error(e))
+        self.save(map)
+    }
+
+    fn enrollment_key(&self) -> Result<Option<Secret>, StoreError> {
+        let mut map = self.load()?;
+        let key = match map.get(ENROLLMENT_KEY_ITEM) {
+            None => Ok(None),
+            Some(item) => match item.get("password") {
+                Some(Value::String(key)) => Ok(Some(Secret::new(key.clone()))),
+                _ => Err(StoreError::BadItem {
+                    store: self.describe(),
+                    reason: "the enrollment key item needs a string password",
+                }),
+            },
+        };
+        map.values_mut().for_each(wipe_strings);
+        key
+    }
+
+    fn save_enrollment_key(&self, key: &Secret) -> Result<(), StoreError> {
+        let mut map = self.load()?;
+        map.insert(
+            ENROLLMENT_KEY_ITEM.to_owned(),
+            serde_json::json!({"account": "enrollment-key", "password": key.expose()}),
+        );
+        self.save(map)
     }
 }
 

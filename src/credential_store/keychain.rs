@@ -5,6 +5,10 @@
 //! "Arq S3", refuses to guess when there are several, and changes account and data in place with
 //! one `SecItemUpdate`, which keeps the access list. It must run inside the user's GUI session
 //! (errSecInteractionNotAllowed otherwise).
+//!
+//! The enrollment key is an item of arq-lockdown's own (service and label "arq-lockdown
+//! enrollment key"), created by this binary, so its access list trusts this binary: reading it
+//! shows no dialog (an unsigned build asks once more after each upgrade).
 
 use core_foundation::data::CFData;
 use security_framework::item::{
@@ -12,7 +16,7 @@ use security_framework::item::{
     update_item,
 };
 
-use super::{ARQ_S3_ITEM, AccessKey, CredentialStore, StoreError, check_item};
+use super::{ARQ_S3_ITEM, AccessKey, CredentialStore, ENROLLMENT_KEY_ITEM, StoreError, check_item};
 use crate::secret::Secret;
 
 pub struct KeychainStore;
@@ -104,7 +108,37 @@ impl CredentialStore for KeychainStore {
             )));
         update_item(&Self::search(), &update).map_err(|e| self.keychain_error(e))
     }
+
+    fn enrollment_key(&self) -> Result<Option<Secret>, StoreError> {
+        use security_framework::passwords::get_generic_password;
+        match get_generic_password(ENROLLMENT_KEY_ITEM, ENROLLMENT_ACCOUNT) {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map(|key| Some(Secret::new(key)))
+                .map_err(|e| {
+                    let mut bytes = e.into_bytes();
+                    zeroize::Zeroize::zeroize(&mut bytes);
+                    StoreError::BadItem {
+                        store: self.describe(),
+                        reason: "the enrollment key item is not text",
+                    }
+                }),
+            Err(e) if e.code() == security_framework_sys::base::errSecItemNotFound => Ok(None),
+            Err(e) => Err(self.keychain_error(e)),
+        }
+    }
+
+    fn save_enrollment_key(&self, key: &Secret) -> Result<(), StoreError> {
+        security_framework::passwords::set_generic_password(
+            ENROLLMENT_KEY_ITEM,
+            ENROLLMENT_ACCOUNT,
+            key.expose().as_bytes(),
+        )
+        .map_err(|e| self.keychain_error(e))
+    }
 }
+
+/// The account of the enrollment key item.
+const ENROLLMENT_ACCOUNT: &str = "enrollment-key";
 
 #[cfg(test)]
 mod tests {

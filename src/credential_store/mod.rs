@@ -1,9 +1,11 @@
-//! The "Arq S3" credential item: where Arq reads its S3 access key.
+//! The "Arq S3" credential item, where Arq reads its S3 access key, and arq-lockdown's own
+//! enrollment key beside it.
 //!
-//! Owns the [`CredentialStore`] seam. On a Mac the item is a generic password in the user's login
+//! Owns the [`CredentialStore`] seam. On a Mac "Arq S3" is a generic password in the user's login
 //! Keychain (label and service "Arq S3", account = access key id, data = secret); Arq finds it by
 //! label and takes the first match, so a store only ever changes that one item in place and never
-//! adds a second. Elsewhere (Linux, tests, the demo) a JSON file of the same shape stands in.
+//! adds a second. The enrollment key (see [`crate::protocol::enrollment`]) is an item of our own.
+//! Elsewhere (Linux, tests, the demo) a JSON file of the same shape stands in.
 
 mod file;
 #[cfg(target_os = "macos")]
@@ -18,6 +20,9 @@ use crate::secret::Secret;
 
 /// The label (and service) of Arq's credential item.
 pub const ARQ_S3_ITEM: &str = "Arq S3";
+
+/// The label (and service) of arq-lockdown's own item: the Mac's enrollment key.
+pub const ENROLLMENT_KEY_ITEM: &str = "arq-lockdown enrollment key";
 
 /// An AWS access key as Arq stores it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +39,10 @@ pub trait CredentialStore {
     fn read(&self) -> Result<AccessKey, StoreError>;
     /// Replaces account and secret of the existing item, in place.
     fn update(&self, key: &AccessKey) -> Result<(), StoreError>;
+    /// arq-lockdown's enrollment key, if one was made (our own item: reading it shows no dialog).
+    fn enrollment_key(&self) -> Result<Option<Secret>, StoreError>;
+    /// Keeps `key` as the enrollment key, adding our item when there is none.
+    fn save_enrollment_key(&self, key: &Secret) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]

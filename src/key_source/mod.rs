@@ -1,17 +1,191 @@
 //! Where scoped keys come from: straight from IAM with admin credentials ([`iam`]), or from the
 //! provisioning service, which holds the IAM rights so Macs need none ([`service`]).
 //!
-//! Whatever the source, the result is an IAM user `arq-<computerUUID>` under `/arq-lockdown/`
+//! `apply` resolves the source once into a [`KeyIssuer`] and then only asks it to plan, issue,
+//! discard (a key that failed verification) and retire (the keys the new one replaces).
+//! Whatever the source, the result is the IAM user `arq-<computerUUID>` under `/arq-lockdown/`
 //! carrying the policy from [`crate::policy`], and one fresh access key for it.
 
 pub mod iam;
 pub mod service;
 
+use serde::Serialize;
+
+use crate::apply::ApplyError;
+use crate::arq_config::ArqConfig;
+use crate::aws::Identity;
 use crate::credential_store::AccessKey;
+use crate::policy::PolicyDocument;
+
+pub use self::iam::IamIssuer;
+pub use self::service::{ServiceClient, ServiceIssuer};
+
+/// Where the scoped key comes from, as the command line and the profile chose it.
+pub enum KeySource {
+    /// IAM directly, with these admin credentials, creating users with this permissions
+    /// boundary (default: `arq-lockdown-boundary` in the admin's account).
+    Iam {
+        admin: AdminCredentials,
+        permissions_boundary: Option<String>,
+    },
+    /// The provisioning service, which holds the IAM rights.
+    Service(Box<ServiceClient>),
+}
+
+/// Which credentials may create the IAM user and its keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminCredentials {
+    /// The keys now in "Arq S3" — the fleet's main keys, as the manual procedure starts.
+    ArqS3,
+    /// The standard AWS credential chain.
+    Chain,
+    /// A named AWS profile.
+    Profile(String),
+}
 
 /// A key just issued for a computer's scoped user.
 #[derive(Debug)]
 pub struct IssuedKey {
     pub key: AccessKey,
     pub user_arn: String,
+    pub user_id: String,
+    /// Keys of the same user to delete once "Arq S3" holds this one.
+    pub retire: Vec<String>,
+}
+
+/// The computer a key is for, and what its IAM user should say about the Mac.
+pub struct Computer<'a> {
+    pub config: &'a ArqConfig,
+    pub policy: &'a PolicyDocument,
+    pub name: Option<&'a str>,
+    pub serial: Option<&'a str>,
+}
+
+/// What IAM (or the service) and this Mac need, decided before anything changes.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Plan {
+    pub create_user: bool,
+    pub retag_user: bool,
+    pub put_policy: bool,
+    /// Keys of the scoped user that are not in "Arq S3" (left by a run that died): deleted first.
+    pub delete_stale_keys: Vec<String>,
+    /// With the service as the source: what to ask it for.
+    pub service_call: Option<ServiceCall>,
+    /// A new key replaces the one in "Arq S3".
+    pub new_key: bool,
+    /// The previous scoped key, deleted once "Arq S3" holds the new one.
+    pub retire_key: Option<String>,
+}
+
+/// What `apply` asks the provisioning service for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceCall {
+    /// A first key (or a key again after a run that died), proven by the main keys now in "Arq
+    /// S3" or an enrollment token, and signed by this Mac's enrollment key.
+    Enroll,
+    /// A new key, proven by this computer's scoped key now in "Arq S3".
+    Rotate,
+}
+
+/// The source resolved for one run.
+pub enum KeyIssuer<'a> {
+    Iam(Box<IamIssuer>),
+    Service(ServiceIssuer<'a>),
+    /// "Arq S3" already holds this computer's scoped key and nothing is to change in IAM: the
+    /// key is verified and adopted (a run that died after "Arq S3" changed is finished this way).
+    Adopt,
+}
+
+impl KeyIssuer<'_> {
+    /// Whether the key in "Arq S3" is this computer's scoped key, as far as this source can tell:
+    /// IAM compares STS's answer with the user it holds (whole ARN and unique id); without IAM
+    /// the ARN must be this computer's scoped user in the key's own account (the service checks
+    /// the rest, and verification judges what the key can do).
+    pub fn owns(&self, identity: &Identity, config: &ArqConfig) -> bool {
+        let Identity::Known(caller) = identity else {
+            return false;
+        };
+        match self {
+            Self::Iam(issuer) => issuer.owns(caller),
+            Self::Service(_) | Self::Adopt => {
+                caller.arn == crate::iam::scoped_user_arn(&caller.account, &config.computer_uuid)
+            }
+        }
+    }
+
+    /// Decides every change without making any.
+    pub fn plan(
+        &self,
+        computer: &Computer<'_>,
+        current: &AccessKey,
+        owned: bool,
+        rotate: bool,
+    ) -> Plan {
+        match self {
+            Self::Iam(issuer) => issuer.plan(computer, current, owned, rotate),
+            Self::Service(_) => Plan {
+                new_key: !owned || rotate,
+                service_call: (!owned || rotate).then_some(if owned {
+                    ServiceCall::Rotate
+                } else {
+                    ServiceCall::Enroll
+                }),
+                retire_key: (owned && rotate).then(|| current.id.clone()),
+                ..Plan::default()
+            },
+            Self::Adopt => Plan::default(),
+        }
+    }
+
+    /// Makes the plan's changes; returns the new key, if the plan has one.
+    pub async fn issue(
+        &self,
+        plan: &Plan,
+        computer: &Computer<'_>,
+        current: &AccessKey,
+        note: &mut (dyn FnMut(String) + Send),
+    ) -> Result<Option<IssuedKey>, ApplyError> {
+        match self {
+            Self::Iam(issuer) => issuer.issue(plan, computer, current, note).await,
+            Self::Service(issuer) => match plan.service_call {
+                Some(call) => issuer.issue(call, computer, current, note).await.map(Some),
+                None => Ok(None),
+            },
+            Self::Adopt => Ok(None),
+        }
+    }
+
+    /// Deletes a new key that failed verification (it never reached "Arq S3").
+    pub async fn discard(
+        &self,
+        plan: &Plan,
+        computer: &Computer<'_>,
+        current: &AccessKey,
+        new: &IssuedKey,
+    ) -> Result<(), ApplyError> {
+        match self {
+            Self::Iam(issuer) => issuer.discard(computer, new).await,
+            Self::Service(issuer) => issuer.discard(plan, computer, current, new).await,
+            Self::Adopt => Ok(()),
+        }
+    }
+
+    /// Deletes the keys `new` replaces, now that "Arq S3" holds it. Returns each key's result.
+    pub async fn retire(
+        &self,
+        computer: &Computer<'_>,
+        new: &IssuedKey,
+    ) -> Vec<(String, Result<(), String>)> {
+        let mut results = Vec::new();
+        for old in &new.retire {
+            let result = match self {
+                Self::Iam(issuer) => issuer.retire(computer, old).await,
+                Self::Service(issuer) => issuer.retire(computer, new, old).await,
+                Self::Adopt => Ok(()),
+            };
+            results.push((old.clone(), result));
+        }
+        results
+    }
 }

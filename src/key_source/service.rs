@@ -1,22 +1,28 @@
 //! Scoped keys from the provisioning service (`arq-lockdown serve`), so the Mac never holds IAM
-//! rights: it proves who it is with a GetCallerIdentity request signed by the key in "Arq S3"
-//! ([`crate::service::proof`]) — or an enrollment token — and gets a key for its own computer.
+//! rights. The client side of [`crate::protocol`]: it proves who it is with a GetCallerIdentity
+//! request signed by the key in "Arq S3" (or an enrollment token), signs enrollments with this
+//! Mac's enrollment key, and opens the sealed answer with a reply key that lives only in memory.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{StatusCode, Uri};
 use serde::Serialize;
 
-use super::IssuedKey;
-use crate::arq_config::{ArqConfig, ComputerUuid};
-use crate::credential_store::AccessKey;
+use super::{Computer, IssuedKey, Plan, ServiceCall};
+use crate::apply::ApplyError;
+use crate::arq_config::ComputerUuid;
+use crate::credential_store::{AccessKey, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::https::HttpsClient;
+use crate::protocol::enrollment::EnrollmentKey;
+use crate::protocol::sealed::ReplyKey;
+use crate::protocol::{
+    self, ENROLL, EnrollRequest, Envelope, ErrorBody, KeyResponse, RETIRE, ROTATE, RetireRequest,
+    RotateRequest,
+};
 use crate::secret::Secret;
-use crate::service::api::{ErrorBody, KeyRequest, KeyResponse, RetireRequest};
-use crate::service::proof;
 
 /// The STS host proofs are signed for; the service replays them to its own STS endpoint.
 const STS_HOST: &str = "sts.amazonaws.com";
@@ -36,6 +42,7 @@ pub enum ServiceClientError {
         status: u16,
         code: String,
         message: String,
+        access_key_ids: Vec<String>,
     },
     #[error("the service answered {0} with something that is not a key: check --service-url")]
     BadAnswer(u16),
@@ -49,6 +56,26 @@ impl ServiceClientError {
             _ => ExitCode::Aws,
         }
     }
+
+    /// The keys that fill the user's two slots, when that is why the service refused.
+    fn key_limit(&self) -> Option<&[String]> {
+        match self {
+            Self::Refused {
+                code,
+                access_key_ids,
+                ..
+            } if code == "key-limit" => Some(access_key_ids),
+            _ => None,
+        }
+    }
+}
+
+/// How a request to the service is proven.
+pub enum Prover<'a> {
+    /// A GetCallerIdentity proof signed by an AWS key.
+    Key(&'a AccessKey),
+    /// A signature by the Mac's enrollment key.
+    Enrollment(&'a EnrollmentKey),
 }
 
 /// A client of one provisioning service.
@@ -97,80 +124,110 @@ impl ServiceClient {
         self.enrollment_token.is_some()
     }
 
-    /// A first key for this computer, proven by `key` (the fleet's main keys) or the enrollment token.
+    /// A key for this computer, proven by `main_key` (the fleet's main keys) or the enrollment
+    /// token, and signed by `enrollment`.
     pub async fn enroll(
         &self,
-        config: &ArqConfig,
-        key: &AccessKey,
-        computer_name: &str,
-        serial: &str,
+        computer: &Computer<'_>,
+        main_key: &AccessKey,
+        enrollment: &EnrollmentKey,
     ) -> Result<IssuedKey, ServiceClientError> {
-        let (proof, enrollment_token) = match &self.enrollment_token {
-            Some(token) => (None, Some(token.expose().to_owned())),
-            None => (Some(self.proof(key, &config.computer_uuid)), None),
+        let reply = ReplyKey::generate();
+        let request = EnrollRequest {
+            computer_uuid: computer.config.computer_uuid.to_string(),
+            bucket: computer.config.bucket.to_string(),
+            computer_name: computer.name.map(str::to_owned),
+            serial: computer.serial.map(str::to_owned),
+            enrollment_key: enrollment.public(),
+            reply_key: reply.public(),
+            enrollment_token: self
+                .enrollment_token
+                .as_ref()
+                .map(|t| t.expose().to_owned()),
+            issued_at: protocol::now_unix(),
+            nonce: protocol::nonce(),
         };
-        let mut request = KeyRequest {
-            computer_uuid: config.computer_uuid.to_string(),
-            bucket: config.bucket.to_string(),
-            computer_name: computer_name.to_owned(),
-            serial: serial.to_owned(),
-            proof,
-            enrollment_token,
+        let proof = match request.enrollment_token {
+            Some(_) => None,
+            None => Some(main_key),
         };
-        let answer = self.post("/v1/enroll", &request).await;
-        if let Some(token) = request.enrollment_token.as_mut() {
-            zeroize::Zeroize::zeroize(token);
-        }
-        issued(answer?)
+        let uuid = &computer.config.computer_uuid;
+        let answer = self
+            .post(ENROLL, uuid, &request, proof, Some(enrollment))
+            .await?;
+        issued(&answer, &reply)
     }
 
     /// A new key for this computer, proven by its current scoped `key`.
     pub async fn rotate(
         &self,
-        config: &ArqConfig,
+        computer: &Computer<'_>,
         key: &AccessKey,
     ) -> Result<IssuedKey, ServiceClientError> {
-        let request = KeyRequest {
-            computer_uuid: config.computer_uuid.to_string(),
-            bucket: config.bucket.to_string(),
-            computer_name: String::new(),
-            serial: String::new(),
-            proof: Some(self.proof(key, &config.computer_uuid)),
-            enrollment_token: None,
+        let reply = ReplyKey::generate();
+        let request = RotateRequest {
+            computer_uuid: computer.config.computer_uuid.to_string(),
+            bucket: computer.config.bucket.to_string(),
+            reply_key: reply.public(),
+            issued_at: protocol::now_unix(),
+            nonce: protocol::nonce(),
         };
-        issued(self.post("/v1/rotate", &request).await?)
+        let uuid = &computer.config.computer_uuid;
+        let answer = self.post(ROTATE, uuid, &request, Some(key), None).await?;
+        issued(&answer, &reply)
     }
 
-    /// Deletes the computer's key `old_key_id`, proven by its new key.
+    /// Deletes the computer's key `key_id`, proven by another of its keys or its enrollment key.
     pub async fn retire(
         &self,
         uuid: &ComputerUuid,
-        new: &AccessKey,
-        old_key_id: &str,
+        key_id: &str,
+        by: Prover<'_>,
     ) -> Result<(), ServiceClientError> {
         let request = RetireRequest {
             computer_uuid: uuid.to_string(),
-            access_key_id: old_key_id.to_owned(),
-            proof: self.proof(new, uuid),
+            access_key_id: key_id.to_owned(),
+            issued_at: protocol::now_unix(),
+            nonce: protocol::nonce(),
         };
-        self.post("/v1/retire", &request).await.map(drop)
+        let (key, enrollment) = match by {
+            Prover::Key(key) => (Some(key), None),
+            Prover::Enrollment(enrollment) => (None, Some(enrollment)),
+        };
+        self.post(RETIRE, uuid, &request, key, enrollment)
+            .await
+            .map(drop)
     }
 
-    fn proof(&self, key: &AccessKey, uuid: &ComputerUuid) -> proof::Proof {
-        proof::make(key, STS_HOST, &self.server_id, uuid, SystemTime::now())
-    }
-
-    async fn post(&self, path: &str, body: &impl Serialize) -> Result<Bytes, ServiceClientError> {
-        let url = format!("{}{path}", self.url);
-        let mut json = serde_json::to_vec(body).expect("requests serialize");
-        let request = hyper::Request::post(&url)
+    /// Sends `request` to `endpoint` in an envelope proven by `key` and/or signed by `enrollment`.
+    async fn post(
+        &self,
+        endpoint: &str,
+        uuid: &ComputerUuid,
+        request: &impl Serialize,
+        key: Option<&AccessKey>,
+        enrollment: Option<&EnrollmentKey>,
+    ) -> Result<Bytes, ServiceClientError> {
+        let text = serde_json::to_string(request).expect("requests serialize");
+        let envelope = Envelope::new(
+            endpoint,
+            &self.server_id,
+            STS_HOST,
+            uuid,
+            text,
+            key,
+            enrollment,
+        );
+        let json =
+            zeroize::Zeroizing::new(serde_json::to_vec(&envelope).expect("envelopes serialize"));
+        let url = format!("{}{endpoint}", self.url);
+        let http_request = hyper::Request::post(&url)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::copy_from_slice(&json)))
             .map_err(|_| ServiceClientError::BadUrl(self.url.clone()))?;
-        zeroize::Zeroize::zeroize(&mut json);
         let (status, answer) =
             self.http
-                .send(request)
+                .send(http_request)
                 .await
                 .map_err(|e| ServiceClientError::Unreachable {
                     url: url.clone(),
@@ -184,21 +241,28 @@ impl ServiceClient {
                 status: status.as_u16(),
                 code: error.error,
                 message: error.message,
+                access_key_ids: error.access_key_ids,
             }),
             Err(_) => Err(ServiceClientError::BadAnswer(status.as_u16())),
         }
     }
 }
 
-fn issued(answer: Bytes) -> Result<IssuedKey, ServiceClientError> {
+/// The key in a [`KeyResponse`], its secret opened with `reply`.
+fn issued(answer: &[u8], reply: &ReplyKey) -> Result<IssuedKey, ServiceClientError> {
     let response: KeyResponse =
-        serde_json::from_slice(&answer).map_err(|_| ServiceClientError::BadAnswer(200))?;
+        serde_json::from_slice(answer).map_err(|_| ServiceClientError::BadAnswer(200))?;
+    let secret = reply
+        .open(&response.sealed_secret_access_key)
+        .ok_or(ServiceClientError::BadAnswer(200))?;
     Ok(IssuedKey {
         key: AccessKey {
-            id: response.access_key_id.clone(),
-            secret: Secret::new(response.secret_access_key.clone()),
+            id: response.access_key_id,
+            secret,
         },
-        user_arn: response.user_arn.clone(),
+        user_arn: response.user_arn,
+        user_id: response.user_id,
+        retire: response.other_access_key_ids,
     })
 }
 
@@ -208,4 +272,119 @@ fn is_loopback(host: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The service as `apply`'s key issuer: the client, and the store that keeps this Mac's
+/// enrollment key.
+pub struct ServiceIssuer<'a> {
+    pub client: &'a ServiceClient,
+    pub store: &'a dyn CredentialStore,
+}
+
+impl ServiceIssuer<'_> {
+    /// Enrolls or rotates. When the user's two key slots are full (keys a dead run left), the
+    /// ones not in "Arq S3" are retired first and the call made once more.
+    pub async fn issue(
+        &self,
+        call: ServiceCall,
+        computer: &Computer<'_>,
+        current: &AccessKey,
+        note: &mut (dyn FnMut(String) + Send),
+    ) -> Result<IssuedKey, ApplyError> {
+        let uuid = &computer.config.computer_uuid;
+        let enrollment = match call {
+            ServiceCall::Enroll => Some(self.enrollment_key(note)?),
+            ServiceCall::Rotate => None,
+        };
+        let ask = async || match &enrollment {
+            Some(enrollment) => self.client.enroll(computer, current, enrollment).await,
+            None => self.client.rotate(computer, current).await,
+        };
+        let issued = match ask().await {
+            Err(refusal) if refusal.key_limit().is_some() => {
+                for old in refusal.key_limit().unwrap_or_default() {
+                    if *old == current.id {
+                        continue;
+                    }
+                    let by = match &enrollment {
+                        Some(enrollment) => Prover::Enrollment(enrollment),
+                        None => Prover::Key(current),
+                    };
+                    self.client.retire(uuid, old, by).await?;
+                    note(format!(
+                        "retired key {old}, left by an earlier run, to make room"
+                    ));
+                }
+                ask().await?
+            }
+            result => result?,
+        };
+        note(format!(
+            "the service issued key {} for {}",
+            issued.key.id, issued.user_arn
+        ));
+        Ok(issued)
+    }
+
+    /// Retires a new key that failed verification: proven by the key in "Arq S3" when that is
+    /// the same user's, else by the enrollment key.
+    pub async fn discard(
+        &self,
+        plan: &Plan,
+        computer: &Computer<'_>,
+        current: &AccessKey,
+        new: &IssuedKey,
+    ) -> Result<(), ApplyError> {
+        let uuid = &computer.config.computer_uuid;
+        match plan.service_call {
+            Some(ServiceCall::Rotate) => {
+                self.client
+                    .retire(uuid, &new.key.id, Prover::Key(current))
+                    .await?
+            }
+            _ => {
+                let enrollment = self.enrollment_key(&mut |_| {})?;
+                self.client
+                    .retire(uuid, &new.key.id, Prover::Enrollment(&enrollment))
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn retire(
+        &self,
+        computer: &Computer<'_>,
+        new: &IssuedKey,
+        old: &str,
+    ) -> Result<(), String> {
+        self.client
+            .retire(&computer.config.computer_uuid, old, Prover::Key(&new.key))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// This Mac's enrollment key: the one in the store, or a new one kept there before it is
+    /// ever used (a run killed after the service bound it must still hold it).
+    fn enrollment_key(
+        &self,
+        note: &mut (dyn FnMut(String) + Send),
+    ) -> Result<EnrollmentKey, ApplyError> {
+        if let Some(stored) = self.store.enrollment_key()? {
+            return EnrollmentKey::from_stored(stored).ok_or_else(|| {
+                StoreError::BadItem {
+                    store: self.store.describe(),
+                    reason: "the arq-lockdown enrollment key item does not hold a key (an admin must revoke this computer before it can enroll again)",
+                }
+                .into()
+            });
+        }
+        let key = EnrollmentKey::generate();
+        self.store.save_enrollment_key(key.stored())?;
+        note(format!(
+            "made this Mac's enrollment key and kept it in {}",
+            self.store.describe()
+        ));
+        Ok(key)
+    }
 }

@@ -1,23 +1,34 @@
 //! `arq-lockdown serve`: the provisioning service, so that Macs never hold IAM rights.
 //!
 //! It holds the IAM credentials (aws-config's standard chain) and hands each Mac a key scoped to
-//! that Mac's computer UUID, doing the IAM work of `apply` through the same code
-//! ([`crate::key_source::iam`]). Who may get which key is decided by an identity proof
-//! ([`proof`]): the fleet's main-key principal may enroll a computer that has no scoped user yet
-//! (first come binds: the UUID, name and serial go into the user's tags); a computer's own scoped
-//! key may rotate that computer only. Everything else is refused with 403 and a reason code, and
-//! nothing is created. IAM is the only state, so any number of instances can run side by side.
+//! that Mac's computer UUID ([`crate::iam`]). Who may get which key (the wire format is
+//! [`crate::protocol`]):
+//! - **enroll**: the fleet's main keys (a proof by a `fleet_principals` ARN) or an enrollment
+//!   token, always with a signature by the Mac's enrollment key. IAM decides who binds a computer
+//!   first: the user is created with its binding tags (bucket, enrollment public key) in one
+//!   `CreateUser`; whoever finds it existing must sign with the bound enrollment key.
+//! - **rotate**: only that computer's own scoped user in this service's own account — the whole
+//!   ARN and the user's unique id (AIDA…), from a long-term key — may get a new key.
+//! - **retire**: another key of that user, or the bound enrollment key, may delete one of its keys.
 //!
-//! Every request is treated as hostile: bodies are capped, connections that trickle are cut,
-//! JSON with unknown fields is refused, IAM work waits for one of a few permits, and the log line
-//! per request names the computer, the caller and the result — never a secret.
+//! Issuing never deletes a key (the user's two slots full is a refusal naming the keys), and every
+//! secret is sealed to the one-time reply key inside the signed request: a captured request
+//! replayed anywhere yields nothing usable and cannot take a working key away. IAM is the only
+//! state, so any number of instances can run side by side.
+//!
+//! Every request is treated as hostile: bodies are capped, connections are capped and those that
+//! trickle are cut, accept errors back off, JSON with unknown fields is refused, STS and IAM work
+//! waits for one of a few permits, and the log line per request names the computer, the caller
+//! and the result — never a secret.
 
-pub mod api;
-pub mod proof;
+mod config;
+mod replay;
+mod sts;
+mod tokens;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,22 +38,26 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use http_body_util::Full;
-use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use self::api::{ErrorBody, KeyRequest, KeyResponse, RetireRequest};
-use self::proof::{Proof, ProofRefusal, ProofRules};
-use crate::arq_config::{ArqConfig, BucketName, ComputerUuid};
-use crate::aws::{self, AwsCredentials};
+pub use self::config::{EnrollmentToken, ServiceConfig, TlsFiles, TokenHash};
+use self::replay::ReplayCache;
+use self::sts::{Sts, StsError};
+use self::tokens::{TokenRefusal, Tokens};
+use crate::arq_config::{ArqConfig, ComputerUuid};
+use crate::aws::{self, AwsCredentials, Caller, Identity};
 use crate::exit_code::ExitCode;
 use crate::https::HttpsClient;
-use crate::key_source::iam::{self, Iam, IamError, WantedUser};
+use crate::iam::{self, Iam, IamError, ScopedUser, UserTags};
 use crate::policy::{PolicyDocument, PolicyOptions};
+use crate::protocol::proof::{ProofRefusal, ProofRules};
+use crate::protocol::{
+    self, ENROLL, EnrollRequest, Envelope, ErrorBody, KeyResponse, RETIRE, ROTATE, Request,
+    RetireRequest, RotateRequest, enrollment, sealed,
+};
 
-/// Request bodies are a few hundred bytes; anything over this is refused unread.
+/// Request bodies are a few kilobytes; anything over this is refused unread.
 const MAX_BODY_BYTES: usize = 16 * 1024;
 /// A client must send its request headers within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,59 +65,10 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 /// How long a request may wait for an IAM permit before the service answers 503.
 const IAM_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The service's configuration file (TOML).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConfig {
-    /// Address to listen on, e.g. "0.0.0.0:8443".
-    pub listen: SocketAddr,
-    /// The value Macs put in the signed `x-arq-lockdown-server-id` header: names this service.
-    pub server_id: String,
-    /// Where proofs are replayed; never a host a client names.
-    #[serde(default = "default_sts_endpoint")]
-    pub sts_endpoint: String,
-    /// The STS host proofs must be signed for.
-    #[serde(default = "default_sts_host")]
-    pub sts_host: String,
-    /// Buckets Macs may get keys for.
-    pub allowed_buckets: Vec<String>,
-    /// IAM principal ARNs of the fleet's main keys: the callers that may enroll a computer.
-    #[serde(default)]
-    pub fleet_principals: Vec<String>,
-    /// SHA-256 (hex) of enrollment tokens, for fleets whose Macs never hold main keys.
-    #[serde(default)]
-    pub enrollment_token_sha256: Vec<String>,
-    /// How old a proof may be.
-    #[serde(default = "default_proof_max_age")]
-    pub proof_max_age_seconds: u64,
-    /// IAM requests at once; more wait (IAM's rate limits are per account).
-    #[serde(default = "default_iam_concurrency")]
-    pub iam_concurrency: usize,
-    /// Certificate and key (PEM) for HTTPS; without them only loopback (or --insecure-http) is served.
-    #[serde(default)]
-    pub tls: Option<TlsFiles>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsFiles {
-    pub certificate: PathBuf,
-    pub key: PathBuf,
-}
-
-fn default_sts_endpoint() -> String {
-    "https://sts.amazonaws.com".to_owned()
-}
-fn default_sts_host() -> String {
-    "sts.amazonaws.com".to_owned()
-}
-fn default_proof_max_age() -> u64 {
-    300
-}
-fn default_iam_concurrency() -> usize {
-    4
-}
+/// Proofs and signatures remembered per instance (each entry is under 200 bytes).
+const REPLAY_CACHE_ENTRIES: usize = 100_000;
+/// Accept errors (file descriptors exhausted, say) are retried after this long, doubling.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -116,80 +82,36 @@ pub enum ServiceError {
     Listen { addr: SocketAddr, reason: String },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(
+        "the service's own AWS credentials do not work ({0}): give it an IAM role or AWS_PROFILE with the rights in the README"
+    )]
+    OwnCredentials(String),
+    #[error(transparent)]
+    Unreachable(#[from] aws::Unreachable),
+    #[error(transparent)]
+    Iam(#[from] IamError),
 }
 
 impl ServiceError {
     pub fn exit_code(&self) -> ExitCode {
-        ExitCode::ConfigInvalid
-    }
-}
-
-impl ServiceConfig {
-    /// Reads and checks the config file.
-    pub fn load(path: &Path) -> Result<Self, ServiceError> {
-        let error = |reason: String| ServiceError::Config {
-            path: path.to_owned(),
-            reason,
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-        let config: Self = toml::from_str(&text).map_err(|e| error(e.message().to_owned()))?;
-        if config.server_id.trim().is_empty() {
-            return Err(error("server_id is empty".into()));
+        match self {
+            Self::OwnCredentials(_) | Self::Unreachable(_) | Self::Iam(_) => ExitCode::Aws,
+            _ => ExitCode::ConfigInvalid,
         }
-        if config.allowed_buckets.is_empty() {
-            return Err(error(
-                "allowed_buckets is empty: no Mac could get a key".into(),
-            ));
-        }
-        for bucket in &config.allowed_buckets {
-            BucketName::parse(bucket)
-                .map_err(|reason| error(format!("bucket {bucket:?}: {reason}")))?;
-        }
-        if config
-            .fleet_principals
-            .iter()
-            .any(|arn| !arn.starts_with("arn:aws"))
-        {
-            return Err(error(
-                "fleet_principals must be IAM ARNs (arn:aws:iam::ACCOUNT:user/NAME)".into(),
-            ));
-        }
-        if config
-            .enrollment_token_sha256
-            .iter()
-            .any(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            return Err(error(
-                "enrollment_token_sha256 entries must be 64 hex digits".into(),
-            ));
-        }
-        if config.fleet_principals.is_empty() && config.enrollment_token_sha256.is_empty() {
-            return Err(error(
-                "neither fleet_principals nor enrollment_token_sha256: no Mac could enroll".into(),
-            ));
-        }
-        if config.iam_concurrency == 0 {
-            return Err(error("iam_concurrency must be at least 1".into()));
-        }
-        config
-            .sts_endpoint
-            .parse::<hyper::Uri>()
-            .map_err(|e| error(format!("sts_endpoint: {e}")))?;
-        Ok(config)
     }
 }
 
 /// What every request handler shares.
 struct Service {
     rules: ProofRules,
-    sts: HttpsClient,
-    sts_endpoint: String,
-    allowed_buckets: Vec<String>,
-    fleet_principals: Vec<String>,
-    token_hashes: Vec<[u8; 32]>,
+    sts: Sts,
+    /// The service's own AWS account: scoped users anywhere else are strangers.
+    account: String,
+    config: ServiceConfig,
+    tokens: Tokens,
     iam: Iam,
     iam_permits: Semaphore,
-    used_proofs: Mutex<HashMap<String, Instant>>,
+    replays: Mutex<ReplayCache>,
     metrics: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
@@ -199,55 +121,89 @@ pub async fn serve(config: ServiceConfig, insecure_http: bool) -> Result<(), Ser
         return Err(ServiceError::PlainHttp(config.listen));
     }
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let sdk_config = aws::load_config(AwsCredentials::Chain).await;
+    let account = match aws::identify(&sdk_config).await? {
+        Identity::Known(caller) => caller.account,
+        Identity::Refused(reason) => return Err(ServiceError::OwnCredentials(reason)),
+    };
+    let iam = Iam::new(&sdk_config);
+    let enrolled = match Tokens::count_enrollments(&config.enrollment_tokens) {
+        true => iam.scoped_users().await?,
+        false => Vec::new(),
+    };
+    let tokens = Tokens::new(config.enrollment_tokens.clone(), |name| {
+        let by = format!("token:{name}");
+        enrolled
+            .iter()
+            .filter(|u| u.enrolled_by() == Some(by.as_str()))
+            .count() as u64
+    });
+    let max_age = Duration::from_secs(config.proof_max_age_seconds);
+    let http =
+        HttpsClient::new(Duration::from_secs(10)).map_err(|e| ServiceError::Tls(e.to_string()))?;
     let service = Arc::new(Service {
         rules: ProofRules {
             server_id: config.server_id.clone(),
             sts_host: config.sts_host.clone(),
-            max_age: Duration::from_secs(config.proof_max_age_seconds),
+            max_age,
         },
-        sts: HttpsClient::new(Duration::from_secs(10))
-            .map_err(|e| ServiceError::Tls(e.to_string()))?,
-        sts_endpoint: config.sts_endpoint.trim_end_matches('/').to_owned(),
-        allowed_buckets: config.allowed_buckets.clone(),
-        fleet_principals: config.fleet_principals.clone(),
-        token_hashes: config
-            .enrollment_token_sha256
-            .iter()
-            .map(|h| hex_to_bytes(h))
-            .collect(),
-        iam: Iam::new(&aws::load_config(AwsCredentials::Chain).await),
+        sts: Sts::new(http, &config.sts_endpoint, config.sts_concurrency),
+        account,
+        tokens,
+        iam,
         iam_permits: Semaphore::new(config.iam_concurrency),
-        used_proofs: Mutex::new(HashMap::new()),
+        replays: Mutex::new(ReplayCache::new(2 * max_age, REPLAY_CACHE_ENTRIES)),
         metrics: Mutex::new(BTreeMap::new()),
+        config: config.clone(),
     });
     let app = Router::new()
-        .route("/v1/enroll", post(enroll))
-        .route("/v1/rotate", post(rotate))
-        .route("/v1/retire", post(retire))
+        .route(ENROLL, post(enroll))
+        .route(ROTATE, post(rotate))
+        .route(RETIRE, post(retire))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(service);
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| ServiceError::Listen {
-            addr: config.listen,
-            reason: e.to_string(),
-        })?;
-    let local = listener.local_addr().map_err(|e| ServiceError::Listen {
+    let listen_error = |e: std::io::Error| ServiceError::Listen {
         addr: config.listen,
         reason: e.to_string(),
-    })?;
+    };
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(listen_error)?;
+    let local = listener.local_addr().map_err(listen_error)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("arq-lockdown serve: listening on {scheme}://{local}");
+    let connections = Arc::new(Semaphore::new(config.max_connections));
+    let mut backoff = ACCEPT_BACKOFF.0;
     loop {
-        let Ok((stream, _peer)) = listener.accept().await else {
-            continue;
+        // At the cap, stop accepting: new connections wait in the kernel's queue.
+        let permit = connections
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let stream = match listener.accept().await {
+            Ok((stream, _peer)) => {
+                backoff = ACCEPT_BACKOFF.0;
+                stream
+            }
+            Err(error) => {
+                // Out of file descriptors (EMFILE), say: retrying at once would spin a core.
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"accept_error": error.to_string(), "retry_ms": backoff.as_millis() as u64})
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                continue;
+            }
         };
         let app = app.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let connection = async {
                 match tls {
                     Some(acceptor) => {
@@ -304,22 +260,47 @@ struct Refusal {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// With `key-limit`: the keys that fill the user's two slots.
+    access_key_ids: Vec<String>,
 }
 
 impl Refusal {
-    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status,
             code,
             message: message.into(),
+            access_key_ids: Vec::new(),
         }
     }
 
+    fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
     fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    fn busy(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+    }
+
+    fn not_this_computers_key() -> Self {
+        Self::forbidden(
+            "not-this-computers-key",
+            "only this computer's own scoped user, in this service's account, may do that",
+        )
+    }
+
+    fn key_limit(key_ids: Vec<String>) -> Self {
         Self {
-            status: StatusCode::FORBIDDEN,
-            code,
-            message: message.into(),
+            access_key_ids: key_ids,
+            ..Self::new(
+                StatusCode::CONFLICT,
+                "key-limit",
+                "this computer's user has two keys (IAM's limit): retire the one not in \"Arq S3\" first",
+            )
         }
     }
 }
@@ -330,17 +311,25 @@ impl From<ProofRefusal> for Refusal {
     }
 }
 
+impl From<StsError> for Refusal {
+    fn from(error: StsError) -> Self {
+        match error {
+            StsError::Busy => Self::busy("too many proofs waiting for STS: retry later"),
+            StsError::Unreachable(e) => {
+                Self::new(StatusCode::BAD_GATEWAY, "sts-unreachable", e.to_string())
+            }
+            StsError::Rejected => ProofRefusal::Rejected.into(),
+        }
+    }
+}
+
 impl From<IamError> for Refusal {
     fn from(error: IamError) -> Self {
         let status = match error {
             IamError::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         };
-        Self {
-            status,
-            code: "iam-failed",
-            message: error.to_string(),
-        }
+        Self::new(status, "iam-failed", error.to_string())
     }
 }
 
@@ -378,11 +367,11 @@ async fn retire(State(service): State<Arc<Service>>, body: Bytes) -> Response {
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> String {
-    let counts = service.metrics.lock().expect("metrics lock");
+    let counts = service.metrics.lock().expect("metrics lock").clone();
     let mut text = String::from(
         "# HELP arq_lockdown_requests_total Requests by endpoint and result.\n# TYPE arq_lockdown_requests_total counter\n",
     );
-    for ((endpoint, result), count) in counts.iter() {
+    for ((endpoint, result), count) in &counts {
         text += &format!(
             "arq_lockdown_requests_total{{endpoint=\"{endpoint}\",result=\"{result}\"}} {count}\n"
         );
@@ -391,106 +380,205 @@ async fn metrics(State(service): State<Arc<Service>>) -> String {
         "# HELP arq_lockdown_iam_permits_free IAM permits not in use.\n# TYPE arq_lockdown_iam_permits_free gauge\narq_lockdown_iam_permits_free {}\n",
         service.iam_permits.available_permits()
     );
+    text += &format!(
+        "# HELP arq_lockdown_replay_cache_entries Proofs remembered against replays.\n# TYPE arq_lockdown_replay_cache_entries gauge\narq_lockdown_replay_cache_entries {}\n",
+        service.replays.lock().expect("replay cache lock").len()
+    );
     text
 }
 
 impl Service {
-    async fn enroll(&self, body: &[u8], requester: &mut Requester) -> Result<KeyResponse, Refusal> {
-        let request: KeyRequest = parse(body)?;
-        let config = self.computer(&request.computer_uuid, &request.bucket, requester)?;
-        requester.caller = Some(match (&request.proof, &request.enrollment_token) {
+    async fn enroll(&self, body: &[u8], who: &mut Requester) -> Result<KeyResponse, Refusal> {
+        let (envelope, request) = self.open::<EnrollRequest>(body)?;
+        let config = self.computer(&request.computer_uuid, &request.bucket, who)?;
+        let binding = protocol::binding(ENROLL, &envelope.request);
+        for key in [&request.enrollment_key, &request.reply_key] {
+            if !protocol::is_public_key(key) {
+                return Err(Refusal::bad_request(
+                    "bad-key",
+                    "enrollment_key and reply_key must be 32-byte keys in base64",
+                ));
+            }
+        }
+        let signature = envelope.enrollment_signature.as_deref().unwrap_or_default();
+        if !enrollment::verify(
+            &request.enrollment_key,
+            &self.rules.server_id,
+            &binding,
+            signature,
+        ) {
+            return Err(Refusal::forbidden(
+                "enrollment-signature-invalid",
+                "an enrollment must be signed by the enrollment key it names",
+            ));
+        }
+        let enrolled_by = match (&envelope.proof, &request.enrollment_token) {
             (Some(proof), None) => {
-                let (arn, _) = self.prove(proof, &config.computer_uuid).await?;
-                if !self.fleet_principals.contains(&arn) {
-                    requester.caller = Some(arn);
+                let (caller, _) = self.prove(proof, &config.computer_uuid, &binding).await?;
+                who.caller = Some(caller.arn.clone());
+                if !self.config.fleet_principals.contains(&caller.arn) {
                     return Err(Refusal::forbidden(
                         "not-a-fleet-principal",
-                        "only the fleet's main keys may enroll a computer",
+                        "only the fleet's main keys (or an enrollment token) may enroll a computer",
                     ));
                 }
-                arn
+                caller.arn
             }
             (None, Some(token)) => {
-                self.check_token(token)?;
-                "enrollment-token".to_owned()
+                let name = self.tokens.admit(token, Instant::now()).map_err(|refusal| match refusal {
+                    TokenRefusal::Unknown => Refusal::forbidden(
+                        "bad-enrollment-token",
+                        "the enrollment token is not one this service accepts",
+                    ),
+                    TokenRefusal::RateLimited | TokenRefusal::Exhausted => Refusal::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "token-limit",
+                        "this enrollment token has reached its limit (service.toml): retry later, or ask the admin",
+                    ),
+                })?;
+                who.caller = Some(format!("token:{name}"));
+                format!("token:{name}")
             }
             _ => {
                 return Err(Refusal::bad_request(
                     "proof-or-token",
-                    "send exactly one of proof and enrollment_token",
+                    "send exactly one of a proof and an enrollment token",
                 ));
             }
-        });
+        };
+        self.first_use(signature)?;
         let _permit = self.iam_permit().await?;
-        let existing = self.iam.inspect(&config.computer_uuid).await?;
-        if let Some(user) = &existing {
-            // First come binds: only the same Mac (same serial) may enroll again, e.g. after a run
-            // that died before its key reached "Arq S3".
-            let same_mac = !request.serial.is_empty()
-                && user.tags.get(iam::SERIAL_TAG) == Some(&request.serial);
-            if !same_mac {
-                return Err(Refusal::forbidden(
-                    "computer-already-enrolled",
-                    "this computer UUID is bound to another Mac: revoke it first",
-                ));
+        let tags = UserTags {
+            computer_uuid: config.computer_uuid.to_string(),
+            bucket: config.bucket.to_string(),
+            enrollment_key: Some(request.enrollment_key.clone()),
+            enrolled_by: Some(enrolled_by.clone()),
+            computer_name: request.computer_name.clone(),
+            serial: request.serial.clone(),
+        };
+        let uuid = &config.computer_uuid;
+        let user = match self
+            .iam
+            .create_user(uuid, &tags, &self.config.permissions_boundary_arn)
+            .await?
+        {
+            Some(user) => {
+                if let Some(name) = enrolled_by.strip_prefix("token:") {
+                    self.tokens.enrolled(name);
+                }
+                user
             }
-        }
-        self.issue(&config, &request, existing.as_ref(), None).await
+            // Bound already (by this Mac before, or by someone else): only its enrollment key may
+            // enroll it again.
+            None => {
+                let user = self.iam.inspect(uuid).await?.ok_or_else(|| {
+                    Refusal::busy("this computer's user is being made or deleted: retry")
+                })?;
+                if user.enrollment_key() != Some(request.enrollment_key.as_str()) {
+                    return Err(Refusal::forbidden(
+                        "computer-already-enrolled",
+                        "this computer UUID is bound to another Mac: an admin must revoke it first",
+                    ));
+                }
+                user
+            }
+        };
+        self.issue(&config, &user, &request.reply_key).await
     }
 
-    async fn rotate(&self, body: &[u8], requester: &mut Requester) -> Result<KeyResponse, Refusal> {
-        let request: KeyRequest = parse(body)?;
-        let config = self.computer(&request.computer_uuid, &request.bucket, requester)?;
-        let proof = request
-            .proof
-            .as_ref()
-            .ok_or_else(|| Refusal::bad_request("proof-or-token", "rotate needs a proof"))?;
-        let (arn, caller_key) = self.prove(proof, &config.computer_uuid).await?;
-        requester.caller = Some(arn.clone());
-        if !iam::is_scoped_user_arn(&arn, &config.computer_uuid) {
-            return Err(Refusal::forbidden(
-                "not-this-computers-key",
-                "only this computer's scoped key may rotate it",
+    async fn rotate(&self, body: &[u8], who: &mut Requester) -> Result<KeyResponse, Refusal> {
+        let (envelope, request) = self.open::<RotateRequest>(body)?;
+        let config = self.computer(&request.computer_uuid, &request.bucket, who)?;
+        if !protocol::is_public_key(&request.reply_key) {
+            return Err(Refusal::bad_request(
+                "bad-key",
+                "reply_key must be a 32-byte key in base64",
             ));
         }
+        let binding = protocol::binding(ROTATE, &envelope.request);
+        let proof = envelope
+            .proof
+            .as_ref()
+            .ok_or_else(|| Refusal::bad_request("proof-missing", "rotate needs a proof"))?;
+        let (caller, checked) = self.prove(proof, &config.computer_uuid, &binding).await?;
+        who.caller = Some(caller.arn.clone());
         let _permit = self.iam_permit().await?;
-        let existing = self.iam.inspect(&config.computer_uuid).await?;
-        let bound_bucket = existing.as_ref().and_then(|u| u.tags.get(iam::BUCKET_TAG));
-        if bound_bucket != Some(&request.bucket) {
+        let user = self.own_user(&caller, &config.computer_uuid).await?;
+        self.first_use(&checked.signature)?;
+        if user.bound_bucket() != Some(config.bucket.as_str()) {
             return Err(Refusal::forbidden(
                 "bucket-mismatch",
                 "this computer is bound to another bucket",
             ));
         }
-        self.issue(&config, &request, existing.as_ref(), Some(&caller_key))
-            .await
+        self.issue(&config, &user, &request.reply_key).await
     }
 
-    async fn retire(&self, body: &[u8], requester: &mut Requester) -> Result<(), Refusal> {
-        let request: RetireRequest = parse(body)?;
+    async fn retire(&self, body: &[u8], who: &mut Requester) -> Result<(), Refusal> {
+        let (envelope, request) = self.open::<RetireRequest>(body)?;
         let uuid = ComputerUuid::parse(&request.computer_uuid)
-            .map_err(|reason| Refusal::bad_request("bad-computer-uuid", reason))?;
-        requester.computer_uuid = Some(uuid.to_string());
-        let (arn, caller_key) = self.prove(&request.proof, &uuid).await?;
-        requester.caller = Some(arn.clone());
-        if !iam::is_scoped_user_arn(&arn, &uuid) {
-            return Err(Refusal::forbidden(
-                "not-this-computers-key",
-                "only this computer's scoped key may retire its keys",
-            ));
-        }
-        if request.access_key_id == caller_key {
-            return Err(Refusal::forbidden(
-                "retire-own-key",
-                "a key cannot retire itself",
-            ));
-        }
-        let _permit = self.iam_permit().await?;
-        let existing = self.iam.inspect(&uuid).await?;
-        if existing.is_some_and(|u| u.key_ids.contains(&request.access_key_id)) {
+            .map_err(|reason| Refusal::bad_request("bad-computer", reason))?;
+        who.computer_uuid = Some(uuid.to_string());
+        let binding = protocol::binding(RETIRE, &envelope.request);
+        let (user, used) = match (&envelope.proof, &envelope.enrollment_signature) {
+            (Some(proof), None) => {
+                let (caller, checked) = self.prove(proof, &uuid, &binding).await?;
+                who.caller = Some(caller.arn.clone());
+                if checked.access_key_id == request.access_key_id {
+                    return Err(Refusal::forbidden(
+                        "retire-own-key",
+                        "a key cannot retire itself",
+                    ));
+                }
+                let _permit = self.iam_permit().await?;
+                (self.own_user(&caller, &uuid).await?, checked.signature)
+            }
+            (None, Some(signature)) => {
+                let _permit = self.iam_permit().await?;
+                let user = self
+                    .iam
+                    .inspect(&uuid)
+                    .await?
+                    .ok_or_else(Refusal::not_this_computers_key)?;
+                let bound = user.enrollment_key().unwrap_or_default();
+                if !enrollment::verify(bound, &self.rules.server_id, &binding, signature) {
+                    return Err(Refusal::forbidden(
+                        "enrollment-signature-invalid",
+                        "only the enrollment key this computer is bound to may do that",
+                    ));
+                }
+                who.caller = Some("enrollment-key".into());
+                (user, signature.clone())
+            }
+            _ => {
+                return Err(Refusal::bad_request(
+                    "proof-or-signature",
+                    "send exactly one of a proof and an enrollment signature",
+                ));
+            }
+        };
+        self.first_use(&used)?;
+        if user.key_ids.contains(&request.access_key_id) {
+            let _permit = self.iam_permit().await?;
             self.iam.delete_key(&uuid, &request.access_key_id).await?;
         }
         Ok(())
+    }
+
+    /// Parses the envelope and the request inside, and refuses requests that are not fresh.
+    fn open<R: Request>(&self, body: &[u8]) -> Result<(Envelope, R), Refusal> {
+        // serde_json's messages name a position and a field, never the field's value.
+        let bad = |e: serde_json::Error| Refusal::bad_request("bad-json", e.to_string());
+        let envelope: Envelope = serde_json::from_slice(body).map_err(bad)?;
+        let request: R = serde_json::from_str(&envelope.request).map_err(bad)?;
+        let max_age = self.rules.max_age;
+        if !protocol::within(request.issued_at(), SystemTime::now(), max_age) {
+            return Err(Refusal::forbidden(
+                "request-expired",
+                "the request is older than the service accepts (or from the future): check the Mac's clock",
+            ));
+        }
+        Ok((envelope, request))
     }
 
     /// Validates the computer and bucket a request names, and the bucket against the allow-list.
@@ -498,12 +586,12 @@ impl Service {
         &self,
         uuid: &str,
         bucket: &str,
-        requester: &mut Requester,
+        who: &mut Requester,
     ) -> Result<ArqConfig, Refusal> {
         let config = ArqConfig::from_values(bucket, uuid, "request")
             .map_err(|e| Refusal::bad_request("bad-computer", e.to_string()))?;
-        requester.computer_uuid = Some(config.computer_uuid.to_string());
-        if !self.allowed_buckets.iter().any(|b| b == bucket) {
+        who.computer_uuid = Some(config.computer_uuid.to_string());
+        if !self.config.allowed_buckets.contains(&config.bucket) {
             return Err(Refusal::forbidden(
                 "bucket-not-allowed",
                 "this service does not hand out keys for that bucket",
@@ -512,94 +600,85 @@ impl Service {
         Ok(config)
     }
 
-    /// Checks a proof and has STS vouch for it. Returns the caller's ARN and access key id.
+    /// Checks a proof's shape for `computer` and the request `binding`, then has STS say whose
+    /// key signed it.
     async fn prove(
         &self,
-        proof: &Proof,
+        proof: &protocol::Proof,
         computer: &ComputerUuid,
-    ) -> Result<(String, String), Refusal> {
-        let checked = self.rules.check(proof, computer, SystemTime::now())?;
+        binding: &str,
+    ) -> Result<(Caller, protocol::proof::CheckedProof), Refusal> {
+        let checked = self
+            .rules
+            .check(proof, computer, binding, SystemTime::now())?;
+        let caller = self.sts.caller_of(proof).await?;
+        Ok((caller, checked))
+    }
+
+    /// The scoped user of `uuid`, if and only if `caller` is that very user: in this service's
+    /// account, by its whole ARN, and by its unique id (a user deleted and made again under the
+    /// same name is someone else).
+    async fn own_user(&self, caller: &Caller, uuid: &ComputerUuid) -> Result<ScopedUser, Refusal> {
+        if caller.account != self.account || caller.arn != iam::scoped_user_arn(&self.account, uuid)
         {
-            let mut used = self.used_proofs.lock().expect("proof cache lock");
-            let now = Instant::now();
-            used.retain(|_, expires| *expires > now);
-            if used
-                .insert(checked.signature.clone(), now + 2 * self.rules.max_age)
-                .is_some()
-            {
-                return Err(ProofRefusal::Replayed.into());
-            }
+            return Err(Refusal::not_this_computers_key());
         }
-        let mut request = hyper::Request::post(format!("{}/", self.sts_endpoint));
-        for (name, value) in &proof.headers {
-            request = request.header(name, value);
-        }
-        let request = request
-            .body(Full::new(Bytes::from(proof.body.clone())))
-            .map_err(|_| Refusal::from(ProofRefusal::Malformed))?;
-        let (status, answer) = self.sts.send(request).await.map_err(|e| Refusal {
-            status: StatusCode::BAD_GATEWAY,
-            code: "sts-unreachable",
-            message: e.to_string(),
-        })?;
-        let answer = String::from_utf8_lossy(&answer);
-        match (status, caller_arn(&answer)) {
-            (StatusCode::OK, Some(arn)) => Ok((arn, checked.access_key_id)),
-            _ => Err(ProofRefusal::Rejected.into()),
+        match self.iam.inspect(uuid).await? {
+            Some(user) if user.user_id == caller.user_id && user.arn == caller.arn => Ok(user),
+            _ => Err(Refusal::not_this_computers_key()),
         }
     }
 
-    fn check_token(&self, token: &str) -> Result<(), Refusal> {
-        use sha2::{Digest, Sha256};
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut matched = subtle::Choice::from(0);
-        for known in &self.token_hashes {
-            matched |= known.ct_eq(&digest);
-        }
-        match bool::from(matched) {
+    /// Refuses a proof or signature this instance has seen before.
+    fn first_use(&self, signature: &str) -> Result<(), Refusal> {
+        let mut replays = self.replays.lock().expect("replay cache lock");
+        match replays.first_use(signature, Instant::now()) {
             true => Ok(()),
-            false => Err(Refusal::forbidden(
-                "bad-enrollment-token",
-                "the enrollment token is not one this service accepts",
-            )),
+            false => Err(ProofRefusal::Replayed.into()),
         }
     }
 
     async fn iam_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Refusal> {
         match tokio::time::timeout(IAM_QUEUE_TIMEOUT, self.iam_permits.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
-            _ => Err(Refusal {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "busy",
-                message: "too many requests waiting for IAM: retry later".into(),
-            }),
+            _ => Err(Refusal::busy(
+                "too many requests waiting for IAM: retry later",
+            )),
         }
     }
 
-    /// The IAM work of `apply`: user, tags, policy, stale keys out (all but `keep`), a new key.
+    /// The policy brought up to date, then a new key sealed to `reply_key`. Never deletes a key:
+    /// with both slots taken it refuses and names them.
     async fn issue(
         &self,
         config: &ArqConfig,
-        request: &KeyRequest,
-        existing: Option<&iam::UserState>,
-        keep: Option<&str>,
+        user: &ScopedUser,
+        reply_key: &str,
     ) -> Result<KeyResponse, Refusal> {
+        let uuid = &config.computer_uuid;
         let policy = PolicyDocument::scoped_to(config, PolicyOptions::default())
             .map_err(|e| Refusal::bad_request("policy-too-large", e.to_string()))?;
-        let wanted = WantedUser {
-            uuid: &config.computer_uuid,
-            policy: &policy,
-            tags: iam::user_tags(config, &request.computer_name, &request.serial),
-        };
-        let provisioned = self
-            .iam
-            .provision(&wanted, existing, keep, true, &mut |_| {})
+        self.iam
+            .ensure_policy(uuid, &policy, user.policy.as_ref())
             .await?;
-        let issued = provisioned.key.expect("provision was asked for a key");
+        if user.key_ids.len() >= 2 {
+            return Err(Refusal::key_limit(user.key_ids.clone()));
+        }
+        let key = match self.iam.create_key(uuid).await {
+            Ok(key) => key,
+            Err(IamError::KeyLimit { .. }) => {
+                let now = self.iam.inspect(uuid).await?.unwrap_or_default();
+                return Err(Refusal::key_limit(now.key_ids));
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(KeyResponse {
-            access_key_id: issued.key.id.clone(),
-            secret_access_key: issued.key.secret.expose().to_owned(),
-            user_arn: provisioned.user_arn,
+            sealed_secret_access_key: sealed::seal(reply_key, &key.secret)
+                .expect("the reply key was checked"),
+            access_key_id: key.id.clone(),
+            user_arn: user.arn.clone(),
+            user_id: user.user_id.clone(),
+            other_access_key_ids: user.key_ids.clone(),
         })
     }
 
@@ -607,7 +686,7 @@ impl Service {
     fn finish(
         &self,
         endpoint: &'static str,
-        requester: Requester,
+        who: Requester,
         started: Instant,
         result: Result<impl IntoResponse, Refusal>,
     ) -> Response {
@@ -617,6 +696,7 @@ impl Service {
                 let body = axum::Json(ErrorBody {
                     error: refusal.code.to_owned(),
                     message: refusal.message,
+                    access_key_ids: refusal.access_key_ids,
                 });
                 (
                     refusal.status,
@@ -627,8 +707,8 @@ impl Service {
         };
         let line = serde_json::json!({
             "endpoint": endpoint,
-            "computer_uuid": requester.computer_uuid,
-            "caller": requester.caller,
+            "computer_uuid": who.computer_uuid,
+            "caller": who.caller,
             "status": status.as_u16(),
             "result": code,
             "ms": started.elapsed().as_millis() as u64,
@@ -642,29 +722,4 @@ impl Service {
             .or_default() += 1;
         response
     }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
-    // serde_json's messages name a position and a field, never the field's value.
-    serde_json::from_slice(body).map_err(|e| Refusal::bad_request("bad-json", e.to_string()))
-}
-
-/// The caller ARN in an STS GetCallerIdentity answer.
-fn caller_arn(xml: &str) -> Option<String> {
-    if !xml.contains("<GetCallerIdentityResponse") {
-        return None;
-    }
-    let start = xml.find("<Arn>")? + "<Arn>".len();
-    let end = start + xml[start..].find("</Arn>")?;
-    let arn = xml[start..end].trim();
-    (arn.starts_with("arn:aws") && !arn.contains('<')).then(|| arn.to_owned())
-}
-
-fn hex_to_bytes(hex: &str) -> [u8; 32] {
-    let mut bytes = [0u8; 32];
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-            .expect("checked when the config was loaded");
-    }
-    bytes
 }

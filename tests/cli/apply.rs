@@ -121,7 +121,10 @@ fn rotate_swaps_the_key_and_leaves_the_user_one() {
     let outcome: Value = serde_json::from_slice(&rotated.stdout).unwrap();
     let second = mac.key();
     assert_ne!(second.id, first.id);
-    assert_eq!(outcome["retired_access_key_id"], first.id.as_str());
+    assert_eq!(
+        outcome["retired_access_key_ids"],
+        serde_json::json!([first.id])
+    );
     assert_eq!(
         scoped_user(&mac.uuid)["keys"],
         serde_json::json!([second.id])
@@ -400,7 +403,7 @@ fn revoke_deletes_the_user_and_its_key_stops_working() {
 #[test]
 fn iam_throttling_is_retried_with_backoff() {
     let _guard = ARQ_PROCESSES.read().unwrap();
-    let proxy = ThrottlingProxy::start("CreateAccessKey", 2);
+    let proxy = Proxy::throttling("CreateAccessKey", 2);
     let mac = Mac::new();
     let output = run(mac.apply().env("AWS_ENDPOINT_URL", &proxy.endpoint));
     assert_eq!(exit_code(&output), 0, "{}", stderr(&output));

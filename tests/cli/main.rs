@@ -16,5 +16,6 @@ mod packaging;
 mod policy;
 mod root;
 mod service;
+mod service_attacks;
 mod support;
 mod verify;

@@ -67,6 +67,7 @@ fn the_example_profile_documents_exactly_the_keys_apply_reads() {
             "EnrollmentToken",
             "LegacyGlacier",
             "LogLevel",
+            "PermissionsBoundary",
             "QuitArq",
             "Relaunch",
             "ServiceID",

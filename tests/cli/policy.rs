@@ -29,11 +29,24 @@ fn policy(extra: &[&str]) -> Value {
 
 /// Evaluates `policy` for each (action, resource, s3:prefix) with the independent evaluator.
 fn evaluate(policy: &Value, requests: &[(&str, String, Option<&str>)]) -> Vec<String> {
-    let requests: Vec<Value> = requests
+    let requests: Vec<(&str, String, Value)> = requests
         .iter()
         .map(|(action, resource, prefix)| {
             let context =
                 prefix.map_or(json!({}), |p| json!({"s3:prefix": p, "s3:delimiter": "/"}));
+            (*action, resource.clone(), context)
+        })
+        .collect();
+    evaluate_in_context(policy, &requests)
+}
+
+/// Evaluates `policy` for each (action, resource, request context) with the independent
+/// evaluator; one verdict per request, in order.
+fn evaluate_in_context(policy: &Value, requests: &[(&str, String, Value)]) -> Vec<String> {
+    let count = requests.len();
+    let requests: Vec<Value> = requests
+        .iter()
+        .map(|(action, resource, context)| {
             json!({"action": action, "resource": resource, "context": context})
         })
         .collect();
@@ -52,7 +65,9 @@ fn evaluate(policy: &Value, requests: &[(&str, String, Option<&str>)]) -> Vec<St
         .unwrap();
     let output = node.wait_with_output().unwrap();
     assert!(output.status.success(), "the evaluator rejected the input");
-    serde_json::from_slice(&output.stdout).unwrap()
+    let verdicts: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(verdicts.len(), count, "one verdict per request");
+    verdicts
 }
 
 fn bucket_arn() -> String {
@@ -293,5 +308,124 @@ fn parliament_does_flag_the_2012_example() {
     assert!(
         findings.iter().any(|f| f["issue"] == "RESOURCE_MISMATCH"),
         "{findings:?}"
+    );
+}
+
+#[test]
+fn the_admin_policy_makes_scoped_users_only_under_the_boundary() {
+    let admin = policy(&["--kind", "admin", "--permissions-boundary", BOUNDARY]);
+    let user = "arn:aws:iam::123456789012:user/arq-lockdown/arq-X".to_owned();
+    let outside = "arn:aws:iam::123456789012:user/admin".to_owned();
+    let bounded = json!({"iam:PermissionsBoundary": BOUNDARY});
+    let other_boundary =
+        json!({"iam:PermissionsBoundary": "arn:aws:iam::123456789012:policy/AdministratorAccess"});
+    let cases: Vec<(&str, String, Value, &str)> = vec![
+        ("iam:CreateUser", user.clone(), bounded.clone(), "Allowed"),
+        (
+            "iam:PutUserPolicy",
+            user.clone(),
+            bounded.clone(),
+            "Allowed",
+        ),
+        (
+            "iam:CreateUser",
+            user.clone(),
+            json!({}),
+            "ImplicitlyDenied",
+        ),
+        (
+            "iam:CreateUser",
+            user.clone(),
+            other_boundary.clone(),
+            "ImplicitlyDenied",
+        ),
+        (
+            "iam:PutUserPolicy",
+            user.clone(),
+            json!({}),
+            "ImplicitlyDenied",
+        ),
+        (
+            "iam:PutUserPolicy",
+            user.clone(),
+            other_boundary,
+            "ImplicitlyDenied",
+        ),
+        (
+            "iam:CreateUser",
+            outside.clone(),
+            bounded.clone(),
+            "ImplicitlyDenied",
+        ),
+        ("iam:CreateAccessKey", user.clone(), json!({}), "Allowed"),
+        ("iam:DeleteAccessKey", user.clone(), json!({}), "Allowed"),
+        ("iam:DeleteUser", user.clone(), json!({}), "Allowed"),
+        (
+            "iam:CreateAccessKey",
+            outside,
+            json!({}),
+            "ImplicitlyDenied",
+        ),
+        (
+            "iam:AttachUserPolicy",
+            user.clone(),
+            bounded.clone(),
+            "ImplicitlyDenied",
+        ),
+        (
+            "iam:DeleteUserPermissionsBoundary",
+            user.clone(),
+            json!({}),
+            "ImplicitlyDenied",
+        ),
+        (
+            "iam:PutUserPermissionsBoundary",
+            user,
+            bounded,
+            "ImplicitlyDenied",
+        ),
+    ];
+    let requests: Vec<_> = cases
+        .iter()
+        .map(|(a, r, c, _)| (*a, r.clone(), c.clone()))
+        .collect();
+    let verdicts = evaluate_in_context(&admin, &requests);
+    for ((action, resource, context, expected), got) in cases.iter().zip(&verdicts) {
+        assert_eq!(got, expected, "{action} on {resource} with {context}");
+    }
+}
+
+#[test]
+fn the_boundary_allows_arqs_work_in_the_bucket_and_nothing_else() {
+    let boundary = policy(&["--kind", "boundary"]);
+    let verdicts = evaluate(
+        &boundary,
+        &[
+            ("s3:ListAllMyBuckets", "*".into(), None),
+            ("s3:ListBucket", bucket_arn(), Some("")),
+            ("s3:GetObject", object("any/computerinfo"), None),
+            ("s3:PutObject", object("any/objects/x"), None),
+            ("s3:PutObject", "arn:aws:s3:::another-bucket/x".into(), None),
+            ("s3:PutBucketPolicy", bucket_arn(), None),
+            ("s3:PutLifecycleConfiguration", bucket_arn(), None),
+            (
+                "iam:CreateUser",
+                "arn:aws:iam::123456789012:user/x".into(),
+                None,
+            ),
+        ],
+    );
+    assert_eq!(
+        verdicts,
+        [
+            "Allowed",
+            "Allowed",
+            "Allowed",
+            "Allowed",
+            "ImplicitlyDenied",
+            "ImplicitlyDenied",
+            "ImplicitlyDenied",
+            "ImplicitlyDenied"
+        ]
     );
 }

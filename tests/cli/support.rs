@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
+use arq_lockdown::protocol::enrollment::EnrollmentKey;
+use arq_lockdown::protocol::sealed::ReplyKey;
 use serde_json::Value;
 
 pub const BUCKET: &str = "akiaexample.comhaystacksoftwarearq";
@@ -51,15 +53,18 @@ pub struct Moto {
     pub scoped: Key,
     /// A user with the 2012 blog post's policy (tests/fixtures/policy-2012.json).
     pub seed_2012: Key,
+    /// An all-powerful user of another AWS account: the attacker's own account.
+    pub foreign_admin: Key,
     _server: Child,
 }
 
 impl Moto {
-    pub fn secrets(&self) -> [&str; 3] {
+    pub fn secrets(&self) -> [&str; 4] {
         [
             &self.admin.secret,
             &self.scoped.secret,
             &self.seed_2012.secret,
+            &self.foreign_admin.secret,
         ]
     }
 }
@@ -90,19 +95,18 @@ pub fn moto() -> &'static Moto {
         );
 
         let dir = tempfile::tempdir().unwrap();
-        let scoped_policy = dir.path().join("scoped.json");
-        let policy = arq_lockdown()
-            .args([
-                "policy",
-                "--bucket",
-                BUCKET,
-                "--computer-uuid",
-                THIS_COMPUTER,
-            ])
-            .output()
-            .unwrap();
-        assert!(policy.status.success());
-        std::fs::write(&scoped_policy, &policy.stdout).unwrap();
+        let policy_file = |name: &str, args: &[&str]| {
+            let path = dir.path().join(name);
+            let policy = arq_lockdown().arg("policy").args(args).output().unwrap();
+            assert!(policy.status.success());
+            std::fs::write(&path, &policy.stdout).unwrap();
+            path
+        };
+        let scoped_policy = policy_file(
+            "scoped.json",
+            &["--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER],
+        );
+        let boundary = policy_file("boundary.json", &["--kind", "boundary", "--bucket", BUCKET]);
         let seeded = Command::new(&python)
             .arg(&fixture)
             .args(["seed", &endpoint, BUCKET, THIS_COMPUTER, OTHER_COMPUTER])
@@ -111,6 +115,7 @@ pub fn moto() -> &'static Moto {
                 "--user=seed2012={}",
                 tool("tests/fixtures/policy-2012.json").display()
             ))
+            .arg(format!("--boundary={}", boundary.display()))
             .output()
             .unwrap();
         assert!(
@@ -128,6 +133,7 @@ pub fn moto() -> &'static Moto {
             admin: key(&keys["admin"]),
             scoped: key(&keys["users"]["scoped"]),
             seed_2012: key(&keys["users"]["seed2012"]),
+            foreign_admin: key(&keys["foreign_admin"]),
             _server: server,
         }
     })
@@ -267,12 +273,16 @@ pub fn fresh_uuid() -> String {
 }
 
 fn fixture_with_admin(args: &[&str]) -> Output {
-    let moto = moto();
+    fixture_as(&moto().admin, args)
+}
+
+/// Runs the fixture with `key` as its AWS credentials.
+fn fixture_as(key: &Key, args: &[&str]) -> Output {
     let output = Command::new(tool(".tools/venv/bin/python"))
         .arg(tool("scripts/moto-fixture.py"))
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", &moto.admin.id)
-        .env("AWS_SECRET_ACCESS_KEY", &moto.admin.secret)
+        .env("AWS_ACCESS_KEY_ID", &key.id)
+        .env("AWS_SECRET_ACCESS_KEY", &key.secret)
         .output()
         .unwrap();
     assert!(
@@ -290,6 +300,16 @@ pub fn scoped_user(uuid: &str) -> Value {
         .unwrap()
 }
 
+/// Creates IAM user `name` under `path` in the account of `admin`, with one key.
+pub fn make_user(admin: &Key, path: &str, name: &str) -> Key {
+    let output = fixture_as(admin, &["make-user", &moto().endpoint, path, name]);
+    let key: Value = serde_json::from_slice(&output.stdout).unwrap();
+    Key {
+        id: key["id"].as_str().unwrap().into(),
+        secret: key["secret"].as_str().unwrap().into(),
+    }
+}
+
 /// Adds a second inline policy to a computer's scoped user, as a careless admin might.
 pub fn grant_extra(uuid: &str, policy_file: &str) {
     let user = format!("arq-{uuid}");
@@ -302,29 +322,56 @@ pub fn add_key(uuid: &str) {
     fixture_with_admin(&["add-key", &moto().endpoint, &format!("arq-{uuid}")]);
 }
 
-/// An HTTP proxy in front of moto that answers the first `throttles` IAM requests whose body holds
-/// `action` with IAM's throttling error, as AWS does under load; everything else goes through.
-pub struct ThrottlingProxy {
-    pub endpoint: String,
-    pub throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+/// One request a [`Proxy`] passed to moto: the request line and the body.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub body: String,
 }
 
-impl ThrottlingProxy {
-    pub fn start(action: &'static str, throttles: usize) -> Self {
+/// An HTTP proxy in front of moto that records every request, and can answer the first
+/// `throttles` IAM requests whose body holds `Action=<action>` with IAM's throttling error, as AWS
+/// does under load.
+pub struct Proxy {
+    pub endpoint: String,
+    pub throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl Proxy {
+    /// A proxy that only records.
+    pub fn recording() -> Self {
+        Self::start("", 0)
+    }
+
+    pub fn throttling(action: &'static str, throttles: usize) -> Self {
+        Self::start(action, throttles)
+    }
+
+    fn start(action: &'static str, throttles: usize) -> Self {
         use std::io::{Read, Write};
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let upstream = moto().endpoint.trim_start_matches("http://").to_owned();
         let throttled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = throttled.clone();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, log) = (throttled.clone(), requests.clone());
         std::thread::spawn(move || {
             for mut client in listener.incoming().map_while(Result::ok) {
                 let Some(request) = read_request(&mut client) else {
                     continue;
                 };
-                let is_target =
-                    String::from_utf8_lossy(&request).contains(&format!("Action={action}"));
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let line: Vec<&str> = text.lines().next().unwrap_or_default().split(' ').collect();
+                let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                log.lock().unwrap().push(Recorded {
+                    method: line.first().copied().unwrap_or_default().to_owned(),
+                    path: line.get(1).copied().unwrap_or_default().to_owned(),
+                    body: body.to_owned(),
+                });
+                let is_target = !action.is_empty() && body.contains(&format!("Action={action}"));
                 if is_target && count.load(Ordering::SeqCst) < throttles {
                     count.fetch_add(1, Ordering::SeqCst);
                     let body = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>";
@@ -345,7 +392,13 @@ impl ThrottlingProxy {
         Self {
             endpoint,
             throttled,
+            requests,
         }
+    }
+
+    /// The requests recorded so far.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
     }
 }
 
@@ -482,14 +535,13 @@ impl Mac {
         }
     }
 
-    /// Puts `key` into "Arq S3", as if Arq had been set up with it.
+    /// Puts `key` into "Arq S3", as if Arq had been set up with it (other items stay).
     pub fn set_key(&self, key: &Key) {
-        let item = serde_json::json!({"Arq S3": {"account": key.id, "password": key.secret}});
-        std::fs::write(
-            self.store_dir.path().join("keychain.json"),
-            item.to_string(),
-        )
-        .unwrap();
+        let path = self.store_dir.path().join("keychain.json");
+        let mut items: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        items["Arq S3"] = serde_json::json!({"account": key.id, "password": key.secret});
+        std::fs::write(path, items.to_string()).unwrap();
     }
 
     pub fn launches(&self) -> usize {
@@ -515,6 +567,8 @@ pub const ENROLLMENT_TOKEN: &str = "enrollment-token-for-tests-0123456789";
 /// The provisioning service under test: `arq-lockdown serve` on 127.0.0.1, with moto's admin keys.
 pub struct Service {
     pub url: String,
+    /// The `arq-lockdown serve` process.
+    pub pid: u32,
     /// Every line the service logged so far.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _process: Child,
@@ -536,9 +590,15 @@ pub fn service() -> &'static Service {
 
 /// Starts `arq-lockdown serve --config CONFIG` with moto's admin keys and waits until it listens.
 pub fn start_service(config: &Path, dir: tempfile::TempDir) -> Service {
+    start_service_with(config, dir, "")
+}
+
+/// As [`start_service`], with `setup` (shell commands such as `ulimit -n 64;`) run first.
+pub fn start_service_with(config: &Path, dir: tempfile::TempDir, setup: &str) -> Service {
     let moto = moto();
+    let script = format!("{setup} \"$0\" serve --config \"$1\" & echo $! >&2; read _; kill $!");
     let mut process = Command::new("sh")
-        .args(["-c", "\"$0\" serve --config \"$1\" & read _; kill $!"])
+        .args(["-c", &script])
         .arg(env!("CARGO_BIN_EXE_arq-lockdown"))
         .arg(config)
         .env("AWS_ENDPOINT_URL", &moto.endpoint)
@@ -552,6 +612,7 @@ pub fn start_service(config: &Path, dir: tempfile::TempDir) -> Service {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(process.stderr.take().unwrap()).lines();
+    let pid = lines.next().unwrap().unwrap().trim().parse().unwrap();
     let first = lines.next().unwrap().unwrap();
     let url = first.rsplit(' ').next().unwrap().to_owned();
     assert!(
@@ -567,30 +628,44 @@ pub fn start_service(config: &Path, dir: tempfile::TempDir) -> Service {
     });
     Service {
         url,
+        pid,
         log,
         _process: process,
         _dir: dir,
     }
 }
 
+/// The permissions boundary the fixture creates (`arq-lockdown policy --kind boundary`).
+pub const BOUNDARY: &str = "arn:aws:iam::123456789012:policy/arq-lockdown-boundary";
+
 /// A service config for this test binary's moto; `extra` is appended (a [tls] table, say).
 pub fn service_config(listen: &str, extra: &str) -> String {
-    use sha2::Digest;
-    let token_hash: String = sha2::Sha256::digest(ENROLLMENT_TOKEN.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     format!(
         "listen = \"{listen}\"\nserver_id = \"{SERVER_ID}\"\nsts_endpoint = \"{}\"\nallowed_buckets = [\"{BUCKET}\"]\n\
-         fleet_principals = [\"arn:aws:iam::123456789012:user/fleet-admin\"]\nenrollment_token_sha256 = [\"{token_hash}\"]\n{extra}",
-        moto().endpoint
+         fleet_principals = [\"arn:aws:iam::123456789012:user/fleet-admin\"]\npermissions_boundary_arn = \"{BOUNDARY}\"\n{extra}\n\
+         [[enrollment_tokens]]\nname = \"tests\"\nsha256 = \"{}\"\n",
+        moto().endpoint,
+        sha256_hex(ENROLLMENT_TOKEN)
     )
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One HTTP/1.1 request to the service, by hand (no client library between the test and the wire).
 pub fn http(method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    http_to(&service().url, method, path, body)
+}
+
+/// One HTTP/1.1 request to the service at `url` (http:// only).
+pub fn http_to(url: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     use std::io::{Read, Write};
-    let address = service().url.trim_start_matches("http://").to_owned();
+    let address = url.trim_start_matches("http://").to_owned();
     let mut stream = std::net::TcpStream::connect(&address).unwrap();
     write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).unwrap();
     let _ = stream.write_all(body);
@@ -606,4 +681,69 @@ pub fn http(method: &str, path: &str, body: &[u8]) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map_or(String::new(), |(_, b)| b.to_owned());
     (status, body)
+}
+
+/// `key` as the library's type.
+pub fn access_key(key: &Key) -> arq_lockdown::credential_store::AccessKey {
+    arq_lockdown::credential_store::AccessKey {
+        id: key.id.clone(),
+        secret: arq_lockdown::secret::Secret::new(key.secret.clone()),
+    }
+}
+
+/// The body a Mac sends to `endpoint` for `request` about computer `uuid`: proven by `key`
+/// and/or signed by `enrollment`, built by the library's own protocol code.
+pub fn envelope(
+    endpoint: &str,
+    uuid: &str,
+    request: &Value,
+    key: Option<&Key>,
+    enrollment: Option<&EnrollmentKey>,
+) -> Vec<u8> {
+    let envelope = arq_lockdown::protocol::Envelope::new(
+        endpoint,
+        SERVER_ID,
+        "sts.amazonaws.com",
+        &arq_lockdown::arq_config::ComputerUuid::parse(uuid).unwrap(),
+        request.to_string(),
+        key.map(access_key).as_ref(),
+        enrollment,
+    );
+    serde_json::to_vec(&envelope).unwrap()
+}
+
+fn freshness() -> (i64, String) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    (now, uuid::Uuid::new_v4().to_string())
+}
+
+/// An enroll request for `uuid` in BUCKET, as a Mac makes it (add `enrollment_token` for a token).
+pub fn enroll_request(uuid: &str, enrollment: &EnrollmentKey, reply: &ReplyKey) -> Value {
+    let (issued_at, nonce) = freshness();
+    serde_json::json!({
+        "computer_uuid": uuid, "bucket": BUCKET, "computer_name": "Test Mac",
+        "enrollment_key": enrollment.public(), "reply_key": reply.public(),
+        "issued_at": issued_at, "nonce": nonce,
+    })
+}
+
+pub fn rotate_request(uuid: &str, reply: &ReplyKey) -> Value {
+    let (issued_at, nonce) = freshness();
+    serde_json::json!({"computer_uuid": uuid, "bucket": BUCKET, "reply_key": reply.public(), "issued_at": issued_at, "nonce": nonce})
+}
+
+pub fn retire_request(uuid: &str, access_key_id: &str) -> Value {
+    let (issued_at, nonce) = freshness();
+    serde_json::json!({"computer_uuid": uuid, "access_key_id": access_key_id, "issued_at": issued_at, "nonce": nonce})
+}
+
+/// The reason code of a refusal's body.
+pub fn error_code(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }

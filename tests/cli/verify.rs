@@ -11,9 +11,15 @@ const LISTING_LEAK: i32 = 11;
 const DATA_LEAK: i32 = 12;
 
 fn verify_with(key: &Key, extra: &[&str]) -> (i32, Value) {
+    verify_through(&moto().endpoint, key, extra)
+}
+
+/// `verify --json` with `key`, against moto at `endpoint` (or a proxy in front of it).
+fn verify_through(endpoint: &str, key: &Key, extra: &[&str]) -> (i32, Value) {
     let (_dir, store) = file_store(key);
     let home = ArqHome::with(BUCKET, THIS_COMPUTER);
-    let output = run(arq_lockdown_on_moto()
+    let output = run(arq_lockdown()
+        .env("AWS_ENDPOINT_URL", endpoint)
         .arg("verify")
         .arg("--json")
         .arg("--arq-home")
@@ -110,10 +116,20 @@ fn the_2012_example_policy_breaks_arq() {
 
 #[test]
 fn read_only_writes_nothing() {
-    let (code, report) = verify_with(
+    let proxy = Proxy::recording();
+    let (code, report) = verify_through(
+        &proxy.endpoint,
         &moto().admin,
         &["--read-only", "--other-computer-uuid", OTHER_COMPUTER],
     );
+    let writes: Vec<String> = proxy
+        .recorded()
+        .iter()
+        .filter(|r| r.method != "GET" && r.method != "HEAD")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(writes.is_empty(), "--read-only wrote: {writes:?}");
+    assert!(proxy.recorded().len() > 5, "nothing went through the proxy");
     assert_eq!(
         code, DATA_LEAK,
         "reading another computer's computerinfo is still a leak"

@@ -1,0 +1,567 @@
+//! IAM: the scoped users arq-lockdown makes, one per Arq computer UUID, and their keys.
+//!
+//! Owns the IAM side of a lockdown: the user `arq-<UUID>` under the path `/arq-lockdown/`, created
+//! with its tags and a permissions boundary in one `CreateUser` call (so IAM itself decides who
+//! bound a computer first), its one inline policy, and its access keys. Both key sources use it:
+//! `apply --source iam` ([`crate::key_source::iam`]) and the provisioning service. It never
+//! touches users outside that path.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_iam::Client;
+use aws_sdk_iam::config::http::HttpResponse;
+use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::types::Tag;
+use serde_json::Value;
+
+use crate::arq_config::ComputerUuid;
+use crate::aws;
+use crate::credential_store::AccessKey;
+use crate::exit_code::ExitCode;
+use crate::policy::PolicyDocument;
+use crate::secret::Secret;
+
+/// The IAM path every scoped user lives under; nothing outside it is ever changed.
+pub const USER_PATH: &str = "/arq-lockdown/";
+
+/// The name of the one inline policy of a scoped user.
+pub const POLICY_NAME: &str = "arq-lockdown";
+
+/// The IAM actions `apply --source iam`, `revoke` and the service use, on
+/// `arn:aws:iam::*:user/arq-lockdown/*`: the README's admin policy and the refusal message both
+/// come from this list.
+pub const ADMIN_ACTIONS: [&str; 11] = [
+    "iam:GetUser",
+    "iam:CreateUser",
+    "iam:TagUser",
+    "iam:GetUserPolicy",
+    "iam:PutUserPolicy",
+    "iam:ListUserPolicies",
+    "iam:DeleteUserPolicy",
+    "iam:ListAccessKeys",
+    "iam:CreateAccessKey",
+    "iam:DeleteAccessKey",
+    "iam:DeleteUser",
+];
+
+/// The IAM user name for a computer: `arq-` + the UUID (40 characters, within IAM's 64).
+pub fn user_name(uuid: &ComputerUuid) -> String {
+    format!("arq-{uuid}")
+}
+
+/// The ARN of `uuid`'s scoped user in `account` — what STS names as the caller of its keys.
+pub fn scoped_user_arn(account: &str, uuid: &ComputerUuid) -> String {
+    format!("arn:aws:iam::{account}:user{USER_PATH}{}", user_name(uuid))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IamError {
+    #[error(
+        "IAM refused {action} to these admin credentials: they need {} on arn:aws:iam::*:user/arq-lockdown/* (see the README's admin policy) — or pass --admin-credentials",
+        ADMIN_ACTIONS.join(", ")
+    )]
+    Refused { action: &'static str },
+    #[error(
+        "IAM is throttling {action} and kept doing so through {} attempts: run again in a minute",
+        crate::aws::MAX_ATTEMPTS
+    )]
+    Throttled { action: &'static str },
+    #[error(
+        "IAM user {user} already has two access keys (IAM's limit): delete the one that is not in \"Arq S3\" and run again"
+    )]
+    KeyLimit { user: String },
+    #[error(
+        "the permissions boundary {arn} does not exist: create it first (arq-lockdown policy --kind boundary, then aws iam create-policy), or name another with --permissions-boundary"
+    )]
+    NoBoundary { arn: String },
+    #[error("IAM {action} failed: {message}")]
+    Failed {
+        action: &'static str,
+        message: String,
+    },
+    #[error("cannot reach IAM: {0}; check the network and AWS_ENDPOINT_URL")]
+    Unreachable(String),
+}
+
+impl IamError {
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::Aws
+    }
+}
+
+/// How one IAM call failed: the answers the steps expect are told apart from real errors.
+enum CallError {
+    NoSuchEntity,
+    AlreadyExists,
+    Error(IamError),
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    action: &'static str,
+    error: SdkError<E, HttpResponse>,
+) -> CallError {
+    if let SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) = error {
+        return CallError::Error(IamError::Unreachable(crate::one_line(
+            &DisplayErrorContext(&error).to_string(),
+        )));
+    }
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    match (error.code(), status) {
+        (Some("NoSuchEntity"), _) | (_, Some(404)) => CallError::NoSuchEntity,
+        (Some("EntityAlreadyExists"), _) | (_, Some(409)) => CallError::AlreadyExists,
+        (Some("LimitExceeded"), _) => CallError::Error(IamError::Failed {
+            action,
+            message: error.message().unwrap_or("limit exceeded").to_owned(),
+        }),
+        (Some("Throttling" | "ThrottlingException"), _) => {
+            CallError::Error(IamError::Throttled { action })
+        }
+        // moto's IAM access-denied body is not one the SDK parses, so the status decides.
+        (Some("AccessDenied" | "AccessDeniedException"), _) | (_, Some(403)) => {
+            CallError::Error(IamError::Refused { action })
+        }
+        _ => CallError::Error(IamError::Failed {
+            action,
+            message: crate::one_line(&DisplayErrorContext(&error).to_string()),
+        }),
+    }
+}
+
+/// Turns every failure but the expected ones into an [`IamError`].
+fn fail(error: CallError, action: &'static str) -> IamError {
+    match error {
+        CallError::Error(e) => e,
+        CallError::NoSuchEntity => IamError::Failed {
+            action,
+            message: "the user disappeared meanwhile (revoked?); run again".into(),
+        },
+        CallError::AlreadyExists => IamError::Failed {
+            action,
+            message: "it already exists".into(),
+        },
+    }
+}
+
+/// The tag keys of a scoped user. The bucket and enrollment key bind the user; the rest inform.
+const COMPUTER_TAG: &str = "arq-lockdown:computer-uuid";
+const BUCKET_TAG: &str = "arq-lockdown:bucket";
+const ENROLLMENT_KEY_TAG: &str = "arq-lockdown:enrollment-key";
+const ENROLLED_BY_TAG: &str = "arq-lockdown:enrolled-by";
+const NAME_TAG: &str = "arq-lockdown:computer-name";
+const SERIAL_TAG: &str = "arq-lockdown:serial";
+
+/// What a scoped user's tags say: who it is for, in words an admin browsing IAM understands.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserTags {
+    pub computer_uuid: String,
+    pub bucket: String,
+    /// The Mac's enrollment public key, with the service: only its holder may enroll again.
+    pub enrollment_key: Option<String>,
+    /// Who enrolled it with the service: a fleet principal's ARN or `token:<name>`.
+    pub enrolled_by: Option<String>,
+    pub computer_name: Option<String>,
+    pub serial: Option<String>,
+}
+
+impl UserTags {
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = vec![
+            (COMPUTER_TAG, self.computer_uuid.clone()),
+            (BUCKET_TAG, self.bucket.clone()),
+        ];
+        let optional = [
+            (ENROLLMENT_KEY_TAG, &self.enrollment_key),
+            (ENROLLED_BY_TAG, &self.enrolled_by),
+            (NAME_TAG, &self.computer_name),
+            (SERIAL_TAG, &self.serial),
+        ];
+        for (key, value) in optional {
+            if let Some(value) = value {
+                pairs.push((key, tag_value(value)));
+            }
+        }
+        pairs
+    }
+
+    fn to_iam(&self) -> Vec<Tag> {
+        self.pairs()
+            .into_iter()
+            .map(|(key, value)| {
+                Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .expect("key and value are set")
+            })
+            .collect()
+    }
+}
+
+/// IAM tag values allow letters, digits, spaces and `_.:/=+-@` (256 at most); anything else in a
+/// Mac's name (an apostrophe, say) becomes `_`.
+fn tag_value(text: &str) -> String {
+    text.chars()
+        .take(256)
+        .map(|c| {
+            if c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// A computer's scoped user as IAM has it now.
+#[derive(Clone, Debug, Default)]
+pub struct ScopedUser {
+    pub arn: String,
+    /// IAM's unique id for the user (AIDA…); a user deleted and made again has a new one.
+    pub user_id: String,
+    tags: BTreeMap<String, String>,
+    /// The inline policy `arq-lockdown`, parsed; `None` when the user has none.
+    pub policy: Option<Value>,
+    pub key_ids: Vec<String>,
+}
+
+impl ScopedUser {
+    /// The bucket the user was made for.
+    pub fn bound_bucket(&self) -> Option<&str> {
+        self.tags.get(BUCKET_TAG).map(String::as_str)
+    }
+
+    /// The enrollment public key the service bound the computer to, if the service made it.
+    pub fn enrollment_key(&self) -> Option<&str> {
+        self.tags.get(ENROLLMENT_KEY_TAG).map(String::as_str)
+    }
+
+    /// Who enrolled it with the service.
+    pub fn enrolled_by(&self) -> Option<&str> {
+        self.tags.get(ENROLLED_BY_TAG).map(String::as_str)
+    }
+
+    /// Whether the user's tags already say everything `tags` says.
+    pub fn is_tagged(&self, tags: &UserTags) -> bool {
+        tags.pairs()
+            .iter()
+            .all(|(key, value)| self.tags.get(*key) == Some(value))
+    }
+}
+
+/// IAM with the admin credentials.
+pub struct Iam {
+    client: Client,
+}
+
+impl Iam {
+    pub fn new(sdk_config: &aws_config::SdkConfig) -> Self {
+        Self {
+            client: aws::iam_client(sdk_config),
+        }
+    }
+
+    /// The scoped user of `uuid` as IAM has it, or `None`.
+    pub async fn inspect(&self, uuid: &ComputerUuid) -> Result<Option<ScopedUser>, IamError> {
+        let name = user_name(uuid);
+        let user = match self.client.get_user().user_name(&name).send().await {
+            Ok(output) => output.user.expect("GetUser answers with a user"),
+            Err(e) => match classify("iam:GetUser", e) {
+                CallError::NoSuchEntity => return Ok(None),
+                other => return Err(fail(other, "iam:GetUser")),
+            },
+        };
+        let policy = match self
+            .client
+            .get_user_policy()
+            .user_name(&name)
+            .policy_name(POLICY_NAME)
+            .send()
+            .await
+        {
+            // IAM returns the document URL-encoded.
+            Ok(output) => percent_encoding::percent_decode_str(&output.policy_document)
+                .decode_utf8()
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok()),
+            Err(e) => match classify("iam:GetUserPolicy", e) {
+                CallError::NoSuchEntity => None,
+                other => return Err(fail(other, "iam:GetUserPolicy")),
+            },
+        };
+        let keys = self
+            .client
+            .list_access_keys()
+            .user_name(&name)
+            .send()
+            .await
+            .map_err(|e| fail(classify("iam:ListAccessKeys", e), "iam:ListAccessKeys"))?;
+        Ok(Some(ScopedUser {
+            arn: user.arn,
+            user_id: user.user_id,
+            tags: user
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect(),
+            policy,
+            key_ids: keys
+                .access_key_metadata
+                .into_iter()
+                .filter_map(|k| k.access_key_id)
+                .collect(),
+        }))
+    }
+
+    /// Creates the scoped user of `uuid` with `tags` and the permissions boundary `boundary`, in
+    /// one call: the caller whose call makes it has bound it. `None` when it exists already (made
+    /// by someone else, or by an earlier run).
+    pub async fn create_user(
+        &self,
+        uuid: &ComputerUuid,
+        tags: &UserTags,
+        boundary: &str,
+    ) -> Result<Option<ScopedUser>, IamError> {
+        let created = self
+            .client
+            .create_user()
+            .user_name(user_name(uuid))
+            .path(USER_PATH)
+            .permissions_boundary(boundary)
+            .set_tags(Some(tags.to_iam()))
+            .send()
+            .await;
+        match created {
+            Ok(output) => {
+                let user = output.user.expect("CreateUser answers with the user");
+                Ok(Some(ScopedUser {
+                    arn: user.arn,
+                    user_id: user.user_id,
+                    tags: tags
+                        .pairs()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect(),
+                    policy: None,
+                    key_ids: Vec::new(),
+                }))
+            }
+            Err(e) => match classify("iam:CreateUser", e) {
+                CallError::AlreadyExists => Ok(None),
+                CallError::NoSuchEntity => Err(IamError::NoBoundary {
+                    arn: boundary.to_owned(),
+                }),
+                other => Err(fail(other, "iam:CreateUser")),
+            },
+        }
+    }
+
+    /// Adds or overwrites `tags` on the user (tags it does not name stay).
+    pub async fn tag_user(&self, uuid: &ComputerUuid, tags: &UserTags) -> Result<(), IamError> {
+        self.client
+            .tag_user()
+            .user_name(user_name(uuid))
+            .set_tags(Some(tags.to_iam()))
+            .send()
+            .await
+            .map_err(|e| fail(classify("iam:TagUser", e), "iam:TagUser"))?;
+        Ok(())
+    }
+
+    /// Puts `policy` as the user's inline policy unless `current` is it already. Returns whether
+    /// it wrote.
+    pub async fn ensure_policy(
+        &self,
+        uuid: &ComputerUuid,
+        policy: &PolicyDocument,
+        current: Option<&Value>,
+    ) -> Result<bool, IamError> {
+        if current == Some(policy.as_value()) {
+            return Ok(false);
+        }
+        self.client
+            .put_user_policy()
+            .user_name(user_name(uuid))
+            .policy_name(POLICY_NAME)
+            .policy_document(policy.to_compact_json())
+            .send()
+            .await
+            .map_err(|e| fail(classify("iam:PutUserPolicy", e), "iam:PutUserPolicy"))?;
+        Ok(true)
+    }
+
+    /// Deletes one of the user's keys; a key already gone is fine.
+    pub async fn delete_key(&self, uuid: &ComputerUuid, key_id: &str) -> Result<(), IamError> {
+        match self
+            .client
+            .delete_access_key()
+            .user_name(user_name(uuid))
+            .access_key_id(key_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match classify("iam:DeleteAccessKey", e) {
+                CallError::NoSuchEntity => Ok(()),
+                other => Err(fail(other, "iam:DeleteAccessKey")),
+            },
+        }
+    }
+
+    /// A new access key for the user; [`IamError::KeyLimit`] when it has two already.
+    pub async fn create_key(&self, uuid: &ComputerUuid) -> Result<AccessKey, IamError> {
+        let name = user_name(uuid);
+        let output = self
+            .client
+            .create_access_key()
+            .user_name(&name)
+            .send()
+            .await
+            .map_err(|e| match classify("iam:CreateAccessKey", e) {
+                CallError::Error(IamError::Failed { message, .. })
+                    if message.contains("AccessKeysPerUser") =>
+                {
+                    IamError::KeyLimit { user: name.clone() }
+                }
+                other => fail(other, "iam:CreateAccessKey"),
+            })?;
+        let key = output
+            .access_key
+            .expect("CreateAccessKey answers with the key");
+        Ok(AccessKey {
+            id: key.access_key_id,
+            secret: Secret::new(key.secret_access_key),
+        })
+    }
+
+    /// Every scoped user (under [`USER_PATH`]) with its tags, in one paginated
+    /// `GetAccountAuthorizationDetails` instead of a call per user. Keys and policies are not
+    /// filled in.
+    pub async fn scoped_users(&self) -> Result<Vec<ScopedUser>, IamError> {
+        const ACTION: &str = "iam:GetAccountAuthorizationDetails";
+        let mut users = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self
+                .client
+                .get_account_authorization_details()
+                .filter(aws_sdk_iam::types::EntityType::User)
+                .set_marker(marker)
+                .send()
+                .await
+                .map_err(|e| fail(classify(ACTION, e), ACTION))?;
+            for user in page.user_detail_list.unwrap_or_default() {
+                if user.path.as_deref() != Some(USER_PATH) {
+                    continue;
+                }
+                users.push(ScopedUser {
+                    arn: user.arn.unwrap_or_default(),
+                    user_id: user.user_id.unwrap_or_default(),
+                    tags: user
+                        .tags
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|t| (t.key, t.value))
+                        .collect(),
+                    ..ScopedUser::default()
+                });
+            }
+            match (page.is_truncated, page.marker) {
+                (true, Some(next)) => marker = Some(next),
+                _ => return Ok(users),
+            }
+        }
+    }
+
+    /// Deletes the user's keys, inline policies and the user. Returns `false` when there was no user.
+    pub async fn revoke(&self, uuid: &ComputerUuid) -> Result<bool, IamError> {
+        let name = user_name(uuid);
+        let Some(state) = self.inspect(uuid).await? else {
+            return Ok(false);
+        };
+        for key_id in &state.key_ids {
+            self.delete_key(uuid, key_id).await?;
+        }
+        let policies = self
+            .client
+            .list_user_policies()
+            .user_name(&name)
+            .send()
+            .await
+            .map_err(|e| fail(classify("iam:ListUserPolicies", e), "iam:ListUserPolicies"))?;
+        for policy in policies.policy_names {
+            match self
+                .client
+                .delete_user_policy()
+                .user_name(&name)
+                .policy_name(policy)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => match classify("iam:DeleteUserPolicy", e) {
+                    CallError::NoSuchEntity => {}
+                    other => return Err(fail(other, "iam:DeleteUserPolicy")),
+                },
+            }
+        }
+        match self.client.delete_user().user_name(&name).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match classify("iam:DeleteUser", e) {
+                CallError::NoSuchEntity => Ok(true),
+                other => Err(fail(other, "iam:DeleteUser")),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uuid() -> ComputerUuid {
+        ComputerUuid::parse("32D9D7A2-3B3E-4BE7-B85B-0605AF24F570").unwrap()
+    }
+
+    #[test]
+    fn tag_values_keep_spaces_and_replace_what_iam_refuses() {
+        assert_eq!(tag_value("Bob's MacBook Pro"), "Bob_s MacBook Pro");
+        assert_eq!(tag_value("Zoë’s iMac (2)"), "Zoë_s iMac _2_");
+    }
+
+    #[test]
+    fn a_scoped_users_arn_names_its_account_path_and_computer() {
+        assert_eq!(
+            scoped_user_arn("123456789012", &uuid()),
+            "arn:aws:iam::123456789012:user/arq-lockdown/arq-32D9D7A2-3B3E-4BE7-B85B-0605AF24F570"
+        );
+    }
+
+    #[test]
+    fn unknown_values_are_left_out_of_the_tags_and_tagging_is_judged_on_what_is_set() {
+        let tags = UserTags {
+            computer_uuid: uuid().to_string(),
+            bucket: "b.example".into(),
+            computer_name: Some("Bob's Mac".into()),
+            ..UserTags::default()
+        };
+        let keys: Vec<&str> = tags.pairs().iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [COMPUTER_TAG, BUCKET_TAG, NAME_TAG]);
+        let mut user = ScopedUser {
+            tags: tags
+                .pairs()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            ..ScopedUser::default()
+        };
+        user.tags.insert(ENROLLMENT_KEY_TAG.into(), "k".into());
+        assert!(user.is_tagged(&tags), "extra tags do not matter");
+        assert_eq!(user.enrollment_key(), Some("k"));
+        let renamed = UserTags {
+            computer_name: Some("Alice's Mac".into()),
+            ..tags
+        };
+        assert!(!user.is_tagged(&renamed));
+    }
+}

@@ -1,0 +1,128 @@
+//! The Mac's enrollment key: an Ed25519 key pair the Mac makes before its first enrollment and
+//! keeps in its credential store. The service binds a computer UUID to the public half (an IAM
+//! tag) at first enrollment; enrolling that UUID again, or retiring its keys without one of them,
+//! needs a signature by the private half. The serial number, printed on the case, proves nothing;
+//! and unlike a shared secret, nothing that crosses the wire lets anyone sign.
+
+use ring::rand::SystemRandom;
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+
+use super::{base64_decode, base64_encode};
+use crate::secret::Secret;
+
+/// What a signature covers: the protocol, the service it is for, and the request's [`binding`].
+///
+/// [`binding`]: super::binding
+fn message(server_id: &str, binding: &str) -> String {
+    format!("arq-lockdown/v1\n{server_id}\n{binding}")
+}
+
+/// The private half, as stored (base64 PKCS#8), and the key pair it opens to.
+pub struct EnrollmentKey {
+    stored: Secret,
+    pair: Ed25519KeyPair,
+}
+
+impl EnrollmentKey {
+    /// A new random key.
+    pub fn generate() -> Self {
+        let document = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .expect("the system's random number generator works");
+        Self::from_stored(Secret::new(base64_encode(document.as_ref())))
+            .expect("a freshly made key parses")
+    }
+
+    /// The key as [`EnrollmentKey::stored`] gave it; `None` when it is not one.
+    pub fn from_stored(stored: Secret) -> Option<Self> {
+        let document = zeroize::Zeroizing::new(base64_decode(stored.expose())?);
+        let pair = Ed25519KeyPair::from_pkcs8(&document).ok()?;
+        Some(Self { stored, pair })
+    }
+
+    /// The private key as it is kept in the credential store.
+    pub fn stored(&self) -> &Secret {
+        &self.stored
+    }
+
+    /// The public half (base64), as it travels and as the service binds it.
+    pub fn public(&self) -> String {
+        base64_encode(self.pair.public_key().as_ref())
+    }
+
+    /// Signs a request for the service `server_id` (base64 signature).
+    pub fn sign(&self, server_id: &str, binding: &str) -> String {
+        base64_encode(
+            self.pair
+                .sign(message(server_id, binding).as_bytes())
+                .as_ref(),
+        )
+    }
+}
+
+/// Whether `signature` is `public`'s signature over a request for `server_id`.
+pub fn verify(public: &str, server_id: &str, binding: &str, signature: &str) -> bool {
+    let (Some(public), Some(signature)) = (base64_decode(public), base64_decode(signature)) else {
+        return false;
+    };
+    UnparsedPublicKey::new(&ED25519, public)
+        .verify(message(server_id, binding).as_bytes(), &signature)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_holds_only_for_its_key_service_and_request() {
+        let key = EnrollmentKey::generate();
+        let other = EnrollmentKey::generate();
+        let signature = key.sign("arq.example.com", "/v1/enroll:sha256=00");
+        assert!(verify(
+            &key.public(),
+            "arq.example.com",
+            "/v1/enroll:sha256=00",
+            &signature
+        ));
+        assert!(!verify(
+            &other.public(),
+            "arq.example.com",
+            "/v1/enroll:sha256=00",
+            &signature
+        ));
+        assert!(!verify(
+            &key.public(),
+            "other.example.com",
+            "/v1/enroll:sha256=00",
+            &signature
+        ));
+        assert!(!verify(
+            &key.public(),
+            "arq.example.com",
+            "/v1/enroll:sha256=01",
+            &signature
+        ));
+        assert!(!verify(
+            &key.public(),
+            "arq.example.com",
+            "/v1/retire:sha256=00",
+            &signature
+        ));
+        assert!(!verify(
+            "junk",
+            "arq.example.com",
+            "/v1/enroll:sha256=00",
+            &signature
+        ));
+        assert!(crate::protocol::is_public_key(&key.public()));
+    }
+
+    #[test]
+    fn a_stored_key_opens_to_the_same_key_and_junk_to_none() {
+        let key = EnrollmentKey::generate();
+        let again = EnrollmentKey::from_stored(key.stored().clone()).unwrap();
+        assert_eq!(again.public(), key.public());
+        assert!(EnrollmentKey::from_stored(Secret::new("not a key".into())).is_none());
+        assert!(EnrollmentKey::from_stored(Secret::new(base64_encode(b"short"))).is_none());
+    }
+}
