@@ -22,6 +22,8 @@
       Prints what IAM holds for USER (path /arq-lockdown/) as JSON: {"exists": …, "keys": […],
       "policies": {NAME: DOCUMENT}, "tags": {…}}. Admin keys come from AWS_ACCESS_KEY_ID and
       AWS_SECRET_ACCESS_KEY.
+  moto-fixture.py list-objects ENDPOINT BUCKET
+      Prints every object key in BUCKET as a JSON list (admin keys as for inspect).
   moto-fixture.py add-key ENDPOINT USER
       Creates one more access key for USER (as a run that died after CreateAccessKey leaves one).
   moto-fixture.py grant ENDPOINT USER POLICY_FILE
@@ -161,6 +163,16 @@ def add_key(endpoint, user):
     admin_iam(endpoint).create_access_key(UserName=user)
 
 
+def list_objects(endpoint, bucket):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    keys = []
+    for page in s3.get_paginator("list_objects").paginate(Bucket=bucket):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    json.dump(keys, sys.stdout)
+
+
 def make_user(endpoint, path, name):
     iam = admin_iam(endpoint)
     iam.create_user(UserName=name, Path=path)
@@ -176,6 +188,8 @@ if __name__ == "__main__":
         inspect(*args)
     elif command == "add-key":
         add_key(*args)
+    elif command == "list-objects":
+        list_objects(*args)
     elif command == "make-user":
         make_user(*args)
     elif command == "grant":

@@ -29,6 +29,7 @@ use crate::arq_config::{ArqConfig, ConfigError};
 use crate::aws::{self, AwsCredentials, Identity};
 use crate::credential_store::{AccessKey, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
+use crate::fault;
 use crate::iam::{self, IamError};
 use crate::key_source::service::ServiceClientError;
 use crate::key_source::{
@@ -105,6 +106,10 @@ pub enum ApplyError {
     )]
     RotateNeedsAdmin,
     #[error(
+        "this computer's policy has changed (an option such as --legacy-glacier, or a new version), and the scoped key in \"Arq S3\" cannot change it: pass --admin-credentials env or profile:NAME"
+    )]
+    PolicyNeedsAdmin,
+    #[error(
         "the new key {key_id} failed verification ({detail}); it was deleted and \"Arq S3\" was left as it was"
     )]
     NewKeyRejected {
@@ -137,7 +142,8 @@ impl ApplyError {
             Self::Session(e) => e.exit_code(),
             Self::CurrentKeyRefused { .. }
             | Self::ForeignScopedKey { .. }
-            | Self::RotateNeedsAdmin => ExitCode::Credentials,
+            | Self::RotateNeedsAdmin
+            | Self::PolicyNeedsAdmin => ExitCode::Credentials,
             Self::NewKeyRejected { verdict, .. } | Self::CurrentKeyRejected { verdict, .. } => {
                 verdict.exit_code()
             }
@@ -258,14 +264,17 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
         }
         return Err(error);
     }
+    fault::after("verified");
     if let Some(new) = &issued {
         update_arq_s3(request.store, &current, new, &issuer, &plan, &computer).await?;
         steps.note(format!("\"Arq S3\" now holds key {}", new.key.id));
+        fault::after("updated-arq-s3");
     }
     let retired = match &issued {
         Some(new) => retire_replaced(&issuer, &computer, new, &mut steps).await,
         None => Vec::new(),
     };
+    fault::after("retired");
     let main_keys_removed = issued.is_some() && !owned;
     if main_keys_removed {
         steps.note(format!(
@@ -274,6 +283,7 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
         ));
     }
     let relaunched_with = relaunch(&request.relaunch, &mut steps);
+    fault::after("relaunched");
     let final_key = issued.as_ref().map_or(&current, |i| &i.key);
     let user_arn = match (&issued, &identity) {
         (Some(new), _) => new.user_arn.clone(),
@@ -378,9 +388,17 @@ async fn resolve_issuer<'a>(
                     Identity::Known(_) if scoped == Scoped::ThisComputer && request.rotate => {
                         return Err(ApplyError::RotateNeedsAdmin);
                     }
-                    // The scoped key cannot do IAM work: verify and adopt it (a run that died
-                    // after step 9 is finished this way).
+                    // The scoped key cannot do IAM work: it is verified and adopted (a run that
+                    // died after step 9 is finished this way) — unless the receipt shows it was
+                    // issued under another policy, which only admin credentials can change.
                     Identity::Known(_) if scoped == Scoped::ThisComputer => {
+                        let receipt =
+                            Receipt::load(&request.home).filter(|r| r.access_key_id == current.id);
+                        if receipt.is_some_and(|r| {
+                            r.policy_sha256 != receipt::policy_sha256(computer.policy)
+                        }) {
+                            return Err(ApplyError::PolicyNeedsAdmin);
+                        }
                         return Ok(KeyIssuer::Adopt);
                     }
                     Identity::Known(caller) if scoped == Scoped::Another => {
@@ -650,10 +668,8 @@ fn write_receipt(
         access_key_id: key.id.clone(),
         user_arn: user_arn.to_owned(),
         policy_sha256: receipt::policy_sha256(policy),
-        source: match request.source {
-            KeySource::Iam { .. } => "iam".into(),
-            KeySource::Service(_) => "service".into(),
-        },
+        policy_options: request.policy_options,
+        source: request.source.kind(),
         applied_at_unix: receipt::now_unix(),
     }
     .save(&request.home)?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::credential_store::StoreLocation;
-use crate::key_source::AdminCredentials;
+use crate::key_source::{AdminCredentials, SourceKind};
 
 /// Lock each Mac's Arq backups down to that Mac: a scoped IAM key in Arq's "Arq S3" item that
 /// reaches only this computer's folders in the bucket.
@@ -131,10 +131,9 @@ pub struct MacArgs {
 pub struct ApplyArgs {
     #[command(flatten)]
     pub mac: MacArgs,
-    /// Where the scoped key comes from: iam (straight from IAM, with admin credentials) or
-    /// service (the provisioning service; this Mac needs no IAM rights).
-    #[arg(long, value_name = "SOURCE", value_parser = ["iam", "service"])]
-    pub source: Option<String>,
+    /// Where the scoped key comes from [default: the profile's Source, else iam].
+    #[arg(long, value_enum)]
+    pub source: Option<SourceKind>,
     /// With --source iam: who may create the IAM user and key: arq-s3 (the keys now in "Arq S3",
     /// the main keys), env (the standard AWS credential chain) or profile:NAME.
     #[arg(long, value_name = "WHO", default_value = "arq-s3", value_parser = parse_admin)]

@@ -27,6 +27,7 @@ pub mod cli;
 mod commands;
 pub mod credential_store;
 pub mod exit_code;
+mod fault;
 mod https;
 pub mod iam;
 pub mod key_source;

@@ -35,7 +35,7 @@ pub struct PolicyTooLarge {
 }
 
 /// What to include beyond the S3 statements every Arq version needs.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PolicyOptions {
     /// Arq 3's Glacier vaults (`arq_<folderUUID>`) and the SNS topic / SQS queue of each retrieval
     /// job. Their names carry no computer UUID, so these resources cannot be scoped to one Mac.

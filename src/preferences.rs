@@ -7,11 +7,13 @@
 //!
 //! Keys that decide where keys come from, what bounds them, or carry a secret (`Source`,
 //! `ServiceURL`, `ServiceID`, `EnrollmentToken`, `PermissionsBoundary`) are honoured only from a
-//! profile (1 or 2): a local file cannot redirect a Mac's keys. `packaging/example.mobileconfig` documents every key.
+//! profile (1 or 2): a local file cannot redirect a Mac's keys. [`KEYS`] lists every key read;
+//! `packaging/example.mobileconfig` documents each.
 
 use std::path::{Path, PathBuf};
 
 use crate::exit_code::ExitCode;
+use crate::key_source::SourceKind;
 use crate::secret::Secret;
 
 /// The one reverse-DNS identifier: package, LaunchAgent label, preference domain, log name.
@@ -20,10 +22,49 @@ pub const IDENTIFIER: &str = "org.arq-lockdown";
 /// Larger preference files are not ours.
 const MAX_PREFERENCES_BYTES: u64 = 256 * 1024;
 
+/// The preference keys, as the profile spells them.
+pub mod key {
+    pub const SOURCE: &str = "Source";
+    pub const SERVICE_URL: &str = "ServiceURL";
+    pub const SERVICE_ID: &str = "ServiceID";
+    pub const ENROLLMENT_TOKEN: &str = "EnrollmentToken";
+    pub const PERMISSIONS_BOUNDARY: &str = "PermissionsBoundary";
+    pub const QUIT_ARQ: &str = "QuitArq";
+    pub const WAIT_SECONDS: &str = "WaitSeconds";
+    pub const VERIFY_TIMEOUT_SECONDS: &str = "VerifyTimeoutSeconds";
+    pub const RELAUNCH: &str = "Relaunch";
+    pub const LEGACY_GLACIER: &str = "LegacyGlacier";
+    pub const LOG_LEVEL: &str = "LogLevel";
+}
+
+/// Every key the reader reads (and the example profile documents).
+pub const KEYS: [&str; 11] = [
+    key::SOURCE,
+    key::SERVICE_URL,
+    key::SERVICE_ID,
+    key::ENROLLMENT_TOKEN,
+    key::PERMISSIONS_BOUNDARY,
+    key::QUIT_ARQ,
+    key::WAIT_SECONDS,
+    key::VERIFY_TIMEOUT_SECONDS,
+    key::RELAUNCH,
+    key::LEGACY_GLACIER,
+    key::LOG_LEVEL,
+];
+
+/// What the log file and the unified log get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Every step.
+    Info,
+    /// Only problems.
+    Warning,
+}
+
 /// Every setting `apply` takes from preferences; `None` where no file sets it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Preferences {
-    pub source: Option<String>,
+    pub source: Option<SourceKind>,
     pub service_url: Option<String>,
     pub service_id: Option<String>,
     pub enrollment_token: Option<Secret>,
@@ -33,8 +74,7 @@ pub struct Preferences {
     pub verify_timeout_seconds: Option<u64>,
     pub relaunch: Option<bool>,
     pub legacy_glacier: Option<bool>,
-    /// What the log file and the unified log get: "info" (every step) or "warning" (problems only).
-    pub log_level: Option<String>,
+    pub log_level: Option<LogLevel>,
 }
 
 /// The preference files, most important first.
@@ -144,31 +184,32 @@ fn apply_file(
         }
     };
     if managed {
-        if let Some(source) = string("Source")? {
-            if source != "iam" && source != "service" {
-                return Err(wrong("Source", "\"iam\" or \"service\""));
-            }
-            into.source = Some(source);
-        }
-        into.service_url = string("ServiceURL")?.or(into.service_url.take());
-        into.service_id = string("ServiceID")?.or(into.service_id.take());
+        into.source = match string(key::SOURCE)?.as_deref() {
+            None => into.source,
+            Some("iam") => Some(SourceKind::Iam),
+            Some("service") => Some(SourceKind::Service),
+            Some(_) => return Err(wrong(key::SOURCE, "\"iam\" or \"service\"")),
+        };
+        into.service_url = string(key::SERVICE_URL)?.or(into.service_url.take());
+        into.service_id = string(key::SERVICE_ID)?.or(into.service_id.take());
         into.permissions_boundary =
-            string("PermissionsBoundary")?.or(into.permissions_boundary.take());
-        if let Some(token) = string("EnrollmentToken")? {
+            string(key::PERMISSIONS_BOUNDARY)?.or(into.permissions_boundary.take());
+        if let Some(token) = string(key::ENROLLMENT_TOKEN)? {
             into.enrollment_token = Some(Secret::new(token));
         }
     }
-    into.quit_arq = boolean("QuitArq")?.or(into.quit_arq);
-    into.wait_seconds = seconds("WaitSeconds")?.or(into.wait_seconds);
-    into.verify_timeout_seconds = seconds("VerifyTimeoutSeconds")?.or(into.verify_timeout_seconds);
-    into.relaunch = boolean("Relaunch")?.or(into.relaunch);
-    into.legacy_glacier = boolean("LegacyGlacier")?.or(into.legacy_glacier);
-    if let Some(level) = string("LogLevel")? {
-        if level != "info" && level != "warning" {
-            return Err(wrong("LogLevel", "\"info\" or \"warning\""));
-        }
-        into.log_level = Some(level);
-    }
+    into.quit_arq = boolean(key::QUIT_ARQ)?.or(into.quit_arq);
+    into.wait_seconds = seconds(key::WAIT_SECONDS)?.or(into.wait_seconds);
+    into.verify_timeout_seconds =
+        seconds(key::VERIFY_TIMEOUT_SECONDS)?.or(into.verify_timeout_seconds);
+    into.relaunch = boolean(key::RELAUNCH)?.or(into.relaunch);
+    into.legacy_glacier = boolean(key::LEGACY_GLACIER)?.or(into.legacy_glacier);
+    into.log_level = match string(key::LOG_LEVEL)?.as_deref() {
+        None => into.log_level,
+        Some("info") => Some(LogLevel::Info),
+        Some("warning") => Some(LogLevel::Warning),
+        Some(_) => return Err(wrong(key::LOG_LEVEL, "\"info\" or \"warning\"")),
+    };
     Ok(())
 }
 
@@ -239,20 +280,26 @@ mod tests {
         write(
             &files.local,
             &[
-                ("Source", "service".into()),
-                ("ServiceURL", "https://evil.example".into()),
-                ("EnrollmentToken", "t".into()),
-                ("PermissionsBoundary", "arn:aws:iam::1:policy/none".into()),
-                ("Relaunch", false.into()),
+                (key::SOURCE, "service".into()),
+                (key::SERVICE_URL, "https://evil.example".into()),
+                (key::SERVICE_ID, "evil.example".into()),
+                (key::ENROLLMENT_TOKEN, "t".into()),
+                (
+                    key::PERMISSIONS_BOUNDARY,
+                    "arn:aws:iam::1:policy/none".into(),
+                ),
+                (key::RELAUNCH, false.into()),
             ],
         );
         let prefs = files.load().unwrap();
         assert_eq!(
-            (prefs.source, prefs.service_url, prefs.enrollment_token),
-            (None, None, None)
+            prefs,
+            Preferences {
+                relaunch: Some(false),
+                ..Preferences::default()
+            },
+            "a local file set a key only a profile may"
         );
-        assert_eq!(prefs.permissions_boundary, None);
-        assert_eq!(prefs.relaunch, Some(false));
     }
 
     #[test]

@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::arq_config::ArqConfig;
 use crate::atomic_file::write_atomically;
-use crate::policy::PolicyDocument;
+use crate::key_source::SourceKind;
+use crate::policy::{PolicyDocument, PolicyOptions};
 
 /// Where the receipt lives, relative to the user's home folder.
 pub const RECEIPT_RELATIVE_PATH: &str = "Library/Application Support/arq-lockdown/receipt.json";
@@ -31,8 +32,11 @@ pub struct Receipt {
     pub user_arn: String,
     /// SHA-256 of the compact policy this key was issued under.
     pub policy_sha256: String,
-    /// Where the key came from: "iam" or "service".
-    pub source: String,
+    /// The options that policy was made with.
+    #[serde(default)]
+    pub policy_options: PolicyOptions,
+    /// Where the key came from.
+    pub source: SourceKind,
     pub applied_at_unix: u64,
 }
 

@@ -6,9 +6,9 @@ use crate::Error;
 use crate::apply::{ApplyRequest, ApplyResult, Outcome, Relaunch, apply};
 use crate::cli::ApplyArgs;
 use crate::exit_code::ExitCode;
-use crate::key_source::{KeySource, ServiceClient};
+use crate::key_source::{KeySource, ServiceClient, SourceKind};
 use crate::policy::PolicyOptions;
-use crate::preferences::PreferenceFiles;
+use crate::preferences::{LogLevel, PreferenceFiles};
 use crate::run_log::RunLog;
 use crate::secret::Secret;
 use crate::session;
@@ -19,8 +19,8 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
     let user = session::current_user().map(|u| u.name).unwrap_or_default();
     let preferences = PreferenceFiles::for_user(&user).load()?;
     let store = args.mac.credential_store.open()?;
-    let source = match args.source.as_deref().or(preferences.source.as_deref()) {
-        Some("service") => {
+    let source = match args.source.or(preferences.source) {
+        Some(SourceKind::Service) => {
             let url = args
                 .service_url
                 .or(preferences.service_url)
@@ -33,7 +33,7 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
             let service_id = args.service_id.or(preferences.service_id);
             KeySource::Service(Box::new(ServiceClient::new(&url, service_id, token)?))
         }
-        _ => KeySource::Iam {
+        Some(SourceKind::Iam) | None => KeySource::Iam {
             admin: args.admin_credentials,
             permissions_boundary: args
                 .permissions_boundary
@@ -51,7 +51,7 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
         (false, Some(program)) => Relaunch::Command(program),
         (false, None) => Relaunch::Default,
     };
-    let log_steps = preferences.log_level.as_deref() != Some("warning");
+    let log_steps = preferences.log_level != Some(LogLevel::Warning);
     let request = ApplyRequest {
         home: super::home(args.mac.arq_home)?,
         store: store.as_ref(),

@@ -10,7 +10,7 @@ use crate::arq_config::ArqConfig;
 use crate::cli::StatusArgs;
 use crate::credential_store::{CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
-use crate::policy::{PolicyDocument, PolicyOptions};
+use crate::policy::PolicyDocument;
 use crate::receipt::Receipt;
 
 #[derive(Debug, Serialize)]
@@ -31,6 +31,8 @@ enum State {
 #[derive(Debug, Serialize)]
 struct Status {
     state: State,
+    /// The user this status is for (root acts for the console user).
+    user: Option<String>,
     /// Why, when not locked down.
     detail: Option<String>,
     bucket: Option<String>,
@@ -105,6 +107,7 @@ fn jamf_extension_attribute(status: &Status) -> String {
 fn status(home: &Path, store: Result<Box<dyn CredentialStore>, StoreError>) -> Status {
     let mut status = Status {
         state: State::NotConfigured,
+        user: crate::session::current_user().map(|u| u.name),
         detail: None,
         bucket: None,
         computer_uuid: None,
@@ -135,22 +138,30 @@ fn status(home: &Path, store: Result<Box<dyn CredentialStore>, StoreError>) -> S
         }
     };
     status.access_key_id = Some(key.id.clone());
-    let receipt = Receipt::load(home);
-    let policy = PolicyDocument::scoped_to(&config, PolicyOptions::default());
-    match (receipt, policy) {
-        (Some(receipt), Ok(policy)) if receipt.covers(&config, &key.id, &policy) => {
+    let Some(receipt) = Receipt::load(home) else {
+        status.detail = Some("no receipt: run apply".to_owned());
+        return status;
+    };
+    status.receipt_age_seconds = Some(receipt.age_seconds());
+    // The policy this version of the tool makes with the options the receipt records.
+    let policy = PolicyDocument::scoped_to(&config, receipt.policy_options);
+    match policy {
+        Ok(policy) if receipt.covers(&config, &key.id, &policy) => {
             status.state = State::LockedDown;
             status.user_arn = Some(receipt.user_arn.clone());
-            status.receipt_age_seconds = Some(receipt.age_seconds());
         }
-        (Some(receipt), _) => {
+        _ if receipt.access_key_id != key.id => {
             status.detail = Some(format!(
                 "the receipt is for key {}, not the one in \"Arq S3\": run apply",
                 receipt.access_key_id
             ));
-            status.receipt_age_seconds = Some(receipt.age_seconds());
         }
-        (None, _) => status.detail = Some("no receipt: run apply".to_owned()),
+        _ => {
+            status.detail = Some(
+                "the receipt is for another policy (a new version of arq-lockdown?): run apply"
+                    .to_owned(),
+            );
+        }
     }
     status
 }

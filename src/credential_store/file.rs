@@ -236,10 +236,31 @@ mod tests {
 
     #[test]
     fn errors_never_quote_the_secret() {
+        // A well-formed file whose account is not a key id: refused by the item check.
         let (_dir, store) = store_with(&format!(
-            r#"{{"Arq S3": {{"account": "not a key", "password": "{SECRET}"}}"#
+            r#"{{"Arq S3": {{"account": "not a key", "password": "{SECRET}"}}}}"#
         ));
-        let message = store.read().unwrap_err().to_string();
-        assert!(!message.contains(SECRET), "{message}");
+        let error = store.read().unwrap_err();
+        assert!(matches!(error, StoreError::BadItem { .. }), "{error:?}");
+        assert!(!error.to_string().contains(SECRET), "{error}");
+        // A secret that is not a secret key (a newline inside): refused, and not quoted either.
+        let broken = format!("{}\\n{}", &SECRET[..20], &SECRET[20..]);
+        let (_dir, store) = store_with(&format!(
+            r#"{{"Arq S3": {{"account": "{KEY_ID}", "password": "{broken}"}}}}"#
+        ));
+        let error = store.read().unwrap_err();
+        assert!(matches!(error, StoreError::BadItem { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(
+            !message.contains(&SECRET[..20]) && !message.contains(&SECRET[20..]),
+            "{message}"
+        );
+        // A truncated file: refused as malformed, quoting nothing from inside it.
+        let (_dir, store) = store_with(&format!(
+            r#"{{"Arq S3": {{"account": "{KEY_ID}", "password": "{SECRET}"}}"#
+        ));
+        let error = store.read().unwrap_err();
+        assert!(matches!(error, StoreError::Malformed { .. }), "{error:?}");
+        assert!(!error.to_string().contains(SECRET), "{error}");
     }
 }

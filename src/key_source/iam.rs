@@ -147,6 +147,7 @@ impl IamIssuer {
                         "created IAM user {} (permissions boundary {})",
                         user.arn, self.boundary
                     ));
+                    crate::fault::after("created-user");
                     user
                 }
                 // Another run made it meanwhile: use that one.
@@ -163,6 +164,7 @@ impl IamIssuer {
                 crate::iam::POLICY_NAME,
                 user.arn
             ));
+            crate::fault::after("wrote-policy");
         }
         Ok((user.arn, user.user_id))
     }
@@ -190,6 +192,7 @@ impl IamIssuer {
         }
         let key = self.iam.create_key(uuid).await?;
         note(format!("created key {} for {user_arn}", key.id));
+        crate::fault::after("created-key");
         Ok(Some(key))
     }
 

@@ -20,6 +20,16 @@ use crate::policy::PolicyDocument;
 pub use self::iam::IamIssuer;
 pub use self::service::{ServiceClient, ServiceIssuer};
 
+/// Which source: what `--source` and the profile's `Source` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// Straight from IAM, with admin credentials.
+    Iam,
+    /// The provisioning service.
+    Service,
+}
+
 /// Where the scoped key comes from, as the command line and the profile chose it.
 pub enum KeySource {
     /// IAM directly, with these admin credentials, creating users with this permissions
@@ -95,6 +105,15 @@ pub enum KeyIssuer<'a> {
     /// "Arq S3" already holds this computer's scoped key and nothing is to change in IAM: the
     /// key is verified and adopted (a run that died after "Arq S3" changed is finished this way).
     Adopt,
+}
+
+impl KeySource {
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            Self::Iam { .. } => SourceKind::Iam,
+            Self::Service(_) => SourceKind::Service,
+        }
+    }
 }
 
 impl KeyIssuer<'_> {

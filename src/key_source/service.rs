@@ -323,6 +323,7 @@ impl ServiceIssuer<'_> {
             "the service issued key {} for {}",
             issued.key.id, issued.user_arn
         ));
+        crate::fault::after("service-issued");
         Ok(issued)
     }
 

@@ -234,3 +234,88 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn envelope() -> Vec<u8> {
+        let key = AccessKey {
+            id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into()),
+        };
+        let computer = ComputerUuid::parse("32D9D7A2-3B3E-4BE7-B85B-0605AF24F570").unwrap();
+        let enrollment = EnrollmentKey::generate();
+        let request = serde_json::to_string(&RotateRequest {
+            computer_uuid: computer.to_string(),
+            bucket: "akiaexample.comhaystacksoftwarearq".into(),
+            reply_key: sealed::ReplyKey::generate().public(),
+            issued_at: now_unix(),
+            nonce: nonce(),
+        })
+        .unwrap();
+        let envelope = Envelope::new(
+            ROTATE,
+            "arq.example.com",
+            "sts.amazonaws.com",
+            &computer,
+            request,
+            Some(&key),
+            Some(&enrollment),
+        );
+        serde_json::to_vec(&envelope).unwrap()
+    }
+
+    /// Property: byte-mutated envelopes never panic the parser, and nothing that is not JSON
+    /// parses; most mutations are refused outright.
+    #[test]
+    fn the_envelope_parser_takes_only_json_and_never_panics() {
+        let valid = envelope();
+        assert!(serde_json::from_slice::<Envelope>(&valid).is_ok());
+        let mut state = 42_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let mut refused = 0;
+        for _ in 0..20_000 {
+            let mut bytes = valid.clone();
+            for _ in 0..1 + next(4) {
+                let at = next(bytes.len());
+                bytes[at] = next(256) as u8;
+            }
+            bytes.truncate(next(bytes.len() + 1).max(1));
+            match serde_json::from_slice::<Envelope>(&bytes) {
+                Ok(_) => assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_ok()),
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(
+            refused > 15_000,
+            "only {refused} of 20000 mutations were refused"
+        );
+    }
+
+    #[test]
+    fn a_binding_names_the_endpoint_and_the_requests_sha256() {
+        assert_eq!(
+            binding(ENROLL, "test"),
+            "/v1/enroll:sha256=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+    }
+
+    #[test]
+    fn freshness_is_judged_either_way_around_now() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let max = Duration::from_secs(300);
+        assert!(within(1_000_000 - 300, now, max));
+        assert!(within(1_000_000 + 300, now, max));
+        assert!(!within(1_000_000 - 301, now, max));
+        assert!(!within(1_000_000 + 301, now, max));
+        assert!(!within(i64::MIN, now, max));
+        assert!(!within(i64::MAX, now, max));
+    }
+}

@@ -1,11 +1,10 @@
 //! `apply` against moto with IAM enforcement on: the lockdown end to end, its idempotency, the
 //! rotation, the fault matrix (runs killed at every step boundary, then re-run), and refusals.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::RwLock;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Child;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -15,39 +14,62 @@ const AWS: i32 = 6;
 const LISTING_LEAK: i32 = 11;
 const DATA_LEAK: i32 = 12;
 
-/// Tests that start processes named "Arq" take this for writing; every other `apply` test holds it
-/// for reading, since those processes would (rightly) stop their runs.
-static ARQ_PROCESSES: RwLock<()> = RwLock::new(());
-
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+const RECEIPT: &str = "Library/Application Support/arq-lockdown/receipt.json";
+
 fn receipt_exists(mac: &Mac) -> bool {
-    mac.home
-        .path()
-        .join("Library/Application Support/arq-lockdown/receipt.json")
-        .exists()
+    mac.home.path().join(RECEIPT).exists()
 }
 
-/// The state every run, finished or re-run after a kill, must end in.
-fn assert_converged(mac: &Mac) {
+/// The state every run, finished or re-run after a kill, must end in: "Arq S3" holds the scoped
+/// user's only key; IAM holds exactly the policy `arq-lockdown policy` prints for this Mac (with
+/// `policy_flags`), and the independent evaluator, which applies conditions, judges what IAM holds
+/// isolated; the key works; Arq was relaunched; the receipt and `status` say locked down.
+fn assert_converged(mac: &Mac, policy_flags: &[&str]) {
     let key = mac.key();
     let user = scoped_user(&mac.uuid);
-    let keys: Vec<&str> = user["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    assert!(
-        keys.contains(&key.id.as_str()),
-        "\"Arq S3\" holds {} which is not the scoped user's: {keys:?}",
-        key.id
+    assert_eq!(user["keys"], json!([key.id]), "\"Arq S3\" holds {}", key.id);
+    let policies = user["policies"].as_object().unwrap();
+    assert_eq!(policies.keys().collect::<Vec<_>>(), ["arq-lockdown"]);
+    let stored = &policies["arq-lockdown"];
+    assert_eq!(
+        stored,
+        &policy_of(mac, policy_flags),
+        "IAM holds another policy"
     );
-    assert!(keys.len() <= 2, "more than one other key: {keys:?}");
-    let policies: Vec<&String> = user["policies"].as_object().unwrap().keys().collect();
-    assert_eq!(policies, ["arq-lockdown"]);
+    let bucket = format!("arn:aws:s3:::{BUCKET}");
+    let verdicts = evaluate(
+        stored,
+        &[
+            (
+                "s3:ListBucket",
+                bucket.clone(),
+                Some(&format!("{}/", mac.uuid)),
+            ),
+            (
+                "s3:ListBucket",
+                bucket.clone(),
+                Some(&format!("{OTHER_COMPUTER}/")),
+            ),
+            (
+                "s3:GetObject",
+                format!("{bucket}/{OTHER_COMPUTER}/computerinfo"),
+                None,
+            ),
+            (
+                "s3:PutObject",
+                format!("{bucket}/glacier/{}/objects/x", mac.uuid),
+                None,
+            ),
+        ],
+    );
+    assert_eq!(
+        verdicts,
+        ["Allowed", "ImplicitlyDenied", "ImplicitlyDenied", "Allowed"]
+    );
     assert_eq!(
         mac.verify(),
         LISTING_LEAK,
@@ -55,11 +77,41 @@ fn assert_converged(mac: &Mac) {
     );
     assert!(mac.launches() >= 1, "Arq was not relaunched");
     assert!(receipt_exists(mac));
+    let status = status_json(mac);
+    assert_eq!(
+        (status["state"].as_str(), status["access_key_id"].as_str()),
+        (Some("locked-down"), Some(key.id.as_str()))
+    );
+    mac.assert_no_secret_left(&[]);
+}
+
+/// What `arq-lockdown policy` prints for this Mac with `flags`.
+fn policy_of(mac: &Mac, flags: &[&str]) -> Value {
+    let output = run(arq_lockdown()
+        .arg("policy")
+        .arg("--arq-home")
+        .arg(mac.home.path())
+        .args(flags));
+    assert_eq!(exit_code(&output), 0);
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// `status --json` for this Mac, with the network out of reach.
+fn status_json(mac: &Mac) -> Value {
+    let output = run(arq_lockdown()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .arg("status")
+        .arg("--json")
+        .arg("--arq-home")
+        .arg(mac.home.path())
+        .args(["--credential-store", &mac.store]));
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 #[test]
 fn apply_locks_a_mac_down_and_a_second_run_is_a_no_op() {
-    let _guard = ARQ_PROCESSES.read().unwrap();
+    let _guard = no_arq_running();
     let mac = Mac::new();
     let main = mac.key();
     let output = mac.run_apply(&["--computer-name", "Bob's MacBook Pro"]);
@@ -86,7 +138,7 @@ fn apply_locks_a_mac_down_and_a_second_run_is_a_no_op() {
         user["tags"]["arq-lockdown:computer-uuid"],
         mac.uuid.as_str()
     );
-    assert_converged(&mac);
+    assert_converged(&mac, &[]);
     assert_eq!(mac.launches(), 1);
 
     // Nothing changed: no network (port 9 is closed), no relaunch, same key.
@@ -99,7 +151,7 @@ fn apply_locks_a_mac_down_and_a_second_run_is_a_no_op() {
 
 #[test]
 fn rotate_swaps_the_key_and_leaves_the_user_one() {
-    let _guard = ARQ_PROCESSES.read().unwrap();
+    let _guard = no_arq_running();
     let mac = Mac::new();
     assert_eq!(exit_code(&mac.run_apply(&[])), 0);
     let first = mac.key();
@@ -129,12 +181,12 @@ fn rotate_swaps_the_key_and_leaves_the_user_one() {
         scoped_user(&mac.uuid)["keys"],
         serde_json::json!([second.id])
     );
-    assert_converged(&mac);
+    assert_converged(&mac, &[]);
 }
 
 #[test]
 fn dry_run_changes_nothing() {
-    let _guard = ARQ_PROCESSES.read().unwrap();
+    let _guard = no_arq_running();
     let mac = Mac::new();
     let before = mac.key();
     let output = mac.run_apply(&["--dry-run"]);
@@ -149,6 +201,87 @@ fn dry_run_changes_nothing() {
     assert_eq!(scoped_user(&mac.uuid)["exists"], false);
     assert!(!receipt_exists(&mac));
     assert_eq!(mac.launches(), 0);
+
+    // With work to do in IAM — a key a dead run left, a policy that drifted, a rotation asked
+    // for — a dry run plans it all and still changes nothing.
+    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    add_key(&mac.uuid);
+    let iam_before = scoped_user(&mac.uuid);
+    let (key_before, receipt_before) = (mac.key(), snapshot(mac.home.path()));
+    let admin = &moto().admin;
+    let output = run(mac
+        .apply()
+        .env("AWS_ACCESS_KEY_ID", &admin.id)
+        .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
+        .args([
+            "--dry-run",
+            "--rotate",
+            "--legacy-glacier",
+            "--admin-credentials",
+            "env",
+        ]));
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("write policy arq-lockdown") && stdout.contains("delete stale key"),
+        "{stdout}"
+    );
+    assert_eq!(scoped_user(&mac.uuid), iam_before, "a dry run changed IAM");
+    assert_eq!(mac.key(), key_before);
+    let log = mac
+        .home
+        .path()
+        .join("Library/Logs/arq-lockdown/arq-lockdown.log");
+    let unchanged = |entry: &(std::path::PathBuf, u64, std::time::SystemTime)| entry.0 != log;
+    assert_eq!(
+        snapshot(mac.home.path())
+            .into_iter()
+            .filter(unchanged)
+            .collect::<Vec<_>>(),
+        receipt_before
+            .into_iter()
+            .filter(unchanged)
+            .collect::<Vec<_>>(),
+        "a dry run wrote files"
+    );
+}
+
+#[test]
+fn a_receipt_counts_only_for_the_key_and_policy_it_recorded() {
+    let _guard = no_arq_running();
+    let mac = Mac::new();
+    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    let scoped = mac.key();
+
+    // Another key put into "Arq S3" (Arq set up again with the main keys): real work.
+    mac.set_key(&moto().admin);
+    let output = mac.run_apply(&[]);
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("locked down"));
+    assert_ne!(mac.key(), scoped);
+    assert_converged(&mac, &[]);
+
+    // Other policy options: the scoped key cannot change its own policy, admin credentials can.
+    let refused = mac.run_apply(&["--legacy-glacier"]);
+    assert_eq!(exit_code(&refused), CREDENTIALS, "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("policy has changed"),
+        "{}",
+        stderr(&refused)
+    );
+    let admin = &moto().admin;
+    let output = run(mac
+        .apply()
+        .env("AWS_ACCESS_KEY_ID", &admin.id)
+        .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
+        .args(["--legacy-glacier", "--admin-credentials", "env"]));
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("policy arq-lockdown written"),
+        "{}",
+        stderr(&output)
+    );
+    assert_converged(&mac, &["--legacy-glacier"]);
 }
 
 /// Starts real processes named "Arq" and "Arq Agent" (copies of sleep).
@@ -168,7 +301,7 @@ fn start_arq(dir: &std::path::Path) -> Vec<Child> {
 
 #[test]
 fn a_running_arq_stops_the_run_unless_asked_to_quit() {
-    let _guard = ARQ_PROCESSES.write().unwrap();
+    let _guard = arq_may_run();
     let dir = tempfile::tempdir().unwrap();
     let mut arq = start_arq(dir.path());
     let mac = Mac::new();
@@ -199,90 +332,99 @@ fn a_running_arq_stops_the_run_unless_asked_to_quit() {
             Some(libc::SIGTERM)
         );
     }
-    assert_converged(&mac);
+    assert_converged(&mac, &[]);
 }
 
-/// Runs `apply` and kills it (SIGKILL) as soon as it reports `marker` on stderr.
-fn apply_killed_at(mut apply: std::process::Command, marker: &str) {
-    let mut child = apply
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.map_while(Result::ok) {
-        let hit = line.contains(marker);
-        seen.push(line);
-        if hit {
-            child.kill().unwrap();
-            break;
-        }
-    }
-    child.wait().unwrap();
-    assert!(
-        seen.iter().any(|l| l.contains(marker)),
-        "never reached {marker:?}: {seen:#?}"
+/// Runs `apply` so that it dies (SIGKILL) right after `step` (a debug build's fault point), and
+/// checks that it did, that "Arq S3" changed only from the step that changes it on, that the
+/// receipt was not written, and that nothing it printed or left holds a secret.
+fn apply_killed_after(mac: &Mac, mut apply: std::process::Command, step: &str) {
+    let before = mac.key();
+    let receipt = || std::fs::read(mac.home.path().join(RECEIPT)).ok();
+    let receipt_before = receipt();
+    let output = apply.env("ARQ_LOCKDOWN_KILL_AFTER", step).output().unwrap();
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGKILL),
+        "the run was not killed after {step}: {}",
+        stderr(&output)
+    );
+    assert_no_secret(&output, &[&before.secret, &mac.key().secret]);
+    mac.assert_no_secret_left(&[&before.secret]);
+    assert_eq!(
+        receipt(),
+        receipt_before,
+        "a receipt was written before {step} ended the run"
+    );
+    let arq_s3_changed = ["updated-arq-s3", "retired", "relaunched"].contains(&step);
+    assert_eq!(
+        mac.key() != before,
+        arq_s3_changed,
+        "\"Arq S3\" after {step}"
     );
 }
 
 #[test]
 fn a_run_killed_at_any_step_is_finished_by_the_next() {
-    let _guard = ARQ_PROCESSES.read().unwrap();
-    for marker in [
-        "created IAM user",
-        "policy arq-lockdown written",
-        "created key",
+    let _guard = no_arq_running();
+    for step in [
+        "created-user",
+        "wrote-policy",
+        "created-key",
         "verified",
-        "now holds key",
-        "is no longer on this Mac",
-        "Arq relaunched",
+        "updated-arq-s3",
+        "retired",
+        "relaunched",
     ] {
         let mac = Mac::new();
-        apply_killed_at(mac.apply(), marker);
+        apply_killed_after(&mac, mac.apply(), step);
         let rerun = mac.run_apply(&[]);
         assert_eq!(
             exit_code(&rerun),
             0,
-            "re-run after a kill at {marker:?}: {}",
+            "re-run after a kill after {step}: {}",
             stderr(&rerun)
         );
-        assert_converged(&mac);
+        assert_converged(&mac, &[]);
     }
 }
 
 #[test]
-fn a_rotation_killed_at_any_step_is_finished_by_the_next() {
-    let _guard = ARQ_PROCESSES.read().unwrap();
+fn a_rotation_killed_at_any_step_is_finished_by_running_it_again() {
+    let _guard = no_arq_running();
     let admin = &moto().admin;
-    for marker in [
-        "created key",
+    for step in [
+        "created-key",
         "verified",
-        "now holds key",
-        "retired the previous",
+        "updated-arq-s3",
+        "retired",
+        "relaunched",
     ] {
         let mac = Mac::new();
         assert_eq!(exit_code(&mac.run_apply(&[])), 0);
-        let mut rotate = mac.apply();
-        rotate
-            .env("AWS_ACCESS_KEY_ID", &admin.id)
-            .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
-            .args(["--rotate", "--admin-credentials", "env"]);
-        apply_killed_at(rotate, marker);
-        let rerun = mac.run_apply(&[]);
+        let rotate = || {
+            let mut rotate = mac.apply();
+            rotate
+                .env("AWS_ACCESS_KEY_ID", &admin.id)
+                .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
+                .args(["--rotate", "--admin-credentials", "env"]);
+            rotate
+        };
+        apply_killed_after(&mac, rotate(), step);
+        let rerun = run(&mut rotate());
         assert_eq!(
             exit_code(&rerun),
             0,
-            "re-run after a rotation killed at {marker:?}: {}",
+            "re-run after a rotation killed after {step}: {}",
             stderr(&rerun)
         );
-        assert_converged(&mac);
+        assert_converged(&mac, &[]);
     }
 }
 
 #[test]
 fn a_new_key_that_fails_verification_is_deleted_and_arq_s3_kept() {
-    let _guard = ARQ_PROCESSES.read().unwrap();
+    let _guard = no_arq_running();
     let mac = Mac::new();
     assert_eq!(exit_code(&mac.run_apply(&[])), 0);
     let kept = mac.key();
@@ -306,7 +448,7 @@ fn a_new_key_that_fails_verification_is_deleted_and_arq_s3_kept() {
 
 #[test]
 fn admin_keys_without_iam_rights_are_refused_clearly() {
-    let _guard = ARQ_PROCESSES.read().unwrap();
+    let _guard = no_arq_running();
     // The 2012 example's key: valid, but with no IAM rights.
     let mac = Mac::new();
     mac.set_key(&moto().seed_2012);
@@ -334,7 +476,7 @@ fn admin_keys_without_iam_rights_are_refused_clearly() {
 
 #[test]
 fn status_reports_the_lockdown_without_the_network() {
-    let _guard = ARQ_PROCESSES.read().unwrap();
+    let _guard = no_arq_running();
     let mac = Mac::new();
     let status = |mac: &Mac| -> Value {
         let output = run(arq_lockdown()
@@ -382,7 +524,7 @@ fn status_reports_the_lockdown_without_the_network() {
 
 #[test]
 fn revoke_deletes_the_user_and_its_key_stops_working() {
-    let _guard = ARQ_PROCESSES.read().unwrap();
+    let _guard = no_arq_running();
     let mac = Mac::new();
     assert_eq!(exit_code(&mac.run_apply(&[])), 0);
     let admin = &moto().admin;
@@ -402,7 +544,7 @@ fn revoke_deletes_the_user_and_its_key_stops_working() {
 
 #[test]
 fn iam_throttling_is_retried_with_backoff() {
-    let _guard = ARQ_PROCESSES.read().unwrap();
+    let _guard = no_arq_running();
     let proxy = Proxy::throttling("CreateAccessKey", 2);
     let mac = Mac::new();
     let output = run(mac.apply().env("AWS_ENDPOINT_URL", &proxy.endpoint));
@@ -412,12 +554,12 @@ fn iam_throttling_is_retried_with_backoff() {
         2,
         "the proxy throttled nothing"
     );
-    assert_converged(&mac);
+    assert_converged(&mac, &[]);
 }
 
 #[test]
 fn keys_left_by_dead_runs_are_removed_before_iams_two_key_limit_bites() {
-    let _guard = ARQ_PROCESSES.read().unwrap();
+    let _guard = no_arq_running();
     let mac = Mac::new();
     assert_eq!(exit_code(&mac.run_apply(&[])), 0);
     let admin = &moto().admin;

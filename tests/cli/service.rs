@@ -22,6 +22,7 @@ fn keys_of(uuid: &str) -> Value {
 
 #[test]
 fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
+    let _guard = no_arq_running();
     let mac = Mac::new();
     let main = mac.key();
     let enrolled = run(&mut mac.apply_via_service("SERIAL-A"));
@@ -65,12 +66,11 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
     );
     assert_eq!(mac.verify(), 11);
     let log = service().log.lock().unwrap().clone();
-    for secret in [&main.secret, &first.secret, &second.secret] {
-        assert!(
-            !log.iter().any(|line| line.contains(secret.as_str())),
-            "a secret is in the service's log"
-        );
-    }
+    assert_no_secret_in(
+        "the service's log",
+        &log.join("\n"),
+        &[&main.secret, &first.secret, &second.secret],
+    );
     assert!(log.iter().any(|line| line.contains(&mac.uuid)
         && line.contains("\"endpoint\":\"rotate\"")
         && line.contains("\"result\":\"ok\"")));
@@ -78,6 +78,7 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
 
 #[test]
 fn a_bound_computer_uuid_is_enrolled_again_only_by_the_mac_that_holds_its_enrollment_key() {
+    let _guard = no_arq_running();
     let first = Mac::new();
     assert_eq!(
         exit_code(&run(&mut first.apply_via_service("SERIAL-FIRST"))),
@@ -107,6 +108,7 @@ fn a_bound_computer_uuid_is_enrolled_again_only_by_the_mac_that_holds_its_enroll
 
 #[test]
 fn another_macs_scoped_key_cannot_rotate_this_computer() {
+    let _guard = no_arq_running();
     let mac = Mac::new();
     let other = Mac::new();
     assert_eq!(exit_code(&run(&mut mac.apply_via_service("SERIAL-M"))), 0);
@@ -136,6 +138,7 @@ fn another_macs_scoped_key_cannot_rotate_this_computer() {
 
 #[test]
 fn hostile_requests_are_refused_and_create_nothing() {
+    let _guard = no_arq_running();
     let admin = &moto().admin;
     let uuid = fresh_uuid();
     let other = fresh_uuid();
@@ -348,6 +351,7 @@ fn hostile_requests_are_refused_and_create_nothing() {
 
 #[test]
 fn a_request_works_once() {
+    let _guard = no_arq_running();
     let uuid = fresh_uuid();
     let enrollment = EnrollmentKey::generate();
     let reply = ReplyKey::generate();
@@ -376,6 +380,7 @@ fn a_request_works_once() {
 
 #[test]
 fn an_enrollment_token_enrolls_without_main_keys() {
+    let _guard = no_arq_running();
     let uuid = fresh_uuid();
     let enrollment = EnrollmentKey::generate();
     let mut request = enroll_request(&uuid, &enrollment, &ReplyKey::generate());
@@ -394,6 +399,7 @@ fn an_enrollment_token_enrolls_without_main_keys() {
 
 #[test]
 fn a_slow_client_is_cut_off_and_the_service_answers_others_meanwhile() {
+    let _guard = no_arq_running();
     use std::io::{Read, Write};
     let address = service().url.trim_start_matches("http://").to_owned();
     let mut slow = std::net::TcpStream::connect(&address).unwrap();
@@ -417,6 +423,7 @@ fn a_slow_client_is_cut_off_and_the_service_answers_others_meanwhile() {
 
 #[test]
 fn the_service_speaks_tls_and_never_plain_http_off_loopback() {
+    let _guard = no_arq_running();
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
     let (ca, cert, key) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
@@ -535,4 +542,53 @@ fn the_service_speaks_tls_and_never_plain_http_off_loopback() {
         "{}",
         stderr(&insecure)
     );
+}
+
+/// Property: a valid enrollment with bytes changed anywhere — in the request, the proof, the
+/// signature, the JSON around them — is refused with a 4xx and a reason code, never served,
+/// never a 5xx or a dropped connection, and creates nothing.
+#[test]
+fn mutated_requests_are_refused_by_the_service_and_never_crash_it() {
+    let _guard = no_arq_running();
+    let uuid = fresh_uuid();
+    let enrollment = EnrollmentKey::generate();
+    let request = enroll_request(&uuid, &enrollment, &ReplyKey::generate());
+    let valid = envelope(
+        ENROLL,
+        &uuid,
+        &request,
+        Some(&moto().admin),
+        Some(&enrollment),
+    );
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for round in 0..200 {
+        let mut body = valid.clone();
+        for _ in 0..1 + next(3) {
+            let at = next(body.len());
+            match next(3) {
+                0 => body[at] = body[at].wrapping_add(1 + next(254) as u8),
+                1 => body.insert(at, b"\"{}[],:\\0a"[next(10)]),
+                _ => {
+                    body.remove(at);
+                }
+            }
+        }
+        let (status, answer) = http("POST", ENROLL, &body);
+        assert!(
+            (400..500).contains(&status),
+            "round {round}: {status} {answer}"
+        );
+        assert!(
+            status == 413 || !error_code(&answer).is_empty(),
+            "round {round}: {answer}"
+        );
+    }
+    assert_eq!(scoped_user(&uuid)["exists"], false);
+    assert_eq!(http("GET", "/healthz", b""), (200, "ok\n".to_owned()));
 }

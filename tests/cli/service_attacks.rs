@@ -40,6 +40,7 @@ fn enroll_by_main_keys(uuid: &str, enrollment: &EnrollmentKey) -> (Vec<u8>, Repl
 
 #[test]
 fn another_aws_accounts_user_of_the_same_name_cannot_rotate_or_retire_a_mac() {
+    let _guard = no_arq_running();
     let victim = Mac::new();
     assert_eq!(
         exit_code(&run(&mut victim.apply_via_service("SERIAL-V"))),
@@ -85,6 +86,7 @@ fn another_aws_accounts_user_of_the_same_name_cannot_rotate_or_retire_a_mac() {
 
 #[test]
 fn twenty_racing_enrollments_of_a_fresh_uuid_over_two_instances_give_one_key() {
+    let _guard = no_arq_running();
     let second = another_service("");
     let uuid = fresh_uuid();
     let urls = [service().url.clone(), second.url.clone()];
@@ -110,6 +112,7 @@ fn twenty_racing_enrollments_of_a_fresh_uuid_over_two_instances_give_one_key() {
 
 #[test]
 fn a_token_or_main_key_holder_cannot_re_enroll_a_bound_mac() {
+    let _guard = no_arq_running();
     let victim = Mac::new();
     assert_eq!(
         exit_code(&run(&mut victim.apply_via_service("C02XK1ZZJGH5"))),
@@ -155,6 +158,7 @@ fn a_token_or_main_key_holder_cannot_re_enroll_a_bound_mac() {
 
 #[test]
 fn a_mac_whose_run_died_after_the_service_made_its_key_recovers_on_the_next_run() {
+    let _guard = no_arq_running();
     use std::io::{BufRead, BufReader};
     let mac = Mac::new();
     let mut dying = mac.apply_via_service("SERIAL-D");
@@ -201,6 +205,7 @@ fn a_mac_whose_run_died_after_the_service_made_its_key_recovers_on_the_next_run(
 
 #[test]
 fn a_captured_request_replayed_to_another_instance_yields_nothing_usable() {
+    let _guard = no_arq_running();
     let second = another_service("");
     let uuid = fresh_uuid();
     let enrollment = EnrollmentKey::generate();
@@ -262,6 +267,7 @@ fn a_captured_request_replayed_to_another_instance_yields_nothing_usable() {
 
 #[test]
 fn an_enrollment_token_has_an_hourly_and_a_total_limit() {
+    let _guard = no_arq_running();
     let limited = |limits: &str| {
         another_service(&format!(
             "[[enrollment_tokens]]\nname = \"limited\"\nsha256 = \"{}\"\n{limits}",
@@ -301,6 +307,7 @@ fn an_enrollment_token_has_an_hourly_and_a_total_limit() {
 
 #[test]
 fn scoped_users_are_created_under_the_permissions_boundary() {
+    let _guard = no_arq_running();
     let proxy = Proxy::recording();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("service.toml");
@@ -332,6 +339,7 @@ fn scoped_users_are_created_under_the_permissions_boundary() {
 
 #[test]
 fn a_flood_that_exhausts_file_descriptors_neither_spins_nor_kills_the_service() {
+    let _guard = no_arq_running();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("service.toml");
     std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();

@@ -70,6 +70,7 @@ fn a_scoped_key_lets_arq_work_and_reaches_no_other_computers_data() {
         "the root listing found the other computer"
     );
     assert!(report["left_behind"].as_array().unwrap().is_empty());
+    assert_probe_gone(report["probe_object_name"].as_str().unwrap());
 }
 
 #[test]
@@ -84,6 +85,7 @@ fn the_main_key_is_reported_as_a_data_leak() {
     );
     // The leaked probe objects were cleaned up again.
     assert!(report["left_behind"].as_array().unwrap().is_empty());
+    assert_probe_gone(report["probe_object_name"].as_str().unwrap());
 }
 
 #[test]

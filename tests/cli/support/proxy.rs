@@ -1,0 +1,121 @@
+//! An HTTP proxy in front of moto: it records every request and can throttle one IAM action.
+
+use super::moto;
+
+/// One request a [`Proxy`] passed to moto: the request line and the body.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub body: String,
+}
+
+/// An HTTP proxy in front of moto that records every request, and can answer the first
+/// `throttles` IAM requests whose body holds `Action=<action>` with IAM's throttling error, as AWS
+/// does under load.
+pub struct Proxy {
+    pub endpoint: String,
+    pub throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl Proxy {
+    /// A proxy that only records.
+    pub fn recording() -> Self {
+        Self::start("", 0)
+    }
+
+    pub fn throttling(action: &'static str, throttles: usize) -> Self {
+        Self::start(action, throttles)
+    }
+
+    fn start(action: &'static str, throttles: usize) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = moto().endpoint.trim_start_matches("http://").to_owned();
+        let throttled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, log) = (throttled.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for mut client in listener.incoming().map_while(Result::ok) {
+                let Some(request) = read_request(&mut client) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let line: Vec<&str> = text.lines().next().unwrap_or_default().split(' ').collect();
+                let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                log.lock().unwrap().push(Recorded {
+                    method: line.first().copied().unwrap_or_default().to_owned(),
+                    path: line.get(1).copied().unwrap_or_default().to_owned(),
+                    body: body.to_owned(),
+                });
+                let is_target = !action.is_empty() && body.contains(&format!("Action={action}"));
+                if is_target && count.load(Ordering::SeqCst) < throttles {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let body = "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>1</RequestId></ErrorResponse>";
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    continue;
+                }
+                let mut server = std::net::TcpStream::connect(&upstream).unwrap();
+                server.write_all(&request).unwrap();
+                let mut response = Vec::new();
+                let _ = server.read_to_end(&mut response);
+                let _ = client.write_all(&response);
+            }
+        });
+        Self {
+            endpoint,
+            throttled,
+            requests,
+        }
+    }
+
+    /// The requests recorded so far.
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// One HTTP/1.1 request (headers and a Content-Length body), with `Connection: close` forced so
+/// every request comes on its own connection.
+fn read_request(stream: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let headers = String::from_utf8_lossy(&buffer[..header_end]).to_string();
+    let length: usize = headers
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0);
+    while buffer.len() < header_end + length {
+        let n = stream.read(&mut chunk).ok().filter(|n| *n > 0)?;
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    let mut head: Vec<String> = headers
+        .trim_end()
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(str::to_owned)
+        .collect();
+    head.push("Connection: close".to_owned());
+    let mut request = format!("{}\r\n\r\n", head.join("\r\n")).into_bytes();
+    request.extend_from_slice(&buffer[header_end..]);
+    Some(request)
+}
