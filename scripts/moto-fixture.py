@@ -19,8 +19,8 @@
       Creates user NAME under PATH with one access key, in the account of the keys in
       AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and prints the key as JSON {"id", "secret"}.
   moto-fixture.py inspect ENDPOINT USER
-      Prints what IAM holds for USER (path /arq-lockdown/) as JSON: {"exists": …, "keys": […],
-      "policies": {NAME: DOCUMENT}, "tags": {…}}. Admin keys come from AWS_ACCESS_KEY_ID and
+      Prints what IAM holds for USER (path /arq-lockdown/) as JSON: {"exists": …, "arn": …,
+      "user_id": …, "keys": […], "policies": {NAME: DOCUMENT}, "tags": {…}}. Admin keys come from AWS_ACCESS_KEY_ID and
       AWS_SECRET_ACCESS_KEY.
   moto-fixture.py list-objects ENDPOINT BUCKET
       Prints every object key in BUCKET as a JSON list (admin keys as for inspect).
@@ -141,7 +141,8 @@ def admin_iam(endpoint):
 def inspect(endpoint, user):
     iam = admin_iam(endpoint)
     try:
-        tags = {t["Key"]: t["Value"] for t in iam.get_user(UserName=user)["User"].get("Tags", [])}
+        found = iam.get_user(UserName=user)["User"]
+        tags = {t["Key"]: t["Value"] for t in found.get("Tags", [])}
     except iam.exceptions.NoSuchEntityException:
         json.dump({"exists": False, "keys": [], "policies": {}, "tags": {}}, sys.stdout)
         return
@@ -150,7 +151,10 @@ def inspect(endpoint, user):
         name: iam.get_user_policy(UserName=user, PolicyName=name)["PolicyDocument"]
         for name in iam.list_user_policies(UserName=user)["PolicyNames"]
     }
-    json.dump({"exists": True, "keys": keys, "policies": policies, "tags": tags}, sys.stdout)
+    json.dump(
+        {"exists": True, "arn": found["Arn"], "user_id": found["UserId"], "keys": keys, "policies": policies, "tags": tags},
+        sys.stdout,
+    )
 
 
 def grant(endpoint, user, policy_file):

@@ -27,14 +27,14 @@ use serde::Serialize;
 use crate::arq_app::{self, ArqAppError};
 use crate::arq_config::{ArqConfig, ConfigError};
 use crate::aws::{self, AwsCredentials, Identity};
-use crate::credential_store::{AccessKey, CredentialStore, StoreError};
+use crate::credential_store::{AccessKey, ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::fault;
 use crate::iam::{self, IamError};
 use crate::key_source::service::ServiceClientError;
 use crate::key_source::{
     AdminCredentials, Computer, IamIssuer, IssuedKey, KeyIssuer, KeySource, Plan, ServiceCall,
-    ServiceIssuer,
+    ServiceIssuer, SourceKind,
 };
 use crate::policy::{PolicyDocument, PolicyOptions, PolicyTooLarge};
 use crate::receipt::{self, Receipt, ReceiptError};
@@ -122,9 +122,9 @@ pub enum ApplyError {
     )]
     CurrentKeyRejected { verdict: Verdict, detail: String },
     #[error(
-        "\"Arq S3\" did not read back as written; the previous key was put back and the new one deleted: check {store}"
+        "\"Arq S3\" in {store} did not read back as written (key {key_id}): check that nothing else changes it, then run apply again"
     )]
-    StoreReadBack { store: String },
+    StoreReadBack { store: String, key_id: String },
 }
 
 impl ApplyError {
@@ -213,15 +213,11 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
     };
     let (config, policy) = read_config(&request, &mut steps)?;
     let current = read_arq_s3(request.store, &mut steps)?;
-    if let Some(receipt) = receipt_in_place(&request, &config, &policy, &current) {
-        steps.note(format!(
-            "already locked down {} s ago; nothing to do",
-            receipt.age_seconds()
-        ));
+    if let Some(receipt) = already_done(&request, &config, &policy, &current.id, &mut steps) {
         return Ok(outcome(
             ApplyResult::AlreadyLockedDown,
             &config,
-            &current,
+            &current.id,
             steps,
             |o| {
                 o.user_arn = Some(receipt.user_arn.clone());
@@ -229,24 +225,20 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
             },
         ));
     }
-    let current_config = aws::load_config(AwsCredentials::Key(&current)).await;
-    let identity = aws::identify(&current_config).await?;
-
     let computer = Computer {
         config: &config,
         policy: &policy,
         name: request.computer_name.as_deref(),
         serial: request.serial_number.as_deref(),
     };
-    let issuer = resolve_issuer(&request, &computer, &current, &current_config, &identity).await?;
-    let owned = issuer.owns(&identity, &config);
-    let plan = issuer.plan(&computer, &current, owned, request.rotate);
+    let (issuer, owner) = resolve_issuer(&request, &computer, &current).await?;
+    let plan = issuer.plan(&computer, &current.id, owner.is_some(), request.rotate);
     steps.note(describe_plan(&plan, &config));
     if request.dry_run {
         return Ok(outcome(
             ApplyResult::DryRun,
             &config,
-            &current,
+            &current.id,
             steps,
             |o| o.plan = Some(plan),
         ));
@@ -257,16 +249,20 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
     let issued = issuer
         .issue(&plan, &computer, &current, &mut |text| steps.note(text))
         .await?;
-    let candidate = issued.as_ref().map_or(&current, |i| &i.key);
+    // The key to prove: the new one, or (only then is its secret read) the one in "Arq S3".
+    let candidate = match &issued {
+        Some(new) => &new.key,
+        None => current.key()?,
+    };
     if let Err(error) = prove(candidate, &config, request.verify_timeout, &mut steps).await {
         if let Some(new) = &issued {
-            issuer.discard(&plan, &computer, &current, new).await?;
+            issuer.discard(&computer, new).await?;
         }
         return Err(error);
     }
     fault::after("verified");
     if let Some(new) = &issued {
-        update_arq_s3(request.store, &current, new, &issuer, &plan, &computer).await?;
+        update_arq_s3(request.store, new, &issuer, &computer).await?;
         steps.note(format!("\"Arq S3\" now holds key {}", new.key.id));
         fault::after("updated-arq-s3");
     }
@@ -275,28 +271,34 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
         None => Vec::new(),
     };
     fault::after("retired");
-    let main_keys_removed = issued.is_some() && !owned;
+    let main_keys_removed = issued.is_some() && owner.is_none();
     if main_keys_removed {
         steps.note(format!(
             "key {} is no longer on this Mac; it was not deleted from IAM (it is the admin's)",
             current.id
         ));
     }
+    if issued.is_some() {
+        // Arq is not on the record's new partition list yet: its next read asks once.
+        let notice = "Arq will ask for your login keychain password once when it starts again: arq-lockdown changed its S3 key. That is expected.";
+        steps.note(notice.to_owned());
+        arq_app::notify(notice);
+    }
     let relaunched_with = relaunch(&request.relaunch, &mut steps);
     fault::after("relaunched");
-    let final_key = issued.as_ref().map_or(&current, |i| &i.key);
-    let user_arn = match (&issued, &identity) {
-        (Some(new), _) => new.user_arn.clone(),
-        (None, Identity::Known(caller)) => caller.arn.clone(),
-        (None, Identity::Refused(_)) => String::new(),
-    };
-    write_receipt(&request, &config, &policy, final_key, &user_arn, &mut steps)?;
+    let final_id = issued.as_ref().map_or(&current.id, |i| &i.key.id);
+    let user_arn = issued
+        .as_ref()
+        .map(|new| new.user_arn.clone())
+        .or(owner)
+        .unwrap_or_default();
+    write_receipt(&request, &config, &policy, final_id, &user_arn, &mut steps)?;
 
     let previous = issued.as_ref().map(|_| current.id.clone());
     Ok(outcome(
         ApplyResult::LockedDown,
         &config,
-        final_key,
+        final_id,
         steps,
         |o| {
             o.previous_access_key_id = previous;
@@ -325,12 +327,12 @@ fn read_config(
     Ok((config, policy))
 }
 
-/// Step 2: the key Arq uses now.
-fn read_arq_s3(
-    store: &dyn CredentialStore,
+/// Step 2: which key Arq uses now — the account alone; the secret waits until a step needs it.
+fn read_arq_s3<'a>(
+    store: &'a dyn CredentialStore,
     steps: &mut Steps<'_>,
-) -> Result<AccessKey, ApplyError> {
-    let current = store.read()?;
+) -> Result<ArqS3<'a>, ApplyError> {
+    let current = ArqS3::open(store)?;
     steps.note(format!(
         "\"Arq S3\" in {} holds key {}",
         store.describe(),
@@ -339,108 +341,140 @@ fn read_arq_s3(
     Ok(current)
 }
 
-/// Step 3: the receipt, when it describes exactly this lockdown and no rotation is asked for.
-fn receipt_in_place(
+/// Step 3: the receipt, when it records this very lockdown and no rotation is asked for — no
+/// network, no secret. Also when it records this key with these options under a policy an older
+/// version of arq-lockdown wrote, and this run could not update it anyway (no admin credentials
+/// of its own): that is a warning, not work at every login.
+fn already_done(
     request: &ApplyRequest<'_>,
     config: &ArqConfig,
     policy: &PolicyDocument,
-    current: &AccessKey,
+    current_id: &str,
+    steps: &mut Steps<'_>,
 ) -> Option<Receipt> {
-    Receipt::load(&request.home)
-        .filter(|r| r.covers(config, &current.id, policy))
-        .filter(|_| !request.rotate)
+    let receipt = Receipt::load(&request.home).filter(|_| !request.rotate)?;
+    if receipt.covers(config, current_id, policy) {
+        steps.note(format!(
+            "already locked down {} s ago; nothing to do",
+            receipt.age_seconds()
+        ));
+        return Some(receipt);
+    }
+    let can_update_iam = matches!(
+        &request.source,
+        KeySource::Iam { admin, .. } if *admin != AdminCredentials::ArqS3
+    );
+    let older_policy = receipt.bucket == config.bucket.as_str()
+        && receipt.computer_uuid == config.computer_uuid.as_str()
+        && receipt.access_key_id == current_id
+        && receipt.policy_options == request.policy_options;
+    if older_policy && !can_update_iam {
+        steps.warn(
+            "this version of arq-lockdown writes a newer policy than the one this key was issued under: `arq-lockdown audit --fix-policies` (admin) updates it in IAM, or run apply with --admin-credentials"
+                .to_owned(),
+        );
+        return Some(receipt);
+    }
+    None
 }
 
-/// Step 5: the key source for this run. Refuses, before any IAM or service call, when the key in "Arq
-/// S3" must do work it cannot: AWS rejects it, or (as IAM admin) it is another computer's scoped
-/// key from a cloned disk, or this computer's scoped key asked to rotate itself.
+/// Step 4: the key source for this run, and the scoped user the key in "Arq S3" belongs to if it
+/// is this computer's. The secret of "Arq S3" is read (once) only when the source needs the key
+/// itself: as the IAM admin (`arq-s3`), or to sign a proof for the service. Refuses, before any
+/// IAM or service call, when that key cannot do what it must: AWS rejects it, or (as IAM admin)
+/// it is another computer's scoped key from a cloned disk, or this computer's scoped key asked to
+/// rotate itself or to change its own policy.
 async fn resolve_issuer<'a>(
     request: &'a ApplyRequest<'_>,
     computer: &Computer<'_>,
-    current: &AccessKey,
-    current_config: &SdkConfig,
-    identity: &Identity,
-) -> Result<KeyIssuer<'a>, ApplyError> {
-    let refused = |reason: &String| ApplyError::CurrentKeyRefused {
-        key_id: current.id.clone(),
-        reason: reason.clone(),
-    };
-    let scoped = scoped_arn(identity, computer.config);
+    current: &ArqS3<'_>,
+) -> Result<(KeyIssuer<'a>, Option<String>), ApplyError> {
     match &request.source {
         KeySource::Service(client) => {
-            if let Identity::Refused(reason) = identity
-                && (!client.has_enrollment_token() || request.rotate)
-            {
-                return Err(refused(reason));
-            }
-            Ok(KeyIssuer::Service(ServiceIssuer {
+            let issuer = KeyIssuer::Service(ServiceIssuer {
                 client,
                 store: request.store,
-            }))
+            });
+            if client.has_enrollment_token() && !request.rotate {
+                // Nothing needs the key in "Arq S3": it is ours when our receipt says so.
+                let owner = Receipt::load(&request.home)
+                    .filter(|r| r.access_key_id == current.id && r.source == SourceKind::Service)
+                    .map(|r| r.user_arn);
+                return Ok((issuer, owner));
+            }
+            let (_, identity) = identify(current).await?;
+            Ok((issuer, this_computers(&identity, computer.config)))
+        }
+        KeySource::Iam {
+            admin: AdminCredentials::ArqS3,
+            permissions_boundary,
+        } => {
+            let (sdk_config, identity) = identify(current).await?;
+            if let Some(arn) = this_computers(&identity, computer.config) {
+                // The scoped key cannot do IAM work: it is verified and adopted (a run that died
+                // after step 9 is finished this way) — unless this run asks for what only admin
+                // credentials can do.
+                if request.rotate {
+                    return Err(ApplyError::RotateNeedsAdmin);
+                }
+                let receipt =
+                    Receipt::load(&request.home).filter(|r| r.access_key_id == current.id);
+                if receipt.is_some_and(|r| r.policy_options != request.policy_options) {
+                    return Err(ApplyError::PolicyNeedsAdmin);
+                }
+                return Ok((KeyIssuer::Adopt, Some(arn)));
+            }
+            if let Identity::Known(caller) = &identity
+                && caller.arn.contains(&format!(":user{}", iam::USER_PATH))
+            {
+                return Err(ApplyError::ForeignScopedKey {
+                    arn: caller.arn.clone(),
+                });
+            }
+            let issuer = IamIssuer::connect(
+                &AdminCredentials::ArqS3,
+                Some((&sdk_config, &identity)),
+                permissions_boundary.as_deref(),
+                computer,
+            )
+            .await?;
+            let owner = issuer.owner_of(&current.id);
+            Ok((KeyIssuer::Iam(Box::new(issuer)), owner))
         }
         KeySource::Iam {
             admin,
             permissions_boundary,
         } => {
-            if *admin == AdminCredentials::ArqS3 {
-                match identity {
-                    Identity::Refused(reason) => return Err(refused(reason)),
-                    Identity::Known(_) if scoped == Scoped::ThisComputer && request.rotate => {
-                        return Err(ApplyError::RotateNeedsAdmin);
-                    }
-                    // The scoped key cannot do IAM work: it is verified and adopted (a run that
-                    // died after step 9 is finished this way) — unless the receipt shows it was
-                    // issued under another policy, which only admin credentials can change.
-                    Identity::Known(_) if scoped == Scoped::ThisComputer => {
-                        let receipt =
-                            Receipt::load(&request.home).filter(|r| r.access_key_id == current.id);
-                        if receipt.is_some_and(|r| {
-                            r.policy_sha256 != receipt::policy_sha256(computer.policy)
-                        }) {
-                            return Err(ApplyError::PolicyNeedsAdmin);
-                        }
-                        return Ok(KeyIssuer::Adopt);
-                    }
-                    Identity::Known(caller) if scoped == Scoped::Another => {
-                        return Err(ApplyError::ForeignScopedKey {
-                            arn: caller.arn.clone(),
-                        });
-                    }
-                    Identity::Known(_) => {}
-                }
-            }
-            let issuer = IamIssuer::connect(
-                admin,
-                current_config,
-                identity,
-                permissions_boundary.as_deref(),
-                computer,
-            )
-            .await?;
-            Ok(KeyIssuer::Iam(Box::new(issuer)))
+            let issuer =
+                IamIssuer::connect(admin, None, permissions_boundary.as_deref(), computer).await?;
+            let owner = issuer.owner_of(&current.id);
+            Ok((KeyIssuer::Iam(Box::new(issuer)), owner))
         }
     }
 }
 
-/// Whether a key's owner, by its ARN, is a scoped user: this computer's, another's, or neither.
-#[derive(PartialEq, Eq)]
-enum Scoped {
-    ThisComputer,
-    Another,
-    No,
+/// Asks STS who owns the key in "Arq S3" (reading its secret); refuses a key AWS does not accept.
+async fn identify(current: &ArqS3<'_>) -> Result<(SdkConfig, Identity), ApplyError> {
+    let key = current.key()?;
+    let sdk_config = aws::load_config(AwsCredentials::Key(key)).await;
+    match aws::identify(&sdk_config).await? {
+        Identity::Refused(reason) => Err(ApplyError::CurrentKeyRefused {
+            key_id: key.id.clone(),
+            reason,
+        }),
+        identity => Ok((sdk_config, identity)),
+    }
 }
 
-fn scoped_arn(identity: &Identity, config: &ArqConfig) -> Scoped {
+/// The ARN, when `identity` is this computer's scoped user in its own account (the whole ARN).
+fn this_computers(identity: &Identity, config: &ArqConfig) -> Option<String> {
     match identity {
         Identity::Known(caller)
             if caller.arn == iam::scoped_user_arn(&caller.account, &config.computer_uuid) =>
         {
-            Scoped::ThisComputer
+            Some(caller.arn.clone())
         }
-        Identity::Known(caller) if caller.arn.contains(&format!(":user{}", iam::USER_PATH)) => {
-            Scoped::Another
-        }
-        _ => Scoped::No,
+        _ => None,
     }
 }
 
@@ -580,30 +614,26 @@ async fn prove(
     }
 }
 
-/// Step 9: writes the new key into "Arq S3" and reads it back; on any doubt puts the old key back and
-/// discards the new one, so Arq keeps a key that works.
+/// Step 9: writes the new key into "Arq S3" and reads back the account (never the secret: that
+/// would be a second dialog). A write that fails changed nothing, so the new key is discarded and
+/// Arq keeps the key it had. A write that succeeded but does not read back (someone else changed
+/// the item meanwhile, or it cannot be read) keeps the new key, which may be what Arq has now.
 async fn update_arq_s3(
     store: &dyn CredentialStore,
-    old: &AccessKey,
     new: &IssuedKey,
     issuer: &KeyIssuer<'_>,
-    plan: &Plan,
     computer: &Computer<'_>,
 ) -> Result<(), ApplyError> {
-    let written = store.update(&new.key);
-    let read_back = written.as_ref().ok().map(|()| store.read());
-    match (written, read_back) {
-        (Ok(()), Some(Ok(key))) if key == new.key => Ok(()),
-        (result, _) => {
-            let _ = store.update(old);
-            issuer.discard(plan, computer, old, new).await?;
-            match result {
-                Err(e) => Err(e.into()),
-                Ok(()) => Err(ApplyError::StoreReadBack {
-                    store: store.describe(),
-                }),
-            }
-        }
+    if let Err(error) = store.update(&new.key) {
+        issuer.discard(computer, new).await?;
+        return Err(error.into());
+    }
+    match store.account() {
+        Ok(id) if id == new.key.id => Ok(()),
+        _ => Err(ApplyError::StoreReadBack {
+            store: store.describe(),
+            key_id: new.key.id.clone(),
+        }),
     }
 }
 
@@ -658,14 +688,14 @@ fn write_receipt(
     request: &ApplyRequest<'_>,
     config: &ArqConfig,
     policy: &PolicyDocument,
-    key: &AccessKey,
+    key_id: &str,
     user_arn: &str,
     steps: &mut Steps<'_>,
 ) -> Result<(), ApplyError> {
     Receipt {
         bucket: config.bucket.to_string(),
         computer_uuid: config.computer_uuid.to_string(),
-        access_key_id: key.id.clone(),
+        access_key_id: key_id.to_owned(),
         user_arn: user_arn.to_owned(),
         policy_sha256: receipt::policy_sha256(policy),
         policy_options: request.policy_options,
@@ -683,7 +713,7 @@ fn write_receipt(
 fn outcome(
     result: ApplyResult,
     config: &ArqConfig,
-    key: &AccessKey,
+    key_id: &str,
     steps: Steps<'_>,
     fill: impl FnOnce(&mut Outcome),
 ) -> Outcome {
@@ -691,7 +721,7 @@ fn outcome(
         result,
         computer_uuid: config.computer_uuid.to_string(),
         bucket: config.bucket.to_string(),
-        access_key_id: key.id.clone(),
+        access_key_id: key_id.to_owned(),
         previous_access_key_id: None,
         user_arn: None,
         retired_access_key_ids: Vec::new(),

@@ -1,9 +1,12 @@
-//! Arq the running app: is it running, ask it to quit, start it again.
+//! Arq the running app: is it running, ask it to quit, start it again, tell the user.
 //!
 //! Arq must not run while "Arq S3" changes (it caches the key). The processes are found by their
-//! exact names, "Arq" and "Arq Agent", among this user's processes. How to ask them to quit and how
-//! to start Arq again is the only platform-specific part: on macOS, Apple Events for the app and
-//! launchd for the agent, then `open -b`; elsewhere SIGTERM, and a relaunch command if one is given.
+//! exact names, "Arq" and "Arq Agent", among this user's processes. Arq 5's agent is a login item
+//! inside Arq.app (`Contents/Library/LoginItems/Arq Agent.app`) that Arq starts when it is not
+//! running — not a launchd job — so the app is asked to quit first, then the agent, each with a
+//! quit Apple Event (it finishes what it is doing); SIGTERM comes only to what is still running
+//! after the wait. How to ask and how to start Arq again is the only platform-specific part: on
+//! macOS Apple Events and `open -b`; elsewhere SIGTERM, and a relaunch command if one is given.
 
 use std::path::Path;
 use std::process::Command;
@@ -20,9 +23,13 @@ pub const PROCESS_NAMES: [&str; 2] = ["Arq", "Arq Agent"];
 #[cfg(target_os = "macos")]
 const BUNDLE_ID: &str = "com.haystacksoftware.Arq";
 
-/// The agent's launchd label.
+/// Arq Agent's bundle identifier (not confirmed by Haystack's documentation: when the Apple Event
+/// finds no such app, the agent is asked by its process name).
 #[cfg(target_os = "macos")]
-const AGENT_LABEL: &str = "com.haystacksoftware.arqagent";
+const AGENT_BUNDLE_ID: &str = "com.haystacksoftware.ArqAgent";
+
+/// After the polite request's wait, how long SIGTERM has to work.
+const SIGTERM_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArqAppError {
@@ -98,55 +105,85 @@ pub fn ensure_not_running() -> Result<(), ArqAppError> {
     }
 }
 
-/// Asks Arq's processes to quit and waits up to `wait` for them to be gone.
+/// Asks Arq, then Arq Agent, to quit and waits up to `wait` for them to be gone; whatever still
+/// runs then gets SIGTERM and a few seconds more.
 pub async fn quit(wait: Duration) -> Result<(), ArqAppError> {
     let found = running()?;
     if found.is_empty() {
         return Ok(());
     }
-    for process in &found {
-        ask_to_quit(process);
+    // The app first: while it runs it would start the agent again.
+    for name in PROCESS_NAMES {
+        for process in found.iter().filter(|p| p.name == name) {
+            ask_to_quit(process);
+        }
     }
+    if wait_until_gone(wait).await?.is_empty() {
+        return Ok(());
+    }
+    for process in running()? {
+        terminate(&process);
+    }
+    match wait_until_gone(SIGTERM_WAIT).await? {
+        left if left.is_empty() => Ok(()),
+        left => Err(ArqAppError::DidNotQuit(wait.as_secs(), describe(&left))),
+    }
+}
+
+/// Waits up to `wait` for Arq's processes to be gone; returns those still running.
+async fn wait_until_gone(wait: Duration) -> Result<Vec<ArqProcess>, ArqAppError> {
     let deadline = Instant::now() + wait;
     loop {
         let left = running()?;
-        if left.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(ArqAppError::DidNotQuit(wait.as_secs(), describe(&left)));
+        if left.is_empty() || Instant::now() >= deadline {
+            return Ok(left);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Platform-specific: on macOS the app gets a "quit" Apple Event (it finishes what it is doing)
-/// and the agent is booted out of the user's launchd domain, so launchd does not restart it; if
-/// either refuses, SIGTERM. Elsewhere SIGTERM.
+/// Platform-specific: on macOS a quit Apple Event, by bundle id, for the agent falling back to
+/// its name (sending Apple Events from the LaunchAgent may need a PPPC grant; see the README).
+/// Elsewhere SIGTERM is how a program is asked to quit.
 fn ask_to_quit(process: &ArqProcess) {
     #[cfg(target_os = "macos")]
     {
-        let asked = match process.name.as_str() {
-            "Arq" => Command::new("/usr/bin/osascript")
-                .args([
-                    "-e",
-                    &format!("tell application id \"{BUNDLE_ID}\" to quit"),
-                ])
-                .status(),
-            _ => Command::new("/bin/launchctl")
-                .args([
-                    "bootout",
-                    &format!("gui/{}/{AGENT_LABEL}", unsafe { libc::getuid() }),
-                ])
-                .status(),
+        let script = match process.name.as_str() {
+            "Arq" => format!("tell application id \"{BUNDLE_ID}\" to quit"),
+            name => format!(
+                "try\ntell application id \"{AGENT_BUNDLE_ID}\" to quit\non error\ntell application \"{name}\" to quit\nend try"
+            ),
         };
-        if asked.is_ok_and(|status| status.success()) {
-            return;
-        }
+        let _ = Command::new("/usr/bin/osascript")
+            .args(["-e", &script])
+            .status();
     }
+    #[cfg(not(target_os = "macos"))]
+    terminate(process);
+}
+
+fn terminate(process: &ArqProcess) {
+    // SAFETY: kill has no memory preconditions; the pid was just seen as this user's.
     unsafe {
         libc::kill(process.pid as libc::pid_t, libc::SIGTERM);
     }
+}
+
+/// Platform-specific: on macOS a notification in the user's session (`display notification`);
+/// elsewhere nothing (the line is in the log either way).
+pub fn notify(text: &str) {
+    #[cfg(target_os = "macos")]
+    {
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        let _ = Command::new("/usr/bin/osascript")
+            .args([
+                "-e",
+                &format!("display notification \"{escaped}\" with title \"arq-lockdown\""),
+            ])
+            .status();
+    }
+    #[cfg(not(target_os = "macos"))]
+    let _ = text;
 }
 
 /// Starts Arq again: `relaunch_command` if given; else on macOS `open -b com.haystacksoftware.Arq`.

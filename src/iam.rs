@@ -67,9 +67,16 @@ pub enum IamError {
     )]
     Throttled { action: &'static str },
     #[error(
-        "IAM user {user} already has two access keys (IAM's limit): delete the one that is not in \"Arq S3\" and run again"
+        "IAM refused {action}: the computer's user already has two access keys (IAM's limit); delete the one that is not in \"Arq S3\" and run again"
     )]
-    KeyLimit { user: String },
+    KeyLimit { action: &'static str },
+    #[error(
+        "IAM refused {action}: an account quota is reached ({message}); see the README's fleet limits"
+    )]
+    Quota {
+        action: &'static str,
+        message: String,
+    },
     #[error(
         "the permissions boundary {arn} does not exist: create it first (arq-lockdown policy --kind boundary, then aws iam create-policy), or name another with --permissions-boundary"
     )]
@@ -105,19 +112,25 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             &DisplayErrorContext(&error).to_string(),
         )));
     }
+    // The error code decides: IAM answers 409 for EntityAlreadyExists, LimitExceeded,
+    // DeleteConflict and ConcurrentModification alike. The status only when there is no code
+    // (moto's access-denied body is not one the SDK parses).
     let status = error.raw_response().map(|r| r.status().as_u16());
+    let message = || error.message().unwrap_or_default().to_owned();
     match (error.code(), status) {
-        (Some("NoSuchEntity"), _) | (_, Some(404)) => CallError::NoSuchEntity,
-        (Some("EntityAlreadyExists"), _) | (_, Some(409)) => CallError::AlreadyExists,
-        (Some("LimitExceeded"), _) => CallError::Error(IamError::Failed {
+        (Some("NoSuchEntity"), _) | (None, Some(404)) => CallError::NoSuchEntity,
+        (Some("EntityAlreadyExists"), _) => CallError::AlreadyExists,
+        (Some("LimitExceeded"), _) if message().contains("AccessKeysPerUser") => {
+            CallError::Error(IamError::KeyLimit { action })
+        }
+        (Some("LimitExceeded"), _) => CallError::Error(IamError::Quota {
             action,
-            message: error.message().unwrap_or("limit exceeded").to_owned(),
+            message: message(),
         }),
         (Some("Throttling" | "ThrottlingException"), _) => {
             CallError::Error(IamError::Throttled { action })
         }
-        // moto's IAM access-denied body is not one the SDK parses, so the status decides.
-        (Some("AccessDenied" | "AccessDeniedException"), _) | (_, Some(403)) => {
+        (Some("AccessDenied" | "AccessDeniedException"), _) | (None, Some(403)) => {
             CallError::Error(IamError::Refused { action })
         }
         _ => CallError::Error(IamError::Failed {
@@ -197,17 +210,26 @@ impl UserTags {
     }
 }
 
-/// IAM tag values allow letters, digits, spaces and `_.:/=+-@` (256 at most); anything else in a
-/// Mac's name (an apostrophe, say) becomes `_`.
+/// IAM tag values allow letters, digits, separators and `_.:/=+-@` (`[\p{L}\p{Z}\p{N}_.:/=+\-@]`,
+/// 256 at most); anything else in a Mac's name — an apostrophe, a combining mark — becomes `_`.
 fn tag_value(text: &str) -> String {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
     text.chars()
         .take(256)
-        .map(|c| {
-            if c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c) {
-                c
-            } else {
-                '_'
-            }
+        .map(|c| match get_general_category(c) {
+            G::UppercaseLetter
+            | G::LowercaseLetter
+            | G::TitlecaseLetter
+            | G::ModifierLetter
+            | G::OtherLetter
+            | G::DecimalNumber
+            | G::LetterNumber
+            | G::OtherNumber
+            | G::SpaceSeparator
+            | G::LineSeparator
+            | G::ParagraphSeparator => c,
+            _ if "_.:/=+-@".contains(c) => c,
+            _ => '_',
         })
         .collect()
 }
@@ -221,7 +243,9 @@ pub struct ScopedUser {
     tags: BTreeMap<String, String>,
     /// The inline policy `arq-lockdown`, parsed; `None` when the user has none.
     pub policy: Option<Value>,
+    /// Every access key of the user, and those of them that are active.
     pub key_ids: Vec<String>,
+    pub active_key_ids: Vec<String>,
 }
 
 impl ScopedUser {
@@ -260,15 +284,39 @@ impl Iam {
         }
     }
 
-    /// The scoped user of `uuid` as IAM has it, or `None`.
-    pub async fn inspect(&self, uuid: &ComputerUuid) -> Result<Option<ScopedUser>, IamError> {
-        let name = user_name(uuid);
-        let user = match self.client.get_user().user_name(&name).send().await {
+    /// The scoped user of `uuid` with its tags (its binding) only — one call — or `None`.
+    pub async fn user(&self, uuid: &ComputerUuid) -> Result<Option<ScopedUser>, IamError> {
+        let user = match self
+            .client
+            .get_user()
+            .user_name(user_name(uuid))
+            .send()
+            .await
+        {
             Ok(output) => output.user.expect("GetUser answers with a user"),
             Err(e) => match classify("iam:GetUser", e) {
                 CallError::NoSuchEntity => return Ok(None),
                 other => return Err(fail(other, "iam:GetUser")),
             },
+        };
+        Ok(Some(ScopedUser {
+            arn: user.arn,
+            user_id: user.user_id,
+            tags: user
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect(),
+            ..ScopedUser::default()
+        }))
+    }
+
+    /// The scoped user of `uuid` as IAM has it — tags, policy, keys — or `None`.
+    pub async fn inspect(&self, uuid: &ComputerUuid) -> Result<Option<ScopedUser>, IamError> {
+        let name = user_name(uuid);
+        let Some(user) = self.user(uuid).await? else {
+            return Ok(None);
         };
         let policy = match self
             .client
@@ -295,21 +343,23 @@ impl Iam {
             .send()
             .await
             .map_err(|e| fail(classify("iam:ListAccessKeys", e), "iam:ListAccessKeys"))?;
+        let is_active = |k: &aws_sdk_iam::types::AccessKeyMetadata| {
+            k.status == Some(aws_sdk_iam::types::StatusType::Active)
+        };
         Ok(Some(ScopedUser {
-            arn: user.arn,
-            user_id: user.user_id,
-            tags: user
-                .tags
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| (t.key, t.value))
-                .collect(),
             policy,
+            active_key_ids: keys
+                .access_key_metadata
+                .iter()
+                .filter(|k| is_active(k))
+                .filter_map(|k| k.access_key_id.clone())
+                .collect(),
             key_ids: keys
                 .access_key_metadata
                 .into_iter()
                 .filter_map(|k| k.access_key_id)
                 .collect(),
+            ..user
         }))
     }
 
@@ -342,8 +392,7 @@ impl Iam {
                         .into_iter()
                         .map(|(k, v)| (k.to_owned(), v))
                         .collect(),
-                    policy: None,
-                    key_ids: Vec::new(),
+                    ..ScopedUser::default()
                 }))
             }
             Err(e) => match classify("iam:CreateUser", e) {
@@ -410,21 +459,13 @@ impl Iam {
 
     /// A new access key for the user; [`IamError::KeyLimit`] when it has two already.
     pub async fn create_key(&self, uuid: &ComputerUuid) -> Result<AccessKey, IamError> {
-        let name = user_name(uuid);
         let output = self
             .client
             .create_access_key()
-            .user_name(&name)
+            .user_name(user_name(uuid))
             .send()
             .await
-            .map_err(|e| match classify("iam:CreateAccessKey", e) {
-                CallError::Error(IamError::Failed { message, .. })
-                    if message.contains("AccessKeysPerUser") =>
-                {
-                    IamError::KeyLimit { user: name.clone() }
-                }
-                other => fail(other, "iam:CreateAccessKey"),
-            })?;
+            .map_err(|e| fail(classify("iam:CreateAccessKey", e), "iam:CreateAccessKey"))?;
         let key = output
             .access_key
             .expect("CreateAccessKey answers with the key");
@@ -527,6 +568,9 @@ mod tests {
     fn tag_values_keep_spaces_and_replace_what_iam_refuses() {
         assert_eq!(tag_value("Bob's MacBook Pro"), "Bob_s MacBook Pro");
         assert_eq!(tag_value("Zoë’s iMac (2)"), "Zoë_s iMac _2_");
+        // Thai and Devanagari combining marks (IAM refuses the category M).
+        assert_eq!(tag_value("Mac ของฉัน"), "Mac ของฉ_น");
+        assert_eq!(tag_value("मेरा मैक"), "म_र_ म_क");
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode, Error> {
         super::print_json(&serde_json::json!({"user": user, "deleted": existed}))?;
     } else if existed {
         super::print(&format!(
-            "deleted IAM user {user} with its keys and policy; that Mac's Arq can no longer reach the bucket\n"
+            "deleted IAM user {user} with its keys and policy; that computer's keys no longer work (and the UUID can be enrolled again: withdraw the token that Mac had)\n"
         ))?;
     } else {
         super::print(&format!("no IAM user {user}: nothing to revoke\n"))?;

@@ -129,15 +129,17 @@ fn status(home: &Path, store: Result<Box<dyn CredentialStore>, StoreError>) -> S
     status.bucket = Some(config.bucket.to_string());
     status.computer_uuid = Some(config.computer_uuid.to_string());
     status.state = State::NotLockedDown;
-    let key = match store.and_then(|store| store.read()) {
-        Ok(key) => key,
+    // The account alone: on a Mac reading the secret would be a dialog (Jamf runs this at every
+    // inventory).
+    let key_id = match store.and_then(|store| store.account()) {
+        Ok(id) => id,
         Err(e) => {
             status.state = State::Error;
             status.detail = Some(e.to_string());
             return status;
         }
     };
-    status.access_key_id = Some(key.id.clone());
+    status.access_key_id = Some(key_id.clone());
     let Some(receipt) = Receipt::load(home) else {
         status.detail = Some("no receipt: run apply".to_owned());
         return status;
@@ -146,11 +148,11 @@ fn status(home: &Path, store: Result<Box<dyn CredentialStore>, StoreError>) -> S
     // The policy this version of the tool makes with the options the receipt records.
     let policy = PolicyDocument::scoped_to(&config, receipt.policy_options);
     match policy {
-        Ok(policy) if receipt.covers(&config, &key.id, &policy) => {
+        Ok(policy) if receipt.covers(&config, &key_id, &policy) => {
             status.state = State::LockedDown;
             status.user_arn = Some(receipt.user_arn.clone());
         }
-        _ if receipt.access_key_id != key.id => {
+        _ if receipt.access_key_id != key_id => {
             status.detail = Some(format!(
                 "the receipt is for key {}, not the one in \"Arq S3\": run apply",
                 receipt.access_key_id

@@ -5,16 +5,22 @@
 //! mode 0600; other items in the file are kept. Parsed secrets are wiped once copied out.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 use zeroize::Zeroize;
 
-use super::{ARQ_S3_ITEM, AccessKey, CredentialStore, ENROLLMENT_KEY_ITEM, StoreError, check_item};
+use super::{
+    ARQ_S3_ITEM, AccessKey, CredentialStore, ENROLLMENT_KEY_ITEM, StoreError, check_account,
+    check_item,
+};
 use crate::atomic_file::write_atomically;
 use crate::secret::Secret;
+
+/// The access log's name: the store's, plus this.
+pub const ACCESS_LOG_SUFFIX: &str = ".access-log";
 
 /// A keychain file is a few hundred bytes.
 const MAX_STORE_BYTES: u64 = 64 * 1024;
@@ -32,6 +38,23 @@ impl FileStore {
         StoreError::Io {
             path: self.path.clone(),
             reason: error.to_string(),
+        }
+    }
+
+    /// Appends `what` ("read-secret", "write") to the access log beside the store: on a Mac each
+    /// secret read of "Arq S3" would be a dialog, and each write one keychain-password dialog when
+    /// Arq next reads it, so the tests count them here.
+    fn record_access(&self, what: &str) {
+        let mut log = self.path.clone().into_os_string();
+        log.push(ACCESS_LOG_SUFFIX);
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(log)
+        {
+            let _ = writeln!(file, "{what} {ARQ_S3_ITEM}");
         }
     }
 
@@ -100,6 +123,25 @@ impl CredentialStore for FileStore {
         format!("file:{}", self.path.display())
     }
 
+    fn account(&self) -> Result<String, StoreError> {
+        let mut map = self.load()?;
+        let store = self.describe();
+        let account = match map.get(ARQ_S3_ITEM) {
+            None => Err(StoreError::NoItem { store }),
+            Some(item) => match (item.get("account"), item.get("password")) {
+                (Some(Value::String(id)), Some(Value::String(_))) => {
+                    check_account(&store, id).map(|()| id.clone())
+                }
+                _ => Err(StoreError::BadItem {
+                    store,
+                    reason: "it needs string fields account and password",
+                }),
+            },
+        };
+        map.values_mut().for_each(wipe_strings);
+        account
+    }
+
     fn read(&self) -> Result<AccessKey, StoreError> {
         let mut map = self.load()?;
         let store = self.describe();
@@ -107,6 +149,7 @@ impl CredentialStore for FileStore {
             None => Err(StoreError::NoItem { store }),
             Some(item) => match (item.get("account"), item.get("password")) {
                 (Some(Value::String(id)), Some(Value::String(secret))) => {
+                    self.record_access("read-secret");
                     check_item(&store, id, secret).map(|()| AccessKey {
                         id: id.clone(),
                         secret: Secret::new(secret.clone()),
@@ -134,6 +177,7 @@ impl CredentialStore for FileStore {
             ARQ_S3_ITEM.to_owned(),
             serde_json::json!({"account": key.id, "password": key.secret.expose()}),
         );
+        self.record_access("write");
         self.save(map)
     }
 
@@ -217,10 +261,18 @@ mod tests {
             fs::metadata(&store.path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let leftovers: Vec<_> = fs::read_dir(store.path.parent().unwrap())
+        let mut left: Vec<String> = fs::read_dir(store.path.parent().unwrap())
             .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(leftovers.len(), 1, "temporary file left behind");
+        left.sort();
+        assert_eq!(
+            left,
+            ["keychain.json", "keychain.json.access-log"],
+            "temporary file left behind"
+        );
+        let log = fs::read_to_string(store.path.with_extension("json.access-log")).unwrap();
+        assert_eq!(log, "write Arq S3\nread-secret Arq S3\n", "the access log");
     }
 
     #[test]

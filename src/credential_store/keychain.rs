@@ -15,19 +15,34 @@ use security_framework::item::{
     ItemClass, ItemSearchOptions, ItemUpdateOptions, ItemUpdateValue, Limit, SearchResult,
     update_item,
 };
+use security_framework::os::macos::keychain::SecKeychain;
 
-use super::{ARQ_S3_ITEM, AccessKey, CredentialStore, ENROLLMENT_KEY_ITEM, StoreError, check_item};
+use super::{
+    ARQ_S3_ITEM, AccessKey, CredentialStore, ENROLLMENT_KEY_ITEM, StoreError, check_account,
+    check_item,
+};
 use crate::secret::Secret;
+
+/// The account of the enrollment key item.
+const ENROLLMENT_ACCOUNT: &str = "enrollment-key";
 
 pub struct KeychainStore;
 
 impl KeychainStore {
-    fn search() -> ItemSearchOptions {
+    /// The user's login keychain (the default keychain of the user's session) — never the whole
+    /// search list, which holds the System keychain too.
+    fn login_keychain(&self) -> Result<SecKeychain, StoreError> {
+        SecKeychain::default().map_err(|e| self.keychain_error(e))
+    }
+
+    /// "Arq S3" in the login keychain.
+    fn search(&self) -> Result<ItemSearchOptions, StoreError> {
         let mut search = ItemSearchOptions::new();
         search
             .class(ItemClass::generic_password())
-            .label(ARQ_S3_ITEM);
-        search
+            .label(ARQ_S3_ITEM)
+            .keychains(&[self.login_keychain()?]);
+        Ok(search)
     }
 
     fn keychain_error(&self, error: security_framework::base::Error) -> StoreError {
@@ -36,10 +51,18 @@ impl KeychainStore {
             message: error.to_string(),
         }
     }
+}
 
-    /// The account of the one "Arq S3" item; an error when there is none or more than one.
+impl CredentialStore for KeychainStore {
+    fn describe(&self) -> String {
+        "the login Keychain".to_owned()
+    }
+
+    /// The account of the one "Arq S3" item, read as an attribute (no data: no dialog); an error
+    /// when there is none or more than one.
     fn account(&self) -> Result<String, StoreError> {
-        let found = match Self::search()
+        let found = match self
+            .search()?
             .load_attributes(true)
             .limit(Limit::All)
             .search()
@@ -52,30 +75,30 @@ impl KeychainStore {
             }
             Err(e) => return Err(self.keychain_error(e)),
         };
-        match found.as_slice() {
+        let account = match found.as_slice() {
             [one] => one
                 .simplify_dict()
                 .and_then(|attributes| attributes.get("acct").cloned())
                 .ok_or(StoreError::BadItem {
                     store: self.describe(),
                     reason: "it has no account",
-                }),
-            [] => Err(StoreError::NoItem {
-                store: self.describe(),
-            }),
-            _ => Err(StoreError::DuplicateItems { count: found.len() }),
-        }
-    }
-}
-
-impl CredentialStore for KeychainStore {
-    fn describe(&self) -> String {
-        "the login Keychain".to_owned()
+                })?,
+            [] => {
+                return Err(StoreError::NoItem {
+                    store: self.describe(),
+                });
+            }
+            _ => return Err(StoreError::DuplicateItems { count: found.len() }),
+        };
+        check_account(&self.describe(), &account)?;
+        Ok(account)
     }
 
+    /// The secret too: Arq's item trusts only Arq and Arq Agent, so this shows the user a dialog.
     fn read(&self) -> Result<AccessKey, StoreError> {
         let id = self.account()?;
-        let data = Self::search()
+        let data = self
+            .search()?
             .load_data(true)
             .limit(1)
             .search()
@@ -98,6 +121,8 @@ impl CredentialStore for KeychainStore {
         Ok(AccessKey { id, secret })
     }
 
+    /// Account and data of the one item, in place with one `SecItemUpdate`: the access list is
+    /// kept; the partition list becomes this binary's, so Arq asks for the keychain password once.
     fn update(&self, key: &AccessKey) -> Result<(), StoreError> {
         self.account()?;
         let mut update = ItemUpdateOptions::new();
@@ -106,13 +131,15 @@ impl CredentialStore for KeychainStore {
             .set_value(ItemUpdateValue::Data(CFData::from_buffer(
                 key.secret.expose().as_bytes(),
             )));
-        update_item(&Self::search(), &update).map_err(|e| self.keychain_error(e))
+        update_item(&self.search()?, &update).map_err(|e| self.keychain_error(e))
     }
 
     fn enrollment_key(&self) -> Result<Option<Secret>, StoreError> {
-        use security_framework::passwords::get_generic_password;
-        match get_generic_password(ENROLLMENT_KEY_ITEM, ENROLLMENT_ACCOUNT) {
-            Ok(bytes) => String::from_utf8(bytes)
+        match self
+            .login_keychain()?
+            .find_generic_password(ENROLLMENT_KEY_ITEM, ENROLLMENT_ACCOUNT)
+        {
+            Ok((password, _item)) => String::from_utf8(password.to_owned())
                 .map(|key| Some(Secret::new(key)))
                 .map_err(|e| {
                     let mut bytes = e.into_bytes();
@@ -128,17 +155,15 @@ impl CredentialStore for KeychainStore {
     }
 
     fn save_enrollment_key(&self, key: &Secret) -> Result<(), StoreError> {
-        security_framework::passwords::set_generic_password(
-            ENROLLMENT_KEY_ITEM,
-            ENROLLMENT_ACCOUNT,
-            key.expose().as_bytes(),
-        )
-        .map_err(|e| self.keychain_error(e))
+        self.login_keychain()?
+            .set_generic_password(
+                ENROLLMENT_KEY_ITEM,
+                ENROLLMENT_ACCOUNT,
+                key.expose().as_bytes(),
+            )
+            .map_err(|e| self.keychain_error(e))
     }
 }
-
-/// The account of the enrollment key item.
-const ENROLLMENT_ACCOUNT: &str = "enrollment-key";
 
 #[cfg(test)]
 mod tests {
@@ -159,13 +184,14 @@ mod tests {
         )
         .unwrap();
         let store = KeychainStore;
+        assert_eq!(store.account().unwrap(), "AKIAIOSFODNN7EXAMPLE");
         assert_eq!(store.read().unwrap().id, "AKIAIOSFODNN7EXAMPLE");
         let new = AccessKey {
             id: "AKIAI44QH8DHBEXAMPLE".into(),
             secret: Secret::new("je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY".into()),
         };
         store.update(&new).unwrap();
-        assert_eq!(store.read().unwrap(), new);
+        assert_eq!(store.account().unwrap(), new.id);
         delete_generic_password(ARQ_S3_ITEM, &new.id).unwrap();
     }
 }

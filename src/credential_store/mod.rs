@@ -32,10 +32,17 @@ pub struct AccessKey {
 }
 
 /// Reads and updates the "Arq S3" item.
+///
+/// On a Mac, reading the item's *secret* from any program but Arq shows the user a dialog, and
+/// each write costs the user one keychain-password dialog when Arq next reads it: callers read
+/// the account alone wherever the secret is not used, never read the secret after writing, and
+/// write once per lockdown.
 pub trait CredentialStore {
     /// Where the item lives, for messages (never includes the secret).
     fn describe(&self) -> String;
-    /// The key Arq uses now.
+    /// The access key id Arq uses now: the item's account attribute alone (no dialog).
+    fn account(&self) -> Result<String, StoreError>;
+    /// The key Arq uses now, secret included (on a Mac, a dialog).
     fn read(&self) -> Result<AccessKey, StoreError>;
     /// Replaces account and secret of the existing item, in place.
     fn update(&self, key: &AccessKey) -> Result<(), StoreError>;
@@ -116,24 +123,70 @@ impl StoreLocation {
     }
 }
 
-/// Checks an item's values before they are used for anything: an access key id is 16–128
-/// upper-case letters and digits, a secret is non-empty printable ASCII without spaces.
-pub(crate) fn check_item(store: &str, id: &str, secret: &str) -> Result<(), StoreError> {
-    let bad = |reason| {
-        Err(StoreError::BadItem {
-            store: store.to_owned(),
-            reason,
-        })
-    };
+/// Checks an item's account before it is used for anything: an access key id is 16–128
+/// upper-case letters and digits.
+pub(crate) fn check_account(store: &str, id: &str) -> Result<(), StoreError> {
     if !(16..=128).contains(&id.len())
         || !id
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
     {
-        return bad("its account is not an AWS access key id");
-    }
-    if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-        return bad("its password is not an AWS secret access key");
+        return Err(StoreError::BadItem {
+            store: store.to_owned(),
+            reason: "its account is not an AWS access key id",
+        });
     }
     Ok(())
+}
+
+/// Checks an item's values before they are used: the account ([`check_account`]), and a secret
+/// that is non-empty printable ASCII without spaces.
+pub(crate) fn check_item(store: &str, id: &str, secret: &str) -> Result<(), StoreError> {
+    check_account(store, id)?;
+    if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(StoreError::BadItem {
+            store: store.to_owned(),
+            reason: "its password is not an AWS secret access key",
+        });
+    }
+    Ok(())
+}
+
+/// The key in "Arq S3" as a run meets it: the id at once (no dialog), the secret only when the
+/// run needs it — to sign with it or to verify it — and then read once.
+pub struct ArqS3<'a> {
+    store: &'a dyn CredentialStore,
+    pub id: String,
+    key: std::sync::OnceLock<AccessKey>,
+}
+
+impl<'a> ArqS3<'a> {
+    /// Reads the account of "Arq S3" in `store`.
+    pub fn open(store: &'a dyn CredentialStore) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: store.account()?,
+            store,
+            key: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The key with its secret, read from the store the first time only.
+    pub fn key(&self) -> Result<&AccessKey, StoreError> {
+        if let Some(key) = self.key.get() {
+            return Ok(key);
+        }
+        let key = self.store.read()?;
+        if key.id != self.id {
+            return Err(StoreError::BadItem {
+                store: self.store.describe(),
+                reason: "it changed while arq-lockdown was running",
+            });
+        }
+        Ok(self.key.get_or_init(|| key))
+    }
+
+    /// Whether the secret was read.
+    pub fn secret_was_read(&self) -> bool {
+        self.key.get().is_some()
+    }
 }

@@ -10,7 +10,7 @@ use aws_config::SdkConfig;
 
 use super::{AdminCredentials, Computer, IssuedKey, Plan};
 use crate::apply::ApplyError;
-use crate::aws::{self, AwsCredentials, Caller, Identity};
+use crate::aws::{self, AwsCredentials, Identity};
 use crate::credential_store::AccessKey;
 use crate::iam::{Iam, ScopedUser, UserTags};
 
@@ -25,21 +25,22 @@ pub struct IamIssuer {
 }
 
 impl IamIssuer {
-    /// Connects with `admin` (for [`AdminCredentials::ArqS3`], `current` is the SDK configuration
-    /// of the key in "Arq S3", whose identity is `identity`) and reads the computer's user.
+    /// Connects with `admin` and reads the computer's user. For [`AdminCredentials::ArqS3`],
+    /// `arq_s3` is the SDK configuration of the key in "Arq S3" and its identity.
     pub async fn connect(
         admin: &AdminCredentials,
-        current: &SdkConfig,
-        identity: &Identity,
+        arq_s3: Option<(&SdkConfig, &Identity)>,
         boundary: Option<&str>,
         computer: &Computer<'_>,
     ) -> Result<Self, ApplyError> {
-        let (sdk_config, admin_identity) = match admin {
-            AdminCredentials::ArqS3 => (current.clone(), Some(identity.clone())),
-            AdminCredentials::Chain => (aws::load_config(AwsCredentials::Chain).await, None),
-            AdminCredentials::Profile(name) => {
+        let (sdk_config, admin_identity) = match (admin, arq_s3) {
+            (AdminCredentials::ArqS3, Some((config, identity))) => {
+                (config.clone(), Some(identity.clone()))
+            }
+            (AdminCredentials::Profile(name), _) => {
                 (aws::load_config(AwsCredentials::Profile(name)).await, None)
             }
+            _ => (aws::load_config(AwsCredentials::Chain).await, None),
         };
         let boundary = match boundary {
             Some(arn) => arn.to_owned(),
@@ -65,21 +66,16 @@ impl IamIssuer {
         })
     }
 
-    /// Whether `caller` is the computer's scoped user as IAM holds it: the same ARN and unique id.
-    pub fn owns(&self, caller: &Caller) -> bool {
+    /// The computer's scoped user's ARN, when `key_id` is one of its keys: IAM itself says so,
+    /// with no secret needed.
+    pub fn owner_of(&self, key_id: &str) -> Option<String> {
         self.existing
             .as_ref()
-            .is_some_and(|user| user.arn == caller.arn && user.user_id == caller.user_id)
+            .filter(|user| user.key_ids.iter().any(|id| id == key_id))
+            .map(|user| user.arn.clone())
     }
 
-    pub fn plan(
-        &self,
-        computer: &Computer<'_>,
-        current: &AccessKey,
-        owned: bool,
-        rotate: bool,
-    ) -> Plan {
-        let new_key = !owned || rotate;
+    pub fn plan(&self, computer: &Computer<'_>, current_id: &str, new_key: bool) -> Plan {
         let mut plan = Plan {
             new_key,
             ..Plan::default()
@@ -95,11 +91,11 @@ impl IamIssuer {
                 plan.delete_stale_keys = user
                     .key_ids
                     .iter()
-                    .filter(|id| **id != current.id)
+                    .filter(|id| *id != current_id)
                     .cloned()
                     .collect();
-                if new_key && user.key_ids.contains(&current.id) {
-                    plan.retire_key = Some(current.id.clone());
+                if new_key && user.key_ids.iter().any(|id| id == current_id) {
+                    plan.retire_key = Some(current_id.to_owned());
                 }
             }
         }
@@ -110,12 +106,12 @@ impl IamIssuer {
         &self,
         plan: &Plan,
         computer: &Computer<'_>,
-        current: &AccessKey,
+        current_id: &str,
         note: &mut (dyn FnMut(String) + Send),
     ) -> Result<Option<IssuedKey>, ApplyError> {
         let (user_arn, user_id) = self.ensure_user_and_policy(computer, note).await?;
         let key = self
-            .replace_key(plan, computer, current, &user_arn, note)
+            .replace_key(plan, computer, current_id, &user_arn, note)
             .await?;
         Ok(key.map(|key| IssuedKey {
             key,
@@ -174,16 +170,12 @@ impl IamIssuer {
         &self,
         plan: &Plan,
         computer: &Computer<'_>,
-        current: &AccessKey,
+        current_id: &str,
         user_arn: &str,
         note: &mut (dyn FnMut(String) + Send),
     ) -> Result<Option<AccessKey>, ApplyError> {
         let uuid = &computer.config.computer_uuid;
-        for key_id in plan
-            .delete_stale_keys
-            .iter()
-            .filter(|id| **id != current.id)
-        {
+        for key_id in plan.delete_stale_keys.iter().filter(|id| *id != current_id) {
             self.iam.delete_key(uuid, key_id).await?;
             note(format!("deleted stale key {key_id} of {user_arn}"));
         }

@@ -13,8 +13,7 @@ use serde::Serialize;
 
 use crate::apply::ApplyError;
 use crate::arq_config::ArqConfig;
-use crate::aws::Identity;
-use crate::credential_store::AccessKey;
+use crate::credential_store::{AccessKey, ArqS3};
 use crate::policy::PolicyDocument;
 
 pub use self::iam::IamIssuer;
@@ -117,40 +116,26 @@ impl KeySource {
 }
 
 impl KeyIssuer<'_> {
-    /// Whether the key in "Arq S3" is this computer's scoped key, as far as this source can tell:
-    /// IAM compares STS's answer with the user it holds (whole ARN and unique id); without IAM
-    /// the ARN must be this computer's scoped user in the key's own account (the service checks
-    /// the rest, and verification judges what the key can do).
-    pub fn owns(&self, identity: &Identity, config: &ArqConfig) -> bool {
-        let Identity::Known(caller) = identity else {
-            return false;
-        };
-        match self {
-            Self::Iam(issuer) => issuer.owns(caller),
-            Self::Service(_) | Self::Adopt => {
-                caller.arn == crate::iam::scoped_user_arn(&caller.account, &config.computer_uuid)
-            }
-        }
-    }
-
-    /// Decides every change without making any.
+    /// Decides every change without making any. `owned`: the key in "Arq S3" (`current_id`) is
+    /// already this computer's scoped key.
     pub fn plan(
         &self,
         computer: &Computer<'_>,
-        current: &AccessKey,
+        current_id: &str,
         owned: bool,
         rotate: bool,
     ) -> Plan {
+        let new_key = !owned || rotate;
         match self {
-            Self::Iam(issuer) => issuer.plan(computer, current, owned, rotate),
+            Self::Iam(issuer) => issuer.plan(computer, current_id, new_key),
             Self::Service(_) => Plan {
-                new_key: !owned || rotate,
-                service_call: (!owned || rotate).then_some(if owned {
+                new_key,
+                service_call: new_key.then_some(if owned {
                     ServiceCall::Rotate
                 } else {
                     ServiceCall::Enroll
                 }),
-                retire_key: (owned && rotate).then(|| current.id.clone()),
+                retire_key: (owned && rotate).then(|| current_id.to_owned()),
                 ..Plan::default()
             },
             Self::Adopt => Plan::default(),
@@ -162,11 +147,11 @@ impl KeyIssuer<'_> {
         &self,
         plan: &Plan,
         computer: &Computer<'_>,
-        current: &AccessKey,
+        current: &ArqS3<'_>,
         note: &mut (dyn FnMut(String) + Send),
     ) -> Result<Option<IssuedKey>, ApplyError> {
         match self {
-            Self::Iam(issuer) => issuer.issue(plan, computer, current, note).await,
+            Self::Iam(issuer) => issuer.issue(plan, computer, &current.id, note).await,
             Self::Service(issuer) => match plan.service_call {
                 Some(call) => issuer.issue(call, computer, current, note).await.map(Some),
                 None => Ok(None),
@@ -178,14 +163,12 @@ impl KeyIssuer<'_> {
     /// Deletes a new key that failed verification (it never reached "Arq S3").
     pub async fn discard(
         &self,
-        plan: &Plan,
         computer: &Computer<'_>,
-        current: &AccessKey,
         new: &IssuedKey,
     ) -> Result<(), ApplyError> {
         match self {
             Self::Iam(issuer) => issuer.discard(computer, new).await,
-            Self::Service(issuer) => issuer.discard(plan, computer, current, new).await,
+            Self::Service(issuer) => issuer.discard(computer, new).await,
             Self::Adopt => Ok(()),
         }
     }
@@ -200,7 +183,7 @@ impl KeyIssuer<'_> {
         for old in &new.retire {
             let result = match self {
                 Self::Iam(issuer) => issuer.retire(computer, old).await,
-                Self::Service(issuer) => issuer.retire(computer, new, old).await,
+                Self::Service(issuer) => issuer.retire(computer, old).await,
                 Self::Adopt => Ok(()),
             };
             results.push((old.clone(), result));

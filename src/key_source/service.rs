@@ -10,10 +10,10 @@ use http_body_util::Full;
 use hyper::{StatusCode, Uri};
 use serde::Serialize;
 
-use super::{Computer, IssuedKey, Plan, ServiceCall};
+use super::{Computer, IssuedKey, ServiceCall};
 use crate::apply::ApplyError;
 use crate::arq_config::ComputerUuid;
-use crate::credential_store::{AccessKey, CredentialStore, StoreError};
+use crate::credential_store::{AccessKey, ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::https::HttpsClient;
 use crate::protocol::enrollment::EnrollmentKey;
@@ -70,14 +70,6 @@ impl ServiceClientError {
     }
 }
 
-/// How a request to the service is proven.
-pub enum Prover<'a> {
-    /// A GetCallerIdentity proof signed by an AWS key.
-    Key(&'a AccessKey),
-    /// A signature by the Mac's enrollment key.
-    Enrollment(&'a EnrollmentKey),
-}
-
 /// A client of one provisioning service.
 pub struct ServiceClient {
     url: String,
@@ -125,11 +117,11 @@ impl ServiceClient {
     }
 
     /// A key for this computer, proven by `main_key` (the fleet's main keys) or the enrollment
-    /// token, and signed by `enrollment`.
+    /// token, and signed by this Mac's `enrollment` key.
     pub async fn enroll(
         &self,
         computer: &Computer<'_>,
-        main_key: &AccessKey,
+        main_key: Option<&AccessKey>,
         enrollment: &EnrollmentKey,
     ) -> Result<IssuedKey, ServiceClientError> {
         let reply = ReplyKey::generate();
@@ -147,22 +139,19 @@ impl ServiceClient {
             issued_at: protocol::now_unix(),
             nonce: protocol::nonce(),
         };
-        let proof = match request.enrollment_token {
-            Some(_) => None,
-            None => Some(main_key),
-        };
+        let proof = main_key.filter(|_| request.enrollment_token.is_none());
         let uuid = &computer.config.computer_uuid;
-        let answer = self
-            .post(ENROLL, uuid, &request, proof, Some(enrollment))
-            .await?;
+        let answer = self.post(ENROLL, uuid, &request, proof, enrollment).await?;
         issued(&answer, &reply)
     }
 
-    /// A new key for this computer, proven by its current scoped `key`.
+    /// A new key for this computer, proven by its current scoped `key` and signed by its
+    /// `enrollment` key.
     pub async fn rotate(
         &self,
         computer: &Computer<'_>,
         key: &AccessKey,
+        enrollment: &EnrollmentKey,
     ) -> Result<IssuedKey, ServiceClientError> {
         let reply = ReplyKey::generate();
         let request = RotateRequest {
@@ -173,16 +162,18 @@ impl ServiceClient {
             nonce: protocol::nonce(),
         };
         let uuid = &computer.config.computer_uuid;
-        let answer = self.post(ROTATE, uuid, &request, Some(key), None).await?;
+        let answer = self
+            .post(ROTATE, uuid, &request, Some(key), enrollment)
+            .await?;
         issued(&answer, &reply)
     }
 
-    /// Deletes the computer's key `key_id`, proven by another of its keys or its enrollment key.
+    /// Deletes the computer's key `key_id`, signed by its `enrollment` key.
     pub async fn retire(
         &self,
         uuid: &ComputerUuid,
         key_id: &str,
-        by: Prover<'_>,
+        enrollment: &EnrollmentKey,
     ) -> Result<(), ServiceClientError> {
         let request = RetireRequest {
             computer_uuid: uuid.to_string(),
@@ -190,23 +181,20 @@ impl ServiceClient {
             issued_at: protocol::now_unix(),
             nonce: protocol::nonce(),
         };
-        let (key, enrollment) = match by {
-            Prover::Key(key) => (Some(key), None),
-            Prover::Enrollment(enrollment) => (None, Some(enrollment)),
-        };
-        self.post(RETIRE, uuid, &request, key, enrollment)
+        self.post(RETIRE, uuid, &request, None, enrollment)
             .await
             .map(drop)
     }
 
-    /// Sends `request` to `endpoint` in an envelope proven by `key` and/or signed by `enrollment`.
+    /// Sends `request` to `endpoint` in an envelope signed by `enrollment` and, with `key`,
+    /// proven by it.
     async fn post(
         &self,
         endpoint: &str,
         uuid: &ComputerUuid,
         request: &impl Serialize,
         key: Option<&AccessKey>,
-        enrollment: Option<&EnrollmentKey>,
+        enrollment: &EnrollmentKey,
     ) -> Result<Bytes, ServiceClientError> {
         let text = serde_json::to_string(request).expect("requests serialize");
         let envelope = Envelope::new(
@@ -216,7 +204,7 @@ impl ServiceClient {
             uuid,
             text,
             key,
-            enrollment,
+            Some(enrollment),
         );
         let json =
             zeroize::Zeroizing::new(serde_json::to_vec(&envelope).expect("envelopes serialize"));
@@ -288,17 +276,21 @@ impl ServiceIssuer<'_> {
         &self,
         call: ServiceCall,
         computer: &Computer<'_>,
-        current: &AccessKey,
+        current: &ArqS3<'_>,
         note: &mut (dyn FnMut(String) + Send),
     ) -> Result<IssuedKey, ApplyError> {
         let uuid = &computer.config.computer_uuid;
-        let enrollment = match call {
-            ServiceCall::Enroll => Some(self.enrollment_key(note)?),
-            ServiceCall::Rotate => None,
+        let enrollment = self.enrollment_key(note)?;
+        // The key in "Arq S3" signs only what needs it: a rotation, an enrollment without token.
+        let proof = match call {
+            ServiceCall::Enroll if self.client.has_enrollment_token() => None,
+            _ => Some(current.key()?),
         };
-        let ask = async || match &enrollment {
-            Some(enrollment) => self.client.enroll(computer, current, enrollment).await,
-            None => self.client.rotate(computer, current).await,
+        let ask = async || match (call, proof) {
+            (ServiceCall::Rotate, Some(key)) => {
+                self.client.rotate(computer, key, &enrollment).await
+            }
+            (_, main_key) => self.client.enroll(computer, main_key, &enrollment).await,
         };
         let issued = match ask().await {
             Err(refusal) if refusal.key_limit().is_some() => {
@@ -306,11 +298,7 @@ impl ServiceIssuer<'_> {
                     if *old == current.id {
                         continue;
                     }
-                    let by = match &enrollment {
-                        Some(enrollment) => Prover::Enrollment(enrollment),
-                        None => Prover::Key(current),
-                    };
-                    self.client.retire(uuid, old, by).await?;
+                    self.client.retire(uuid, old, &enrollment).await?;
                     note(format!(
                         "retired key {old}, left by an earlier run, to make room"
                     ));
@@ -327,40 +315,26 @@ impl ServiceIssuer<'_> {
         Ok(issued)
     }
 
-    /// Retires a new key that failed verification: proven by the key in "Arq S3" when that is
-    /// the same user's, else by the enrollment key.
+    /// Retires a new key that failed verification (it never reached "Arq S3").
     pub async fn discard(
         &self,
-        plan: &Plan,
         computer: &Computer<'_>,
-        current: &AccessKey,
         new: &IssuedKey,
     ) -> Result<(), ApplyError> {
-        let uuid = &computer.config.computer_uuid;
-        match plan.service_call {
-            Some(ServiceCall::Rotate) => {
-                self.client
-                    .retire(uuid, &new.key.id, Prover::Key(current))
-                    .await?
-            }
-            _ => {
-                let enrollment = self.enrollment_key(&mut |_| {})?;
-                self.client
-                    .retire(uuid, &new.key.id, Prover::Enrollment(&enrollment))
-                    .await?
-            }
-        }
+        let enrollment = self.enrollment_key(&mut |_| {})?;
+        self.client
+            .retire(&computer.config.computer_uuid, &new.key.id, &enrollment)
+            .await?;
         Ok(())
     }
 
-    pub async fn retire(
-        &self,
-        computer: &Computer<'_>,
-        new: &IssuedKey,
-        old: &str,
-    ) -> Result<(), String> {
+    /// Retires `old`, a key the new one replaces.
+    pub async fn retire(&self, computer: &Computer<'_>, old: &str) -> Result<(), String> {
+        let enrollment = self
+            .enrollment_key(&mut |_| {})
+            .map_err(|e| e.to_string())?;
         self.client
-            .retire(&computer.config.computer_uuid, old, Prover::Key(&new.key))
+            .retire(&computer.config.computer_uuid, old, &enrollment)
             .await
             .map_err(|e| e.to_string())
     }

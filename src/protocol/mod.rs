@@ -10,9 +10,9 @@
 //!   enrollment key ([`enrollment`]). The first enrollment binds the computer UUID to that key;
 //!   enrolling a bound UUID again needs a signature by the same key.
 //! - `POST /v1/rotate` [`RotateRequest`] → [`KeyResponse`]: a new key, proven by the computer's
-//!   current scoped key.
-//! - `POST /v1/retire` [`RetireRequest`] → `{}`: deletes one of the computer's keys, proven by
-//!   another of its keys or by its enrollment key.
+//!   current scoped key and signed by its enrollment key (a copy of "Arq S3" alone is not enough).
+//! - `POST /v1/retire` [`RetireRequest`] → `{}`: deletes one of the computer's keys, signed by its
+//!   enrollment key.
 //! - Errors: a status and [`ErrorBody`].
 //!
 //! A key's secret only ever travels sealed to a one-time public key the Mac put in its signed
@@ -38,7 +38,8 @@ pub const ROTATE: &str = "/v1/rotate";
 pub const RETIRE: &str = "/v1/retire";
 
 /// What is sent: the request as JSON text (exactly the bytes the proofs cover), and the proofs.
-#[derive(Debug, Serialize, Deserialize)]
+/// Its `Debug` leaves out the request, which may hold an enrollment token.
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envelope {
     pub request: String,
@@ -77,6 +78,15 @@ impl Envelope {
             enrollment_signature: enrollment.map(|e| e.sign(server_id, &binding)),
             request,
         }
+    }
+}
+
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("proof", &self.proof)
+            .field("enrollment_signature", &self.enrollment_signature)
+            .finish_non_exhaustive()
     }
 }
 
@@ -125,7 +135,8 @@ pub fn nonce() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// Its `Debug` leaves out the enrollment token.
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
     pub computer_uuid: String,
@@ -144,6 +155,16 @@ pub struct EnrollRequest {
     pub enrollment_token: Option<String>,
     pub issued_at: i64,
     pub nonce: String,
+}
+
+impl std::fmt::Debug for EnrollRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("computer_uuid", &self.computer_uuid)
+            .field("bucket", &self.bucket)
+            .field("enrollment_key", &self.enrollment_key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for EnrollRequest {

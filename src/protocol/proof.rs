@@ -60,6 +60,7 @@ const ALLOWED: [&str; 8] = [
 /// A signed `sts:GetCallerIdentity` request: its headers (lower-case names, each once) and body.
 /// The method (POST) and path (/) are fixed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Proof {
     #[serde(deserialize_with = "unique_headers")]
     pub headers: BTreeMap<String, String>,

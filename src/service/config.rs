@@ -178,10 +178,30 @@ impl ServiceConfig {
                 "iam_concurrency, sts_concurrency and max_connections must be at least 1".into(),
             );
         }
-        config
+        if !(1..=900).contains(&config.proof_max_age_seconds) {
+            return Err("proof_max_age_seconds must be 1 to 900 (STS's own clock skew)".into());
+        }
+        let sts = config
             .sts_endpoint
             .parse::<hyper::Uri>()
             .map_err(|e| format!("sts_endpoint: {e}"))?;
+        let loopback = sts.host().is_some_and(|host| {
+            host == "localhost"
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        match sts.scheme_str() {
+            Some("https") => {}
+            Some("http") if loopback => {}
+            _ => {
+                return Err(
+                    "sts_endpoint must be https:// (plain http:// only on loopback): anyone on the way could answer for STS"
+                        .into(),
+                );
+            }
+        }
         Ok(config)
     }
 }
@@ -222,6 +242,8 @@ mod tests {
             (r#"permissions_boundary_arn = "arn:aws:iam::1:user/x""#, "managed policy's ARN"),
             ("iam_concurrency = 0", "at least 1"),
             (r#"sts_endpoint = "http://exa mple""#, "sts_endpoint"),
+            (r#"sts_endpoint = "http://sts.example.com""#, "must be https://"),
+            ("proof_max_age_seconds = 99999999999999", "1 to 900"),
             ("surprise = 1", "unknown field"),
             (r#"enrollment_token_sha256 = ["00"]"#, "unknown field"),
             ("[[enrollment_tokens]]\nname = \"t\"\nsha256 = \"abc\"", "64 hex digits"),

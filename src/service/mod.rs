@@ -8,8 +8,9 @@
 //!   first: the user is created with its binding tags (bucket, enrollment public key) in one
 //!   `CreateUser`; whoever finds it existing must sign with the bound enrollment key.
 //! - **rotate**: only that computer's own scoped user in this service's own account — the whole
-//!   ARN and the user's unique id (AIDA…), from a long-term key — may get a new key.
-//! - **retire**: another key of that user, or the bound enrollment key, may delete one of its keys.
+//!   ARN and the user's unique id (AIDA…), from one of its active long-term keys — together with
+//!   the bound enrollment key may get a new key.
+//! - **retire**: only the bound enrollment key may delete one of its keys.
 //!
 //! Issuing never deletes a key (the user's two slots full is a refusal naming the keys), and every
 //! secret is sealed to the one-time reply key inside the signed request: a captured request
@@ -44,7 +45,7 @@ use tokio::sync::Semaphore;
 pub use self::config::{EnrollmentToken, ServiceConfig, TlsFiles, TokenHash};
 use self::replay::ReplayCache;
 use self::sts::{Sts, StsError};
-use self::tokens::{TokenRefusal, Tokens};
+use self::tokens::Tokens;
 use crate::arq_config::{ArqConfig, ComputerUuid};
 use crate::aws::{self, AwsCredentials, Caller, Identity};
 use crate::exit_code::ExitCode;
@@ -67,6 +68,8 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 const IAM_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Proofs and signatures remembered per instance (each entry is under 200 bytes).
 const REPLAY_CACHE_ENTRIES: usize = 100_000;
+/// IAM lookups at once for requests whose sender has proven nothing yet; more are refused at once.
+const UNPROVEN_LOOKUPS: usize = 2;
 /// Accept errors (file descriptors exhausted, say) are retried after this long, doubling.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
@@ -111,6 +114,8 @@ struct Service {
     tokens: Tokens,
     iam: Iam,
     iam_permits: Semaphore,
+    /// IAM lookups made before the caller has proven anything (retire's binding lookup).
+    unproven_lookups: Semaphore,
     replays: Mutex<ReplayCache>,
     metrics: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
@@ -152,7 +157,12 @@ pub async fn serve(config: ServiceConfig, insecure_http: bool) -> Result<(), Ser
         tokens,
         iam,
         iam_permits: Semaphore::new(config.iam_concurrency),
-        replays: Mutex::new(ReplayCache::new(2 * max_age, REPLAY_CACHE_ENTRIES)),
+        unproven_lookups: Semaphore::new(UNPROVEN_LOOKUPS),
+        // A proof is valid from max_age before its date to max_age after; whole seconds round.
+        replays: Mutex::new(ReplayCache::new(
+            2 * max_age + Duration::from_secs(2),
+            REPLAY_CACHE_ENTRIES,
+        )),
         metrics: Mutex::new(BTreeMap::new()),
         config: config.clone(),
     });
@@ -262,6 +272,8 @@ struct Refusal {
     message: String,
     /// With `key-limit`: the keys that fill the user's two slots.
     access_key_ids: Vec<String>,
+    /// What went wrong on the service's side, for its log only (never sent to the caller).
+    detail: Option<String>,
 }
 
 impl Refusal {
@@ -271,6 +283,7 @@ impl Refusal {
             code,
             message: message.into(),
             access_key_ids: Vec::new(),
+            detail: None,
         }
     }
 
@@ -284,6 +297,13 @@ impl Refusal {
 
     fn busy(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+    }
+
+    fn bad_signature() -> Self {
+        Self::forbidden(
+            "enrollment-signature-invalid",
+            "only the enrollment key this computer is bound to may do that",
+        )
     }
 
     fn not_this_computers_key() -> Self {
@@ -315,21 +335,39 @@ impl From<StsError> for Refusal {
     fn from(error: StsError) -> Self {
         match error {
             StsError::Busy => Self::busy("too many proofs waiting for STS: retry later"),
-            StsError::Unreachable(e) => {
-                Self::new(StatusCode::BAD_GATEWAY, "sts-unreachable", e.to_string())
-            }
+            StsError::Unreachable(e) => Self {
+                detail: Some(e.to_string()),
+                ..Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "sts-unreachable",
+                    "the service cannot reach STS: retry later",
+                )
+            },
             StsError::Rejected => ProofRefusal::Rejected.into(),
         }
     }
 }
 
 impl From<IamError> for Refusal {
+    /// The caller learns only that IAM failed; the service's log has which call and why.
     fn from(error: IamError) -> Self {
-        let status = match error {
-            IamError::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_GATEWAY,
+        let refusal = match error {
+            IamError::Throttled { .. } => Self::busy("IAM is throttling: retry later"),
+            IamError::Quota { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "iam-quota",
+                "the AWS account's IAM quota is reached: ask the admin",
+            ),
+            _ => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "iam-failed",
+                "IAM failed: retry later; the service's log has the detail",
+            ),
         };
-        Self::new(status, "iam-failed", error.to_string())
+        Self {
+            detail: Some(error.to_string()),
+            ..refusal
+        }
     }
 }
 
@@ -341,29 +379,55 @@ struct Requester {
 }
 
 async fn enroll(State(service): State<Arc<Service>>, body: Bytes) -> Response {
-    let mut requester = Requester::default();
     let started = Instant::now();
-    let result = service.enroll(&body, &mut requester).await;
-    service.finish("enroll", requester, started, result.map(axum::Json))
+    let work = service.clone();
+    let (who, result) = detached(async move {
+        let mut who = Requester::default();
+        let result = work.enroll(&body, &mut who).await;
+        (who, result)
+    })
+    .await;
+    service.finish("enroll", who, started, result.map(axum::Json))
 }
 
 async fn rotate(State(service): State<Arc<Service>>, body: Bytes) -> Response {
-    let mut requester = Requester::default();
     let started = Instant::now();
-    let result = service.rotate(&body, &mut requester).await;
-    service.finish("rotate", requester, started, result.map(axum::Json))
+    let work = service.clone();
+    let (who, result) = detached(async move {
+        let mut who = Requester::default();
+        let result = work.rotate(&body, &mut who).await;
+        (who, result)
+    })
+    .await;
+    service.finish("rotate", who, started, result.map(axum::Json))
 }
 
 async fn retire(State(service): State<Arc<Service>>, body: Bytes) -> Response {
-    let mut requester = Requester::default();
     let started = Instant::now();
-    let result = service.retire(&body, &mut requester).await;
-    service.finish(
-        "retire",
-        requester,
-        started,
-        result.map(|()| axum::Json(serde_json::json!({}))),
-    )
+    let work = service.clone();
+    let (who, result) = detached(async move {
+        let mut who = Requester::default();
+        let result = work.retire(&body, &mut who).await;
+        (who, result)
+    })
+    .await;
+    let result = result.map(|()| axum::Json(serde_json::json!({})));
+    service.finish("retire", who, started, result)
+}
+
+/// Runs a request's work on a task of its own: a client that goes away, or a connection cut at
+/// its lifetime, never stops an IAM write half-way (a key made but never handed out).
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = (Requester, Result<T, Refusal>)> + Send + 'static,
+) -> (Requester, Result<T, Refusal>) {
+    tokio::spawn(work).await.unwrap_or_else(|_| {
+        let refusal = Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the service failed; its log has the detail",
+        );
+        (Requester::default(), Err(refusal))
+    })
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> String {
@@ -425,16 +489,11 @@ impl Service {
                 caller.arn
             }
             (None, Some(token)) => {
-                let name = self.tokens.admit(token, Instant::now()).map_err(|refusal| match refusal {
-                    TokenRefusal::Unknown => Refusal::forbidden(
+                let name = self.tokens.find(token).ok_or_else(|| {
+                    Refusal::forbidden(
                         "bad-enrollment-token",
                         "the enrollment token is not one this service accepts",
-                    ),
-                    TokenRefusal::RateLimited | TokenRefusal::Exhausted => Refusal::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "token-limit",
-                        "this enrollment token has reached its limit (service.toml): retry later, or ask the admin",
-                    ),
+                    )
                 })?;
                 who.caller = Some(format!("token:{name}"));
                 format!("token:{name}")
@@ -447,6 +506,16 @@ impl Service {
             }
         };
         self.first_use(signature)?;
+        // A replay was refused above without using up the token's allowance.
+        if let Some(name) = enrolled_by.strip_prefix("token:") {
+            self.tokens.admit(name, Instant::now()).map_err(|_| {
+                Refusal::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "token-limit",
+                    "this enrollment token has reached its limit (service.toml): retry later, or ask the admin",
+                )
+            })?;
+        }
         let _permit = self.iam_permit().await?;
         let tags = UserTags {
             computer_uuid: config.computer_uuid.to_string(),
@@ -503,72 +572,75 @@ impl Service {
         let (caller, checked) = self.prove(proof, &config.computer_uuid, &binding).await?;
         who.caller = Some(caller.arn.clone());
         let _permit = self.iam_permit().await?;
-        let user = self.own_user(&caller, &config.computer_uuid).await?;
+        let user = self
+            .own_user(&caller, &checked.access_key_id, &config.computer_uuid)
+            .await?;
+        // A copy of the key in "Arq S3" is not enough: the Mac's enrollment key must sign too.
+        self.bound_signature(&user, &binding, envelope.enrollment_signature.as_deref())?;
         self.first_use(&checked.signature)?;
-        if user.bound_bucket() != Some(config.bucket.as_str()) {
-            return Err(Refusal::forbidden(
-                "bucket-mismatch",
-                "this computer is bound to another bucket",
-            ));
-        }
         self.issue(&config, &user, &request.reply_key).await
     }
 
+    /// Only the bound enrollment key may retire a key. Whoever asks is unknown until the signature
+    /// is checked, so the lookup before it is one call, from a small budget of its own that never
+    /// queues, and an unknown computer is refused exactly as a wrong signature is.
     async fn retire(&self, body: &[u8], who: &mut Requester) -> Result<(), Refusal> {
         let (envelope, request) = self.open::<RetireRequest>(body)?;
-        let uuid = ComputerUuid::parse(&request.computer_uuid)
-            .map_err(|reason| Refusal::bad_request("bad-computer", reason))?;
-        who.computer_uuid = Some(uuid.to_string());
+        let uuid = self.computer_uuid(&request.computer_uuid, who)?;
         let binding = protocol::binding(RETIRE, &envelope.request);
-        let (user, used) = match (&envelope.proof, &envelope.enrollment_signature) {
-            (Some(proof), None) => {
-                let (caller, checked) = self.prove(proof, &uuid, &binding).await?;
-                who.caller = Some(caller.arn.clone());
-                if checked.access_key_id == request.access_key_id {
-                    return Err(Refusal::forbidden(
-                        "retire-own-key",
-                        "a key cannot retire itself",
-                    ));
-                }
-                let _permit = self.iam_permit().await?;
-                (self.own_user(&caller, &uuid).await?, checked.signature)
-            }
-            (None, Some(signature)) => {
-                let _permit = self.iam_permit().await?;
-                let user = self
-                    .iam
-                    .inspect(&uuid)
-                    .await?
-                    .ok_or_else(Refusal::not_this_computers_key)?;
-                let bound = user.enrollment_key().unwrap_or_default();
-                if !enrollment::verify(bound, &self.rules.server_id, &binding, signature) {
-                    return Err(Refusal::forbidden(
-                        "enrollment-signature-invalid",
-                        "only the enrollment key this computer is bound to may do that",
-                    ));
-                }
-                who.caller = Some("enrollment-key".into());
-                (user, signature.clone())
-            }
-            _ => {
-                return Err(Refusal::bad_request(
-                    "proof-or-signature",
-                    "send exactly one of a proof and an enrollment signature",
-                ));
-            }
+        let signature = envelope
+            .enrollment_signature
+            .as_deref()
+            .ok_or_else(Refusal::bad_signature)?;
+        let user = {
+            let _permit = self
+                .unproven_lookups
+                .try_acquire()
+                .map_err(|_| Refusal::busy("too many unproven requests: retry later"))?;
+            self.iam.user(&uuid).await?
         };
-        self.first_use(&used)?;
-        if user.key_ids.contains(&request.access_key_id) {
-            let _permit = self.iam_permit().await?;
+        let user = user.ok_or_else(Refusal::bad_signature)?;
+        self.bound_signature(&user, &binding, Some(signature))?;
+        who.caller = Some("enrollment-key".into());
+        self.first_use(signature)?;
+        let _permit = self.iam_permit().await?;
+        let keys = self.iam.inspect(&uuid).await?.unwrap_or_default().key_ids;
+        if keys.contains(&request.access_key_id) {
             self.iam.delete_key(&uuid, &request.access_key_id).await?;
         }
         Ok(())
     }
 
+    /// Refuses unless `signature` is the bound enrollment key's over `binding`.
+    fn bound_signature(
+        &self,
+        user: &ScopedUser,
+        binding: &str,
+        signature: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let bound = user.enrollment_key().unwrap_or_default();
+        match enrollment::verify(
+            bound,
+            &self.rules.server_id,
+            binding,
+            signature.unwrap_or_default(),
+        ) {
+            true => Ok(()),
+            false => Err(Refusal::bad_signature()),
+        }
+    }
+
     /// Parses the envelope and the request inside, and refuses requests that are not fresh.
     fn open<R: Request>(&self, body: &[u8]) -> Result<(Envelope, R), Refusal> {
-        // serde_json's messages name a position and a field, never the field's value.
-        let bad = |e: serde_json::Error| Refusal::bad_request("bad-json", e.to_string());
+        // Only the kind of error and where: serde_json's messages can quote the input's values.
+        let bad = |e: serde_json::Error| {
+            let kind = match e.classify() {
+                serde_json::error::Category::Data => "not the expected fields or types",
+                _ => "not JSON",
+            };
+            let at = format!("line {} column {}", e.line(), e.column());
+            Refusal::bad_request("bad-json", format!("{kind} at {at}"))
+        };
         let envelope: Envelope = serde_json::from_slice(body).map_err(bad)?;
         let request: R = serde_json::from_str(&envelope.request).map_err(bad)?;
         let max_age = self.rules.max_age;
@@ -588,9 +660,9 @@ impl Service {
         bucket: &str,
         who: &mut Requester,
     ) -> Result<ArqConfig, Refusal> {
-        let config = ArqConfig::from_values(bucket, uuid, "request")
+        let computer_uuid = self.computer_uuid(uuid, who)?;
+        let config = ArqConfig::from_values(bucket, computer_uuid.as_str(), "request")
             .map_err(|e| Refusal::bad_request("bad-computer", e.to_string()))?;
-        who.computer_uuid = Some(config.computer_uuid.to_string());
         if !self.config.allowed_buckets.contains(&config.bucket) {
             return Err(Refusal::forbidden(
                 "bucket-not-allowed",
@@ -598,6 +670,22 @@ impl Service {
             ));
         }
         Ok(config)
+    }
+
+    /// Validates a computer UUID a request names. Only upper case, as Arq writes them: IAM user
+    /// names ignore case while S3 prefixes do not, so `arq-<uuid>` must name one computer only.
+    fn computer_uuid(&self, uuid: &str, who: &mut Requester) -> Result<ComputerUuid, Refusal> {
+        let parsed = ComputerUuid::parse(uuid).map_err(|reason| {
+            Refusal::bad_request("bad-computer", format!("computer UUID: {reason}"))
+        })?;
+        if uuid.bytes().any(|b| b.is_ascii_lowercase()) {
+            return Err(Refusal::bad_request(
+                "bad-computer",
+                "computer UUIDs are upper-case, as Arq writes them",
+            ));
+        }
+        who.computer_uuid = Some(parsed.to_string());
+        Ok(parsed)
     }
 
     /// Checks a proof's shape for `computer` and the request `binding`, then has STS say whose
@@ -617,14 +705,26 @@ impl Service {
 
     /// The scoped user of `uuid`, if and only if `caller` is that very user: in this service's
     /// account, by its whole ARN, and by its unique id (a user deleted and made again under the
-    /// same name is someone else).
-    async fn own_user(&self, caller: &Caller, uuid: &ComputerUuid) -> Result<ScopedUser, Refusal> {
+    /// same name is someone else) — and `key_id`, the key that signed, is still one of its active
+    /// keys (STS may honour a deleted key for a while).
+    async fn own_user(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        uuid: &ComputerUuid,
+    ) -> Result<ScopedUser, Refusal> {
         if caller.account != self.account || caller.arn != iam::scoped_user_arn(&self.account, uuid)
         {
             return Err(Refusal::not_this_computers_key());
         }
         match self.iam.inspect(uuid).await? {
-            Some(user) if user.user_id == caller.user_id && user.arn == caller.arn => Ok(user),
+            Some(user)
+                if user.user_id == caller.user_id
+                    && user.arn == caller.arn
+                    && user.active_key_ids.iter().any(|k| k == key_id) =>
+            {
+                Ok(user)
+            }
             _ => Err(Refusal::not_this_computers_key()),
         }
     }
@@ -656,14 +756,20 @@ impl Service {
         reply_key: &str,
     ) -> Result<KeyResponse, Refusal> {
         let uuid = &config.computer_uuid;
+        if user.bound_bucket() != Some(config.bucket.as_str()) {
+            return Err(Refusal::forbidden(
+                "bucket-mismatch",
+                "this computer is bound to another bucket",
+            ));
+        }
+        if user.key_ids.len() >= 2 {
+            return Err(Refusal::key_limit(user.key_ids.clone()));
+        }
         let policy = PolicyDocument::scoped_to(config, PolicyOptions::default())
             .map_err(|e| Refusal::bad_request("policy-too-large", e.to_string()))?;
         self.iam
             .ensure_policy(uuid, &policy, user.policy.as_ref())
             .await?;
-        if user.key_ids.len() >= 2 {
-            return Err(Refusal::key_limit(user.key_ids.clone()));
-        }
         let key = match self.iam.create_key(uuid).await {
             Ok(key) => key,
             Err(IamError::KeyLimit { .. }) => {
@@ -690,19 +796,16 @@ impl Service {
         started: Instant,
         result: Result<impl IntoResponse, Refusal>,
     ) -> Response {
-        let (status, code, response) = match result {
-            Ok(body) => (StatusCode::OK, "ok", body.into_response()),
+        let (status, code, detail, response) = match result {
+            Ok(body) => (StatusCode::OK, "ok", None, body.into_response()),
             Err(refusal) => {
                 let body = axum::Json(ErrorBody {
                     error: refusal.code.to_owned(),
                     message: refusal.message,
                     access_key_ids: refusal.access_key_ids,
                 });
-                (
-                    refusal.status,
-                    refusal.code,
-                    (refusal.status, body).into_response(),
-                )
+                let response = (refusal.status, body).into_response();
+                (refusal.status, refusal.code, refusal.detail, response)
             }
         };
         let line = serde_json::json!({
@@ -711,6 +814,7 @@ impl Service {
             "caller": who.caller,
             "status": status.as_u16(),
             "result": code,
+            "detail": detail,
             "ms": started.elapsed().as_millis() as u64,
         });
         eprintln!("{line}");

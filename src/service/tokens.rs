@@ -28,7 +28,6 @@ struct Usage {
 /// Why a token may not enroll now.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TokenRefusal {
-    Unknown,
     RateLimited,
     Exhausted,
 }
@@ -56,17 +55,26 @@ impl Tokens {
         tokens.iter().any(|t| t.max_enrollments.is_some())
     }
 
-    /// Finds `token` (comparing against every known hash in constant time) and takes one
-    /// enrollment from its hourly allowance. Returns its name.
-    pub fn admit(&self, token: &str, now: Instant) -> Result<&str, TokenRefusal> {
+    /// The name of `token`, if it is one of ours (compared against every known hash in constant
+    /// time).
+    pub fn find(&self, token: &str) -> Option<&str> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
-        for (i, known) in self.tokens.iter().enumerate() {
+        for known in &self.tokens {
             if bool::from(known.sha256.0.ct_eq(&digest)) {
-                found = Some(i);
+                found = Some(known.name.as_str());
             }
         }
-        let i = found.ok_or(TokenRefusal::Unknown)?;
+        found
+    }
+
+    /// Takes one enrollment from the allowance of the token `name` (a name [`Tokens::find`] gave).
+    pub fn admit(&self, name: &str, now: Instant) -> Result<(), TokenRefusal> {
+        let i = self
+            .tokens
+            .iter()
+            .position(|t| t.name == name)
+            .expect("a name find gave");
         let token = &self.tokens[i];
         let mut usage = self.usage.lock().expect("token usage lock");
         let usage = &mut usage[i];
@@ -86,7 +94,7 @@ impl Tokens {
             }
             usage.allowance -= 1.0;
         }
-        Ok(&token.name)
+        Ok(())
     }
 
     /// Counts a computer newly bound through the token `name`.
@@ -128,9 +136,8 @@ mod tests {
             ],
             |_| 0,
         );
-        let now = Instant::now();
-        assert_eq!(tokens.admit("secret-b", now), Ok("b"));
-        assert_eq!(tokens.admit("secret-c", now), Err(TokenRefusal::Unknown));
+        assert_eq!(tokens.find("secret-b"), Some("b"));
+        assert_eq!(tokens.find("secret-c"), None);
     }
 
     #[test]
@@ -138,13 +145,13 @@ mod tests {
         let tokens = Tokens::new(vec![token("a", "s", None, Some(3))], |_| 0);
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(tokens.admit("s", start).is_ok());
+            assert!(tokens.admit("a", start).is_ok());
         }
-        assert_eq!(tokens.admit("s", start), Err(TokenRefusal::RateLimited));
+        assert_eq!(tokens.admit("a", start), Err(TokenRefusal::RateLimited));
         // A third of an hour later one more is allowed.
         let later = start + Duration::from_secs(1200);
-        assert!(tokens.admit("s", later).is_ok());
-        assert_eq!(tokens.admit("s", later), Err(TokenRefusal::RateLimited));
+        assert!(tokens.admit("a", later).is_ok());
+        assert_eq!(tokens.admit("a", later), Err(TokenRefusal::RateLimited));
     }
 
     #[test]
@@ -154,8 +161,8 @@ mod tests {
             2
         });
         let now = Instant::now();
-        assert!(tokens.admit("s", now).is_ok());
+        assert!(tokens.admit("a", now).is_ok());
         tokens.enrolled("a");
-        assert_eq!(tokens.admit("s", now), Err(TokenRefusal::Exhausted));
+        assert_eq!(tokens.admit("a", now), Err(TokenRefusal::Exhausted));
     }
 }

@@ -3,15 +3,18 @@
 //!
 //! - `support`: the moto fixture, temporary Arq homes and credential stores, the command builder;
 //! - `bad_input`: every malformed input gets one clear line, its class's exit code, and no write;
+//! - `dialogs`: the Keychain dialogs each deployment would show a Mac's user;
 //! - `policy`: the policy's content, an independent IAM evaluator for its listing conditions, a linter;
 //! - `verify`: the verdicts for a scoped key, the main key and the 2012 example's key, against moto;
 //! - `apply`: the lockdown end to end, idempotency, rotation, the fault matrix, refusals;
 //! - `service`: the provisioning service, its client, and hostile requests;
+//! - `service_attacks`: another account, another Mac, raced and replayed requests, floods;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code.
 
 mod apply;
 mod bad_input;
+mod dialogs;
 mod packaging;
 mod policy;
 mod root;

@@ -77,7 +77,7 @@ fn another_aws_accounts_user_of_the_same_name_cannot_rotate_or_retire_a_mac() {
     let (status, answer) = http("POST", RETIRE, &retire);
     assert_eq!(
         (status, error_code(&answer)),
-        (403, "not-this-computers-key".into()),
+        (403, "enrollment-signature-invalid".into()),
         "retire"
     );
     assert_eq!(keys_of(&victim.uuid), before);
@@ -250,7 +250,7 @@ fn a_captured_request_replayed_to_another_instance_yields_nothing_usable() {
         &mac.uuid,
         &rotate_request(&mac.uuid, &ReplyKey::generate()),
         Some(&first),
-        None,
+        Some(&mac.enrollment_key()),
     );
     let (status, answer) = http("POST", ROTATE, &rotate);
     assert_eq!(status, 200, "{answer}");
@@ -390,4 +390,202 @@ fn percent_encode(text: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[test]
+fn a_copy_of_the_key_in_arq_s3_alone_can_neither_rotate_nor_retire() {
+    let _guard = no_arq_running();
+    let mac = Mac::new();
+    assert_eq!(exit_code(&run(&mut mac.apply_via_service("SERIAL-C"))), 0);
+    let stolen = mac.key();
+    let before = keys_of(&mac.uuid);
+    let rotate = envelope(
+        ROTATE,
+        &mac.uuid,
+        &rotate_request(&mac.uuid, &ReplyKey::generate()),
+        Some(&stolen),
+        None,
+    );
+    let (status, answer) = http("POST", ROTATE, &rotate);
+    assert_eq!(
+        (status, error_code(&answer)),
+        (403, "enrollment-signature-invalid".into())
+    );
+    let retire = envelope(
+        RETIRE,
+        &mac.uuid,
+        &retire_request(&mac.uuid, &stolen.id),
+        Some(&stolen),
+        None,
+    );
+    let (status, answer) = http("POST", RETIRE, &retire);
+    assert_eq!(
+        (status, error_code(&answer)),
+        (403, "enrollment-signature-invalid".into())
+    );
+    assert_eq!(keys_of(&mac.uuid), before);
+}
+
+#[test]
+fn a_retire_nobody_signed_costs_at_most_one_iam_lookup_and_says_nothing_of_enrollment() {
+    let _guard = no_arq_running();
+    let proxy = Proxy::recording();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
+    let proxied = start_service_with(
+        &config,
+        dir,
+        &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
+    );
+    let enrolled = Mac::new();
+    assert_eq!(exit_code(&run(&mut enrolled.apply_via(&proxied.url))), 0);
+    let stranger = EnrollmentKey::generate();
+    let mut answers = Vec::new();
+    for uuid in [enrolled.uuid.clone(), fresh_uuid()] {
+        let iam_calls = || {
+            proxy
+                .recorded()
+                .iter()
+                .filter(|r| r.body.contains("Action="))
+                .count()
+        };
+        let before = iam_calls();
+        let retire = envelope(
+            RETIRE,
+            &uuid,
+            &retire_request(&uuid, &enrolled.key().id),
+            None,
+            Some(&stranger),
+        );
+        let (status, answer) = http_to(&proxied.url, "POST", RETIRE, &retire);
+        assert!(
+            iam_calls() - before <= 1,
+            "an unproven retire made {} IAM calls",
+            iam_calls() - before
+        );
+        answers.push((status, error_code(&answer)));
+    }
+    assert_eq!(answers[0], (403, "enrollment-signature-invalid".into()));
+    assert_eq!(
+        answers[0], answers[1],
+        "enrolled and unknown computers must look alike"
+    );
+    assert_eq!(keys_of(&enrolled.uuid), json!([enrolled.key().id]));
+}
+
+#[test]
+fn racing_issues_for_one_user_end_in_key_limit_not_an_error() {
+    let _guard = no_arq_running();
+    let second = another_service("");
+    let uuid = fresh_uuid();
+    let enrollment = EnrollmentKey::generate();
+    let (body, _) = enroll_by_main_keys(&uuid, &enrollment);
+    assert_eq!(http("POST", ENROLL, &body).0, 200);
+    // The same Mac enrolls again twice at once (two runs, or a replay): one more key fits.
+    let bodies = [
+        enroll_by_main_keys(&uuid, &enrollment).0,
+        enroll_by_main_keys(&uuid, &enrollment).0,
+    ];
+    let urls = [service().url.clone(), second.url.clone()];
+    let mut statuses: Vec<u16> = std::thread::scope(|scope| {
+        let runs: Vec<_> = bodies
+            .iter()
+            .zip(&urls)
+            .map(|(body, url)| scope.spawn(move || http_to(url, "POST", ENROLL, body).0))
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [200, 409],
+        "one more key, and key-limit for the other"
+    );
+    assert_eq!(keys_of(&uuid).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_bound_computer_cannot_be_moved_to_another_bucket_or_named_in_lower_case() {
+    let _guard = no_arq_running();
+    let other_bucket = "another-arq-bucket.example";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    let allowed = format!("allowed_buckets = [\"{BUCKET}\"]");
+    let both = format!("allowed_buckets = [\"{BUCKET}\", \"{other_bucket}\"]");
+    let text = service_config("127.0.0.1:0", "").replace(&allowed, &both);
+    std::fs::write(&config, text).unwrap();
+    let service = start_service(&config, dir);
+    let uuid = fresh_uuid();
+    let enrollment = EnrollmentKey::generate();
+    let (body, _) = enroll_by_main_keys(&uuid, &enrollment);
+    assert_eq!(http_to(&service.url, "POST", ENROLL, &body).0, 200);
+    let policy_before = scoped_user(&uuid)["policies"].clone();
+    let mut moved = enroll_request(&uuid, &enrollment, &ReplyKey::generate());
+    moved["bucket"] = json!(other_bucket);
+    let body = envelope(
+        ENROLL,
+        &uuid,
+        &moved,
+        Some(&moto().admin),
+        Some(&enrollment),
+    );
+    let (status, answer) = http_to(&service.url, "POST", ENROLL, &body);
+    assert_eq!(
+        (status, error_code(&answer)),
+        (403, "bucket-mismatch".into())
+    );
+    assert_eq!(
+        scoped_user(&uuid)["policies"],
+        policy_before,
+        "the refusal changed the policy"
+    );
+
+    let lower = uuid.to_lowercase();
+    let (body, _) = enroll_by_main_keys(&lower, &enrollment);
+    let (status, answer) = http("POST", ENROLL, &body);
+    assert_eq!((status, error_code(&answer)), (400, "bad-computer".into()));
+}
+
+#[test]
+fn a_key_iam_deleted_cannot_rotate_while_sts_still_honours_it() {
+    let _guard = no_arq_running();
+    let proxy = Proxy::recording();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    let text = service_config("127.0.0.1:0", "").replace(&moto().endpoint, &proxy.endpoint);
+    std::fs::write(&config, text).unwrap();
+    let lagging = start_service(&config, dir);
+    let mac = Mac::new();
+    assert_eq!(exit_code(&run(&mut mac.apply_via(&lagging.url))), 0);
+    let old = mac.key();
+    assert_eq!(
+        exit_code(&run(mac.apply_via(&lagging.url).arg("--rotate"))),
+        0
+    );
+    let user = scoped_user(&mac.uuid);
+    assert!(
+        !user["keys"].as_array().unwrap().contains(&json!(old.id)),
+        "the old key was not retired"
+    );
+    // STS has not heard yet: it still names the user for the deleted key.
+    proxy.answer_sts_for(
+        &old.id,
+        user["arn"].as_str().unwrap(),
+        user["user_id"].as_str().unwrap(),
+    );
+    let reply = ReplyKey::generate();
+    let rotate = envelope(
+        ROTATE,
+        &mac.uuid,
+        &rotate_request(&mac.uuid, &reply),
+        Some(&old),
+        Some(&mac.enrollment_key()),
+    );
+    let (status, answer) = http_to(&lagging.url, "POST", ROTATE, &rotate);
+    assert_eq!(
+        (status, error_code(&answer)),
+        (403, "not-this-computers-key".into())
+    );
+    assert_eq!(keys_of(&mac.uuid), json!([mac.key().id]));
 }

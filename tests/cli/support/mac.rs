@@ -128,6 +128,33 @@ impl Mac {
         }
     }
 
+    /// The enrollment key `apply --source service` keeps beside "Arq S3".
+    pub fn enrollment_key(&self) -> arq_lockdown::protocol::enrollment::EnrollmentKey {
+        let text = std::fs::read_to_string(self.store_dir.path().join("keychain.json")).unwrap();
+        let items: Value = serde_json::from_str(&text).unwrap();
+        let stored = items["arq-lockdown enrollment key"]["password"]
+            .as_str()
+            .unwrap();
+        arq_lockdown::protocol::enrollment::EnrollmentKey::from_stored(
+            arq_lockdown::secret::Secret::new(stored.to_owned()),
+        )
+        .unwrap()
+    }
+
+    /// How often "Arq S3"'s secret was read (each a dialog on a Mac) and the item written (each a
+    /// keychain-password dialog when Arq next reads it), from the file store's access log.
+    pub fn keychain_access(&self) -> (usize, usize) {
+        let log = std::fs::read_to_string(self.store_dir.path().join("keychain.json.access-log"))
+            .unwrap_or_default();
+        let count = |what: &str| log.lines().filter(|l| l.starts_with(what)).count();
+        (count("read-secret "), count("write "))
+    }
+
+    /// Forgets the access log, so that the next run's reads and writes can be counted alone.
+    pub fn reset_keychain_access(&self) {
+        let _ = std::fs::remove_file(self.store_dir.path().join("keychain.json.access-log"));
+    }
+
     /// Puts `key` into "Arq S3", as if Arq had been set up with it (other items stay).
     pub fn set_key(&self, key: &Key) {
         let path = self.store_dir.path().join("keychain.json");

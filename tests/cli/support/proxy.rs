@@ -12,11 +12,13 @@ pub struct Recorded {
 
 /// An HTTP proxy in front of moto that records every request, and can answer the first
 /// `throttles` IAM requests whose body holds `Action=<action>` with IAM's throttling error, as AWS
-/// does under load.
+/// does under load — or answer STS for one key as a lagging STS would ([`Proxy::answer_sts_for`]).
 pub struct Proxy {
     pub endpoint: String,
     pub throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+    /// A key id and the GetCallerIdentity answer to give for it.
+    sts_answer: std::sync::Arc<std::sync::Mutex<Option<(String, String)>>>,
 }
 
 impl Proxy {
@@ -37,7 +39,8 @@ impl Proxy {
         let upstream = moto().endpoint.trim_start_matches("http://").to_owned();
         let throttled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (count, log) = (throttled.clone(), requests.clone());
+        let sts_answer = std::sync::Arc::new(std::sync::Mutex::new(None::<(String, String)>));
+        let (count, log, canned) = (throttled.clone(), requests.clone(), sts_answer.clone());
         std::thread::spawn(move || {
             for mut client in listener.incoming().map_while(Result::ok) {
                 let Some(request) = read_request(&mut client) else {
@@ -51,6 +54,18 @@ impl Proxy {
                     path: line.get(1).copied().unwrap_or_default().to_owned(),
                     body: body.to_owned(),
                 });
+                let canned_answer = canned.lock().unwrap().clone().filter(|(key_id, _)| {
+                    body.contains("Action=GetCallerIdentity")
+                        && text.contains(&format!("Credential={key_id}/"))
+                });
+                if let Some((_, answer)) = canned_answer {
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    continue;
+                }
                 let is_target = !action.is_empty() && body.contains(&format!("Action={action}"));
                 if is_target && count.load(Ordering::SeqCst) < throttles {
                     count.fetch_add(1, Ordering::SeqCst);
@@ -73,7 +88,17 @@ impl Proxy {
             endpoint,
             throttled,
             requests,
+            sts_answer,
         }
+    }
+
+    /// From now on, answers GetCallerIdentity signed by `key_id` itself, naming the scoped user
+    /// `arn` (`user_id`, account 123456789012): an STS that has not yet heard the key was deleted.
+    pub fn answer_sts_for(&self, key_id: &str, arn: &str, user_id: &str) {
+        let answer = format!(
+            r#"<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetCallerIdentityResult><Arn>{arn}</Arn><UserId>{user_id}</UserId><Account>123456789012</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>1</RequestId></ResponseMetadata></GetCallerIdentityResponse>"#
+        );
+        *self.sts_answer.lock().unwrap() = Some((key_id.to_owned(), answer));
     }
 
     /// The requests recorded so far.
