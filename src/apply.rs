@@ -36,7 +36,7 @@ use crate::key_source::{
     AdminCredentials, Computer, IamIssuer, IssuedKey, KeyIssuer, KeySource, Plan, ServiceCall,
     ServiceIssuer, SourceKind,
 };
-use crate::policy::{PolicyDocument, PolicyOptions, PolicyTooLarge};
+use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::receipt::{self, Receipt, ReceiptError};
 use crate::run_log::RunLog;
 use crate::session::{self, SessionError};
@@ -71,8 +71,6 @@ pub struct ApplyRequest<'a> {
 pub enum ApplyError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error(transparent)]
-    Policy(#[from] PolicyTooLarge),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -131,7 +129,6 @@ impl ApplyError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Self::Config(e) => e.exit_code(),
-            Self::Policy(_) => ExitCode::ConfigInvalid,
             Self::Store(e) => e.exit_code(),
             Self::Iam(e) => e.exit_code(),
             Self::ArqApp(e) => e.exit_code(),
@@ -318,7 +315,7 @@ fn read_config(
     steps: &mut Steps<'_>,
 ) -> Result<(ArqConfig, PolicyDocument), ApplyError> {
     let config = ArqConfig::read_from_home(&request.home)?;
-    let policy = PolicyDocument::scoped_to(&config, request.policy_options)?;
+    let policy = PolicyDocument::scoped_to(&config, request.policy_options);
     session::refuse_user_symlinks(&Receipt::path(&request.home))?;
     steps.note(format!(
         "Arq backs up to {} as computer {}",

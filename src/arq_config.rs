@@ -6,12 +6,11 @@
 //! rejected here, before any AWS, Keychain or process call. This module never writes.
 
 use std::fmt;
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::exit_code::ExitCode;
+use crate::fs::ReadError;
 
 /// Where Arq keeps its config, relative to the user's home folder.
 pub const CONFIG_RELATIVE_PATH: &str = "Library/Arq/config/app_config.plist";
@@ -283,41 +282,17 @@ impl ArqConfig {
     }
 }
 
-/// Opens `path` for reading without blocking on a FIFO, checks it is a regular file, and reads at
-/// most [`MAX_CONFIG_BYTES`].
+/// Reads the config if it is a regular file of at most [`MAX_CONFIG_BYTES`].
 fn read_capped(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => ConfigError::NotFound {
-                path: path.to_owned(),
-            },
-            _ => ConfigError::Unreadable {
-                path: path.to_owned(),
-                source,
-            },
-        })?;
-    let unreadable = |source| ConfigError::Unreadable {
-        path: path.to_owned(),
-        source,
-    };
-    if !file.metadata().map_err(unreadable)?.is_file() {
-        return Err(ConfigError::NotAFile {
-            path: path.to_owned(),
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(ConfigError::TooLarge {
-            path: path.to_owned(),
-        });
-    }
-    Ok(bytes)
+    crate::fs::read_small_file(path, MAX_CONFIG_BYTES).map_err(|error| {
+        let path = path.to_owned();
+        match error {
+            ReadError::NotFound => ConfigError::NotFound { path },
+            ReadError::NotAFile => ConfigError::NotAFile { path },
+            ReadError::TooLarge => ConfigError::TooLarge { path },
+            ReadError::Io(source) => ConfigError::Unreadable { path, source },
+        }
+    })
 }
 
 fn plist_type_name(value: &plist::Value) -> &'static str {
@@ -357,6 +332,8 @@ mod tests {
             ".lead",
             "trail-",
             "a..b",
+            "a.-b",
+            "a-.b",
             "192.168.1.1",
             "xn--abc",
             "x-s3alias",
@@ -387,5 +364,70 @@ mod tests {
         let shown = Quoted::new(&format!("evil\nline{}", "x".repeat(200))).to_string();
         assert!(!shown.contains('\n'));
         assert!(shown.chars().count() < 90);
+    }
+
+    #[test]
+    fn a_config_that_is_missing_not_a_file_or_too_large_says_so_with_its_exit_code() {
+        let home = tempfile::tempdir().unwrap();
+        let read = || ArqConfig::read_from_home(home.path()).unwrap_err();
+        assert!(matches!(read(), ConfigError::NotFound { .. }));
+        assert_eq!(read().exit_code(), ExitCode::ConfigMissing);
+        let path = home.path().join(CONFIG_RELATIVE_PATH);
+        std::fs::create_dir_all(&path).unwrap();
+        assert!(matches!(read(), ConfigError::NotAFile { .. }));
+        assert_eq!(read().exit_code(), ExitCode::ConfigMissing);
+        std::fs::remove_dir(&path).unwrap();
+        // Exactly the cap is read (and is not a plist); one byte more is refused unread.
+        std::fs::write(&path, vec![b' '; MAX_CONFIG_BYTES as usize]).unwrap();
+        assert!(matches!(read(), ConfigError::NotPlist { .. }));
+        std::fs::write(&path, vec![b' '; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+        assert!(matches!(read(), ConfigError::TooLarge { .. }));
+        assert_eq!(read().exit_code(), ExitCode::ConfigInvalid);
+        assert_eq!(MAX_CONFIG_BYTES, 1024 * 1024);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_type() {
+        let cases: [(plist::Value, &str); 8] = [
+            (plist::Value::Array(Vec::new()), "an array"),
+            (
+                plist::Value::Dictionary(plist::Dictionary::new()),
+                "a dictionary",
+            ),
+            (true.into(), "a boolean"),
+            (plist::Value::Data(vec![1]), "data"),
+            (
+                plist::Value::Date(std::time::SystemTime::UNIX_EPOCH.into()),
+                "a date",
+            ),
+            (1.5.into(), "a real number"),
+            (7.into(), "an integer"),
+            (plist::Value::Uid(plist::Uid::new(1)), "a UID"),
+        ];
+        for (value, name) in cases {
+            assert_eq!(plist_type_name(&value), name);
+        }
+    }
+
+    #[test]
+    fn valid_values_show_as_themselves_and_untrusted_ones_quoted() {
+        let config = ArqConfig::from_values(
+            "akiaexample.comhaystacksoftwarearq",
+            "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            config.bucket.to_string(),
+            "akiaexample.comhaystacksoftwarearq"
+        );
+        assert_eq!(
+            config.computer_uuid.to_string(),
+            "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570"
+        );
+        assert_eq!(Quoted::new("a\"b").to_string(), "\"a\\\"b\"");
+        let unsafe_path = ConfigError::UnsafePath(crate::session::SessionError::NoUser);
+        assert_eq!(unsafe_path.exit_code(), ExitCode::NoUser);
+        assert_eq!(ConfigError::NoHome.exit_code(), ExitCode::ConfigMissing);
     }
 }

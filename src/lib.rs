@@ -21,13 +21,13 @@
 pub mod apply;
 pub mod arq_app;
 pub mod arq_config;
-mod atomic_file;
 pub mod aws;
 pub mod cli;
 mod commands;
 pub mod credential_store;
 pub mod exit_code;
 mod fault;
+mod fs;
 mod https;
 pub mod iam;
 pub mod key_source;
@@ -49,8 +49,6 @@ use exit_code::ExitCode;
 pub enum Error {
     #[error(transparent)]
     Config(#[from] arq_config::ConfigError),
-    #[error(transparent)]
-    Policy(#[from] policy::PolicyTooLarge),
     #[error(transparent)]
     Store(#[from] credential_store::StoreError),
     #[error(transparent)]
@@ -83,7 +81,6 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Self::Config(e) => e.exit_code(),
-            Self::Policy(_) => ExitCode::ConfigInvalid,
             Self::Store(e) => e.exit_code(),
             Self::Verify(e) => e.exit_code(),
             Self::Apply(e) => e.exit_code(),

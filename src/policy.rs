@@ -26,14 +26,6 @@ pub const INLINE_POLICY_MAX_CHARS: usize = 2048;
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyDocument(Value);
 
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the policy is {chars} characters (whitespace not counted), over IAM's inline limit of {INLINE_POLICY_MAX_CHARS}: drop --legacy-glacier, or attach the policy as a managed policy by hand"
-)]
-pub struct PolicyTooLarge {
-    pub chars: usize,
-}
-
 /// What to include beyond the S3 statements every Arq version needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PolicyOptions {
@@ -44,7 +36,10 @@ pub struct PolicyOptions {
 
 impl PolicyDocument {
     /// The policy for `config`'s bucket and computer.
-    pub fn scoped_to(config: &ArqConfig, options: PolicyOptions) -> Result<Self, PolicyTooLarge> {
+    ///
+    /// It always fits IAM's inline limit: the longest bucket name with every option is checked by
+    /// a test, so a larger document is a bug, not an input error.
+    pub fn scoped_to(config: &ArqConfig, options: PolicyOptions) -> Self {
         let bucket = config.bucket.as_str();
         let uuid = config.computer_uuid.as_str();
         let bucket_arn = bucket_arn(bucket);
@@ -85,11 +80,8 @@ impl PolicyDocument {
             statements.extend(legacy_glacier_statements());
         }
         let document = Self(json!({"Version": "2012-10-17", "Statement": statements}));
-        let chars = document.iam_size();
-        if chars > INLINE_POLICY_MAX_CHARS {
-            return Err(PolicyTooLarge { chars });
-        }
-        Ok(document)
+        debug_assert!(document.iam_size() <= INLINE_POLICY_MAX_CHARS);
+        document
     }
 
     /// The permissions boundary for scoped users of `buckets`: at most what any Arq computer may
@@ -245,7 +237,7 @@ mod tests {
 
     #[test]
     fn objects_are_reachable_only_under_both_of_this_computers_prefixes() {
-        let policy = PolicyDocument::scoped_to(&config(), PolicyOptions::default()).unwrap();
+        let policy = PolicyDocument::scoped_to(&config(), PolicyOptions::default());
         let json = policy.to_compact_json();
         assert!(json.contains(r#""arn:aws:s3:::akiaexample.comhaystacksoftwarearq/32D9D7A2-3B3E-4BE7-B85B-0605AF24F570/*""#));
         assert!(json.contains(r#""arn:aws:s3:::akiaexample.comhaystacksoftwarearq/glacier/32D9D7A2-3B3E-4BE7-B85B-0605AF24F570/*""#));
@@ -267,8 +259,7 @@ mod tests {
             PolicyOptions {
                 legacy_glacier: true,
             },
-        )
-        .unwrap();
+        );
         assert!(
             policy.iam_size() <= INLINE_POLICY_MAX_CHARS,
             "{}",
@@ -278,12 +269,46 @@ mod tests {
 
     #[test]
     fn iam_size_ignores_whitespace() {
-        let policy = PolicyDocument::scoped_to(&config(), PolicyOptions::default()).unwrap();
+        let policy = PolicyDocument::scoped_to(&config(), PolicyOptions::default());
         let pretty = policy.to_pretty_json();
         assert_eq!(
             pretty.chars().filter(|c| !c.is_whitespace()).count(),
             policy.iam_size()
         );
         assert!(pretty.len() > policy.iam_size());
+    }
+
+    #[test]
+    fn the_admin_policy_never_grants_user_creation_without_the_boundary_condition() {
+        let admin = PolicyDocument::admin("arn:aws:iam::123456789012:policy/arq-lockdown-boundary");
+        let statements = admin.as_value()["Statement"].as_array().unwrap();
+        for statement in statements {
+            let actions: Vec<&str> = statement["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            let creates =
+                actions.contains(&"iam:CreateUser") || actions.contains(&"iam:PutUserPolicy");
+            assert_eq!(
+                creates,
+                statement.get("Condition").is_some(),
+                "{statement}: CreateUser/PutUserPolicy only, and always, under the condition"
+            );
+        }
+        let all: usize = statements
+            .iter()
+            .map(|s| s["Action"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(all, crate::iam::ADMIN_ACTIONS.len());
+    }
+
+    #[test]
+    fn the_value_is_the_document_iam_receives() {
+        let policy = PolicyDocument::scoped_to(&config(), PolicyOptions::default());
+        let parsed: Value = serde_json::from_str(&policy.to_compact_json()).unwrap();
+        assert_eq!(policy.as_value(), &parsed);
+        assert_eq!(parsed["Version"], "2012-10-17");
     }
 }

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::exit_code::ExitCode;
+use crate::fs::ReadError;
 use crate::key_source::SourceKind;
 use crate::secret::Secret;
 
@@ -134,15 +135,17 @@ fn read_dict(path: &Path) -> Result<Option<plist::Dictionary>, PreferencesError>
         path: path.to_owned(),
         reason,
     };
-    let meta = match std::fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(error(e.to_string())),
+    let bytes = match crate::fs::read_small_file(path, MAX_PREFERENCES_BYTES) {
+        Ok(bytes) => bytes,
+        Err(ReadError::NotFound) => return Ok(None),
+        Err(ReadError::Io(e)) => return Err(error(e.to_string())),
+        Err(ReadError::NotAFile | ReadError::TooLarge) => {
+            return Err(error("not a preference file".into()));
+        }
     };
-    if !meta.is_file() || meta.len() > MAX_PREFERENCES_BYTES {
-        return Err(error("not a preference file".into()));
-    }
-    match plist::Value::from_file(path).map_err(|e| error(e.to_string()))? {
+    let value = plist::Value::from_reader(std::io::Cursor::new(bytes))
+        .map_err(|e| error(crate::one_line(&e.to_string())))?;
+    match value {
         plist::Value::Dictionary(dict) => Ok(Some(dict)),
         _ => Err(error("not a dictionary".into())),
     }

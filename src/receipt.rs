@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::arq_config::ArqConfig;
-use crate::atomic_file::write_atomically;
+use crate::fs::{read_small_file, write_atomically};
 use crate::key_source::SourceKind;
 use crate::policy::{PolicyDocument, PolicyOptions};
 
@@ -57,23 +57,9 @@ impl Receipt {
     /// The receipt, if there is a readable one. A missing, unreadable or corrupt receipt only means
     /// the work is done again, so it reads as none.
     pub fn load(home: &Path) -> Option<Self> {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
         crate::session::refuse_user_symlinks(&Self::path(home)).ok()?;
-        // Non-blocking, so a FIFO in its place cannot hang the run; then only a regular file counts.
-        let file = std::fs::File::options()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(Self::path(home))
-            .ok()?;
-        if !file.metadata().ok()?.is_file() {
-            return None;
-        }
-        let mut text = String::new();
-        file.take(MAX_RECEIPT_BYTES)
-            .read_to_string(&mut text)
-            .ok()?;
-        serde_json::from_str(&text).ok()
+        let bytes = read_small_file(&Self::path(home), MAX_RECEIPT_BYTES).ok()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     pub fn save(&self, home: &Path) -> Result<(), ReceiptError> {
@@ -104,14 +90,105 @@ impl Receipt {
 }
 
 pub fn policy_sha256(policy: &PolicyDocument) -> String {
-    Sha256::digest(policy.to_compact_json().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::protocol::hex(&Sha256::digest(policy.to_compact_json().as_bytes()))
 }
 
 pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ArqConfig {
+        ArqConfig::from_values(
+            "akiaexample.comhaystacksoftwarearq",
+            "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570",
+            "test",
+        )
+        .unwrap()
+    }
+
+    fn receipt(policy: &PolicyDocument) -> Receipt {
+        Receipt {
+            bucket: "akiaexample.comhaystacksoftwarearq".into(),
+            computer_uuid: "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570".into(),
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            user_arn: "arn:aws:iam::123456789012:user/arq-lockdown/arq-X".into(),
+            policy_sha256: policy_sha256(policy),
+            policy_options: PolicyOptions::default(),
+            source: SourceKind::Iam,
+            applied_at_unix: now_unix() - 100,
+        }
+    }
+
+    #[test]
+    fn a_receipt_covers_only_its_bucket_computer_key_and_policy() {
+        let policy = PolicyDocument::scoped_to(&config(), PolicyOptions::default());
+        let legacy = PolicyDocument::scoped_to(
+            &config(),
+            PolicyOptions {
+                legacy_glacier: true,
+            },
+        );
+        let receipt = receipt(&policy);
+        assert!(receipt.covers(&config(), "AKIAIOSFODNN7EXAMPLE", &policy));
+        assert!(!receipt.covers(&config(), "AKIAI44QH8DHBEXAMPLE", &policy));
+        assert!(!receipt.covers(&config(), "AKIAIOSFODNN7EXAMPLE", &legacy));
+        let other_bucket =
+            ArqConfig::from_values("other.bucket", config().computer_uuid.as_str(), "t").unwrap();
+        assert!(!receipt.covers(
+            &other_bucket,
+            "AKIAIOSFODNN7EXAMPLE",
+            &PolicyDocument::scoped_to(&other_bucket, PolicyOptions::default())
+        ));
+        let other_computer = ArqConfig::from_values(
+            config().bucket.as_str(),
+            "7A1E5C3B-9D2F-4E8A-B6C4-1F3D5E7A9B2C",
+            "t",
+        )
+        .unwrap();
+        assert!(!receipt.covers(&other_computer, "AKIAIOSFODNN7EXAMPLE", &policy));
+    }
+
+    #[test]
+    fn a_saved_receipt_loads_as_written_and_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let policy = PolicyDocument::scoped_to(&config(), PolicyOptions::default());
+        assert_eq!(Receipt::load(home.path()), None);
+        let written = receipt(&policy);
+        written.save(home.path()).unwrap();
+        let path = Receipt::path(home.path());
+        assert_eq!(path, home.path().join(RECEIPT_RELATIVE_PATH));
+        assert_eq!(Receipt::load(home.path()), Some(written.clone()));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(
+            (99..=101).contains(&written.age_seconds()),
+            "{}",
+            written.age_seconds()
+        );
+        std::fs::write(&path, b"{not json").unwrap();
+        assert_eq!(
+            Receipt::load(home.path()),
+            None,
+            "a corrupt receipt means: do it again"
+        );
+    }
+
+    #[test]
+    fn the_policy_hash_is_the_sha256_of_what_iam_receives() {
+        let policy = PolicyDocument::scoped_to(&config(), PolicyOptions::default());
+        let hash = policy_sha256(&policy);
+        assert_eq!(hash.len(), 64);
+        assert_eq!(
+            hash,
+            crate::protocol::hex(&Sha256::digest(policy.to_compact_json().as_bytes()))
+        );
+        assert!(now_unix() > 1_790_000_000);
+    }
 }

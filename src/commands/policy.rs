@@ -11,7 +11,7 @@ pub fn run(args: PolicyArgs) -> Result<ExitCode, Error> {
     };
     let policy = match args.kind {
         PolicyKind::Computer => {
-            PolicyDocument::scoped_to(&super::resolve_target(&args.target)?, options)?
+            PolicyDocument::scoped_to(&super::resolve_target(&args.target)?, options)
         }
         PolicyKind::Boundary => {
             let bucket = super::resolve_bucket(&args.target)?;

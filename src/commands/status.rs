@@ -147,23 +147,19 @@ fn status(home: &Path, store: Result<Box<dyn CredentialStore>, StoreError>) -> S
     status.receipt_age_seconds = Some(receipt.age_seconds());
     // The policy this version of the tool makes with the options the receipt records.
     let policy = PolicyDocument::scoped_to(&config, receipt.policy_options);
-    match policy {
-        Ok(policy) if receipt.covers(&config, &key_id, &policy) => {
-            status.state = State::LockedDown;
-            status.user_arn = Some(receipt.user_arn.clone());
-        }
-        _ if receipt.access_key_id != key_id => {
-            status.detail = Some(format!(
-                "the receipt is for key {}, not the one in \"Arq S3\": run apply",
-                receipt.access_key_id
-            ));
-        }
-        _ => {
-            status.detail = Some(
-                "the receipt is for another policy (a new version of arq-lockdown?): run apply"
-                    .to_owned(),
-            );
-        }
+    if receipt.covers(&config, &key_id, &policy) {
+        status.state = State::LockedDown;
+        status.user_arn = Some(receipt.user_arn.clone());
+    } else if receipt.access_key_id != key_id {
+        status.detail = Some(format!(
+            "the receipt is for key {}, not the one in \"Arq S3\": run apply",
+            receipt.access_key_id
+        ));
+    } else {
+        status.detail = Some(
+            "the receipt is for another policy (a new version of arq-lockdown?): run apply"
+                .to_owned(),
+        );
     }
     status
 }

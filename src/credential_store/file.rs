@@ -4,8 +4,7 @@
 //! Used on Linux, in tests and in the demo. Written atomically (temporary file, fsync, rename) with
 //! mode 0600; other items in the file are kept. Parsed secrets are wiped once copied out.
 
-use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
@@ -16,7 +15,7 @@ use super::{
     ARQ_S3_ITEM, AccessKey, CredentialStore, ENROLLMENT_KEY_ITEM, StoreError, check_account,
     check_item,
 };
-use crate::atomic_file::write_atomically;
+use crate::fs::{ReadError, read_small_file, write_atomically};
 use crate::secret::Secret;
 
 /// The access log's name: the store's, plus this.
@@ -71,33 +70,28 @@ impl FileStore {
 
     /// The whole file as a JSON object (secrets inside are wiped by [`wipe_strings`]).
     fn load(&self) -> Result<Map<String, Value>, StoreError> {
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-            .open(&self.path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => StoreError::Missing {
-                    path: self.path.clone(),
-                },
-                _ => self.io_error(e),
-            })?;
-        if !file.metadata().map_err(|e| self.io_error(e))?.is_file() {
-            return Err(StoreError::Io {
+        let bytes = read_small_file(&self.path, MAX_STORE_BYTES).map_err(|e| match e {
+            ReadError::NotFound => StoreError::Missing {
+                path: self.path.clone(),
+            },
+            ReadError::NotAFile => StoreError::Io {
                 path: self.path.clone(),
                 reason: "not a regular file".into(),
-            });
-        }
-        let mut text = String::new();
-        file.take(MAX_STORE_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(|e| self.io_error(e))?;
-        if text.len() as u64 > MAX_STORE_BYTES {
-            text.zeroize();
-            return Err(StoreError::Malformed {
+            },
+            ReadError::TooLarge => StoreError::Malformed {
                 path: self.path.clone(),
                 reason: "file too large".into(),
-            });
-        }
+            },
+            ReadError::Io(e) => self.io_error(e),
+        })?;
+        let mut text = String::from_utf8(bytes).map_err(|e| {
+            let mut bytes = e.into_bytes();
+            bytes.zeroize();
+            StoreError::Malformed {
+                path: self.path.clone(),
+                reason: "not UTF-8 text".into(),
+            }
+        })?;
         let parsed = serde_json::from_str::<Value>(&text);
         text.zeroize();
         match parsed {

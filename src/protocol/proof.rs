@@ -475,6 +475,20 @@ mod tests {
                 1,
             ),
             original.replacen("/sts/", "/iam/", 1),
+            original.replacen("Credential=AKIAIOSFODNN7EXAMPLE/", "Credential=/", 1),
+            original.replacen("/us-east-1/", "/us_east_1/", 1),
+            {
+                let scope = original.split('/').nth(1).unwrap().to_owned();
+                original.replacen(&format!("/{scope}/"), &format!("/{}/", &scope[..7]), 1)
+            },
+            {
+                let (head, signature) = original.rsplit_once('=').unwrap();
+                format!("{head}={}", &signature[..63])
+            },
+            {
+                let (head, signature) = original.rsplit_once('=').unwrap();
+                format!("{head}={}g", &signature[..63])
+            },
         ];
         for variant in variants {
             let mut p = proof(now);
@@ -602,5 +616,38 @@ mod tests {
         assert_eq!(seconds("20260230T000000Z"), None);
         assert_eq!(seconds("2026-11-27T19:00"), None);
         assert_eq!(seconds("00000101T000000Z").map(|s| s < 0), Some(true));
+    }
+
+    #[test]
+    fn every_refusal_code_is_the_start_of_its_message() {
+        let all = [
+            ProofRefusal::Malformed,
+            ProofRefusal::HeaderNotAllowed,
+            ProofRefusal::Unsigned,
+            ProofRefusal::WrongServer,
+            ProofRefusal::WrongComputer,
+            ProofRefusal::WrongRequest,
+            ProofRefusal::WrongStsHost,
+            ProofRefusal::TemporaryCredentials,
+            ProofRefusal::Expired,
+            ProofRefusal::Replayed,
+            ProofRefusal::Rejected,
+        ];
+        for refusal in all {
+            let message = refusal.to_string();
+            assert_eq!(Some(refusal.code()), message.split(':').next(), "{message}");
+            assert!(refusal.code().starts_with("proof-"));
+        }
+    }
+
+    #[test]
+    fn headers_that_are_not_a_map_are_refused_saying_what_is_expected() {
+        let error = serde_json::from_str::<Proof>(r#"{"headers": [], "body": ""}"#).unwrap_err();
+        assert!(
+            error.to_string().contains("a map of header names"),
+            "{error}"
+        );
+        let unknown = serde_json::from_str::<Proof>(r#"{"headers": {}, "body": "", "extra": 1}"#);
+        assert!(unknown.is_err());
     }
 }

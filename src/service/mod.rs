@@ -765,8 +765,7 @@ impl Service {
         if user.key_ids.len() >= 2 {
             return Err(Refusal::key_limit(user.key_ids.clone()));
         }
-        let policy = PolicyDocument::scoped_to(config, PolicyOptions::default())
-            .map_err(|e| Refusal::bad_request("policy-too-large", e.to_string()))?;
+        let policy = PolicyDocument::scoped_to(config, PolicyOptions::default());
         self.iam
             .ensure_policy(uuid, &policy, user.policy.as_ref())
             .await?;
