@@ -114,9 +114,12 @@ pub struct MacArgs {
     /// Home folder whose Library/Arq/config/app_config.plist to read [default: $HOME].
     #[arg(long, value_name = "DIR")]
     pub arq_home: Option<PathBuf>,
-    /// As root: the user to act for [default: SUDO_USER, else the console user].
+    /// As root: the user to act for [default: the user at the console].
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
+    /// Internal: read what the root run handed over (secrets) from stdin.
+    #[arg(long, hide = true)]
+    pub handover_stdin: bool,
     /// Arq's credential item: keychain (the login Keychain, macOS) or file:PATH (a JSON stand-in).
     #[arg(
         long,
@@ -201,7 +204,7 @@ pub struct RevokeArgs {
     #[arg(long, value_name = "UUID")]
     pub computer_uuid: String,
     /// Admin credentials: env (the standard AWS credential chain) or profile:NAME.
-    #[arg(long, value_name = "WHO", default_value = "env", value_parser = parse_admin)]
+    #[arg(long, value_name = "WHO", default_value = "env", value_parser = parse_admin_elsewhere)]
     pub admin_credentials: AdminCredentials,
     /// Print the result as one JSON object.
     #[arg(long)]
@@ -216,6 +219,14 @@ fn parse_admin(value: &str) -> Result<AdminCredentials, String> {
             Ok(AdminCredentials::Profile(name.to_owned()))
         }
         _ => Err("use arq-s3, env or profile:NAME".to_owned()),
+    }
+}
+
+/// Admin credentials for commands run where the admin is, not on a Mac: no "Arq S3" there.
+fn parse_admin_elsewhere(value: &str) -> Result<AdminCredentials, String> {
+    match parse_admin(value)? {
+        AdminCredentials::ArqS3 => Err("arq-s3 is a Mac's key: use env or profile:NAME".to_owned()),
+        admin => Ok(admin),
     }
 }
 

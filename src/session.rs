@@ -3,10 +3,14 @@
 //! "Arq S3" lives in the user's login Keychain, reachable only from inside that user's GUI
 //! session, and Arq's config and the receipt are the user's files. So when `apply` or `status`
 //! start as root with the Keychain as the store (a pkg postinstall, an MDM script, `sudo`), they
-//! do no work themselves: they pick the target user and run again as that user, in that user's
-//! session, with the same arguments — none of which is ever a secret. Root never opens the
-//! user's files; where root must touch a path under a home (file stores), [`refuse_user_symlinks`]
-//! guards it.
+//! do no work themselves: they pick the target user — `--user`, else whoever is at the console
+//! (never `SUDO_USER`: over SSH that is the admin, with no GUI session and no Arq) — and run
+//! again as that user, in that user's session, with the same arguments, none of which is ever a
+//! secret. Like sudo's `env_reset`, the second run gets a clean environment with only the
+//! non-secret settings that matter ([`PASSED_VARIABLES`]); secrets the first run resolved (admin
+//! credentials, an enrollment token) travel in a [`Handover`] on its stdin, a pipe. Root never
+//! opens the user's files; where root must touch a path under a home (file stores),
+//! [`refuse_user_symlinks`] guards it.
 
 use std::ffi::{CStr, CString, OsString};
 use std::os::unix::fs::MetadataExt;
@@ -52,6 +56,10 @@ pub enum SessionError {
         "refusing to follow {path}: it is a symlink owned by a user, and this runs as root; remove it, or run as the user"
     )]
     UserSymlink { path: PathBuf },
+    #[error(
+        "the first run's handover on stdin is unreadable ({0}): run arq-lockdown as root or as the user, not with --handover-stdin"
+    )]
+    Handover(String),
 }
 
 impl SessionError {
@@ -59,18 +67,17 @@ impl SessionError {
         match self {
             Self::NoUser => ExitCode::NoUser,
             Self::UnknownUser(_) | Self::NotRoot => ExitCode::Usage,
-            Self::Switch { .. } => ExitCode::Internal,
+            Self::Switch { .. } | Self::Handover(_) => ExitCode::Internal,
             Self::UserSymlink { .. } => ExitCode::ConfigInvalid,
         }
     }
 }
 
-/// Chooses the target: `--user`, else `SUDO_USER` when it is a person, else the console user when
-/// it is a person, else nobody. Only root acts for others.
+/// Chooses the target: `--user`, else the console user when it is a person, else nobody. Only
+/// root acts for others.
 pub fn choose(
     is_root: bool,
     flag: Option<&str>,
-    sudo_user: Option<&str>,
     console_user: Option<&str>,
 ) -> Result<Target, SessionError> {
     if !is_root {
@@ -81,9 +88,76 @@ pub fn choose(
     }
     let person = |name: &&str| !name.is_empty() && !NOT_A_PERSON.contains(name);
     Ok(flag
-        .or(sudo_user.filter(person))
         .or(console_user.filter(person))
         .map_or(Target::Nobody, |name| Target::User(name.to_owned())))
+}
+
+/// The environment variables the second run gets (everything else is dropped, as sudo's
+/// `env_reset` does on a Mac): where AWS and the proxies are, never who one is.
+pub const PASSED_VARIABLES: [&str; 12] = [
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_CA_BUNDLE",
+    "AWS_EC2_METADATA_DISABLED",
+    "SSL_CERT_FILE",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ARQ_LOCKDOWN_CREDENTIAL_STORE",
+    "LANG",
+];
+
+/// The secrets the first run resolved for the second: sent as JSON on the second run's stdin
+/// (a pipe: never argv, never a file, never the environment).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handover {
+    /// Admin credentials from the invoking admin's environment or profile.
+    pub admin: Option<HandedOverKey>,
+    pub enrollment_token: Option<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandedOverKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.enrollment_token.zeroize();
+        if let Some(admin) = self.admin.as_mut() {
+            admin.secret_access_key.zeroize();
+            admin.session_token.zeroize();
+        }
+    }
+}
+
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handover").finish_non_exhaustive()
+    }
+}
+
+/// A handover is a few hundred bytes.
+const MAX_HANDOVER_BYTES: u64 = 64 * 1024;
+
+impl Handover {
+    /// Reads the handover the first run wrote on stdin.
+    pub fn from_stdin() -> Result<Self, SessionError> {
+        use std::io::Read;
+        let mut text = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .take(MAX_HANDOVER_BYTES)
+            .read_to_string(&mut text)
+            .map_err(|e| SessionError::Handover(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| SessionError::Handover(e.to_string()))
+    }
 }
 
 pub fn is_root() -> bool {
@@ -143,11 +217,13 @@ fn lookup(
     })
 }
 
-/// Runs this program again as `user` with `args` and returns its exit code.
+/// Runs this program again as `user` with `args` (and `--handover-stdin`), in a clean environment
+/// with only [`PASSED_VARIABLES`], `handover` written to its stdin; returns its exit code.
 ///
 /// Platform-specific: on macOS `launchctl asuser UID sudo -u USER -H`, which puts the process in
 /// the user's GUI session (the Keychain needs it); elsewhere `runuser -u USER`.
-pub fn run_as(user: &User, args: &[OsString]) -> Result<i32, SessionError> {
+pub fn run_as(user: &User, args: &[OsString], handover: &Handover) -> Result<i32, SessionError> {
+    use std::io::Write;
     let error = |reason: String| SessionError::Switch {
         user: user.name.clone(),
         reason,
@@ -173,12 +249,29 @@ pub fn run_as(user: &User, args: &[OsString]) -> Result<i32, SessionError> {
         command.args(["-u", &user.name, "--"]);
         command
     };
-    let status = command
+    command
         .arg(program)
         .args(args)
+        .arg("--handover-stdin")
+        .env_clear()
         .env("HOME", &user.home)
-        .status()
-        .map_err(|e| error(e.to_string()))?;
+        .env("USER", &user.name)
+        .env("LOGNAME", &user.name)
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .stdin(std::process::Stdio::piped());
+    for name in PASSED_VARIABLES {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    let mut child = command.spawn().map_err(|e| error(e.to_string()))?;
+    let json =
+        zeroize::Zeroizing::new(serde_json::to_vec(handover).expect("a handover serializes"));
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // A second run that failed before reading closes the pipe: its exit code says why.
+    let _ = stdin.write_all(&json);
+    drop(stdin);
+    let status = child.wait().map_err(|e| error(e.to_string()))?;
     Ok(status.code().unwrap_or(ExitCode::Internal as i32))
 }
 
@@ -223,49 +316,35 @@ mod tests {
 
     #[test]
     fn a_user_runs_as_themselves_and_only_root_picks_someone() {
-        assert_eq!(
-            choose(false, None, Some("alice"), Some("bob")).unwrap(),
-            Target::Here
-        );
+        assert_eq!(choose(false, None, Some("bob")).unwrap(), Target::Here);
         assert!(matches!(
-            choose(false, Some("alice"), None, None),
+            choose(false, Some("alice"), None),
             Err(SessionError::NotRoot)
         ));
     }
 
     #[test]
-    fn root_picks_the_flag_then_sudo_user_then_the_console_user() {
+    fn root_picks_the_flag_then_the_console_user() {
         assert_eq!(
-            choose(true, Some("carol"), Some("alice"), Some("bob")).unwrap(),
+            choose(true, Some("carol"), Some("bob")).unwrap(),
             Target::User("carol".into())
         );
         assert_eq!(
-            choose(true, None, Some("alice"), Some("bob")).unwrap(),
-            Target::User("alice".into())
-        );
-        assert_eq!(
-            choose(true, None, None, Some("bob")).unwrap(),
+            choose(true, None, Some("bob")).unwrap(),
             Target::User("bob".into())
         );
+        assert_eq!(choose(true, None, None).unwrap(), Target::Nobody);
     }
 
     #[test]
     fn root_skips_accounts_that_are_not_people() {
         for not_a_person in ["root", "loginwindow", "_mbsetupuser", ""] {
             assert_eq!(
-                choose(true, None, Some(not_a_person), Some("bob")).unwrap(),
-                Target::User("bob".into())
-            );
-            assert_eq!(
-                choose(true, None, None, Some(not_a_person)).unwrap(),
+                choose(true, None, Some(not_a_person)).unwrap(),
                 Target::Nobody,
                 "{not_a_person}"
             );
         }
-        assert_eq!(
-            choose(true, None, Some("root"), Some("loginwindow")).unwrap(),
-            Target::Nobody
-        );
     }
 
     #[test]

@@ -4,18 +4,32 @@ use std::time::Duration;
 
 use crate::Error;
 use crate::apply::{ApplyRequest, ApplyResult, Outcome, Relaunch, apply};
+use crate::aws::{self, AwsCredentials};
 use crate::cli::ApplyArgs;
 use crate::exit_code::ExitCode;
-use crate::key_source::{KeySource, ServiceClient, SourceKind};
+use crate::key_source::{AdminCredentials, KeySource, ServiceClient, SourceKind};
 use crate::policy::PolicyOptions;
 use crate::preferences::{LogLevel, PreferenceFiles};
 use crate::run_log::RunLog;
 use crate::secret::Secret;
-use crate::session;
+use crate::session::{self, HandedOverKey, Handover};
 use crate::system;
 
-pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
-    super::act_for_user(args.mac.user.as_deref(), &args.mac.credential_store)?;
+pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
+    if let Some(user) =
+        super::user_to_act_for(args.mac.user.as_deref(), &args.mac.credential_store)?
+    {
+        let handover = handover(&args.admin_credentials).await?;
+        super::run_again_as(&user, &handover)?;
+    }
+    let mut enrollment_token = enrollment_token_from_env();
+    if args.mac.handover_stdin {
+        let mut handover = Handover::from_stdin()?;
+        if let Some(admin) = handover.admin.take() {
+            args.admin_credentials = AdminCredentials::HandedOver(Box::new(admin.into()));
+        }
+        enrollment_token = handover.enrollment_token.take().map(Secret::new);
+    }
     let user = session::current_user().map(|u| u.name).unwrap_or_default();
     let preferences = PreferenceFiles::for_user(&user).load()?;
     let store = args.mac.credential_store.open()?;
@@ -25,11 +39,7 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
                 .service_url
                 .or(preferences.service_url)
                 .ok_or(Error::MissingServiceUrl)?;
-            let token = std::env::var("ARQ_LOCKDOWN_ENROLLMENT_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty())
-                .map(Secret::new)
-                .or(preferences.enrollment_token);
+            let token = enrollment_token.or(preferences.enrollment_token);
             let service_id = args.service_id.or(preferences.service_id);
             KeySource::Service(Box::new(ServiceClient::new(&url, service_id, token)?))
         }
@@ -84,6 +94,47 @@ pub async fn run(args: ApplyArgs) -> Result<ExitCode, Error> {
         super::print(&summary(&outcome))?;
     }
     Ok(ExitCode::Success)
+}
+
+/// What a run as root hands to its second run as the user: admin credentials resolved here — from
+/// this (the admin's) environment or profile, which the second run's clean environment and the
+/// user's `~/.aws` would not have — and the enrollment token from the environment.
+async fn handover(admin: &AdminCredentials) -> Result<Handover, Error> {
+    use aws_credential_types::provider::ProvideCredentials;
+    let credentials = match admin {
+        AdminCredentials::Chain => Some(aws::load_config(AwsCredentials::Chain).await),
+        AdminCredentials::Profile(name) => {
+            Some(aws::load_config(AwsCredentials::Profile(name)).await)
+        }
+        AdminCredentials::ArqS3 | AdminCredentials::HandedOver(_) => None,
+    };
+    let admin = match credentials {
+        None => None,
+        Some(config) => {
+            let provider = config.credentials_provider().ok_or(Error::NoCredentials)?;
+            let found = provider
+                .provide_credentials()
+                .await
+                .map_err(|_| Error::NoCredentials)?;
+            Some(HandedOverKey {
+                access_key_id: found.access_key_id().to_owned(),
+                secret_access_key: found.secret_access_key().to_owned(),
+                session_token: found.session_token().map(str::to_owned),
+            })
+        }
+    };
+    Ok(Handover {
+        admin,
+        enrollment_token: enrollment_token_from_env().map(|t| t.expose().to_owned()),
+    })
+}
+
+/// `ARQ_LOCKDOWN_ENROLLMENT_TOKEN`, when set and not empty.
+fn enrollment_token_from_env() -> Option<Secret> {
+    std::env::var("ARQ_LOCKDOWN_ENROLLMENT_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
 }
 
 fn summary(outcome: &Outcome) -> String {

@@ -66,30 +66,30 @@ fn home(arq_home: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
         .ok_or(ConfigError::NoHome)
 }
 
-/// As root with the Keychain as the store (or with --user), runs this command again as the target
-/// user in that user's session and exits with its exit code (see [`crate::session`]). Otherwise
-/// returns and the command runs here.
-fn act_for_user(user: Option<&str>, store: &StoreLocation) -> Result<(), Error> {
+/// As root with the Keychain as the store (or with --user): the user this command must run as,
+/// in that user's session (see [`crate::session`]). `None`: the command runs here.
+fn user_to_act_for(
+    user: Option<&str>,
+    store: &StoreLocation,
+) -> Result<Option<session::User>, Error> {
     let is_root = session::is_root();
     // Root with a file store works in place (tests, Linux); file access is guarded instead.
     if is_root && user.is_none() && *store != StoreLocation::Keychain {
-        return Ok(());
+        return Ok(None);
     }
-    let sudo_user = std::env::var("SUDO_USER").ok();
-    match session::choose(
-        is_root,
-        user,
-        sudo_user.as_deref(),
-        session::console_user().as_deref(),
-    )? {
-        Target::Here => Ok(()),
+    match session::choose(is_root, user, session::console_user().as_deref())? {
+        Target::Here => Ok(None),
         Target::Nobody => Err(SessionError::NoUser.into()),
-        Target::User(name) => {
-            let account = session::user_by_name(&name).ok_or(SessionError::UnknownUser(name))?;
-            let code = session::run_as(&account, &session::arguments_without_user())?;
-            std::process::exit(code);
-        }
+        Target::User(name) => Ok(Some(
+            session::user_by_name(&name).ok_or(SessionError::UnknownUser(name))?,
+        )),
     }
+}
+
+/// Runs this command again as `user`, handing `handover` over, and exits with its exit code.
+fn run_again_as(user: &session::User, handover: &session::Handover) -> Result<(), Error> {
+    let code = session::run_as(user, &session::arguments_without_user(), handover)?;
+    std::process::exit(code);
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error.

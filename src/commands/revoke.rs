@@ -18,7 +18,10 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode, Error> {
     })?;
     let credentials = match &args.admin_credentials {
         AdminCredentials::Profile(name) => AwsCredentials::Profile(name),
-        _ => AwsCredentials::Chain,
+        AdminCredentials::Chain => AwsCredentials::Chain,
+        AdminCredentials::ArqS3 | AdminCredentials::HandedOver(_) => {
+            unreachable!("the command line refuses them for revoke")
+        }
     };
     let existed = Iam::new(&aws::load_config(credentials).await)
         .revoke(&uuid)

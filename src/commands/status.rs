@@ -12,6 +12,7 @@ use crate::credential_store::{CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::policy::PolicyDocument;
 use crate::receipt::Receipt;
+use crate::session::SessionError;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -44,13 +45,21 @@ struct Status {
 }
 
 pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
-    super::act_for_user(args.mac.user.as_deref(), &args.mac.credential_store)?;
-    let home = super::home(args.mac.arq_home)?;
-    let status = status(&home, args.mac.credential_store.open());
+    let found = status_of_the_user(&args);
+    if args.jamf_ea {
+        // Jamf keeps whatever the script printed: always one line, also with nobody logged in or
+        // on an error, never an empty attribute.
+        let line = match &found {
+            Ok(status) => jamf_extension_attribute(status),
+            Err(Error::Session(SessionError::NoUser)) => jamf_line("nobody logged in"),
+            Err(error) => jamf_line(&format!("error: {error}")),
+        };
+        super::print(&line)?;
+        return Ok(ExitCode::Success);
+    }
+    let status = found?;
     if args.json {
         super::print_json(&status)?;
-    } else if args.jamf_ea {
-        super::print(&jamf_extension_attribute(&status))?;
     } else {
         let mut text = format!(
             "state: {}\n",
@@ -83,6 +92,18 @@ pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::Success)
 }
 
+/// The status of the user at the console (root runs again as them, and exits with their run's
+/// code), or of this user.
+fn status_of_the_user(args: &StatusArgs) -> Result<Status, Error> {
+    if let Some(user) =
+        super::user_to_act_for(args.mac.user.as_deref(), &args.mac.credential_store)?
+    {
+        super::run_again_as(&user, &crate::session::Handover::default())?;
+    }
+    let home = super::home(args.mac.arq_home.clone())?;
+    Ok(status(&home, args.mac.credential_store.open()))
+}
+
 /// "locked down AKIA… 3600s", "not locked down: why", "not configured", "Arq missing".
 fn jamf_extension_attribute(status: &Status) -> String {
     let text = match status.state {
@@ -99,7 +120,11 @@ fn jamf_extension_attribute(status: &Status) -> String {
         State::ArqMissing => "Arq missing".to_owned(),
         State::Error => format!("error: {}", status.detail.as_deref().unwrap_or("?")),
     };
-    // Keep the value on one line and free of the tags Jamf parses.
+    jamf_line(&text)
+}
+
+/// `<result>text</result>`: one line, free of the tags Jamf parses.
+fn jamf_line(text: &str) -> String {
     let text = text.replace(['<', '>', '\n'], " ");
     format!("<result>{text}</result>\n")
 }

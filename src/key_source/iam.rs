@@ -40,6 +40,10 @@ impl IamIssuer {
             (AdminCredentials::Profile(name), _) => {
                 (aws::load_config(AwsCredentials::Profile(name)).await, None)
             }
+            (AdminCredentials::HandedOver(credentials), _) => (
+                aws::load_config(AwsCredentials::Static(credentials)).await,
+                None,
+            ),
             _ => (aws::load_config(AwsCredentials::Chain).await, None),
         };
         let boundary = match boundary {

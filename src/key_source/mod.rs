@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::apply::ApplyError;
 use crate::arq_config::ArqConfig;
+use crate::aws::StaticCredentials;
 use crate::credential_store::{AccessKey, ArqS3};
 use crate::policy::PolicyDocument;
 
@@ -50,6 +51,9 @@ pub enum AdminCredentials {
     Chain,
     /// A named AWS profile.
     Profile(String),
+    /// What a run as root resolved (`env` or `profile:NAME` there) and handed to its run as the
+    /// user (see [`crate::session::Handover`]).
+    HandedOver(Box<StaticCredentials>),
 }
 
 /// A key just issued for a computer's scoped user.

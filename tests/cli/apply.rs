@@ -507,6 +507,21 @@ fn status_reports_the_lockdown_without_the_network() {
             && line.ends_with("s</result>\n"),
         "{line}"
     );
+    // On an error, too, the attribute gets one line (and Jamf a zero exit code).
+    let broken = run(arq_lockdown().env_remove("HOME").args([
+        "status",
+        "--jamf-ea",
+        "--credential-store",
+        &mac.store,
+    ]));
+    assert_eq!(exit_code(&broken), 0);
+    let line = String::from_utf8_lossy(&broken.stdout).into_owned();
+    assert!(
+        line.starts_with("<result>error: HOME is not set")
+            && line.ends_with("</result>\n")
+            && line.lines().count() == 1,
+        "{line}"
+    );
 
     // The user's log has every step, and no secret.
     let log = std::fs::read_to_string(

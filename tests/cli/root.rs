@@ -1,7 +1,7 @@
 //! Run as root: acting for a user (`session`), and never following a user's symlink. These need
 //! root (CI runs as root); as another user they check nothing and say so.
 
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{MetadataExt, symlink};
 
 use crate::support::*;
 
@@ -33,9 +33,9 @@ fn root_with_nobody_logged_in_leaves_the_work_to_the_next_login() {
     if !root() {
         return;
     }
-    // The Keychain is the store (the default), SUDO_USER is not a person, and no user owns
-    // /dev/console here.
-    for sudo_user in [None, Some("root"), Some("_mbsetupuser")] {
+    // The Keychain is the store (the default) and no user owns /dev/console here. SUDO_USER, even
+    // a person's, does not count: over SSH that is the admin, with no GUI session and no Arq.
+    for sudo_user in [None, Some("root"), Some("_mbsetupuser"), Some("nobody")] {
         let mut command = arq_lockdown();
         command.args(["apply", "--dry-run"]);
         if let Some(name) = sudo_user {
@@ -54,19 +54,24 @@ fn root_with_nobody_logged_in_leaves_the_work_to_the_next_login() {
             stderr(&output)
         );
     }
+    // A Jamf extension attribute gets its one line all the same.
+    let jamf = run(arq_lockdown().args(["status", "--jamf-ea"]));
+    assert_eq!(exit_code(&jamf), 0);
+    assert_eq!(
+        String::from_utf8_lossy(&jamf.stdout),
+        "<result>nobody logged in</result>\n"
+    );
 }
 
 #[test]
-fn root_runs_again_as_the_sudo_user_with_that_users_home() {
+fn root_runs_again_as_the_named_user_with_that_users_home() {
     let _guard = no_arq_running();
     if !root() {
         return;
     }
     // Debian's "nobody" has /nonexistent as its home: the second run looks for Arq's config there,
     // which shows it ran as nobody, not as root with root's HOME.
-    let output = run(arq_lockdown()
-        .env("SUDO_USER", "nobody")
-        .args(["status", "--json"]));
+    let output = run(arq_lockdown().args(["status", "--json", "--user", "nobody"]));
     assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
@@ -140,4 +145,55 @@ fn root_never_follows_a_users_symlink_into_or_out_of_a_home() {
     );
     assert_eq!(mac.key(), before);
     assert_eq!(scoped_user(&mac.uuid)["exists"], false);
+}
+
+/// What `sudo arq-lockdown apply --admin-credentials profile:NAME` does on a Mac: the profile is
+/// the admin's (root's environment), not the user's; root resolves it and hands the keys to its
+/// run as the user through a pipe, in a clean environment.
+#[test]
+fn root_hands_admin_credentials_it_resolved_to_its_run_as_the_user() {
+    let _guard = no_arq_running();
+    if !root() {
+        return;
+    }
+    let nobody = 65534;
+    let mac = Mac::new();
+    mac.give_to(nobody);
+    // The admin's profile, in a folder only root can read: the run as nobody cannot read it.
+    let admin_dir = tempfile::tempdir().unwrap();
+    let credentials = admin_dir.path().join("credentials");
+    let admin = &moto().admin;
+    std::fs::write(
+        &credentials,
+        format!(
+            "[fleet-admin]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            admin.id, admin.secret
+        ),
+    )
+    .unwrap();
+    let output = run(mac
+        .apply()
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .args([
+            "--user",
+            "nobody",
+            "--admin-credentials",
+            "profile:fleet-admin",
+        ]));
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    let user = scoped_user(&mac.uuid);
+    assert_eq!(
+        user["keys"],
+        serde_json::json!([mac.key().id]),
+        "nobody's run did not lock the Mac down"
+    );
+    let receipt = mac
+        .home
+        .path()
+        .join("Library/Application Support/arq-lockdown/receipt.json");
+    assert_eq!(
+        std::fs::metadata(receipt).unwrap().uid(),
+        nobody,
+        "the receipt is not the user's"
+    );
 }

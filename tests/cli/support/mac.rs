@@ -150,6 +150,19 @@ impl Mac {
         (count("read-secret "), count("write "))
     }
 
+    /// Gives the Mac's home folder and keychain to `uid` (root tests that act for a user).
+    pub fn give_to(&self, uid: u32) {
+        for dir in [self.home.path(), self.store_dir.path()] {
+            for (path, _, _) in snapshot(dir).into_iter().chain([(
+                dir.to_owned(),
+                0,
+                std::time::SystemTime::UNIX_EPOCH,
+            )]) {
+                std::os::unix::fs::lchown(&path, Some(uid), Some(uid)).unwrap();
+            }
+        }
+    }
+
     /// Forgets the access log, so that the next run's reads and writes can be counted alone.
     pub fn reset_keychain_access(&self) {
         let _ = std::fs::remove_file(self.store_dir.path().join("keychain.json.access-log"));
