@@ -42,6 +42,9 @@ use crate::run_log::RunLog;
 use crate::session::{self, SessionError};
 use crate::verify::{self, Verdict, VerifyError, VerifyOptions};
 
+/// How often a new key is tried while AWS does not accept it yet.
+const POLL: Duration = Duration::from_millis(250);
+
 /// How to start Arq again at the end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Relaunch {
@@ -251,7 +254,14 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
         Some(new) => &new.key,
         None => current.key()?,
     };
-    if let Err(error) = prove(candidate, &config, request.verify_timeout, &mut steps).await {
+    let proven = prove(
+        candidate,
+        &config,
+        request.policy_options,
+        request.verify_timeout,
+        &mut steps,
+    );
+    if let Err(error) = proven.await {
         if let Some(new) = &issued {
             issuer.discard(&computer, new).await?;
         }
@@ -536,24 +546,24 @@ async fn make_sure_arq_has_quit(
 /// Step 8: waits until AWS accepts `key` (new IAM keys take seconds to work), then runs the verify
 /// suite until every Arq call works or `timeout` passes. Another computer's data being reachable
 /// fails at once; a listing leak is only a warning (emulators cannot evaluate the condition that
-/// stops it).
+/// stops it). The waits are short and even, so the run goes on within a poll of the key working.
 async fn prove(
     key: &AccessKey,
     config: &ArqConfig,
+    options: PolicyOptions,
     timeout: Duration,
     steps: &mut Steps<'_>,
 ) -> Result<(), ApplyError> {
     let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(200);
-    let mut wait = async || {
+    let wait = async || {
         let now = Instant::now();
         if now >= deadline {
             return false;
         }
-        tokio::time::sleep(delay.min(deadline - now)).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(POLL.min(deadline - now)).await;
         true
     };
+    let no_computer_listing = options.no_computer_listing;
     let sdk_config = aws::load_config(AwsCredentials::Key(key)).await;
     while let Identity::Refused(_) = aws::identify(&sdk_config).await? {
         if !wait().await {
@@ -561,13 +571,11 @@ async fn prove(
         }
     }
     loop {
-        let report = verify::verify(
-            &sdk_config,
-            key.id.clone(),
-            config,
-            &VerifyOptions::default(),
-        )
-        .await?;
+        let options = VerifyOptions {
+            no_computer_listing,
+            ..VerifyOptions::default()
+        };
+        let report = verify::verify(&sdk_config, key.id.clone(), config, &options).await?;
         let detail = || {
             let failed: Vec<&str> = report
                 .checks

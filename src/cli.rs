@@ -83,6 +83,11 @@ pub struct PolicyArgs {
     /// Also allow Arq 3's Glacier vaults, SNS topics and SQS queues (cannot be scoped to one Mac).
     #[arg(long)]
     pub legacy_glacier: bool,
+    /// Refuse the root listing too: other computers' UUIDs stay hidden, but Arq cannot list
+    /// computers or restore with arq_restore, and a Mac with a cold cache cannot write its
+    /// computerinfo (see the README).
+    #[arg(long)]
+    pub no_computer_listing: bool,
     /// Print compact JSON on one line, as sent to IAM.
     #[arg(long)]
     pub compact: bool,
@@ -99,8 +104,11 @@ pub struct VerifyArgs {
     /// Make no call that writes: skip the probe objects.
     #[arg(long)]
     pub read_only: bool,
-    /// Another computer's UUID whose data must be out of reach [default: one found by a leaking
-    /// root listing, else a random one].
+    /// The key's policy was made with --no-computer-listing: the root listing must be refused.
+    #[arg(long)]
+    pub no_computer_listing: bool,
+    /// Another computer's UUID whose data must be out of reach [default: one the root listing
+    /// names; without one, reads of other computers' data are not probed].
     #[arg(long, value_name = "UUID")]
     pub other_computer_uuid: Option<String>,
     /// Print the report as one JSON object.
@@ -154,6 +162,11 @@ pub struct ApplyArgs {
     /// Also allow Arq 3's Glacier vaults, SNS topics and SQS queues (cannot be scoped to one Mac).
     #[arg(long)]
     pub legacy_glacier: bool,
+    /// Refuse the root listing too: other computers' UUIDs stay hidden, but Arq cannot list
+    /// computers or restore with arq_restore, and a Mac with a cold cache cannot write its
+    /// computerinfo (see the README).
+    #[arg(long)]
+    pub no_computer_listing: bool,
     /// Replace the scoped key even if the receipt says it is in place.
     #[arg(long)]
     pub rotate: bool,

@@ -2,18 +2,21 @@
 //! to that Mac's data, the permissions boundary every scoped user is created under, and the admin
 //! policy that lets `apply`, `revoke` and the service make scoped users only under that boundary.
 //!
-//! Owns the policy documents and why each statement is in them. What Arq does in S3 (from the 2012
-//! Haystack post, its readers' reports and arq_restore's format notes):
-//! - at start it lists all buckets and reads the bucket's location and versioning;
+//! Owns the policy documents and why each statement is in them. What Arq does in S3, read from
+//! Haystack's published S3 code (arqbackup/arq_restore; Arq 5 at d4a3d0e, Arq 4 at 254e815 — the
+//! README's policy table cites file and line for each):
+//! - it lists all buckets and asks where its bucket is (ListBuckets, GetBucketLocation);
+//! - it lists the bucket root (`prefix=""`, `delimiter=/`) to find computers, and when its cache is
+//!   cold before writing `U/computerinfo`, `U/salt`, `U/encryptionv3.dat`; likewise `glacier/`;
 //! - it keeps everything of one computer under `<computerUUID>/` and, with the S3-Glacier storage
-//!   class (Arq 4/5), under `glacier/<computerUUID>/` — a second prefix the 2012 example misses;
-//! - it lists with classic ListObjects, always with a prefix inside those folders;
-//! - it uploads large packs in parts, and restores S3-Glacier objects before reading them.
+//!   class (Arq 4/5), under `glacier/<computerUUID>/` — a second prefix the 2012 example misses —
+//!   and lists only there otherwise, with or without a delimiter;
+//! - objects: GET, HEAD, single-request PUT, one DELETE per key, POST `?restore`.
 //!
-//! Deliberately left out: `s3:*` (would include bucket policy, ACL and lifecycle changes),
-//! `s3:CreateBucket`/`s3:DeleteBucket` (the bucket exists), `s3:ListBucketMultipartUploads`
-//! (bucket-wide: it shows other computers' in-flight object names), and the root listing
-//! (prefix "") with which Arq would discover other computers — a locked key cannot, by design.
+//! Deliberately left out: `s3:*`; anything no Arq code calls (`GetBucketVersioning`, multipart
+//! upload, multi-object delete, ACLs); `PutLifecycleConfiguration` above all — a lifecycle rule is
+//! bucket-wide and could expire every other Mac's data; `CreateBucket`/`DeleteBucket`; and any
+//! listing of the root without the delimiter (object names) or inside another computer's folder.
 
 use serde_json::{Value, json};
 
@@ -26,12 +29,17 @@ pub const INLINE_POLICY_MAX_CHARS: usize = 2048;
 #[derive(Clone, Debug, PartialEq)]
 pub struct PolicyDocument(Value);
 
-/// What to include beyond the S3 statements every Arq version needs.
+/// What to include beyond, or leave out of, the S3 statements every Arq version needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PolicyOptions {
     /// Arq 3's Glacier vaults (`arq_<folderUUID>`) and the SNS topic / SQS queue of each retrieval
     /// job. Their names carry no computer UUID, so these resources cannot be scoped to one Mac.
     pub legacy_glacier: bool,
+    /// Refuse the root listing too: the other computers' UUIDs stay hidden, at a cost — Arq
+    /// cannot list computers, arq_restore cannot restore, and a Mac with a cold cache cannot
+    /// write its `computerinfo`, `salt` or `encryptionv3.dat`.
+    pub no_computer_listing: bool,
 }
 
 impl PolicyDocument {
@@ -44,23 +52,37 @@ impl PolicyDocument {
         let uuid = config.computer_uuid.as_str();
         let bucket_arn = bucket_arn(bucket);
         let mut statements = vec![
-            // ListBuckets: Arq looks for its bucket among all buckets at start. IAM only grants it
-            // on "*"; it reveals bucket names, not their contents.
+            // ListBuckets: Arq looks for its bucket among all buckets. IAM only grants it on "*";
+            // it reveals bucket names, not their contents.
             json!({
                 "Sid": "ArqFindsItsBucket",
                 "Effect": "Allow",
                 "Action": ["s3:ListAllMyBuckets"],
                 "Resource": "*",
             }),
-            // Arq reads where the bucket is and whether versioning is on before it writes.
+            // Arq asks where the bucket is, to talk to its region.
             json!({
-                "Sid": "ArqReadsBucketSettings",
+                "Sid": "ArqFindsItsRegion",
                 "Effect": "Allow",
-                "Action": ["s3:GetBucketLocation", "s3:GetBucketVersioning"],
+                "Action": ["s3:GetBucketLocation"],
                 "Resource": bucket_arn,
             }),
-            // Listing only inside this computer's folders: the prefix must start with them, so
-            // the root listing and other computers' folders are refused.
+        ];
+        if !options.no_computer_listing {
+            // The computers' folder names at the root (and under glacier/), never object names:
+            // the prefix is exactly "" or "glacier/" and the delimiter "/" (AWS's "home folder"
+            // pattern). Every authorization must hold anyway with every UUID known.
+            statements.push(json!({
+                "Sid": "ArqListsComputers",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": bucket_arn,
+                "Condition": {"StringEquals": {"s3:prefix": ["", "glacier/"], "s3:delimiter": "/"}},
+            }));
+        }
+        statements.extend([
+            // Listing inside this computer's folders, with or without a delimiter; other
+            // computers' folders are refused.
             json!({
                 "Sid": "ArqListsOnlyThisComputer",
                 "Effect": "Allow",
@@ -75,7 +97,7 @@ impl PolicyDocument {
                 "Action": OBJECT_ACTIONS,
                 "Resource": [format!("{bucket_arn}/{uuid}/*"), format!("{bucket_arn}/glacier/{uuid}/*")],
             }),
-        ];
+        ]);
         if options.legacy_glacier {
             statements.extend(legacy_glacier_statements());
         }
@@ -171,21 +193,15 @@ impl PolicyDocument {
     }
 }
 
-/// Bucket-level actions Arq needs besides listing.
-const BUCKET_ACTIONS: [&str; 3] = [
-    "s3:GetBucketLocation",
-    "s3:GetBucketVersioning",
-    "s3:ListBucket",
-];
+/// Bucket-level actions Arq makes.
+const BUCKET_ACTIONS: [&str; 2] = ["s3:GetBucketLocation", "s3:ListBucket"];
 
-/// Everything Arq does with objects. GetObject also covers HeadObject; PutObject covers the
-/// multipart upload steps; RestoreObject is how Arq reads back S3-Glacier objects.
-const OBJECT_ACTIONS: [&str; 6] = [
+/// Everything Arq does with objects. GetObject also covers HeadObject; RestoreObject is how Arq
+/// reads back S3-Glacier objects. Arq has no multipart upload code.
+const OBJECT_ACTIONS: [&str; 4] = [
     "s3:GetObject",
     "s3:PutObject",
     "s3:DeleteObject",
-    "s3:AbortMultipartUpload",
-    "s3:ListMultipartUploadParts",
     "s3:RestoreObject",
 ];
 
@@ -258,6 +274,7 @@ mod tests {
             &longest,
             PolicyOptions {
                 legacy_glacier: true,
+                ..PolicyOptions::default()
             },
         );
         assert!(

@@ -35,11 +35,12 @@ pub mod key {
     pub const VERIFY_TIMEOUT_SECONDS: &str = "VerifyTimeoutSeconds";
     pub const RELAUNCH: &str = "Relaunch";
     pub const LEGACY_GLACIER: &str = "LegacyGlacier";
+    pub const NO_COMPUTER_LISTING: &str = "NoComputerListing";
     pub const LOG_LEVEL: &str = "LogLevel";
 }
 
 /// Every key the reader reads (and the example profile documents).
-pub const KEYS: [&str; 11] = [
+pub const KEYS: [&str; 12] = [
     key::SOURCE,
     key::SERVICE_URL,
     key::SERVICE_ID,
@@ -50,6 +51,7 @@ pub const KEYS: [&str; 11] = [
     key::VERIFY_TIMEOUT_SECONDS,
     key::RELAUNCH,
     key::LEGACY_GLACIER,
+    key::NO_COMPUTER_LISTING,
     key::LOG_LEVEL,
 ];
 
@@ -75,6 +77,7 @@ pub struct Preferences {
     pub verify_timeout_seconds: Option<u64>,
     pub relaunch: Option<bool>,
     pub legacy_glacier: Option<bool>,
+    pub no_computer_listing: Option<bool>,
     pub log_level: Option<LogLevel>,
 }
 
@@ -207,6 +210,7 @@ fn apply_file(
         seconds(key::VERIFY_TIMEOUT_SECONDS)?.or(into.verify_timeout_seconds);
     into.relaunch = boolean(key::RELAUNCH)?.or(into.relaunch);
     into.legacy_glacier = boolean(key::LEGACY_GLACIER)?.or(into.legacy_glacier);
+    into.no_computer_listing = boolean(key::NO_COMPUTER_LISTING)?.or(into.no_computer_listing);
     into.log_level = match string(key::LOG_LEVEL)?.as_deref() {
         None => into.log_level,
         Some("info") => Some(LogLevel::Info),

@@ -132,6 +132,7 @@ mod tests {
             &config(),
             PolicyOptions {
                 legacy_glacier: true,
+                ..PolicyOptions::default()
             },
         );
         let receipt = receipt(&policy);

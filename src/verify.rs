@@ -1,7 +1,17 @@
-//! `verify`: run the S3 calls Arq makes, and the calls a locked-down key must not be able to make,
-//! with one key, and report what S3 allowed and refused.
+//! `verify`: run the S3 calls Arq makes, in the shapes Arq makes them, and the calls a
+//! locked-down key must not be able to make, with one key; report what S3 allowed and refused.
 //!
 //! Owns the list of probes, how an S3 answer is read (allowed, refused, not found), and the verdict.
+//! The Arq calls follow Haystack's published S3 code (arqbackup/arq_restore, Arq 5 at d4a3d0e;
+//! the README's policy table cites file and line for each): classic ListObjects with
+//! `max-keys=500`, the bucket root listed with `delimiter=/` to find computers, `U/objects/00`
+//! listed without a delimiter, GET with a Range, HEAD, single-request PUT, one DELETE per key.
+//!
+//! The probes run side by side: after the first round trip (the bucket list and its region) every
+//! probe is independent, but for one probe object's put → head → get → delete chain and the other
+//! computer's probes, which wait for the root listing that names it. That is 5 round trips on the
+//! critical path, whatever the number of probes.
+//!
 //! It writes only uniquely named probe objects (`arq-lockdown-probe-<uuid>`) and deletes them
 //! again; with `read_only` it writes nothing. It never prints object contents or secrets.
 
@@ -20,19 +30,23 @@ use crate::exit_code::ExitCode;
 /// Every Arq computer folder holds this object; the read probe asks for another computer's copy.
 const COMPUTER_INFO: &str = "computerinfo";
 
+/// Arq lists at most this many keys a page (S3Lister.m).
+const PAGE: i32 = 500;
+
 #[derive(Clone, Debug, Default)]
 pub struct VerifyOptions {
     /// Skip every call that writes (the probe objects), for keys on buckets one must not touch.
     pub read_only: bool,
-    /// A computer whose data must be out of reach; else one found by a leaking root listing, else
-    /// a random UUID.
+    /// A computer whose data must be out of reach; else one the root listing names.
     pub other_computer: Option<ComputerUuid>,
+    /// The key's policy was made with `--no-computer-listing`: the root listing must be refused.
+    pub no_computer_listing: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("cannot reach S3: {0}; check the network, AWS_ENDPOINT_URL and AWS_REGION")]
-    Unreachable(String),
+    #[error(transparent)]
+    Unreachable(#[from] aws::Unreachable),
 }
 
 impl VerifyError {
@@ -47,7 +61,8 @@ impl VerifyError {
 pub enum CheckKind {
     /// A call Arq makes: it must be allowed.
     ArqCall,
-    /// Listing the root or another computer's folder: must be refused (names would leak).
+    /// Listing more than the computers' folder names (object names, another computer's folder):
+    /// must be refused.
     ListingIsolation,
     /// Reading, writing or deleting another computer's data: must be refused.
     DataIsolation,
@@ -64,6 +79,8 @@ pub enum Answer {
     NotFound(Option<String>),
     /// Any other failure, with S3's message.
     Failed(String),
+    /// Not asked, and why: a refusal would prove nothing (see [`Prober::read_other`]).
+    NotProbed(String),
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -75,7 +92,7 @@ pub struct Check {
     pub expected: &'static str,
     pub got: Answer,
     pub passed: bool,
-    /// Why it failed and what to do, for failed checks.
+    /// Why it failed and what to do, for failed (and unprobed) checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
@@ -109,7 +126,7 @@ impl Verdict {
                 "Arq would fail with this key: a call it needs is refused (see above)"
             }
             Self::ListingLeak => {
-                "LISTING LEAK: this key can list other computers' folder names (emulators that ignore IAM conditions, such as moto, always show this)"
+                "LISTING LEAK: this key can list more than the computers' folder names (emulators that ignore IAM conditions, such as moto, always show this)"
             }
         }
     }
@@ -129,56 +146,100 @@ pub struct Report {
     pub verdict: Verdict,
 }
 
-/// Runs every probe with `client`'s key against `config`'s bucket.
+/// Runs every probe with `sdk_config`'s key against `config`'s bucket.
 pub async fn verify(
     sdk_config: &aws_config::SdkConfig,
     access_key_id: String,
     config: &ArqConfig,
     options: &VerifyOptions,
 ) -> Result<Report, VerifyError> {
-    let mut probe = Prober {
-        client: aws::s3_client(sdk_config, None),
-        bucket: config.bucket.as_str().to_owned(),
-        probe_name: format!("arq-lockdown-probe-{}", uuid::Uuid::new_v4()),
-        checks: Vec::new(),
-        left_behind: Vec::new(),
-    };
+    let bucket = config.bucket.as_str();
+    let probe_name = format!("arq-lockdown-probe-{}", uuid::Uuid::new_v4());
     let own = config.computer_uuid.as_str();
 
-    probe.list_buckets().await?;
-    if let Some(region) = probe.bucket_location().await? {
-        probe.client = aws::s3_client(sdk_config, Some(region));
-    }
-    probe.bucket_versioning().await?;
-    for folder in [format!("{own}/"), format!("glacier/{own}/")] {
-        probe.list(CheckKind::ArqCall, &folder).await?;
-        if !options.read_only {
-            probe.object_round_trip(&folder).await?;
-        }
-    }
+    // Round trip 1: the buckets and where this one is (asked of the global endpoint, as Arq does).
+    let global = Prober::new(aws::s3_client(sdk_config, None), bucket, &probe_name);
+    let (buckets, (location, region)) =
+        tokio::try_join!(global.list_buckets(), global.bucket_location())?;
+    let prober = match region {
+        Some(region) => Prober::new(
+            aws::s3_client(sdk_config, Some(region)),
+            bucket,
+            &probe_name,
+        ),
+        None => global,
+    };
 
-    let discovered = probe.list(CheckKind::ListingIsolation, "").await?;
-    let other = options
-        .other_computer
-        .clone()
-        .or_else(|| discovered.into_iter().find(|uuid| uuid.as_str() != own))
-        .unwrap_or_else(|| {
+    // Then everything at once; the other computer's probes start as soon as the root listing
+    // names one.
+    let computers_and_other = async {
+        let kind = match options.no_computer_listing {
+            false => CheckKind::ArqCall,
+            true => CheckKind::ListingIsolation,
+        };
+        let ((root, found), (glacier, _)) = tokio::try_join!(
+            prober.list(kind, "", Some("/")),
+            prober.list(kind, "glacier/", Some("/")),
+        )?;
+        let (other, known_to_exist) = other_computer(options, found, own);
+        let other_checks = prober
+            .other_computer(&other, known_to_exist, options.read_only)
+            .await?;
+        Ok::<_, VerifyError>((vec![root, glacier], other, other_checks))
+    };
+    // Object names across all computers: only folder names may be listed.
+    let all_names = prober.list(CheckKind::ListingIsolation, "", None);
+    let ((computer_checks, other, other_checks), own_checks, glacier_checks, (all_names, _)) = tokio::try_join!(
+        computers_and_other,
+        prober.own_folder(own, options.read_only),
+        prober.own_glacier(own, options.read_only),
+        all_names,
+    )?;
+
+    let mut checks = vec![buckets, location];
+    checks.extend(computer_checks);
+    checks.extend(own_checks.0);
+    checks.extend(glacier_checks.0);
+    checks.push(all_names);
+    checks.extend(other_checks.0);
+    let left_behind = [own_checks.1, glacier_checks.1, other_checks.1].concat();
+    let verdict = verdict(&checks);
+    Ok(Report {
+        bucket: bucket.to_owned(),
+        computer_uuid: own.to_owned(),
+        access_key_id,
+        other_computer_uuid: other.to_string(),
+        probe_object_name: probe_name,
+        checks,
+        left_behind,
+        verdict,
+    })
+}
+
+/// The other computer to probe: the one named, else one the root listing showed — only then is
+/// its data known to exist, which the read probe needs — else a made-up one.
+fn other_computer(
+    options: &VerifyOptions,
+    found: Vec<ComputerUuid>,
+    own: &str,
+) -> (ComputerUuid, bool) {
+    let seen = found.into_iter().find(|uuid| uuid.as_str() != own);
+    match (&options.other_computer, seen) {
+        (Some(named), _) => (named.clone(), true),
+        (None, Some(seen)) => (seen, true),
+        (None, None) => (
             ComputerUuid::parse(&uuid::Uuid::new_v4().to_string().to_uppercase())
-                .expect("a v4 UUID is canonical")
-        });
-    probe
-        .list(CheckKind::ListingIsolation, &format!("{other}/"))
-        .await?;
-    probe.get_other(&format!("{other}/{COMPUTER_INFO}")).await?;
-    if !options.read_only {
-        for folder in [format!("{other}/"), format!("glacier/{other}/")] {
-            probe.write_and_delete_other(&folder).await?;
-        }
+                .expect("a v4 UUID is canonical"),
+            false,
+        ),
     }
+}
 
-    let checks = probe.checks;
+/// The most severe finding decides: another computer's data, then a broken Arq call, then a
+/// listing leak.
+fn verdict(checks: &[Check]) -> Verdict {
     let failed = |kind| checks.iter().any(|c| c.kind == kind && !c.passed);
-    let verdict = if failed(CheckKind::DataIsolation) {
+    if failed(CheckKind::DataIsolation) {
         Verdict::DataLeak
     } else if failed(CheckKind::ArqCall) {
         Verdict::ArqBroken
@@ -186,29 +247,28 @@ pub async fn verify(
         Verdict::ListingLeak
     } else {
         Verdict::Isolated
-    };
-    Ok(Report {
-        bucket: config.bucket.to_string(),
-        computer_uuid: own.to_owned(),
-        access_key_id,
-        other_computer_uuid: other.to_string(),
-        probe_object_name: probe.probe_name,
-        checks,
-        left_behind: probe.left_behind,
-        verdict,
-    })
+    }
 }
 
-/// Makes the calls and records one [`Check`] per call.
+/// Checks from several calls, and the probe objects left behind by them.
+type Checks = (Vec<Check>, Vec<String>);
+
+/// Makes the calls; each returns its [`Check`].
 struct Prober {
     client: Client,
     bucket: String,
     probe_name: String,
-    checks: Vec<Check>,
-    left_behind: Vec<String>,
 }
 
 impl Prober {
+    fn new(client: Client, bucket: &str, probe_name: &str) -> Self {
+        Self {
+            client,
+            bucket: bucket.to_owned(),
+            probe_name: probe_name.to_owned(),
+        }
+    }
+
     fn bucket_arn(&self) -> String {
         format!("arn:aws:s3:::{}", self.bucket)
     }
@@ -217,49 +277,7 @@ impl Prober {
         format!("arn:aws:s3:::{}/{key}", self.bucket)
     }
 
-    /// Records a check; returns whether the call was allowed.
-    fn record(
-        &mut self,
-        call: String,
-        kind: CheckKind,
-        action: &'static str,
-        resource: String,
-        got: Answer,
-    ) -> bool {
-        let allowed = matches!(got, Answer::Allowed | Answer::NotFound(_));
-        let (expected, passed) = match kind {
-            CheckKind::ArqCall => ("allowed", got == Answer::Allowed),
-            _ => ("denied", matches!(got, Answer::Denied(_))),
-        };
-        let detail = (!passed).then(|| match (&got, kind) {
-            (Answer::Denied(code), CheckKind::ArqCall) => format!(
-                "{call}: {action} on {resource} was refused ({}); the key's policy must allow it",
-                code.as_deref().unwrap_or("403")
-            ),
-            (Answer::NotFound(code), CheckKind::ArqCall) => format!(
-                "{call}: {} for {resource}; is the bucket name exact (dot included) and in this account?",
-                code.as_deref().unwrap_or("404")
-            ),
-            (Answer::Failed(message), CheckKind::ArqCall) => format!("{call}: {action} on {resource} failed: {message}"),
-            (Answer::Failed(message), _) => {
-                format!("{call}: could not tell whether {action} on {resource} is refused: {message}")
-            }
-            (_, _) => format!("{call}: {action} on {resource} is allowed; it must be refused"),
-        });
-        self.checks.push(Check {
-            call,
-            kind,
-            action,
-            resource,
-            expected,
-            got,
-            passed,
-            detail,
-        });
-        allowed
-    }
-
-    async fn list_buckets(&mut self) -> Result<(), VerifyError> {
+    async fn list_buckets(&self) -> Result<Check, VerifyError> {
         let result = self.client.list_buckets().send().await;
         let listed = result.as_ref().ok().map(|out| {
             out.buckets()
@@ -267,7 +285,7 @@ impl Prober {
                 .any(|b| b.name() == Some(self.bucket.as_str()))
         });
         let got = answer(result)?;
-        self.record(
+        let mut check = check(
             "ListBuckets".into(),
             CheckKind::ArqCall,
             "s3:ListAllMyBuckets",
@@ -275,18 +293,17 @@ impl Prober {
             got,
         );
         if listed == Some(false) {
-            let check = self.checks.last_mut().expect("just recorded");
             check.passed = false;
             check.detail = Some(format!(
                 "bucket {} is not among this account's buckets: is the name exact (dot included)?",
                 self.bucket
             ));
         }
-        Ok(())
+        Ok(check)
     }
 
-    /// Returns the bucket's region when it is not the client's own.
-    async fn bucket_location(&mut self) -> Result<Option<Region>, VerifyError> {
+    /// GetBucketLocation, and the bucket's region when it is not the client's own.
+    async fn bucket_location(&self) -> Result<(Check, Option<Region>), VerifyError> {
         let result = self
             .client
             .get_bucket_location()
@@ -303,7 +320,7 @@ impl Prober {
                 Some(constraint) => constraint.as_str().to_owned(),
             });
         let got = answer(result)?;
-        self.record(
+        let check = check(
             "GetBucketLocation".into(),
             CheckKind::ArqCall,
             "s3:GetBucketLocation",
@@ -311,146 +328,227 @@ impl Prober {
             got,
         );
         let current = self.client.config().region().map(|r| r.as_ref().to_owned());
-        Ok(region
-            .filter(|r| Some(r) != current.as_ref())
-            .map(Region::new))
+        let other_region = region.filter(|r| Some(r) != current.as_ref());
+        Ok((check, other_region.map(Region::new)))
     }
 
-    async fn bucket_versioning(&mut self) -> Result<(), VerifyError> {
-        let got = answer(
-            self.client
-                .get_bucket_versioning()
-                .bucket(&self.bucket)
-                .send()
-                .await,
-        )?;
-        self.record(
-            "GetBucketVersioning".into(),
-            CheckKind::ArqCall,
-            "s3:GetBucketVersioning",
-            self.bucket_arn(),
-            got,
-        );
-        Ok(())
-    }
-
-    /// Classic ListObjects (v1) with a delimiter, as Arq lists. Returns the computer UUIDs among
-    /// the listed folders (only a leaking root listing has any).
+    /// Classic ListObjects (v1) as Arq lists: `prefix` always sent, `max-keys=500`, with or
+    /// without a delimiter. Returns the check and the computer UUIDs among the folders listed.
     async fn list(
-        &mut self,
+        &self,
         kind: CheckKind,
         prefix: &str,
-    ) -> Result<Vec<ComputerUuid>, VerifyError> {
+        delimiter: Option<&str>,
+    ) -> Result<(Check, Vec<ComputerUuid>), VerifyError> {
+        let (check, page) = self.list_page(kind, prefix, delimiter, None).await?;
+        let found = page
+            .map(|(folders, _)| {
+                folders
+                    .iter()
+                    .filter_map(|f| f.strip_suffix('/')?.rsplit('/').next())
+                    .filter_map(|name| ComputerUuid::parse(name).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((check, found))
+    }
+
+    /// One page: the check, and when allowed the folders listed and the marker for the next
+    /// page (the last key, as Arq takes it) if there is one.
+    async fn list_page(
+        &self,
+        kind: CheckKind,
+        prefix: &str,
+        delimiter: Option<&str>,
+        marker: Option<&str>,
+    ) -> Result<(Check, Option<(Vec<String>, Option<String>)>), VerifyError> {
         let result = self
             .client
             .list_objects()
             .bucket(&self.bucket)
             .prefix(prefix)
-            .delimiter("/")
-            .max_keys(500)
+            .set_delimiter(delimiter.map(str::to_owned))
+            .set_marker(marker.map(str::to_owned))
+            .max_keys(PAGE)
             .send()
             .await;
-        let folders = result.as_ref().map_or_else(
-            |_| Vec::new(),
-            |out| {
-                out.common_prefixes()
-                    .iter()
-                    .filter_map(|p| p.prefix()?.strip_suffix('/'))
-                    .filter_map(|name| ComputerUuid::parse(name).ok())
-                    .collect()
-            },
-        );
+        let page = result.as_ref().ok().map(|out| {
+            let folders = out
+                .common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix().map(str::to_owned))
+                .collect();
+            let next = out
+                .is_truncated()
+                .unwrap_or(false)
+                .then(|| {
+                    out.contents()
+                        .last()
+                        .and_then(|o| o.key().map(str::to_owned))
+                })
+                .flatten();
+            (folders, next)
+        });
         let got = answer(result)?;
-        let call = format!("ListObjects prefix={prefix:?} delimiter=\"/\"");
-        self.record(call, kind, "s3:ListBucket", self.bucket_arn(), got);
-        Ok(folders)
+        let mut call = format!("ListObjects prefix={prefix:?}");
+        if let Some(delimiter) = delimiter {
+            call += &format!(" delimiter={delimiter:?}");
+        }
+        if marker.is_some() {
+            call += " marker=<last key>";
+        }
+        let check = check(call, kind, "s3:ListBucket", self.bucket_arn(), got);
+        Ok((check, page))
     }
 
-    /// Put, head, get and delete of a probe object in this computer's `folder`.
-    async fn object_round_trip(&mut self, folder: &str) -> Result<(), VerifyError> {
-        let key = format!("{folder}{}", self.probe_name);
-        let arn = self.object_arn(&key);
-        let put = self.put(&key).await?;
-        let written = self.record(
-            format!("PutObject {folder}<probe>"),
-            CheckKind::ArqCall,
-            "s3:PutObject",
-            arn.clone(),
-            put,
-        );
-        let head = answer(
-            self.client
-                .head_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .send()
-                .await,
+    /// This computer's folder as Arq uses it: listed (and its next page, when there is one), its
+    /// objects listed by their first hex byte without a delimiter, and a probe object's round
+    /// trip.
+    async fn own_folder(&self, own: &str, read_only: bool) -> Result<Checks, VerifyError> {
+        let folder = format!("{own}/");
+        let listing = async {
+            let (first, page) = self
+                .list_page(CheckKind::ArqCall, &folder, Some("/"), None)
+                .await?;
+            let mut checks = vec![first];
+            if let Some((_, Some(marker))) = page {
+                let (next, _) = self
+                    .list_page(CheckKind::ArqCall, &folder, Some("/"), Some(&marker))
+                    .await?;
+                checks.push(next);
+            }
+            Ok::<_, VerifyError>(checks)
+        };
+        let first_objects = format!("{own}/objects/00");
+        let objects = self.list(CheckKind::ArqCall, &first_objects, None);
+        let round_trip = self.round_trip(&folder, CheckKind::ArqCall, read_only);
+        let (mut checks, (objects, _), (trip, left)) =
+            tokio::try_join!(listing, objects, round_trip)?;
+        checks.push(objects);
+        checks.extend(trip);
+        Ok((checks, left))
+    }
+
+    /// This computer's S3-Glacier folder: listed, and a probe object's round trip.
+    async fn own_glacier(&self, own: &str, read_only: bool) -> Result<Checks, VerifyError> {
+        let folder = format!("glacier/{own}/");
+        let listing = self.list(CheckKind::ArqCall, &folder, Some("/"));
+        let round_trip = self.round_trip(&folder, CheckKind::ArqCall, read_only);
+        let ((listed, _), (trip, left)) = tokio::try_join!(listing, round_trip)?;
+        Ok(([vec![listed], trip].concat(), left))
+    }
+
+    /// Another computer's folders listed, its data read, a probe object written and deleted in
+    /// both its folders: all must be refused.
+    async fn other_computer(
+        &self,
+        other: &ComputerUuid,
+        known_to_exist: bool,
+        read_only: bool,
+    ) -> Result<Checks, VerifyError> {
+        let folder = format!("{other}/");
+        let glacier = format!("glacier/{other}/");
+        let info = format!("{other}/{COMPUTER_INFO}");
+        let kind = CheckKind::DataIsolation;
+        let (listed, listed_glacier, read, written, written_glacier) = tokio::try_join!(
+            self.list(CheckKind::ListingIsolation, &folder, Some("/")),
+            self.list(CheckKind::ListingIsolation, &glacier, Some("/")),
+            self.read_other(&info, known_to_exist),
+            self.round_trip(&folder, kind, read_only),
+            self.round_trip(&glacier, kind, read_only),
         )?;
-        self.record(
-            format!("HeadObject {folder}<probe>"),
-            CheckKind::ArqCall,
-            "s3:GetObject",
-            arn.clone(),
-            head,
-        );
-        let get = self.get(&key).await?;
-        self.record(
-            format!("GetObject {folder}<probe>"),
-            CheckKind::ArqCall,
-            "s3:GetObject",
-            arn.clone(),
-            get,
-        );
-        let delete = self.delete(&key).await?;
-        let deleted = self.record(
-            format!("DeleteObject {folder}<probe>"),
-            CheckKind::ArqCall,
-            "s3:DeleteObject",
-            arn,
-            delete,
-        );
-        if written && !deleted {
-            self.left_behind.push(key);
+        let mut checks = vec![listed.0, listed_glacier.0];
+        checks.extend(read);
+        checks.extend(written.0);
+        checks.extend(written_glacier.0);
+        Ok((checks, [written.1, written_glacier.1].concat()))
+    }
+
+    /// GET (with a Range, as Arq reads packs) and HEAD of another computer's object. Without a
+    /// right to list its folder S3 answers 403 for a key that does not exist, so a refusal proves
+    /// something only for an object known to exist: otherwise the read is reported as not probed.
+    async fn read_other(&self, key: &str, known_to_exist: bool) -> Result<Vec<Check>, VerifyError> {
+        let arn = self.object_arn(key);
+        if !known_to_exist {
+            let reason = "no other computer has data in this bucket (or the root listing is refused): a refused read of an object that may not exist proves nothing";
+            return Ok(vec![check(
+                format!("GetObject {key}"),
+                CheckKind::DataIsolation,
+                "s3:GetObject",
+                arn,
+                Answer::NotProbed(reason.to_owned()),
+            )]);
         }
-        Ok(())
+        let (get, head) = tokio::try_join!(self.get(key, Some("bytes=0-9")), self.head(key))?;
+        let kind = CheckKind::DataIsolation;
+        Ok(vec![
+            check(
+                format!("GetObject {key} range=0-9"),
+                kind,
+                "s3:GetObject",
+                arn.clone(),
+                get,
+            ),
+            check(format!("HeadObject {key}"), kind, "s3:GetObject", arn, head),
+        ])
     }
 
-    async fn get_other(&mut self, key: &str) -> Result<(), VerifyError> {
-        let got = self.get(key).await?;
-        self.record(
-            format!("GetObject {key}"),
-            CheckKind::DataIsolation,
-            "s3:GetObject",
-            self.object_arn(key),
-            got,
-        );
-        Ok(())
-    }
-
-    /// Writes a probe object into another computer's `folder`, then deletes it: both must be refused.
-    async fn write_and_delete_other(&mut self, folder: &str) -> Result<(), VerifyError> {
+    /// Put, then head and get (with a Range) and delete of a probe object in `folder` — the one
+    /// chain of calls that must wait for each other. For another computer's folder (`kind` data
+    /// isolation) only the put and the delete, which must both be refused.
+    async fn round_trip(
+        &self,
+        folder: &str,
+        kind: CheckKind,
+        read_only: bool,
+    ) -> Result<Checks, VerifyError> {
+        if read_only {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let key = format!("{folder}{}", self.probe_name);
         let arn = self.object_arn(&key);
+        let shown = format!("{folder}<probe>");
         let put = self.put(&key).await?;
-        let written = self.record(
-            format!("PutObject {folder}<probe>"),
-            CheckKind::DataIsolation,
+        let written = matches!(put, Answer::Allowed);
+        let mut checks = vec![check(
+            format!("PutObject {shown}"),
+            kind,
             "s3:PutObject",
             arn.clone(),
             put,
-        );
+        )];
+        if kind == CheckKind::ArqCall {
+            let head = self.head(&key).await?;
+            checks.push(check(
+                format!("HeadObject {shown}"),
+                kind,
+                "s3:GetObject",
+                arn.clone(),
+                head,
+            ));
+            let get = self.get(&key, Some("bytes=0-9")).await?;
+            checks.push(check(
+                format!("GetObject {shown} range=0-9"),
+                kind,
+                "s3:GetObject",
+                arn.clone(),
+                get,
+            ));
+        }
         let delete = self.delete(&key).await?;
-        let deleted = self.record(
-            format!("DeleteObject {folder}<probe>"),
-            CheckKind::DataIsolation,
+        let deleted = matches!(delete, Answer::Allowed | Answer::NotFound(_));
+        checks.push(check(
+            format!("DeleteObject {shown}"),
+            kind,
             "s3:DeleteObject",
             arn,
             delete,
-        );
-        if written && !deleted {
-            self.left_behind.push(key);
-        }
-        Ok(())
+        ));
+        let left = match written && !deleted {
+            true => vec![key],
+            false => Vec::new(),
+        };
+        Ok((checks, left))
     }
 
     async fn put(&self, key: &str) -> Result<Answer, VerifyError> {
@@ -466,16 +564,28 @@ impl Prober {
         )
     }
 
+    async fn head(&self, key: &str) -> Result<Answer, VerifyError> {
+        answer(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await,
+        )
+    }
+
     /// GetObject, reading and discarding the body so the whole call is exercised.
-    async fn get(&self, key: &str) -> Result<Answer, VerifyError> {
-        match self
+    async fn get(&self, key: &str, range: Option<&str>) -> Result<Answer, VerifyError> {
+        let sent = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_range(range.map(str::to_owned))
             .send()
-            .await
-        {
+            .await;
+        match sent {
             Ok(output) => Ok(match output.body.collect().await {
                 Ok(_) => Answer::Allowed,
                 Err(e) => Answer::Failed(format!("reading the body: {e}")),
@@ -496,6 +606,52 @@ impl Prober {
     }
 }
 
+/// A check of one call: what was expected of it, whether it held, and if not, why and what to do.
+fn check(
+    call: String,
+    kind: CheckKind,
+    action: &'static str,
+    resource: String,
+    got: Answer,
+) -> Check {
+    let (expected, passed) = match (&got, kind) {
+        (Answer::NotProbed(_), _) => ("denied", true),
+        (_, CheckKind::ArqCall) => ("allowed", got == Answer::Allowed),
+        (_, _) => ("denied", matches!(got, Answer::Denied(_))),
+    };
+    let detail = match (&got, kind) {
+        (Answer::NotProbed(reason), _) => Some(format!("{call}: not probed: {reason}")),
+        _ if passed => None,
+        (Answer::Denied(code), CheckKind::ArqCall) => Some(format!(
+            "{call}: {action} on {resource} was refused ({}); the key's policy must allow it",
+            code.as_deref().unwrap_or("403")
+        )),
+        (Answer::NotFound(code), CheckKind::ArqCall) => Some(format!(
+            "{call}: {} for {resource}; is the bucket name exact (dot included) and in this account?",
+            code.as_deref().unwrap_or("404")
+        )),
+        (Answer::Failed(message), CheckKind::ArqCall) => {
+            Some(format!("{call}: {action} on {resource} failed: {message}"))
+        }
+        (Answer::Failed(message), _) => Some(format!(
+            "{call}: could not tell whether {action} on {resource} is refused: {message}"
+        )),
+        (_, _) => Some(format!(
+            "{call}: {action} on {resource} is allowed; it must be refused"
+        )),
+    };
+    Check {
+        call,
+        kind,
+        action,
+        resource,
+        expected,
+        got,
+        passed,
+        detail,
+    }
+}
+
 /// Reads an S3 answer. Only a network-level failure is an error: it makes the whole run meaningless.
 fn answer<T, E>(result: Result<T, SdkError<E, HttpResponse>>) -> Result<Answer, VerifyError>
 where
@@ -506,11 +662,14 @@ where
         Err(error) => error,
     };
     match &error {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Err(VerifyError::Unreachable(
-            DisplayErrorContext(&error).to_string(),
-        )),
-        // Authorization is judged by the HTTP status: a 2xx whose body the SDK cannot parse (moto's
-        // GetBucketVersioning answer for a bucket that never had versioning) was still allowed.
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            Err(VerifyError::Unreachable(aws::Unreachable {
+                service: "S3",
+                reason: crate::one_line(&DisplayErrorContext(&error).to_string()),
+            }))
+        }
+        // Authorization is judged by the HTTP status: a 2xx whose body the SDK cannot parse was
+        // still allowed.
         SdkError::ServiceError(service) if service.raw().status().is_success() => {
             Ok(Answer::Allowed)
         }
@@ -556,12 +715,14 @@ impl Report {
                 Answer::Denied(code) => format!("denied ({})", code.as_deref().unwrap_or("403")),
                 Answer::NotFound(code) => format!("allowed ({})", code.as_deref().unwrap_or("404")),
                 Answer::Failed(_) => "error".to_owned(),
+                Answer::NotProbed(_) => "-".to_owned(),
             };
-            let verdict = match (check.passed, check.kind) {
-                (true, _) => "ok",
-                (false, CheckKind::ArqCall) => "ARQ BROKEN",
-                (false, CheckKind::ListingIsolation) => "LISTING LEAK",
-                (false, CheckKind::DataIsolation) => "DATA LEAK",
+            let verdict = match (&check.got, check.passed, check.kind) {
+                (Answer::NotProbed(_), _, _) => "NOT PROBED",
+                (_, true, _) => "ok",
+                (_, false, CheckKind::ArqCall) => "ARQ BROKEN",
+                (_, false, CheckKind::ListingIsolation) => "LISTING LEAK",
+                (_, false, CheckKind::DataIsolation) => "DATA LEAK",
             };
             out += &format!(
                 "{:width$}  {:8}  {got:22}  {verdict}\n",
@@ -586,5 +747,90 @@ impl Report {
         }
         out += &format!("\nverdict: {}\n", self.verdict.summary());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uuid(text: &str) -> ComputerUuid {
+        ComputerUuid::parse(text).unwrap()
+    }
+
+    #[test]
+    fn another_computers_data_is_read_only_when_it_is_known_to_exist() {
+        let own = "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570";
+        let other = uuid("7A1E5C3B-9D2F-4E8A-B6C4-1F3D5E7A9B2C");
+        let options = VerifyOptions::default();
+        assert_eq!(
+            other_computer(&options, vec![uuid(own), other.clone()], own),
+            (other.clone(), true),
+            "one the root listing named"
+        );
+        let (made_up, known) = other_computer(&options, vec![uuid(own)], own);
+        assert!(
+            !known && made_up.as_str() != own,
+            "nobody else: a made-up computer"
+        );
+        let named = VerifyOptions {
+            other_computer: Some(other.clone()),
+            ..VerifyOptions::default()
+        };
+        assert_eq!(other_computer(&named, Vec::new(), own), (other, true));
+    }
+
+    #[test]
+    fn an_unprobed_read_is_its_own_line_and_no_verdict() {
+        let unprobed = check(
+            "GetObject O/computerinfo".into(),
+            CheckKind::DataIsolation,
+            "s3:GetObject",
+            "arn:aws:s3:::b/O/computerinfo".into(),
+            Answer::NotProbed("nobody else".into()),
+        );
+        assert!(unprobed.passed);
+        assert_eq!(verdict(std::slice::from_ref(&unprobed)), Verdict::Isolated);
+        let report = Report {
+            bucket: "b".into(),
+            computer_uuid: "U".into(),
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            other_computer_uuid: "O".into(),
+            probe_object_name: "arq-lockdown-probe-x".into(),
+            checks: vec![unprobed],
+            left_behind: Vec::new(),
+            verdict: Verdict::Isolated,
+        };
+        let text = report.to_text();
+        assert!(
+            text.contains("NOT PROBED") && text.contains("not probed: nobody else"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_most_severe_finding_decides_the_verdict() {
+        let failing = |kind| {
+            check(
+                "c".into(),
+                kind,
+                "a",
+                "r".into(),
+                match kind {
+                    CheckKind::ArqCall => Answer::Denied(None),
+                    _ => Answer::Allowed,
+                },
+            )
+        };
+        let data = failing(CheckKind::DataIsolation);
+        let arq = failing(CheckKind::ArqCall);
+        let listing = failing(CheckKind::ListingIsolation);
+        assert_eq!(
+            verdict(&[listing.clone(), arq.clone(), data]),
+            Verdict::DataLeak
+        );
+        assert_eq!(verdict(&[listing.clone(), arq]), Verdict::ArqBroken);
+        assert_eq!(verdict(&[listing]), Verdict::ListingLeak);
+        assert_eq!(verdict(&[]), Verdict::Isolated);
     }
 }

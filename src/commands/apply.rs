@@ -68,6 +68,8 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
         source,
         policy_options: PolicyOptions {
             legacy_glacier: args.legacy_glacier || preferences.legacy_glacier == Some(true),
+            no_computer_listing: args.no_computer_listing
+                || preferences.no_computer_listing == Some(true),
         },
         rotate: args.rotate,
         dry_run: args.dry_run,

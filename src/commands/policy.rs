@@ -8,6 +8,7 @@ use crate::policy::{PolicyDocument, PolicyOptions};
 pub fn run(args: PolicyArgs) -> Result<ExitCode, Error> {
     let options = PolicyOptions {
         legacy_glacier: args.legacy_glacier,
+        no_computer_listing: args.no_computer_listing,
     };
     let policy = match args.kind {
         PolicyKind::Computer => {

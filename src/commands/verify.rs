@@ -40,6 +40,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, Error> {
     let options = VerifyOptions {
         read_only: args.read_only,
         other_computer,
+        no_computer_listing: args.no_computer_listing,
     };
     let report = verify(&sdk_config, access_key_id, &config, &options).await?;
     if args.json {

@@ -33,6 +33,9 @@ pub struct ServiceConfig {
     pub enrollment_tokens: Vec<EnrollmentToken>,
     /// The managed policy every scoped user is created with as its permissions boundary.
     pub permissions_boundary_arn: String,
+    /// Write policies that refuse even the root listing (see `--no-computer-listing`).
+    #[serde(default)]
+    pub no_computer_listing: bool,
     /// How old a proof or request may be.
     #[serde(default = "default_proof_max_age")]
     pub proof_max_age_seconds: u64,

@@ -765,7 +765,11 @@ impl Service {
         if user.key_ids.len() >= 2 {
             return Err(Refusal::key_limit(user.key_ids.clone()));
         }
-        let policy = PolicyDocument::scoped_to(config, PolicyOptions::default());
+        let options = PolicyOptions {
+            no_computer_listing: self.config.no_computer_listing,
+            ..PolicyOptions::default()
+        };
+        let policy = PolicyDocument::scoped_to(config, options);
         self.iam
             .ensure_policy(uuid, &policy, user.policy.as_ref())
             .await?;

@@ -63,130 +63,89 @@ fn compact_output_is_one_line_without_spaces() {
     assert!(!text.trim_end().contains(char::is_whitespace));
 }
 
-#[test]
-fn an_independent_evaluator_allows_arq_and_denies_everything_of_other_computers() {
-    let other = OTHER_COMPUTER;
-    let this = THIS_COMPUTER;
-    let own_folder = format!("{this}/");
-    let own_buckets = format!("{this}/buckets/");
-    let own_glacier = format!("glacier/{this}/");
-    let other_folder = format!("{other}/");
-    let other_glacier = format!("glacier/{other}/");
-    let cases: Vec<(&str, String, Option<&str>, &str)> = vec![
-        ("s3:ListAllMyBuckets", "*".into(), None, "Allowed"),
-        ("s3:GetBucketLocation", bucket_arn(), None, "Allowed"),
-        ("s3:GetBucketVersioning", bucket_arn(), None, "Allowed"),
-        ("s3:ListBucket", bucket_arn(), Some(&own_folder), "Allowed"),
-        ("s3:ListBucket", bucket_arn(), Some(&own_buckets), "Allowed"),
-        ("s3:ListBucket", bucket_arn(), Some(&own_glacier), "Allowed"),
-        (
-            "s3:GetObject",
-            object(&format!("{this}/computerinfo")),
-            None,
-            "Allowed",
-        ),
-        (
-            "s3:PutObject",
-            object(&format!("{this}/objects/x")),
-            None,
-            "Allowed",
-        ),
-        (
-            "s3:DeleteObject",
-            object(&format!("{this}/objects/x")),
-            None,
-            "Allowed",
-        ),
-        (
-            "s3:PutObject",
-            object(&format!("glacier/{this}/objects/x")),
-            None,
-            "Allowed",
-        ),
-        (
-            "s3:RestoreObject",
-            object(&format!("glacier/{this}/objects/x")),
-            None,
-            "Allowed",
-        ),
-        (
-            "s3:AbortMultipartUpload",
-            object(&format!("{this}/packsets/x")),
-            None,
-            "Allowed",
-        ),
-        // The root listing and other computers' folders: refused, by the condition.
-        ("s3:ListBucket", bucket_arn(), Some(""), "ImplicitlyDenied"),
-        ("s3:ListBucket", bucket_arn(), None, "ImplicitlyDenied"),
-        (
-            "s3:ListBucket",
-            bucket_arn(),
-            Some(&other_folder),
-            "ImplicitlyDenied",
-        ),
-        (
-            "s3:ListBucket",
-            bucket_arn(),
-            Some(&other_glacier),
-            "ImplicitlyDenied",
-        ),
-        (
-            "s3:ListBucket",
-            bucket_arn(),
-            Some("glacier/"),
-            "ImplicitlyDenied",
-        ),
-        (
-            "s3:ListBucket",
-            bucket_arn(),
-            Some(&this[..8]),
-            "ImplicitlyDenied",
-        ),
-        // Other computers' data, and the bucket itself.
-        (
-            "s3:GetObject",
-            object(&format!("{other}/computerinfo")),
-            None,
-            "ImplicitlyDenied",
-        ),
-        (
-            "s3:PutObject",
-            object(&format!("{other}/objects/x")),
-            None,
-            "ImplicitlyDenied",
-        ),
-        (
-            "s3:DeleteObject",
-            object(&format!("glacier/{other}/objects/x")),
-            None,
-            "ImplicitlyDenied",
-        ),
-        (
-            "s3:GetObject",
-            object(&format!("{this}-suffix/x")),
-            None,
-            "ImplicitlyDenied",
-        ),
-        ("s3:PutBucketPolicy", bucket_arn(), None, "ImplicitlyDenied"),
-        ("s3:DeleteBucket", bucket_arn(), None, "ImplicitlyDenied"),
-        (
-            "s3:ListBucketMultipartUploads",
-            bucket_arn(),
-            None,
-            "ImplicitlyDenied",
-        ),
-    ];
+/// The request context of a listing: its prefix and delimiter, as S3 gives them to IAM.
+fn listing(prefix: &str, delimiter: Option<&str>) -> Value {
+    match delimiter {
+        Some(delimiter) => json!({"s3:prefix": prefix, "s3:delimiter": delimiter}),
+        None => json!({"s3:prefix": prefix}),
+    }
+}
+
+/// The S3 calls Arq makes (arqbackup/arq_restore, Arq 5 at d4a3d0e), each with the verdict the
+/// policy must give, and what no Arq code does or another computer's data: refused.
+#[rustfmt::skip]
+fn arq_calls_and_strangers() -> Vec<(&'static str, String, Value, &'static str)> {
+    let (this, other) = (THIS_COMPUTER, OTHER_COMPUTER);
+    let none = json!({});
+    vec![
+        // ListBuckets (ArqRestoreCommand.m:679), GetBucketLocation (S3Service.m:143-199).
+        ("s3:ListAllMyBuckets", "*".into(), none.clone(), "Allowed"),
+        ("s3:GetBucketLocation", bucket_arn(), none.clone(), "Allowed"),
+        // The root and glacier/ with the delimiter: folder names (TargetConnection.m:103,
+        // RemoteFS.m:115-135).
+        ("s3:ListBucket", bucket_arn(), listing("", Some("/")), "Allowed"),
+        ("s3:ListBucket", bucket_arn(), listing("glacier/", Some("/")), "Allowed"),
+        // Inside this computer's folders, with or without a delimiter (S3ObjectsLister.m).
+        ("s3:ListBucket", bucket_arn(), listing(&format!("{this}/"), Some("/")), "Allowed"),
+        ("s3:ListBucket", bucket_arn(), listing(&format!("{this}/buckets/"), Some("/")), "Allowed"),
+        ("s3:ListBucket", bucket_arn(), listing(&format!("{this}/objects/00"), None), "Allowed"),
+        ("s3:ListBucket", bucket_arn(), listing(&format!("glacier/{this}/"), Some("/")), "Allowed"),
+        ("s3:GetObject", object(&format!("{this}/computerinfo")), none.clone(), "Allowed"),
+        ("s3:PutObject", object(&format!("{this}/objects/x")), none.clone(), "Allowed"),
+        ("s3:DeleteObject", object(&format!("{this}/objects/x")), none.clone(), "Allowed"),
+        ("s3:PutObject", object(&format!("glacier/{this}/objects/x")), none.clone(), "Allowed"),
+        ("s3:RestoreObject", object(&format!("glacier/{this}/objects/x")), none.clone(), "Allowed"),
+        // The root without the delimiter (every object name), other computers' folders.
+        ("s3:ListBucket", bucket_arn(), listing("", None), "ImplicitlyDenied"),
+        ("s3:ListBucket", bucket_arn(), json!({}), "ImplicitlyDenied"),
+        ("s3:ListBucket", bucket_arn(), listing("", Some(",")), "ImplicitlyDenied"),
+        ("s3:ListBucket", bucket_arn(), listing("glacier/", None), "ImplicitlyDenied"),
+        ("s3:ListBucket", bucket_arn(), listing(&format!("{other}/"), Some("/")), "ImplicitlyDenied"),
+        ("s3:ListBucket", bucket_arn(), listing(&format!("{other}/"), None), "ImplicitlyDenied"),
+        ("s3:ListBucket", bucket_arn(), listing(&format!("glacier/{other}/"), Some("/")), "ImplicitlyDenied"),
+        ("s3:ListBucket", bucket_arn(), listing(&this[..8], Some("/")), "ImplicitlyDenied"),
+        ("s3:GetObject", object(&format!("{other}/computerinfo")), none.clone(), "ImplicitlyDenied"),
+        ("s3:PutObject", object(&format!("{other}/objects/x")), none.clone(), "ImplicitlyDenied"),
+        ("s3:DeleteObject", object(&format!("glacier/{other}/objects/x")), none.clone(), "ImplicitlyDenied"),
+        ("s3:GetObject", object(&format!("{this}-suffix/x")), none.clone(), "ImplicitlyDenied"),
+        // What no Arq code calls, and what would reach every computer.
+        ("s3:GetBucketVersioning", bucket_arn(), none.clone(), "ImplicitlyDenied"),
+        ("s3:AbortMultipartUpload", object(&format!("{this}/packsets/x")), none.clone(), "ImplicitlyDenied"),
+        ("s3:PutLifecycleConfiguration", bucket_arn(), none.clone(), "ImplicitlyDenied"),
+        ("s3:PutBucketPolicy", bucket_arn(), none.clone(), "ImplicitlyDenied"),
+        ("s3:DeleteBucket", bucket_arn(), none.clone(), "ImplicitlyDenied"),
+        ("s3:ListBucketMultipartUploads", bucket_arn(), none, "ImplicitlyDenied"),
+    ]
+}
+
+fn judge(policy: &Value, cases: &[(&str, String, Value, &str)]) {
     let requests: Vec<_> = cases
         .iter()
-        .map(|(a, r, p, _)| (*a, r.clone(), *p))
+        .map(|(a, r, c, _)| (*a, r.clone(), c.clone()))
         .collect();
-    let verdicts = evaluate(&policy(&[]), &requests);
-    for ((action, resource, prefix, expected), got) in cases.iter().zip(&verdicts) {
-        assert_eq!(
-            got, expected,
-            "{action} on {resource} with prefix {prefix:?}"
-        );
+    let verdicts = evaluate_in_context(policy, &requests);
+    for ((action, resource, context, expected), got) in cases.iter().zip(&verdicts) {
+        assert_eq!(got, expected, "{action} on {resource} with {context}");
     }
+}
+
+#[test]
+fn an_independent_evaluator_allows_arqs_calls_and_denies_everything_else() {
+    judge(&policy(&[]), &arq_calls_and_strangers());
+}
+
+#[test]
+fn without_computer_listing_even_the_folder_names_are_refused() {
+    let mut cases = arq_calls_and_strangers();
+    for case in &mut cases {
+        if case.0 == "s3:ListBucket"
+            && case.2.get("s3:delimiter") == Some(&json!("/"))
+            && (case.2["s3:prefix"] == "" || case.2["s3:prefix"] == "glacier/")
+        {
+            case.3 = "ImplicitlyDenied";
+        }
+    }
+    judge(&policy(&["--no-computer-listing"]), &cases);
 }
 
 #[test]
