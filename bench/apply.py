@@ -5,7 +5,9 @@ For each of N runs a fresh computer UUID, home and file keychain (holding the ma
 and `apply --no-relaunch` runs against moto. Time in our own code is the process's CPU time (user +
 system, from getrusage): everything it computes, from start-up to exit. Time in AWS calls is the
 rest of the wall time, spent waiting for moto. One more run goes through a recording proxy in
-front of moto, which counts the calls by service and action.
+front of moto, which counts the calls by service and action. Then the same apply through a proxy
+that adds 50 ms to every call (a real region's round trip), and through one that refuses the new
+key for D seconds (as AWS does for a key it has just made), timing "accepted" to "verified".
 
   .tools/venv/bin/python bench/apply.py BINARY [RUNS] [AWS_CLI]
 """
@@ -13,6 +15,7 @@ import http.server
 import json
 import os
 import plistlib
+import re
 import resource
 import socketserver
 import statistics
@@ -48,16 +51,79 @@ class Recorder:
         return calls
 
 
-def start_proxy(upstream, recorder):
+class NewKeyGate:
+    """Refuses every key but the admin's for `seconds` after its first call, the way AWS refuses
+    a key it has just created; remembers when each key was first accepted and last used."""
+
+    def __init__(self, admin_id, seconds):
+        self.admin_id = admin_id
+        self.seconds = seconds
+        self.lock = threading.Lock()
+        self.first_seen = {}
+        self.last_used = {}
+
+    def refuses(self, key_id):
+        now = time.perf_counter()
+        if key_id is None or key_id == self.admin_id:
+            return False
+        with self.lock:
+            first = self.first_seen.setdefault(key_id, now)
+            if now - first < self.seconds:
+                return True
+            return False
+
+    def used(self, key_id):
+        if key_id is not None and key_id != self.admin_id:
+            with self.lock:
+                self.last_used[key_id] = time.perf_counter()
+
+    def accepted_to_verified(self):
+        """Seconds from the new key's first acceptance to its last call (the last verify probe)."""
+        (key_id, first), = self.first_seen.items()
+        return self.last_used[key_id] - (first + self.seconds)
+
+
+def refusal(is_sts):
+    """The error AWS gives a key it does not know yet."""
+    if is_sts:
+        return (b"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code>"
+                b"<Message>The security token included in the request is invalid.</Message></Error></ErrorResponse>")
+    return (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InvalidAccessKeyId</Code>"
+            b"<Message>The AWS Access Key Id you provided does not exist in our records.</Message></Error>")
+
+
+def start_proxy(upstream, recorder, delay=0.0, gate=None):
+    """A proxy in front of moto that records every call, adds `delay` seconds to each and lets
+    `gate` refuse new keys."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, *args):
             pass
 
+        def answer(self, status, headers, payload):
+            self.send_response(status)
+            for name, value in headers:
+                if name.lower() not in ("connection", "content-length", "transfer-encoding", "server", "date"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+            self.wfile.flush()
+
         def forward(self):
             started = time.perf_counter()
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if delay:
+                time.sleep(delay)
+            credential = re.search(r"Credential=([A-Z0-9]+)/", self.headers.get("Authorization", ""))
+            key_id = credential and credential.group(1)
+            if gate and gate.refuses(key_id):
+                self.answer(403, [("Content-Type", "text/xml")], refusal(b"Action=" in body))
+                recorder.add("refused", time.perf_counter() - started)
+                return
             request = urllib.request.Request(upstream + self.path, data=body or None, method=self.command)
             for name, value in self.headers.items():
                 if name.lower() not in ("connection", "content-length"):
@@ -67,15 +133,9 @@ def start_proxy(upstream, recorder):
                 status, headers, payload = response.status, response.headers, response.read()
             except urllib.error.HTTPError as error:
                 status, headers, payload = error.code, error.headers, error.read()
-            self.send_response(status)
-            for name, value in headers.items():
-                if name.lower() not in ("connection", "content-length", "transfer-encoding", "server", "date"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
-            self.wfile.flush()
+            self.answer(status, headers.items(), payload)
+            if gate:
+                gate.used(key_id)
             actions = [p[7:] for p in body.decode("utf-8", "replace").split("&") if p.startswith("Action=")]
             recorder.add(actions[0] if actions else f"S3 {self.command}", time.perf_counter() - started)
 
@@ -156,6 +216,26 @@ def main():
             counts[label] = counts.get(label, 0) + 1
         print(f"  AWS calls per run: {len(calls)}: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
         print(f"  re-run with nothing to do: median {ms(statistics.median(r['rerun'] for r in rows))}, AWS calls: {rerun_calls}")
+
+        slow = start_proxy(endpoint, Recorder(), delay=0.050)
+        slow_walls = []
+        for _ in range(runs):
+            _, home, store = make_mac(work, admin)
+            command = [binary, "apply", "--arq-home", home, "--credential-store", f"file:{store}", "--no-relaunch"]
+            slow_walls.append(timed(command, dict(env, AWS_ENDPOINT_URL=slow))[0])
+        print(f"  through a proxy adding 50 ms to every call: median {ms(statistics.median(slow_walls))}")
+
+        print("a new key refused for D seconds (as AWS does at first), time from accepted to verified:")
+        for seconds in (2, 5, 9):
+            lags = []
+            for _ in range(3):
+                gate = NewKeyGate(admin["id"], seconds)
+                gated = start_proxy(endpoint, Recorder(), gate=gate)
+                _, home, store = make_mac(work, admin)
+                command = [binary, "apply", "--arq-home", home, "--credential-store", f"file:{store}", "--no-relaunch"]
+                subprocess.run(command, env=dict(env, AWS_ENDPOINT_URL=gated), check=True, capture_output=True)
+                lags.append(gate.accepted_to_verified())
+            print(f"  D = {seconds} s: median {ms(statistics.median(lags))} (max {ms(max(lags))}, 3 runs)")
 
         if aws_cli:
             cli_walls, cli_calls = [], 0
