@@ -1,7 +1,7 @@
 //! `apply`: lock this Mac down end to end — the 2012 manual procedure, done right and re-runnable.
 //!
 //! The steps, in order, each a function below:
-//!  1. read Arq's config and build this computer's policy;
+//!  1. read Arq's config and build this computer's policy; take this user's run lock;
 //!  2. read the key Arq uses now ("Arq S3");
 //!  3. stop if the receipt says this very lockdown is in place (no network);
 //!  4. ask STS whose key that is;
@@ -38,6 +38,7 @@ use crate::key_source::{
 };
 use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::receipt::{self, Receipt, ReceiptError};
+use crate::run_lock::{LockError, RunLock};
 use crate::run_log::RunLog;
 use crate::session::{self, SessionError};
 use crate::verify::{self, Verdict, VerifyError, VerifyOptions};
@@ -65,6 +66,8 @@ pub struct ApplyRequest<'a> {
     /// Ask Arq to quit and wait this long, instead of failing when it runs.
     pub quit_arq: Option<Duration>,
     pub verify_timeout: Duration,
+    /// How long to wait for another run of this user's to finish.
+    pub lock_timeout: Duration,
     pub relaunch: Relaunch,
     pub computer_name: Option<String>,
     pub serial_number: Option<String>,
@@ -90,6 +93,8 @@ pub enum ApplyError {
     Service(#[from] ServiceClientError),
     #[error(transparent)]
     Session(#[from] SessionError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error(
         "AWS refuses the key in \"Arq S3\" ({key_id}: {reason}), so it can neither create IAM users nor prove this Mac to the service: re-enter working keys in Arq, or pass --admin-credentials env or profile:NAME"
     )]
@@ -103,11 +108,15 @@ pub enum ApplyError {
     )]
     ForeignScopedKey { arn: String },
     #[error(
+        "the key in \"Arq S3\" belongs to {arn}, a restricted user (not the main keys, not arq-lockdown's: Arq's own \"Create Restricted IAM User\" makes such keys) that cannot create IAM users: pass --admin-credentials env or profile:NAME to replace it with a scoped key (that user and its key stay in IAM), or leave this Mac as it is"
+    )]
+    RestrictedKey { arn: String },
+    #[error(
         "the key in \"Arq S3\" is already this computer's scoped key, which cannot make its successor: pass --admin-credentials env or profile:NAME to rotate"
     )]
     RotateNeedsAdmin,
     #[error(
-        "this computer's policy has changed (an option such as --legacy-glacier, or a new version), and the scoped key in \"Arq S3\" cannot change it: pass --admin-credentials env or profile:NAME"
+        "this computer's policy has changed (Arq's bucket, an option such as --legacy-glacier, or a new version), and the scoped key in \"Arq S3\" cannot change it: pass --admin-credentials env or profile:NAME"
     )]
     PolicyNeedsAdmin,
     #[error(
@@ -140,8 +149,10 @@ impl ApplyError {
             Self::Unreachable(_) | Self::AdminRefused { .. } => ExitCode::Aws,
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
+            Self::Lock(e) => e.exit_code(),
             Self::CurrentKeyRefused { .. }
             | Self::ForeignScopedKey { .. }
+            | Self::RestrictedKey { .. }
             | Self::RotateNeedsAdmin
             | Self::PolicyNeedsAdmin => ExitCode::Credentials,
             Self::NewKeyRejected { verdict, .. } | Self::CurrentKeyRejected { verdict, .. } => {
@@ -212,6 +223,7 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
         warnings: Vec::new(),
     };
     let (config, policy) = read_config(&request, &mut steps)?;
+    let _lock = RunLock::acquire(&request.home, request.lock_timeout).await?;
     let current = read_arq_s3(request.store, &mut steps)?;
     if let Some(receipt) = already_done(&request, &config, &policy, &current.id, &mut steps) {
         return Ok(outcome(
@@ -281,7 +293,7 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
     let main_keys_removed = issued.is_some() && owner.is_none();
     if main_keys_removed {
         steps.note(format!(
-            "key {} is no longer on this Mac; it was not deleted from IAM (it is the admin's)",
+            "key {} is no longer on this Mac; it was not deleted from IAM (the main keys, or a key made outside arq-lockdown: the admin's to keep or delete)",
             current.id
         ));
     }
@@ -426,7 +438,10 @@ async fn resolve_issuer<'a>(
                 }
                 let receipt =
                     Receipt::load(&request.home).filter(|r| r.access_key_id == current.id);
-                if receipt.is_some_and(|r| r.policy_options != request.policy_options) {
+                if receipt.is_some_and(|r| {
+                    r.policy_options != request.policy_options
+                        || r.bucket != computer.config.bucket.as_str()
+                }) {
                     return Err(ApplyError::PolicyNeedsAdmin);
                 }
                 return Ok((KeyIssuer::Adopt, Some(arn)));
@@ -438,13 +453,25 @@ async fn resolve_issuer<'a>(
                     arn: caller.arn.clone(),
                 });
             }
-            let issuer = IamIssuer::connect(
+            let connected = IamIssuer::connect(
                 &AdminCredentials::ArqS3,
                 Some((&sdk_config, &identity)),
                 permissions_boundary.as_deref(),
                 computer,
             )
-            .await?;
+            .await;
+            let issuer = match (connected, &identity) {
+                // An IAM user's key with no IAM rights: not the main keys, and not ours — such as
+                // the one Arq's own "Create Restricted IAM User" puts in "Arq S3".
+                (Err(ApplyError::Iam(IamError::Refused { .. })), Identity::Known(caller))
+                    if caller.arn.contains(":user/") =>
+                {
+                    return Err(ApplyError::RestrictedKey {
+                        arn: caller.arn.clone(),
+                    });
+                }
+                (connected, _) => connected?,
+            };
             let owner = issuer.owner_of(&current.id);
             Ok((KeyIssuer::Iam(Box::new(issuer)), owner))
         }

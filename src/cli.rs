@@ -97,8 +97,9 @@ pub struct PolicyArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Test the key in Arq's credential item (file:PATH) instead of the standard AWS credential
-    /// chain (AWS_PROFILE, AWS_ACCESS_KEY_ID, …).
+    /// Test the key in Arq's credential item — keychain (the login Keychain: reading the secret
+    /// shows the user one dialog) or file:PATH — instead of the standard AWS credential chain
+    /// (AWS_PROFILE, AWS_ACCESS_KEY_ID, …).
     #[arg(long, value_name = "STORE", env = "ARQ_LOCKDOWN_CREDENTIAL_STORE")]
     pub credential_store: Option<StoreLocation>,
     /// Make no call that writes: skip the probe objects.
@@ -145,6 +146,10 @@ pub struct ApplyArgs {
     /// Where the scoped key comes from [default: the profile's Source, else iam].
     #[arg(long, value_enum)]
     pub source: Option<SourceKind>,
+    /// Act only as the configuration profile says, as the LaunchAgent does (a Jamf policy should
+    /// too): do nothing until a profile sets Source, or while it sets Enabled to false.
+    #[arg(long, conflicts_with = "source")]
+    pub managed: bool,
     /// With --source iam: who may create the IAM user and key: arq-s3 (the keys now in "Arq S3",
     /// the main keys), env (the standard AWS credential chain) or profile:NAME.
     #[arg(long, value_name = "WHO", default_value = "arq-s3", value_parser = parse_admin)]
@@ -182,6 +187,10 @@ pub struct ApplyArgs {
     /// How long a new key may take to start working (IAM is eventually consistent) [default: 60].
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub verify_timeout: Option<Duration>,
+    /// How long to wait for another arq-lockdown run for this user to finish (exit 9 after)
+    /// [default: 120].
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub lock_timeout: Option<Duration>,
     /// Do not start Arq again at the end.
     #[arg(long)]
     pub no_relaunch: bool,
@@ -201,9 +210,15 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print one line for a Jamf extension attribute: <result>STATE KEY AGE</result>.
+    /// Print one line for a Jamf extension attribute: <result>STATE KEY AGE</result>, from the
+    /// receipt (no network, no Keychain secret).
     #[arg(long, conflicts_with = "json")]
     pub jamf_ea: bool,
+    /// Also ask AWS (one STS call) whether it still accepts the key in "Arq S3" — after a revoke
+    /// the receipt alone still says locked down. Signing reads the secret: on a Mac that is a
+    /// Keychain dialog, so this is for use by hand, never from the agent or an extension attribute.
+    #[arg(long, conflicts_with = "jamf_ea")]
+    pub check: bool,
     #[command(flatten)]
     pub mac: MacArgs,
     /// Print the status as one JSON object.

@@ -25,6 +25,8 @@ pub enum ExitCode {
     ArqRunning = 7,
     /// Run as root with nobody logged in to act for: the LaunchAgent does it at the next login.
     NoUser = 8,
+    /// Another `apply` for this user held the lock longer than the wait; nothing was changed.
+    Busy = 9,
     /// `verify`: a call Arq needs is refused, so Arq would fail with this key.
     ArqBroken = 10,
     /// `verify`: the key can list the bucket root or another computer's folder (names leak).

@@ -35,6 +35,7 @@ pub mod policy;
 pub mod preferences;
 pub mod protocol;
 pub mod receipt;
+pub mod run_lock;
 pub mod run_log;
 pub mod secret;
 pub mod service;
@@ -63,6 +64,8 @@ pub enum Error {
     Service(#[from] service::ServiceError),
     #[error(transparent)]
     Session(#[from] session::SessionError),
+    #[error(transparent)]
+    Unreachable(#[from] aws::Unreachable),
     #[error(
         "no AWS credentials found: pass --credential-store file:PATH, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
     )]
@@ -88,6 +91,7 @@ impl Error {
             Self::ServiceClient(e) => e.exit_code(),
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
+            Self::Unreachable(_) => ExitCode::Aws,
             Self::NoCredentials => ExitCode::Credentials,
             Self::Preferences(e) => e.exit_code(),
             Self::MissingServiceUrl | Self::Usage(_) => ExitCode::Usage,

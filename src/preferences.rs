@@ -37,10 +37,11 @@ pub mod key {
     pub const LEGACY_GLACIER: &str = "LegacyGlacier";
     pub const NO_COMPUTER_LISTING: &str = "NoComputerListing";
     pub const LOG_LEVEL: &str = "LogLevel";
+    pub const ENABLED: &str = "Enabled";
 }
 
 /// Every key the reader reads (and the example profile documents).
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 13] = [
     key::SOURCE,
     key::SERVICE_URL,
     key::SERVICE_ID,
@@ -53,6 +54,7 @@ pub const KEYS: [&str; 12] = [
     key::LEGACY_GLACIER,
     key::NO_COMPUTER_LISTING,
     key::LOG_LEVEL,
+    key::ENABLED,
 ];
 
 /// What the log file and the unified log get.
@@ -79,6 +81,27 @@ pub struct Preferences {
     pub legacy_glacier: Option<bool>,
     pub no_computer_listing: Option<bool>,
     pub log_level: Option<LogLevel>,
+    pub enabled: Option<bool>,
+}
+
+impl Preferences {
+    /// Why a managed run (`apply --managed`: the LaunchAgent's, a Jamf policy's) does nothing, if
+    /// it does nothing: the profile switches arq-lockdown off, or no profile says where keys come
+    /// from yet (the pkg may land before the profile; guessing `iam` would let the Mac use the
+    /// main keys the admin meant to keep off it).
+    pub fn why_a_managed_run_waits(&self) -> Option<&'static str> {
+        if self.enabled == Some(false) {
+            Some(
+                "the configuration profile switches arq-lockdown off on this Mac (Enabled = false)",
+            )
+        } else if self.source.is_none() {
+            Some(
+                "no configuration profile sets Source yet (install the profile; nothing is done until then)",
+            )
+        } else {
+            None
+        }
+    }
 }
 
 /// The preference files, most important first.
@@ -211,6 +234,7 @@ fn apply_file(
     into.relaunch = boolean(key::RELAUNCH)?.or(into.relaunch);
     into.legacy_glacier = boolean(key::LEGACY_GLACIER)?.or(into.legacy_glacier);
     into.no_computer_listing = boolean(key::NO_COMPUTER_LISTING)?.or(into.no_computer_listing);
+    into.enabled = boolean(key::ENABLED)?.or(into.enabled);
     into.log_level = match string(key::LOG_LEVEL)?.as_deref() {
         None => into.log_level,
         Some("info") => Some(LogLevel::Info),
@@ -306,6 +330,34 @@ mod tests {
                 ..Preferences::default()
             },
             "a local file set a key only a profile may"
+        );
+    }
+
+    #[test]
+    fn a_managed_run_acts_only_on_a_profiles_source_and_never_when_switched_off() {
+        let with = |source, enabled| Preferences {
+            source,
+            enabled,
+            ..Preferences::default()
+        };
+        for (preferences, acts) in [
+            (with(None, None), false),
+            (with(None, Some(true)), false),
+            (with(Some(SourceKind::Service), None), true),
+            (with(Some(SourceKind::Iam), Some(true)), true),
+            (with(Some(SourceKind::Service), Some(false)), false),
+        ] {
+            assert_eq!(
+                preferences.why_a_managed_run_waits().is_none(),
+                acts,
+                "{preferences:?}"
+            );
+        }
+        assert!(
+            with(Some(SourceKind::Iam), Some(false))
+                .why_a_managed_run_waits()
+                .unwrap()
+                .contains("Enabled = false")
         );
     }
 

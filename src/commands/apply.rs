@@ -1,5 +1,6 @@
 //! `arq-lockdown apply`: lock this Mac down, with settings from flags, then the configuration profile.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::Error;
@@ -32,6 +33,17 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
     }
     let user = session::current_user().map(|u| u.name).unwrap_or_default();
     let preferences = PreferenceFiles::for_user(&user).load()?;
+    let home = super::home(args.mac.arq_home)?;
+    let log_steps = preferences.log_level != Some(LogLevel::Warning);
+    if args.managed {
+        if let Some(reason) = preferences.why_a_managed_run_waits() {
+            return nothing_done(reason, &home, args.json);
+        }
+    } else if preferences.enabled == Some(false) {
+        eprintln!(
+            "arq-lockdown: warning: the configuration profile switches arq-lockdown off on this Mac (Enabled = false); going on because this run was started by hand"
+        );
+    }
     let store = args.mac.credential_store.open()?;
     let source = match args.source.or(preferences.source) {
         Some(SourceKind::Service) => {
@@ -61,9 +73,8 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
         (false, Some(program)) => Relaunch::Command(program),
         (false, None) => Relaunch::Default,
     };
-    let log_steps = preferences.log_level != Some(LogLevel::Warning);
     let request = ApplyRequest {
-        home: super::home(args.mac.arq_home)?,
+        home,
         store: store.as_ref(),
         source,
         policy_options: PolicyOptions {
@@ -76,6 +87,7 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
         quit_arq: (args.quit_arq || preferences.quit_arq == Some(true))
             .then(|| seconds(args.wait, preferences.wait_seconds, 30)),
         verify_timeout: seconds(args.verify_timeout, preferences.verify_timeout_seconds, 60),
+        lock_timeout: args.lock_timeout.unwrap_or(Duration::from_secs(120)),
         relaunch,
         computer_name: args.computer_name.or_else(system::computer_name),
         serial_number: args.serial_number.or_else(system::serial_number),
@@ -94,6 +106,20 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
         super::print_json(&outcome)?;
     } else {
         super::print(&summary(&outcome))?;
+    }
+    Ok(ExitCode::Success)
+}
+
+/// A managed run that waits for the profile: says why (stdout, and the log an admin reads), exit 0
+/// — nothing is wrong, and the agent tries again within the hour.
+fn nothing_done(reason: &str, home: &Path, json: bool) -> Result<ExitCode, Error> {
+    if let Some(log) = RunLog::open(home, true) {
+        log.line(&format!("nothing done: {reason}"));
+    }
+    if json {
+        super::print_json(&serde_json::json!({"result": "nothing-done", "reason": reason}))?;
+    } else {
+        super::print(&format!("nothing done: {reason}\n"))?;
     }
     Ok(ExitCode::Success)
 }
@@ -162,7 +188,7 @@ fn summary(outcome: &Outcome) -> String {
     };
     if let (true, Some(previous)) = (outcome.main_keys_removed, &outcome.previous_access_key_id) {
         text += &format!(
-            "the main keys {previous} are no longer on this Mac (still valid in IAM: they are yours)\n"
+            "the previous key {previous} is no longer on this Mac; it is still valid in IAM (the main keys, or a key made outside arq-lockdown: yours to keep or delete)\n"
         );
     }
     for warning in &outcome.warnings {

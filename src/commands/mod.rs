@@ -20,7 +20,7 @@ use crate::session::{self, SessionError, Target};
 pub async fn run(command: Command) -> Result<ExitCode, Error> {
     match command {
         Command::Apply(args) => apply::run(args).await,
-        Command::Status(args) => status::run(args),
+        Command::Status(args) => status::run(args).await,
         Command::Revoke(args) => revoke::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Policy(args) => policy::run(args),

@@ -1,4 +1,5 @@
-//! `arq-lockdown status`: is this Mac locked down? Local files only, no network.
+//! `arq-lockdown status`: is this Mac locked down? Local files only — the receipt, Arq's config,
+//! the id of the key in "Arq S3", the profile — unless `--check` asks AWS about the key too.
 
 use std::path::Path;
 
@@ -7,10 +8,12 @@ use serde::Serialize;
 use crate::Error;
 use crate::arq_app;
 use crate::arq_config::ArqConfig;
+use crate::aws::{self, AwsCredentials, Identity};
 use crate::cli::StatusArgs;
-use crate::credential_store::{CredentialStore, StoreError};
+use crate::credential_store::{ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::policy::PolicyDocument;
+use crate::preferences::PreferenceFiles;
 use crate::receipt::Receipt;
 use crate::session::SessionError;
 
@@ -27,6 +30,8 @@ enum State {
     ArqMissing,
     /// Arq is set up, but the credential item cannot be read (a locked Keychain, say).
     Error,
+    /// `--check`: the receipt says locked down, but AWS refuses the key (revoked, or deleted).
+    KeyRefused,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,10 +47,23 @@ struct Status {
     user_arn: Option<String>,
     receipt_age_seconds: Option<u64>,
     arq_running: bool,
+    /// False when the configuration profile switches arq-lockdown off here (Enabled = false).
+    enabled: bool,
+    /// `--check`: what AWS said about the key in "Arq S3".
+    aws_check: Option<AwsCheck>,
 }
 
-pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
-    let found = status_of_the_user(&args);
+#[derive(Debug, Serialize)]
+struct AwsCheck {
+    accepted: bool,
+    /// Whose key it is, when accepted.
+    arn: Option<String>,
+    /// AWS's error code, when refused.
+    refused_with: Option<String>,
+}
+
+pub async fn run(args: StatusArgs) -> Result<ExitCode, Error> {
+    let found = status_of_the_user(&args).await;
     if args.jamf_ea {
         // Jamf keeps whatever the script printed: always one line, also with nobody logged in or
         // on an error, never an empty attribute.
@@ -75,6 +93,16 @@ pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
             ("key in \"Arq S3\"", status.access_key_id.clone()),
             ("IAM user", status.user_arn.clone()),
             (
+                "AWS says",
+                status.aws_check.as_ref().map(|check| match check {
+                    AwsCheck { arn: Some(arn), .. } => format!("the key works, as {arn}"),
+                    AwsCheck { refused_with, .. } => format!(
+                        "the key is refused ({})",
+                        refused_with.as_deref().unwrap_or("?")
+                    ),
+                }),
+            ),
+            (
                 "receipt age",
                 status.receipt_age_seconds.map(|s| format!("{s} s")),
             ),
@@ -87,6 +115,9 @@ pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
             "Arq running: {}\n",
             if status.arq_running { "yes" } else { "no" }
         );
+        if !status.enabled {
+            text += "switched off: the configuration profile sets Enabled = false\n";
+        }
         super::print(&text)?;
     }
     Ok(ExitCode::Success)
@@ -94,21 +125,71 @@ pub fn run(args: StatusArgs) -> Result<ExitCode, Error> {
 
 /// The status of the user at the console (root runs again as them, and exits with their run's
 /// code), or of this user.
-fn status_of_the_user(args: &StatusArgs) -> Result<Status, Error> {
+async fn status_of_the_user(args: &StatusArgs) -> Result<Status, Error> {
     if let Some(user) =
         super::user_to_act_for(args.mac.user.as_deref(), &args.mac.credential_store)?
     {
         super::run_again_as(&user, &crate::session::Handover::default())?;
     }
     let home = super::home(args.mac.arq_home.clone())?;
-    Ok(status(&home, args.mac.credential_store.open()))
+    let store = args.mac.credential_store.open();
+    let mut status = status(&home, &store);
+    // A profile apply cannot read stops apply with its own message; here it only cannot say "off".
+    status.enabled = PreferenceFiles::for_user(status.user.as_deref().unwrap_or_default())
+        .load()
+        .map_or(true, |preferences| preferences.enabled != Some(false));
+    if let (true, Ok(store), Some(_)) = (args.check, &store, &status.access_key_id) {
+        check_with_aws(&mut status, store.as_ref()).await?;
+    }
+    Ok(status)
 }
 
-/// "locked down AKIA… 3600s", "not locked down: why", "not configured", "Arq missing".
+/// `--check`: one STS call signed with the key in "Arq S3" (which reads its secret). A refused key
+/// is not locked down whatever the receipt says; nor is a key that works as another user.
+async fn check_with_aws(status: &mut Status, store: &dyn CredentialStore) -> Result<(), Error> {
+    let arq_s3 = ArqS3::open(store)?;
+    let sdk_config = aws::load_config(AwsCredentials::Key(arq_s3.key()?)).await;
+    let identity = aws::identify(&sdk_config).await?;
+    let locked_down = matches!(status.state, State::LockedDown);
+    status.aws_check = Some(match identity {
+        Identity::Known(caller) => {
+            if locked_down && status.user_arn.as_deref() != Some(caller.arn.as_str()) {
+                status.state = State::NotLockedDown;
+                status.detail = Some(format!(
+                    "the key works as {}, not as the receipt's user: run apply",
+                    caller.arn
+                ));
+            }
+            AwsCheck {
+                accepted: true,
+                arn: Some(caller.arn),
+                refused_with: None,
+            }
+        }
+        Identity::Refused(code) => {
+            if locked_down {
+                status.state = State::KeyRefused;
+                status.detail = Some(
+                    "AWS refuses the key in \"Arq S3\" (revoked?): run apply with --admin-credentials, or re-enter working keys in Arq"
+                        .to_owned(),
+                );
+            }
+            AwsCheck {
+                accepted: false,
+                arn: None,
+                refused_with: Some(code),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// "locked down per receipt AKIA… 3600s", "not locked down: why", "not configured", "Arq
+/// missing"; " (switched off)" when the profile sets Enabled = false.
 fn jamf_extension_attribute(status: &Status) -> String {
-    let text = match status.state {
+    let mut text = match status.state {
         State::LockedDown => format!(
-            "locked down {} {}s",
+            "locked down per receipt {} {}s",
             status.access_key_id.as_deref().unwrap_or("?"),
             status.receipt_age_seconds.unwrap_or(0)
         ),
@@ -119,7 +200,11 @@ fn jamf_extension_attribute(status: &Status) -> String {
         State::NotConfigured => "not configured".to_owned(),
         State::ArqMissing => "Arq missing".to_owned(),
         State::Error => format!("error: {}", status.detail.as_deref().unwrap_or("?")),
+        State::KeyRefused => unreachable!("the extension attribute never checks with AWS"),
     };
+    if !status.enabled {
+        text += " (switched off)";
+    }
     jamf_line(&text)
 }
 
@@ -129,7 +214,7 @@ fn jamf_line(text: &str) -> String {
     format!("<result>{text}</result>\n")
 }
 
-fn status(home: &Path, store: Result<Box<dyn CredentialStore>, StoreError>) -> Status {
+fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> Status {
     let mut status = Status {
         state: State::NotConfigured,
         user: crate::session::current_user().map(|u| u.name),
@@ -140,6 +225,8 @@ fn status(home: &Path, store: Result<Box<dyn CredentialStore>, StoreError>) -> S
         user_arn: None,
         receipt_age_seconds: None,
         arq_running: arq_app::running().is_ok_and(|found| !found.is_empty()),
+        enabled: true,
+        aws_check: None,
     };
     let config = match ArqConfig::read_from_home(home) {
         Ok(config) => config,
@@ -156,11 +243,15 @@ fn status(home: &Path, store: Result<Box<dyn CredentialStore>, StoreError>) -> S
     status.state = State::NotLockedDown;
     // The account alone: on a Mac reading the secret would be a dialog (Jamf runs this at every
     // inventory).
-    let key_id = match store.and_then(|store| store.account()) {
+    let key_id = match store
+        .as_ref()
+        .map_err(ToString::to_string)
+        .and_then(|store| store.account().map_err(|e| e.to_string()))
+    {
         Ok(id) => id,
-        Err(e) => {
+        Err(reason) => {
             status.state = State::Error;
-            status.detail = Some(e.to_string());
+            status.detail = Some(reason);
             return status;
         }
     };

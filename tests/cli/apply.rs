@@ -119,7 +119,7 @@ fn apply_locks_a_mac_down_and_a_second_run_is_a_no_op() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains(&format!(
-            "the main keys {} are no longer on this Mac",
+            "the previous key {} is no longer on this Mac",
             main.id
         )),
         "{stdout}"
@@ -282,6 +282,27 @@ fn a_receipt_counts_only_for_the_key_and_policy_it_recorded() {
         stderr(&output)
     );
     assert_converged(&mac, &["--legacy-glacier"]);
+
+    // Arq's destination moved to another bucket: the policy must name it, which again only admin
+    // credentials can write — refused at once, not after a verification that cannot pass.
+    mac.home.write_config_value(&plist::Value::Dictionary(
+        [
+            ("localS3BucketName", "arq-other-destination"),
+            ("localComputerUUID", mac.uuid.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), plist::Value::String(v.to_owned())))
+        .collect(),
+    ));
+    let before = mac.key();
+    let refused = mac.run_apply(&["--legacy-glacier"]);
+    assert_eq!(exit_code(&refused), CREDENTIALS, "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("policy has changed") && stderr(&refused).contains("bucket"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(mac.key(), before);
 }
 
 /// Starts real processes named "Arq" and "Arq Agent" (copies of sleep).
@@ -449,10 +470,13 @@ fn a_new_key_that_fails_verification_is_deleted_and_arq_s3_kept() {
 #[test]
 fn admin_keys_without_iam_rights_are_refused_clearly() {
     let _guard = no_arq_running();
-    // The 2012 example's key: valid, but with no IAM rights.
+    // Admin credentials that are the 2012 example's key: valid, but with no IAM rights.
     let mac = Mac::new();
-    mac.set_key(&moto().seed_2012);
-    let output = run(&mut mac.apply());
+    let output = run(mac
+        .apply()
+        .env("AWS_ACCESS_KEY_ID", &moto().seed_2012.id)
+        .env("AWS_SECRET_ACCESS_KEY", &moto().seed_2012.secret)
+        .args(["--admin-credentials", "env"]));
     assert_eq!(exit_code(&output), AWS, "{}", stderr(&output));
     assert!(
         stderr(&output).contains("IAM refused iam:GetUser"),
@@ -496,15 +520,18 @@ fn status_reports_the_lockdown_without_the_network() {
     assert_eq!(after["access_key_id"], mac.key().id.as_str());
     assert_eq!(after["arq_running"], false);
 
-    // For a Jamf extension attribute: one line, the key id, the receipt's age.
+    // For a Jamf extension attribute: one line, saying it comes from the receipt, the key id,
+    // the receipt's age.
     let jamf = run(arq_lockdown()
         .args(["status", "--jamf-ea", "--credential-store", &mac.store])
         .arg("--arq-home")
         .arg(mac.home.path()));
     let line = String::from_utf8_lossy(&jamf.stdout).into_owned();
     assert!(
-        line.starts_with(&format!("<result>locked down {} ", mac.key().id))
-            && line.ends_with("s</result>\n"),
+        line.starts_with(&format!(
+            "<result>locked down per receipt {} ",
+            mac.key().id
+        )) && line.ends_with("s</result>\n"),
         "{line}"
     );
     // On an error, too, the attribute gets one line (and Jamf a zero exit code).
@@ -558,6 +585,59 @@ fn revoke_deletes_the_user_and_its_key_stops_working() {
 }
 
 #[test]
+fn status_check_asks_aws_so_a_revoked_key_is_not_locked_down() {
+    let _guard = no_arq_running();
+    let mac = Mac::new();
+    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    let status = |check: bool| -> Value {
+        let mut command = arq_lockdown_on_moto();
+        command
+            .args(["status", "--json", "--credential-store", &mac.store])
+            .arg("--arq-home")
+            .arg(mac.home.path());
+        if check {
+            command.arg("--check");
+        }
+        let output = run(&mut command);
+        assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let user_arn = format!(
+        "arn:aws:iam::123456789012:user/arq-lockdown/arq-{}",
+        mac.uuid
+    );
+    mac.reset_keychain_access();
+    let checked = status(true);
+    assert_eq!(checked["state"], "locked-down");
+    assert_eq!(checked["aws_check"]["accepted"], true);
+    assert_eq!(checked["aws_check"]["arn"], user_arn.as_str());
+    assert_eq!(
+        mac.keychain_access(),
+        (1, 0),
+        "--check reads the secret once (a dialog on a Mac), and only --check does"
+    );
+
+    let admin = &moto().admin;
+    let revoked = run(arq_lockdown_on_moto()
+        .env("AWS_ACCESS_KEY_ID", &admin.id)
+        .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
+        .args(["revoke", "--computer-uuid", &mac.uuid]));
+    assert_eq!(exit_code(&revoked), 0, "{}", stderr(&revoked));
+    assert_eq!(status(false)["state"], "locked-down", "the receipt alone");
+    let checked = status(true);
+    assert_eq!(checked["state"], "key-refused");
+    assert_eq!(checked["aws_check"]["accepted"], false);
+    assert!(
+        checked["detail"].as_str().unwrap().contains("revoked"),
+        "{checked}"
+    );
+
+    // An extension attribute must never read the secret.
+    let both = run(arq_lockdown().args(["status", "--check", "--jamf-ea"]));
+    assert_eq!(exit_code(&both), 2);
+}
+
+#[test]
 fn iam_throttling_is_retried_with_backoff() {
     let _guard = no_arq_running();
     let proxy = Proxy::throttling("CreateAccessKey", 2);
@@ -591,5 +671,140 @@ fn keys_left_by_dead_runs_are_removed_before_iams_two_key_limit_bites() {
     assert_eq!(
         scoped_user(&mac.uuid)["keys"],
         serde_json::json!([mac.key().id])
+    );
+}
+
+#[test]
+fn concurrent_runs_for_one_user_make_one_key_and_write_arq_s3_once() {
+    let _guard = no_arq_running();
+    // The agent at login, a Jamf policy at check-in and an admin by hand, all at once.
+    let mac = Mac::new();
+    let runs: Vec<Child> = (0..3)
+        .map(|_| {
+            mac.apply()
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = runs
+        .into_iter()
+        .map(|run| run.wait_with_output().unwrap())
+        .collect();
+    let said = |what: &str| {
+        outputs
+            .iter()
+            .filter(|o| String::from_utf8_lossy(&o.stdout).starts_with(what))
+            .count()
+    };
+    for output in &outputs {
+        assert_eq!(exit_code(output), 0, "{}", stderr(output));
+    }
+    assert_eq!(said("locked down:"), 1, "one run locks the Mac down");
+    assert_eq!(said("already locked down:"), 2, "the others find it done");
+    assert_eq!(mac.keychain_access().1, 1, "\"Arq S3\" written once");
+    assert_converged(&mac, &[]);
+}
+
+#[test]
+fn a_run_that_cannot_get_the_lock_changes_nothing_and_says_so() {
+    let _guard = no_arq_running();
+    let mac = Mac::new();
+    // Another run holds the lock: on the folder of Arq's config.
+    let held = std::fs::File::open(mac.home.path().join("Library/Arq/config")).unwrap();
+    held.lock().unwrap();
+    let before = mac.key();
+    let output = run(mac.apply().args(["--lock-timeout", "1"]));
+    assert_eq!(exit_code(&output), 9, "{}", stderr(&output));
+    let message = stderr(&output);
+    let errors: Vec<&str> = message.lines().filter(|l| l.contains("error:")).collect();
+    assert!(
+        errors.len() == 1 && errors[0].contains("another arq-lockdown run"),
+        "{message}"
+    );
+    assert_eq!(mac.key(), before);
+    assert_eq!(scoped_user(&mac.uuid)["exists"], false);
+    drop(held);
+    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+}
+
+#[test]
+fn a_managed_run_without_a_profile_does_nothing_and_says_why() {
+    let _guard = no_arq_running();
+    // The pkg landed before the profile: the agent must not fall back to the main keys in
+    // "Arq S3" and make the Mac's user itself.
+    let mac = Mac::new();
+    let before = mac.key();
+    let output = run(mac.apply().arg("--managed"));
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.starts_with("nothing done: no configuration profile sets Source"),
+        "{said}"
+    );
+    assert_eq!(mac.key(), before);
+    assert_eq!(scoped_user(&mac.uuid)["exists"], false);
+    assert!(!receipt_exists(&mac));
+    let log = std::fs::read_to_string(
+        mac.home
+            .path()
+            .join("Library/Logs/arq-lockdown/arq-lockdown.log"),
+    )
+    .unwrap();
+    assert!(
+        log.contains("nothing done: no configuration profile"),
+        "{log}"
+    );
+
+    let json = run(mac.apply().args(["--managed", "--json"]));
+    let value: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["result"], "nothing-done");
+}
+
+#[test]
+fn a_key_of_arqs_own_restricted_user_is_recognised_explained_and_never_deleted() {
+    let _guard = no_arq_running();
+    // Arq 5's "Create Restricted IAM User" leaves "Arq S3" holding the key of a user that can
+    // reach the bucket but do no IAM work: neither the main keys nor arq-lockdown's.
+    let mac = Mac::new();
+    let name = format!("arq-made-{}", &mac.uuid[..8]);
+    let restricted = make_user(&moto().admin, "/", &name);
+    mac.set_key(&restricted);
+    let output = run(&mut mac.apply());
+    assert_eq!(exit_code(&output), CREDENTIALS, "{}", stderr(&output));
+    let message = stderr(&output);
+    let error = message
+        .lines()
+        .find(|l| l.contains("error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains(&format!("arn:aws:iam::123456789012:user/{name}"))
+            && error.contains("restricted")
+            && error.contains("--admin-credentials env")
+            && error.contains("leave this Mac as it is"),
+        "{message}"
+    );
+    assert_eq!(mac.key(), restricted, "\"Arq S3\" was left as it was");
+    assert_eq!(scoped_user(&mac.uuid)["exists"], false);
+
+    // With admin credentials of its own, apply replaces the key and leaves the user to the admin.
+    let admin = &moto().admin;
+    let output = run(mac
+        .apply()
+        .env("AWS_ACCESS_KEY_ID", &admin.id)
+        .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
+        .args(["--admin-credentials", "env"]));
+    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_converged(&mac, &[]);
+    assert_eq!(
+        iam_user(&name)["keys"],
+        json!([restricted.id]),
+        "the replaced key is not arq-lockdown's to delete"
+    );
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        said.contains(&format!("{} is no longer on this Mac", restricted.id)),
+        "{said}"
     );
 }

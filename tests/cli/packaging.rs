@@ -38,7 +38,11 @@ fn the_launch_agent_runs_apply_once_per_login_in_the_users_session() {
         .iter()
         .map(|v| v.as_string().unwrap())
         .collect();
-    assert_eq!(program[..2], ["/usr/local/bin/arq-lockdown", "apply"]);
+    assert_eq!(
+        program,
+        ["/usr/local/bin/arq-lockdown", "apply", "--managed"],
+        "the agent leaves every setting (QuitArq included) to the profile"
+    );
     assert_eq!(
         agent["StartInterval"].as_signed_integer(),
         Some(3600),

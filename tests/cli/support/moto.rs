@@ -129,8 +129,12 @@ fn fixture_as(key: &Key, args: &[&str]) -> Output {
 
 /// What IAM holds for a computer's scoped user: {"exists", "keys", "policies", "tags"}.
 pub fn scoped_user(uuid: &str) -> Value {
-    let user = format!("arq-{uuid}");
-    serde_json::from_slice(&fixture_with_admin(&["inspect", &moto().endpoint, &user]).stdout)
+    iam_user(&format!("arq-{uuid}"))
+}
+
+/// What IAM holds for the user `name`: {"exists", "keys", "policies", "tags"}.
+pub fn iam_user(name: &str) -> Value {
+    serde_json::from_slice(&fixture_with_admin(&["inspect", &moto().endpoint, name]).stdout)
         .unwrap()
 }
 
