@@ -64,9 +64,9 @@ pub enum ConfigError {
     )]
     TooLarge { path: PathBuf },
     #[error(
-        "Arq config {path} is not a property list ({reason}): open Arq once to rewrite it, or restore it"
+        "Arq config {path} is not a property list (corrupt or cut short): open Arq once to rewrite it, or restore it"
     )]
-    NotPlist { path: PathBuf, reason: String },
+    NotPlist { path: PathBuf },
     #[error(
         "Arq config {path} is not a dictionary at the top: open Arq once to rewrite it, or restore it"
     )]
@@ -253,12 +253,9 @@ impl ArqConfig {
         let path = home.join(CONFIG_RELATIVE_PATH);
         crate::session::refuse_user_symlinks(&path)?;
         let bytes = read_capped(&path)?;
-        let value = plist::Value::from_reader(io::Cursor::new(&bytes)).map_err(|e| {
-            ConfigError::NotPlist {
-                path: path.clone(),
-                reason: crate::one_line(&e.to_string()),
-            }
-        })?;
+        // The parser's own words (its internal error types) would not help an admin.
+        let value = plist::Value::from_reader(io::Cursor::new(&bytes))
+            .map_err(|_| ConfigError::NotPlist { path: path.clone() })?;
         let dict = value
             .as_dictionary()
             .ok_or_else(|| ConfigError::NotADictionary { path: path.clone() })?;

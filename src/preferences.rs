@@ -170,7 +170,7 @@ fn read_dict(path: &Path) -> Result<Option<plist::Dictionary>, PreferencesError>
         }
     };
     let value = plist::Value::from_reader(std::io::Cursor::new(bytes))
-        .map_err(|e| error(crate::one_line(&e.to_string())))?;
+        .map_err(|_| error("not a property list (corrupt or cut short)".into()))?;
     match value {
         plist::Value::Dictionary(dict) => Ok(Some(dict)),
         _ => Err(error("not a dictionary".into())),

@@ -1,5 +1,6 @@
 //! Malformed input: each case must end with one clear error line naming the fix, its class's exit
-//! code, nothing on stdout, and no file written or changed.
+//! code, nothing on stdout, and no file written or changed. Each table's error lines are also
+//! snapshotted whole, so a reworded message is a reviewed diff.
 
 use std::os::unix::fs::symlink;
 
@@ -10,8 +11,9 @@ const CONFIG_INVALID: i32 = 4;
 const CREDENTIALS: i32 = 5;
 const USAGE: i32 = 2;
 
-/// Checks the common contract of a refused run.
-fn assert_refused(name: &str, output: &std::process::Output, code: i32, says: &str) {
+/// Checks the common contract of a refused run; returns "name: exit N: the error line" for the
+/// table's snapshot.
+fn assert_refused(name: &str, output: &std::process::Output, code: i32, says: &str) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         exit_code(output),
@@ -30,6 +32,12 @@ fn assert_refused(name: &str, output: &std::process::Output, code: i32, says: &s
         stderr.contains(says),
         "{name}: expected {says:?} in {stderr}"
     );
+    let shown = if code == USAGE {
+        stderr.lines().next().unwrap_or_default()
+    } else {
+        error_lines[0]
+    };
+    format!("{name}: exit {code}: {shown}\n")
 }
 
 fn plist_with(bucket: Option<plist::Value>, uuid: Option<plist::Value>) -> plist::Value {
@@ -126,6 +134,7 @@ fn every_broken_arq_config_is_refused_clearly_without_writing() {
         id: "AKIAIOSFODNN7EXAMPLE".into(),
         secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
     };
+    let mut seen = String::new();
     for (name, setup, code, says) in cases {
         let home = ArqHome::empty();
         setup(&home);
@@ -135,7 +144,8 @@ fn every_broken_arq_config_is_refused_clearly_without_writing() {
             .arg("policy")
             .arg("--arq-home")
             .arg(home.path()));
-        assert_refused(name, &policy, code, says);
+        seen += &assert_refused(name, &policy, code, says)
+            .replace(home.path().to_str().unwrap(), "[HOME]");
         // apply stops at the same line, before the network (port 9 is closed) and any write.
         let apply = run(arq_lockdown()
             .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
@@ -147,6 +157,7 @@ fn every_broken_arq_config_is_refused_clearly_without_writing() {
         let after = (snapshot(home.path()), snapshot(store_dir.path()));
         assert_eq!(after, before, "{name}: something was written");
     }
+    snapshot_settings().bind(|| insta::assert_snapshot!("bad-arq-configs", seen));
 }
 
 #[test]
@@ -164,10 +175,12 @@ fn bad_values_on_the_command_line_are_refused() {
         ("the Keychain off macOS", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--credential-store", "keychain"], CREDENTIALS, "the Keychain exists only on macOS"),
         ("HOME without Arq, no --arq-home", &["policy"], CONFIG_MISSING, "no Arq config at /nonexistent-home/"),
     ];
+    let mut seen = String::new();
     for (name, args, code, says) in cases {
         let output = run(arq_lockdown().args(*args));
-        assert_refused(name, &output, *code, says);
+        seen += &assert_refused(name, &output, *code, says);
     }
+    snapshot_settings().bind(|| insta::assert_snapshot!("bad-flags", seen));
 }
 
 #[test]
@@ -185,6 +198,7 @@ fn broken_credential_stores_are_refused_before_any_network_call() {
         ("secret with a newline", Some("{\"Arq S3\": {\"account\": \"AKIAIOSFODNN7EXAMPLE\", \"password\": \"a\\nb\"}}"), "not an AWS secret access key"),
     ];
     let home = ArqHome::with(BUCKET, THIS_COMPUTER);
+    let mut seen = String::new();
     for (name, contents, says) in cases {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("keychain.json");
@@ -208,8 +222,9 @@ fn broken_credential_stores_are_refused_before_any_network_call() {
                 .arg(home.path())
                 .arg("--credential-store")
                 .arg(format!("file:{}", store.display())));
-            assert_refused(&format!("{command}: {name}"), &output, CREDENTIALS, says);
+            seen += &assert_refused(&format!("{command}: {name}"), &output, CREDENTIALS, says);
         }
         assert_eq!((store_files(), snapshot(home.path())), before, "{name}: something was written");
     }
+    snapshot_settings().bind(|| insta::assert_snapshot!("bad-credential-stores", seen));
 }

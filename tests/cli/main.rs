@@ -10,7 +10,8 @@
 //! - `service`: the provisioning service, its client, and hostile requests;
 //! - `service_attacks`: another account, another Mac, raced and replayed requests, floods;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
-//! - `packaging`: the LaunchAgent and the example profile agree with the code.
+//! - `packaging`: the LaunchAgent and the example profile agree with the code;
+//! - `snapshots`: whole outputs an admin sees (`--help`, `verify`, dry run, `status`), reviewed as diffs.
 
 mod apply;
 mod bad_input;
@@ -20,5 +21,6 @@ mod policy;
 mod root;
 mod service;
 mod service_attacks;
+mod snapshots;
 mod support;
 mod verify;

@@ -238,3 +238,35 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
 pub fn fresh_uuid() -> String {
     uuid::Uuid::new_v4().to_string().to_uppercase()
 }
+
+/// Snapshot settings for outputs that carry run-specific values: temporary paths, key ids, ports,
+/// times and ages become placeholders; everything else is compared word for word.
+pub fn snapshot_settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    for (pattern, replacement) in [
+        (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+        (r"\bAKIA[A-Z0-9]{16}\b", "[KEY-ID]"),
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+        (r"\b\d+(\.\d+)? ?(ms|s)\b", "[TIME]"),
+        (
+            r#""receipt_age_seconds": \d+"#,
+            r#""receipt_age_seconds": [AGE]"#,
+        ),
+        (r"arq-lockdown-probe-[0-9a-f-]+", "arq-lockdown-probe-[ID]"),
+        (r#""user": "[^"]*""#, r#""user": "[USER]""#),
+    ] {
+        settings.add_filter(pattern, replacement);
+    }
+    settings
+}
+
+/// stdout and stderr of `output`, labelled, as one text to snapshot.
+pub fn transcript(output: &Output) -> String {
+    format!(
+        "exit {}\n--- stdout\n{}--- stderr\n{}",
+        exit_code(output),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
