@@ -2,8 +2,8 @@
 //! - `moto`: the one moto of this test binary, and what IAM and S3 hold (through the fixture);
 //! - `mac`: a Mac as `apply` meets it (an Arq home, a file keychain, a relaunch command);
 //! - `service`: the provisioning service under test, raw HTTP, and the protocol's requests;
-//! - `proxy`: an HTTP proxy in front of moto that records and can throttle;
-//! - `tls`: test certificates;
+//! - `proxy`: an HTTP proxy in front of moto that records, and can throttle or hold a request;
+//! - `tls`: test certificates, and a TLS client that says which certificate it was shown;
 //! - `evaluator`: the independent IAM policy evaluator.
 //!
 //! Here: the command builder that runs the binary with a clean AWS environment, Arq homes, file

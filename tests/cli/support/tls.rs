@@ -1,4 +1,4 @@
-//! Test certificates, made with openssl.
+//! Test certificates (made with openssl) and a TLS client that says which certificate it was shown.
 
 use std::path::{Path, PathBuf};
 
@@ -83,4 +83,59 @@ fn openssl(dir: &Path, args: &[&str]) {
         "openssl {args:?}: {}",
         String::from_utf8_lossy(&made.stderr)
     );
+}
+
+/// The first certificate in the PEM file `path` (the server's own, in a chain).
+fn certificate_der(path: &Path) -> rustls::pki_types::CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(path).unwrap()
+}
+
+/// The SHA-256 fingerprint (hex) of a certificate's DER bytes.
+fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The fingerprint of the certificate in the PEM file `path`.
+pub fn fingerprint_of(path: &Path) -> String {
+    fingerprint(&certificate_der(path))
+}
+
+/// `GET path` over TLS to `address` (host:port) as "localhost", trusting only `ca`: the
+/// fingerprint of the certificate the server showed, and the HTTP status.
+pub fn tls_get(address: &str, ca: &Path, path: &str) -> (String, u16) {
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certificate_der(ca)).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connection =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), "localhost".try_into().unwrap())
+            .unwrap();
+    let socket = std::net::TcpStream::connect(address).unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, socket);
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    // The answer counts, not how the server closed.
+    let _ = stream.read_to_end(&mut answer);
+    let served = fingerprint(&stream.conn.peer_certificates().expect("a TLS handshake")[0]);
+    let status = String::from_utf8_lossy(&answer)
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (served, status)
 }
