@@ -141,9 +141,10 @@ pub fn service_config(listen: &str, extra: &str) -> String {
     )
 }
 
-pub fn sha256_hex(text: &str) -> String {
+/// The SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
+    sha2::Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()

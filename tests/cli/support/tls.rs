@@ -91,18 +91,9 @@ fn certificate_der(path: &Path) -> rustls::pki_types::CertificateDer<'static> {
     rustls::pki_types::CertificateDer::from_pem_file(path).unwrap()
 }
 
-/// The SHA-256 fingerprint (hex) of a certificate's DER bytes.
-fn fingerprint(der: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The fingerprint of the certificate in the PEM file `path`.
+/// The fingerprint (SHA-256, hex) of the certificate in the PEM file `path`.
 pub fn fingerprint_of(path: &Path) -> String {
-    fingerprint(&certificate_der(path))
+    super::sha256_hex(certificate_der(path))
 }
 
 /// `GET path` over TLS to `address` (host:port) as "localhost", trusting only `ca`: the
@@ -131,7 +122,7 @@ pub fn tls_get(address: &str, ca: &Path, path: &str) -> (String, u16) {
     let mut answer = Vec::new();
     // The answer counts, not how the server closed.
     let _ = stream.read_to_end(&mut answer);
-    let served = fingerprint(&stream.conn.peer_certificates().expect("a TLS handshake")[0]);
+    let served = super::sha256_hex(&stream.conn.peer_certificates().expect("a TLS handshake")[0]);
     let status = String::from_utf8_lossy(&answer)
         .split(' ')
         .nth(1)
