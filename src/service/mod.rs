@@ -21,10 +21,15 @@
 //! trickle are cut, accept errors back off, JSON with unknown fields is refused, STS and IAM work
 //! waits for one of a few permits, and the log line per request names the computer, the caller
 //! and the result — never a secret.
+//!
+//! Under systemd ([`lifecycle`]): SIGHUP reads the TLS certificate and key again ([`tls`]), and
+//! SIGTERM stops accepting and lets the requests in flight finish before the process exits.
 
 mod config;
+mod lifecycle;
 mod replay;
 mod sts;
+mod tls;
 mod tokens;
 
 use std::collections::BTreeMap;
@@ -39,12 +44,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::config::{EnrollmentToken, ServiceConfig, TlsFiles, TokenHash};
+use self::lifecycle::{DRAIN_TIMEOUT, Event, InFlight, Signals, Ticket};
 use self::replay::ReplayCache;
 use self::sts::{Sts, StsError};
+use self::tls::{Tls, TlsError};
 use self::tokens::Tokens;
 use crate::arq_config::{ArqConfig, ComputerUuid};
 use crate::aws::{self, AwsCredentials, Caller, Identity};
@@ -85,6 +92,10 @@ pub enum ServiceError {
     Listen { addr: SocketAddr, reason: String },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error(transparent)]
+    TlsFiles(#[from] TlsError),
+    #[error("cannot take over SIGHUP, SIGTERM and SIGINT: {0}")]
+    Signals(std::io::Error),
     #[error(
         "the service's own AWS credentials do not work ({0}): give it an IAM role or AWS_PROFILE with the rights in the README"
     )]
@@ -99,6 +110,7 @@ impl ServiceError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Self::OwnCredentials(_) | Self::Unreachable(_) | Self::Iam(_) => ExitCode::Aws,
+            Self::Signals(_) => ExitCode::Internal,
             _ => ExitCode::ConfigInvalid,
         }
     }
@@ -118,14 +130,16 @@ struct Service {
     unproven_lookups: Semaphore,
     replays: Mutex<ReplayCache>,
     metrics: Mutex<BTreeMap<(&'static str, String), u64>>,
+    /// Open connections and request work: what a stop waits for.
+    in_flight: InFlight,
 }
 
-/// Runs the service until the process is stopped.
+/// Runs the service until SIGTERM or SIGINT, then drains (see [`lifecycle`]) and returns.
 pub async fn serve(config: ServiceConfig, insecure_http: bool) -> Result<(), ServiceError> {
     if config.tls.is_none() && !config.listen.ip().is_loopback() && !insecure_http {
         return Err(ServiceError::PlainHttp(config.listen));
     }
-    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let tls = config.tls.as_ref().map(Tls::load).transpose()?;
     let sdk_config = aws::load_config(AwsCredentials::Chain).await;
     let account = match aws::identify(&sdk_config).await? {
         Identity::Known(caller) => caller.account,
@@ -164,6 +178,7 @@ pub async fn serve(config: ServiceConfig, insecure_http: bool) -> Result<(), Ser
             REPLAY_CACHE_ENTRIES,
         )),
         metrics: Mutex::new(BTreeMap::new()),
+        in_flight: InFlight::new(),
         config: config.clone(),
     });
     let app = Router::new()
@@ -173,7 +188,7 @@ pub async fn serve(config: ServiceConfig, insecure_http: bool) -> Result<(), Ser
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(service);
+        .with_state(service.clone());
 
     let listen_error = |e: std::io::Error| ServiceError::Listen {
         addr: config.listen,
@@ -183,85 +198,129 @@ pub async fn serve(config: ServiceConfig, insecure_http: bool) -> Result<(), Ser
         .await
         .map_err(listen_error)?;
     let local = listener.local_addr().map_err(listen_error)?;
+    let mut signals = Signals::install().map_err(ServiceError::Signals)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("arq-lockdown serve: listening on {scheme}://{local}");
     let connections = Arc::new(Semaphore::new(config.max_connections));
     let mut backoff = ACCEPT_BACKOFF.0;
+    let stopped_by = loop {
+        let event = tokio::select! {
+            event = signals.next() => event,
+            (stream, permit) = accept(&listener, &connections, &mut backoff) => {
+                let acceptor = tls.as_ref().map(Tls::acceptor);
+                let ticket = service.in_flight.ticket();
+                tokio::spawn(connection(stream, acceptor, app.clone(), permit, ticket));
+                continue;
+            }
+        };
+        match event {
+            Event::Reload => reload(tls.as_ref()),
+            Event::Stop(signal) => break signal,
+        }
+    };
+    // New connections are refused from here on; those open finish their requests.
+    drop(listener);
+    eprintln!(
+        "{}",
+        serde_json::json!({"signal": stopped_by, "stopping": "no new connections; requests in flight may finish", "drain_seconds": DRAIN_TIMEOUT.as_secs()})
+    );
+    let cut = service.in_flight.drain(DRAIN_TIMEOUT).await;
+    eprintln!(
+        "{}",
+        serde_json::json!({"stopped": if cut == 0 { "drained" } else { "drain timed out" }, "cut": cut})
+    );
+    Ok(())
+}
+
+/// The next connection and its permit. At `max_connections` this waits for a permit, and new
+/// connections wait in the kernel's queue; an accept error (out of file descriptors, say) is
+/// retried after `backoff`, which doubles: retrying at once would spin a core. Cancel-safe.
+async fn accept(
+    listener: &TcpListener,
+    connections: &Arc<Semaphore>,
+    backoff: &mut Duration,
+) -> (TcpStream, OwnedSemaphorePermit) {
     loop {
-        // At the cap, stop accepting: new connections wait in the kernel's queue.
         let permit = connections
             .clone()
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let stream = match listener.accept().await {
+        match listener.accept().await {
             Ok((stream, _peer)) => {
-                backoff = ACCEPT_BACKOFF.0;
-                stream
+                *backoff = ACCEPT_BACKOFF.0;
+                return (stream, permit);
             }
             Err(error) => {
-                // Out of file descriptors (EMFILE), say: retrying at once would spin a core.
                 eprintln!(
                     "{}",
                     serde_json::json!({"accept_error": error.to_string(), "retry_ms": backoff.as_millis() as u64})
                 );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
-                continue;
+                tokio::time::sleep(*backoff).await;
+                *backoff = (*backoff * 2).min(ACCEPT_BACKOFF.1);
             }
-        };
-        let app = app.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let connection = async {
-                match tls {
-                    Some(acceptor) => {
-                        if let Ok(Ok(stream)) =
-                            tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await
-                        {
-                            serve_connection(stream, app).await;
-                        }
-                    }
-                    None => serve_connection(stream, app).await,
-                }
-            };
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
-        });
+        }
     }
 }
 
-async fn serve_connection<S>(stream: S, app: Router)
+/// One connection, TLS first when configured, for at most [`CONNECTION_LIFETIME`].
+async fn connection(
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    _permit: OwnedSemaphorePermit,
+    ticket: Ticket,
+) {
+    let connection = async {
+        match tls {
+            Some(acceptor) => {
+                if let Ok(Ok(stream)) =
+                    tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await
+                {
+                    serve_connection(stream, app, ticket).await;
+                }
+            }
+            None => serve_connection(stream, app, ticket).await,
+        }
+    };
+    let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+}
+
+/// Serves HTTP/1.1 on one connection; once the service is stopping, the request under way is
+/// finished and the connection closed (an idle one at once).
+async fn serve_connection<S>(stream: S, app: Router, mut ticket: Ticket)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper_util::service::TowerToHyperService::new(app);
-    let _ = hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-        .await;
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = ticket.stopping() => connection.as_mut().graceful_shutdown(),
+    }
+    let _ = connection.await;
 }
 
-fn tls_acceptor(files: &TlsFiles) -> Result<tokio_rustls::TlsAcceptor, ServiceError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certificates = CertificateDer::pem_file_iter(&files.certificate)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| ServiceError::Tls(format!("{}: {e}", files.certificate.display())))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| ServiceError::Tls(format!("{}: {e}", files.key.display())))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .and_then(|builder| {
-        builder
-            .with_no_client_auth()
-            .with_single_cert(certificates, key)
-    })
-    .map_err(|e| ServiceError::Tls(e.to_string()))?;
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+/// SIGHUP: the TLS pair is read again; one that does not load is logged and the one in use kept.
+fn reload(tls: Option<&Tls>) {
+    let line = match tls.map(|tls| (tls, tls.reload())) {
+        None => serde_json::json!({"signal": "SIGHUP", "tls": "not configured: nothing to reload"}),
+        Some((tls, Ok(()))) => serde_json::json!({
+            "signal": "SIGHUP",
+            "tls": "reloaded",
+            "certificate": tls.files().certificate.display().to_string(),
+        }),
+        Some((_, Err(error))) => serde_json::json!({
+            "signal": "SIGHUP",
+            "tls": "kept the certificate in use",
+            "error": error.to_string(),
+        }),
+    };
+    eprintln!("{line}");
 }
 
 /// Why a request was not served: the HTTP status, a reason code, and a message for people.
@@ -381,7 +440,7 @@ struct Requester {
 async fn enroll(State(service): State<Arc<Service>>, body: Bytes) -> Response {
     let started = Instant::now();
     let work = service.clone();
-    let (who, result) = detached(async move {
+    let (who, result) = detached(service.in_flight.ticket(), async move {
         let mut who = Requester::default();
         let result = work.enroll(&body, &mut who).await;
         (who, result)
@@ -393,7 +452,7 @@ async fn enroll(State(service): State<Arc<Service>>, body: Bytes) -> Response {
 async fn rotate(State(service): State<Arc<Service>>, body: Bytes) -> Response {
     let started = Instant::now();
     let work = service.clone();
-    let (who, result) = detached(async move {
+    let (who, result) = detached(service.in_flight.ticket(), async move {
         let mut who = Requester::default();
         let result = work.rotate(&body, &mut who).await;
         (who, result)
@@ -405,7 +464,7 @@ async fn rotate(State(service): State<Arc<Service>>, body: Bytes) -> Response {
 async fn retire(State(service): State<Arc<Service>>, body: Bytes) -> Response {
     let started = Instant::now();
     let work = service.clone();
-    let (who, result) = detached(async move {
+    let (who, result) = detached(service.in_flight.ticket(), async move {
         let mut who = Requester::default();
         let result = work.retire(&body, &mut who).await;
         (who, result)
@@ -416,10 +475,16 @@ async fn retire(State(service): State<Arc<Service>>, body: Bytes) -> Response {
 }
 
 /// Runs a request's work on a task of its own: a client that goes away, or a connection cut at
-/// its lifetime, never stops an IAM write half-way (a key made but never handed out).
+/// its lifetime, never stops an IAM write half-way (a key made but never handed out). The work
+/// holds its `ticket`, so a stop waits for it too.
 async fn detached<T: Send + 'static>(
+    ticket: Ticket,
     work: impl Future<Output = (Requester, Result<T, Refusal>)> + Send + 'static,
 ) -> (Requester, Result<T, Refusal>) {
+    let work = async move {
+        let _ticket = ticket;
+        work.await
+    };
     tokio::spawn(work).await.unwrap_or_else(|_| {
         let refusal = Refusal::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -9,6 +9,7 @@
 //! - `apply`: the lockdown end to end, idempotency, rotation, the fault matrix, refusals;
 //! - `service`: the provisioning service, its client, and hostile requests;
 //! - `service_attacks`: another account, another Mac, raced and replayed requests, floods;
+//! - `service_lifecycle`: the service under systemd: certificates reloaded on SIGHUP, a drain on SIGTERM;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code;
 //! - `snapshots`: whole outputs an admin sees (`--help`, `verify`, dry run, `status`), reviewed as diffs.
@@ -21,6 +22,7 @@ mod policy;
 mod root;
 mod service;
 mod service_attacks;
+mod service_lifecycle;
 mod snapshots;
 mod support;
 mod verify;

@@ -425,82 +425,9 @@ fn a_slow_client_is_cut_off_and_the_service_answers_others_meanwhile() {
 fn the_service_speaks_tls_and_never_plain_http_off_loopback() {
     let _guard = no_arq_running();
     let dir = tempfile::tempdir().unwrap();
-    let path = |name: &str| dir.path().join(name);
-    let (ca, cert, key) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
-    let openssl = |args: &[&str]| {
-        let made = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("openssl");
-        assert!(
-            made.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-    };
     // A test CA, and a certificate for localhost signed by it.
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-days",
-                "1",
-                "-subj",
-                "/CN=test CA",
-                "-keyout",
-                "ca-key.pem",
-                "-out",
-                "ca.pem",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        &[
-            &["req"][..],
-            &ec,
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "cert.csr",
-            ],
-        ]
-        .concat(),
-    );
-    std::fs::write(
-        path("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "cert.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "cert.pem",
-    ]);
+    let ca = test_ca(dir.path());
+    let (cert, key) = localhost_certificate(dir.path(), "cert");
     let config = dir.path().join("tls.toml");
     let tls = format!(
         "[tls]\ncertificate = \"{}\"\nkey = \"{}\"\n",

@@ -2,7 +2,8 @@
 //! - `moto`: the one moto of this test binary, and what IAM and S3 hold (through the fixture);
 //! - `mac`: a Mac as `apply` meets it (an Arq home, a file keychain, a relaunch command);
 //! - `service`: the provisioning service under test, raw HTTP, and the protocol's requests;
-//! - `proxy`: an HTTP proxy in front of moto that records and can throttle;
+//! - `proxy`: an HTTP proxy in front of moto that records, and can throttle or hold a request;
+//! - `tls`: test certificates, and a TLS client that says which certificate it was shown;
 //! - `evaluator`: the independent IAM policy evaluator.
 //!
 //! Here: the command builder that runs the binary with a clean AWS environment, Arq homes, file
@@ -13,6 +14,7 @@ mod mac;
 mod moto;
 mod proxy;
 mod service;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -22,6 +24,7 @@ pub use mac::*;
 pub use moto::*;
 pub use proxy::*;
 pub use service::*;
+pub use tls::*;
 
 pub const BUCKET: &str = "akiaexample.comhaystacksoftwarearq";
 pub const THIS_COMPUTER: &str = "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570";

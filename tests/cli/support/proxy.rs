@@ -1,4 +1,5 @@
-//! An HTTP proxy in front of moto: it records every request and can throttle one IAM action.
+//! An HTTP proxy in front of moto: it records every request, and can throttle one IAM action or
+//! hold it until the test lets it through.
 
 use super::moto;
 
@@ -12,27 +13,39 @@ pub struct Recorded {
 
 /// An HTTP proxy in front of moto that records every request, and can answer the first
 /// `throttles` IAM requests whose body holds `Action=<action>` with IAM's throttling error, as AWS
-/// does under load — or answer STS for one key as a lagging STS would ([`Proxy::answer_sts_for`]).
+/// does under load — or answer STS for one key as a lagging STS would ([`Proxy::answer_sts_for`]),
+/// or hold every such request until [`Proxy::release`] ([`Proxy::holding`]).
 pub struct Proxy {
     pub endpoint: String,
     pub throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
     /// A key id and the GetCallerIdentity answer to give for it.
     sts_answer: std::sync::Arc<std::sync::Mutex<Option<(String, String)>>>,
+    /// The requests held: each one's body, and what lets it through.
+    held: Held,
 }
+
+type Held = std::sync::Arc<std::sync::Mutex<Vec<(String, std::sync::mpsc::Sender<()>)>>>;
 
 impl Proxy {
     /// A proxy that only records.
     pub fn recording() -> Self {
-        Self::start("", 0)
+        Self::start("", 0, "")
     }
 
     pub fn throttling(action: &'static str, throttles: usize) -> Self {
-        Self::start(action, throttles)
+        Self::start(action, throttles, "")
     }
 
-    fn start(action: &'static str, throttles: usize) -> Self {
-        use std::io::{Read, Write};
+    /// A proxy that holds every IAM request with `Action=<action>` (each waits on its own, the
+    /// others pass) until [`Proxy::release`] names it: an IAM call in progress for as long as the
+    /// test wants.
+    pub fn holding(action: &'static str) -> Self {
+        Self::start("", 0, action)
+    }
+
+    fn start(action: &'static str, throttles: usize, hold: &'static str) -> Self {
+        use std::io::Write;
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -40,7 +53,13 @@ impl Proxy {
         let throttled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sts_answer = std::sync::Arc::new(std::sync::Mutex::new(None::<(String, String)>));
-        let (count, log, canned) = (throttled.clone(), requests.clone(), sts_answer.clone());
+        let held = Held::default();
+        let (count, log, canned, holding) = (
+            throttled.clone(),
+            requests.clone(),
+            sts_answer.clone(),
+            held.clone(),
+        );
         std::thread::spawn(move || {
             for mut client in listener.incoming().map_while(Result::ok) {
                 let Some(request) = read_request(&mut client) else {
@@ -77,11 +96,19 @@ impl Proxy {
                     );
                     continue;
                 }
-                let mut server = std::net::TcpStream::connect(&upstream).unwrap();
-                server.write_all(&request).unwrap();
-                let mut response = Vec::new();
-                let _ = server.read_to_end(&mut response);
-                let _ = client.write_all(&response);
+                if !hold.is_empty() && body.contains(&format!("Action={hold}")) {
+                    let (release, released) = std::sync::mpsc::channel();
+                    holding.lock().unwrap().push((body.to_owned(), release));
+                    let upstream = upstream.clone();
+                    std::thread::spawn(move || {
+                        // A proxy dropped unreleased closes the connection instead.
+                        if released.recv().is_ok() {
+                            forward(&upstream, &request, &mut client);
+                        }
+                    });
+                    continue;
+                }
+                forward(&upstream, &request, &mut client);
             }
         });
         Self {
@@ -89,6 +116,21 @@ impl Proxy {
             throttled,
             requests,
             sts_answer,
+            held,
+        }
+    }
+
+    /// The bodies of the requests held now.
+    pub fn held(&self) -> Vec<String> {
+        let held = self.held.lock().unwrap();
+        held.iter().map(|(body, _)| body.clone()).collect()
+    }
+
+    /// Lets through the held requests whose body holds `text`.
+    pub fn release(&self, text: &str) {
+        let mut held = self.held.lock().unwrap();
+        for (_, release) in held.extract_if(.., |(body, _)| body.contains(text)) {
+            let _ = release.send(());
         }
     }
 
@@ -105,6 +147,16 @@ impl Proxy {
     pub fn recorded(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
+}
+
+/// Passes `request` to moto and its answer back to `client`.
+fn forward(upstream: &str, request: &[u8], client: &mut std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut server = std::net::TcpStream::connect(upstream).unwrap();
+    server.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = server.read_to_end(&mut response);
+    let _ = client.write_all(&response);
 }
 
 /// One HTTP/1.1 request (headers and a Content-Length body), with `Connection: close` forced so

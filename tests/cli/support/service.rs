@@ -30,7 +30,7 @@ pub struct Service {
 static SERVICE: OnceLock<Service> = OnceLock::new();
 
 /// The one service of this test binary, started on first use. It stops with the test binary: a
-/// shell runs it and kills it when its stdin closes.
+/// shell runs it and sends it SIGTERM when its stdin closes.
 pub fn service() -> &'static Service {
     SERVICE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
@@ -45,10 +45,16 @@ pub fn start_service(config: &Path, dir: tempfile::TempDir) -> Service {
     start_service_with(config, dir, "")
 }
 
-/// As [`start_service`], with `setup` (shell commands such as `ulimit -n 64;`) run first.
+/// As [`start_service`], with `setup` (shell commands such as `ulimit -n 64;`) run first. When the
+/// service exits, its log ends with `exited with status N`.
 pub fn start_service_with(config: &Path, dir: tempfile::TempDir, setup: &str) -> Service {
     let moto = moto();
-    let script = format!("{setup} \"$0\" serve --config \"$1\" & echo $! >&2; read _; kill $!");
+    // A watcher stops the service when stdin closes; the shell waits for the service's status.
+    let script = format!(
+        "exec 3<&0; {setup} \"$0\" serve --config \"$1\" 3<&- & pid=$!; echo $pid >&2; \
+         (read _ <&3; kill $pid) & watcher=$!; wait $pid; status=$?; kill $watcher; \
+         echo \"exited with status $status\" >&2"
+    );
     let mut process = Command::new("sh")
         .args(["-c", &script])
         .arg(env!("CARGO_BIN_EXE_arq-lockdown"))
@@ -87,6 +93,40 @@ pub fn start_service_with(config: &Path, dir: tempfile::TempDir, setup: &str) ->
     }
 }
 
+impl Service {
+    /// Sends `signal` (`HUP`, `TERM`, …) to the service.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args(["-s", signal, &self.pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -s {signal} {}", self.pid);
+    }
+
+    /// The first line the service logged after the first `after` lines that holds `text`,
+    /// waiting up to 20 s for it.
+    pub fn wait_for_log(&self, after: usize, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if let Some(line) = log.iter().skip(after).find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the service never logged {text:?}:\n{}",
+                log.join("\n")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// How many lines the service logged so far.
+    pub fn log_lines(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+}
+
 /// The permissions boundary the fixture creates (`arq-lockdown policy --kind boundary`).
 pub const BOUNDARY: &str = "arn:aws:iam::123456789012:policy/arq-lockdown-boundary";
 
@@ -101,9 +141,10 @@ pub fn service_config(listen: &str, extra: &str) -> String {
     )
 }
 
-pub fn sha256_hex(text: &str) -> String {
+/// The SHA-256 of `bytes`, in hex.
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
+    sha2::Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
