@@ -274,3 +274,39 @@ pub struct ServeArgs {
     #[arg(long)]
     pub insecure_http: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn admin_credentials_parse_and_arq_s3_is_refused_away_from_a_mac() {
+        assert_eq!(parse_admin("arq-s3"), Ok(AdminCredentials::ArqS3));
+        assert_eq!(parse_admin("env"), Ok(AdminCredentials::Chain));
+        assert_eq!(
+            parse_admin("profile:fleet"),
+            Ok(AdminCredentials::Profile("fleet".into()))
+        );
+        for junk in ["", "profile:", "profile", "ENV", "root", "file:/x"] {
+            assert!(parse_admin(junk).is_err(), "{junk:?}");
+        }
+        assert!(parse_admin_elsewhere("arq-s3").is_err());
+        assert_eq!(parse_admin_elsewhere("env"), Ok(AdminCredentials::Chain));
+    }
+
+    #[test]
+    fn seconds_are_whole_and_at_most_an_hour() {
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_seconds("3600"), Ok(Duration::from_secs(3600)));
+        for junk in ["3601", "-1", "1.5", "", "ten"] {
+            assert!(parse_seconds(junk).is_err(), "{junk:?}");
+        }
+    }
+}

@@ -35,6 +35,30 @@ pub enum ExitCode {
     DataLeak = 12,
 }
 
+impl ExitCode {
+    /// Every code, in order (the README's table lists exactly these).
+    pub const ALL: [ExitCode; 13] = [
+        Self::Success,
+        Self::Internal,
+        Self::Usage,
+        Self::ConfigMissing,
+        Self::ConfigInvalid,
+        Self::Credentials,
+        Self::Aws,
+        Self::ArqRunning,
+        Self::NoUser,
+        Self::Busy,
+        Self::ArqBroken,
+        Self::ListingLeak,
+        Self::DataLeak,
+    ];
+
+    /// The code a process exited with, if it is one of ours.
+    pub fn from_code(code: i32) -> Option<Self> {
+        Self::ALL.into_iter().find(|known| *known as i32 == code)
+    }
+}
+
 impl From<ExitCode> for std::process::ExitCode {
     fn from(code: ExitCode) -> Self {
         std::process::ExitCode::from(code as u8)

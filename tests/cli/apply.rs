@@ -8,16 +8,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const ARQ_RUNNING: i32 = 7;
-const CREDENTIALS: i32 = 5;
-const AWS: i32 = 6;
-const LISTING_LEAK: i32 = 11;
-const DATA_LEAK: i32 = 12;
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 const RECEIPT: &str = "Library/Application Support/arq-lockdown/receipt.json";
 
 fn receipt_exists(mac: &Mac) -> bool {
@@ -72,7 +62,7 @@ fn assert_converged(mac: &Mac, policy_flags: &[&str]) {
     );
     assert_eq!(
         mac.verify(),
-        LISTING_LEAK,
+        ExitCode::ListingLeak,
         "the key in \"Arq S3\" does not work, or reaches other data"
     );
     assert!(mac.launches() >= 1, "Arq was not relaunched");
@@ -92,7 +82,7 @@ fn policy_of(mac: &Mac, flags: &[&str]) -> Value {
         .arg("--arq-home")
         .arg(mac.home.path())
         .args(flags));
-    assert_eq!(exit_code(&output), 0);
+    assert_eq!(exit_code(&output), ExitCode::Success);
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -105,7 +95,7 @@ fn status_json(mac: &Mac) -> Value {
         .arg("--arq-home")
         .arg(mac.home.path())
         .args(["--credential-store", &mac.store]));
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -115,7 +105,7 @@ fn apply_locks_a_mac_down_and_a_second_run_is_a_no_op() {
     let mac = Mac::new();
     let main = mac.key();
     let output = mac.run_apply(&["--computer-name", "Bob's MacBook Pro"]);
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains(&format!(
@@ -143,7 +133,7 @@ fn apply_locks_a_mac_down_and_a_second_run_is_a_no_op() {
 
     // Nothing changed: no network (port 9 is closed), no relaunch, same key.
     let again = run(mac.apply().env("AWS_ENDPOINT_URL", "http://127.0.0.1:9"));
-    assert_eq!(exit_code(&again), 0, "{}", stderr(&again));
+    assert_eq!(exit_code(&again), ExitCode::Success, "{}", stderr(&again));
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("already locked down"));
     assert_eq!(mac.key().id, key.id);
     assert_eq!(mac.launches(), 1);
@@ -153,12 +143,17 @@ fn apply_locks_a_mac_down_and_a_second_run_is_a_no_op() {
 fn rotate_swaps_the_key_and_leaves_the_user_one() {
     let _guard = no_arq_running();
     let mac = Mac::new();
-    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    assert_eq!(exit_code(&mac.run_apply(&[])), ExitCode::Success);
     let first = mac.key();
 
     // The scoped key cannot make its own successor.
     let refused = mac.run_apply(&["--rotate"]);
-    assert_eq!(exit_code(&refused), CREDENTIALS, "{}", stderr(&refused));
+    assert_eq!(
+        exit_code(&refused),
+        ExitCode::Credentials,
+        "{}",
+        stderr(&refused)
+    );
     assert!(stderr(&refused).contains("--admin-credentials"));
     assert_eq!(mac.key(), first);
 
@@ -169,7 +164,12 @@ fn rotate_swaps_the_key_and_leaves_the_user_one() {
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["--rotate", "--admin-credentials", "env", "--json"]));
     assert_no_secret(&rotated, &[&first.secret, &mac.key().secret]);
-    assert_eq!(exit_code(&rotated), 0, "{}", stderr(&rotated));
+    assert_eq!(
+        exit_code(&rotated),
+        ExitCode::Success,
+        "{}",
+        stderr(&rotated)
+    );
     let outcome: Value = serde_json::from_slice(&rotated.stdout).unwrap();
     let second = mac.key();
     assert_ne!(second.id, first.id);
@@ -190,7 +190,7 @@ fn dry_run_changes_nothing() {
     let mac = Mac::new();
     let before = mac.key();
     let output = mac.run_apply(&["--dry-run"]);
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("dry run")
@@ -204,7 +204,7 @@ fn dry_run_changes_nothing() {
 
     // With work to do in IAM — a key a dead run left, a policy that drifted, a rotation asked
     // for — a dry run plans it all and still changes nothing.
-    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    assert_eq!(exit_code(&mac.run_apply(&[])), ExitCode::Success);
     add_key(&mac.uuid);
     let iam_before = scoped_user(&mac.uuid);
     let (key_before, receipt_before) = (mac.key(), snapshot(mac.home.path()));
@@ -220,7 +220,7 @@ fn dry_run_changes_nothing() {
             "--admin-credentials",
             "env",
         ]));
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("write policy arq-lockdown") && stdout.contains("delete stale key"),
@@ -250,20 +250,25 @@ fn dry_run_changes_nothing() {
 fn a_receipt_counts_only_for_the_key_and_policy_it_recorded() {
     let _guard = no_arq_running();
     let mac = Mac::new();
-    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    assert_eq!(exit_code(&mac.run_apply(&[])), ExitCode::Success);
     let scoped = mac.key();
 
     // Another key put into "Arq S3" (Arq set up again with the main keys): real work.
     mac.set_key(&moto().admin);
     let output = mac.run_apply(&[]);
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("locked down"));
     assert_ne!(mac.key(), scoped);
     assert_converged(&mac, &[]);
 
     // Other policy options: the scoped key cannot change its own policy, admin credentials can.
     let refused = mac.run_apply(&["--legacy-glacier"]);
-    assert_eq!(exit_code(&refused), CREDENTIALS, "{}", stderr(&refused));
+    assert_eq!(
+        exit_code(&refused),
+        ExitCode::Credentials,
+        "{}",
+        stderr(&refused)
+    );
     assert!(
         stderr(&refused).contains("policy has changed"),
         "{}",
@@ -275,7 +280,7 @@ fn a_receipt_counts_only_for_the_key_and_policy_it_recorded() {
         .env("AWS_ACCESS_KEY_ID", &admin.id)
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["--legacy-glacier", "--admin-credentials", "env"]));
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     assert!(
         stderr(&output).contains("policy arq-lockdown written"),
         "{}",
@@ -296,7 +301,12 @@ fn a_receipt_counts_only_for_the_key_and_policy_it_recorded() {
     ));
     let before = mac.key();
     let refused = mac.run_apply(&["--legacy-glacier"]);
-    assert_eq!(exit_code(&refused), CREDENTIALS, "{}", stderr(&refused));
+    assert_eq!(
+        exit_code(&refused),
+        ExitCode::Credentials,
+        "{}",
+        stderr(&refused)
+    );
     assert!(
         stderr(&refused).contains("policy has changed") && stderr(&refused).contains("bucket"),
         "{}",
@@ -329,7 +339,12 @@ fn a_running_arq_stops_the_run_unless_asked_to_quit() {
     let before = mac.key();
 
     let refused = mac.run_apply(&[]);
-    assert_eq!(exit_code(&refused), ARQ_RUNNING, "{}", stderr(&refused));
+    assert_eq!(
+        exit_code(&refused),
+        ExitCode::ArqRunning,
+        "{}",
+        stderr(&refused)
+    );
     let message = stderr(&refused);
     assert!(
         message.contains("Arq is running")
@@ -345,7 +360,7 @@ fn a_running_arq_stops_the_run_unless_asked_to_quit() {
     );
 
     let quit = mac.run_apply(&["--quit-arq", "--wait", "10"]);
-    assert_eq!(exit_code(&quit), 0, "{}", stderr(&quit));
+    assert_eq!(exit_code(&quit), ExitCode::Success, "{}", stderr(&quit));
     for process in &mut arq {
         let status = process.wait().unwrap();
         assert_eq!(
@@ -402,7 +417,7 @@ fn a_run_killed_at_any_step_is_finished_by_the_next() {
         let rerun = mac.run_apply(&[]);
         assert_eq!(
             exit_code(&rerun),
-            0,
+            ExitCode::Success,
             "re-run after a kill after {step}: {}",
             stderr(&rerun)
         );
@@ -422,7 +437,7 @@ fn a_rotation_killed_at_any_step_is_finished_by_running_it_again() {
         "relaunched",
     ] {
         let mac = Mac::new();
-        assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+        assert_eq!(exit_code(&mac.run_apply(&[])), ExitCode::Success);
         let rotate = || {
             let mut rotate = mac.apply();
             rotate
@@ -435,7 +450,7 @@ fn a_rotation_killed_at_any_step_is_finished_by_running_it_again() {
         let rerun = run(&mut rotate());
         assert_eq!(
             exit_code(&rerun),
-            0,
+            ExitCode::Success,
             "re-run after a rotation killed after {step}: {}",
             stderr(&rerun)
         );
@@ -447,7 +462,7 @@ fn a_rotation_killed_at_any_step_is_finished_by_running_it_again() {
 fn a_new_key_that_fails_verification_is_deleted_and_arq_s3_kept() {
     let _guard = no_arq_running();
     let mac = Mac::new();
-    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    assert_eq!(exit_code(&mac.run_apply(&[])), ExitCode::Success);
     let kept = mac.key();
     // An admin attached a broad policy to the scoped user: a new key would reach everything.
     grant_extra(&mac.uuid, "tests/fixtures/policy-s3-everything.json");
@@ -457,7 +472,12 @@ fn a_new_key_that_fails_verification_is_deleted_and_arq_s3_kept() {
         .env("AWS_ACCESS_KEY_ID", &admin.id)
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["--rotate", "--admin-credentials", "env"]));
-    assert_eq!(exit_code(&output), DATA_LEAK, "{}", stderr(&output));
+    assert_eq!(
+        exit_code(&output),
+        ExitCode::DataLeak,
+        "{}",
+        stderr(&output)
+    );
     let message = stderr(&output);
     assert!(
         message.contains("failed verification") && message.contains("was deleted"),
@@ -477,7 +497,7 @@ fn admin_keys_without_iam_rights_are_refused_clearly() {
         .env("AWS_ACCESS_KEY_ID", &moto().seed_2012.id)
         .env("AWS_SECRET_ACCESS_KEY", &moto().seed_2012.secret)
         .args(["--admin-credentials", "env"]));
-    assert_eq!(exit_code(&output), AWS, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Aws, "{}", stderr(&output));
     assert!(
         stderr(&output).contains("IAM refused iam:GetUser"),
         "{}",
@@ -487,10 +507,15 @@ fn admin_keys_without_iam_rights_are_refused_clearly() {
 
     // Another Mac's scoped key, copied along with a cloned disk image.
     let other = Mac::new();
-    assert_eq!(exit_code(&other.run_apply(&[])), 0);
+    assert_eq!(exit_code(&other.run_apply(&[])), ExitCode::Success);
     mac.set_key(&other.key());
     let output = run(&mut mac.apply());
-    assert_eq!(exit_code(&output), CREDENTIALS, "{}", stderr(&output));
+    assert_eq!(
+        exit_code(&output),
+        ExitCode::Credentials,
+        "{}",
+        stderr(&output)
+    );
     assert!(stderr(&output).contains(&format!(
         "belongs to arn:aws:iam::123456789012:user/arq-lockdown/arq-{}",
         other.uuid
@@ -510,11 +535,11 @@ fn status_reports_the_lockdown_without_the_network() {
             .arg("--arq-home")
             .arg(mac.home.path())
             .args(["--credential-store", &mac.store]));
-        assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+        assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
         serde_json::from_slice(&output.stdout).unwrap()
     };
     assert_eq!(status(&mac)["state"], "not-locked-down");
-    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    assert_eq!(exit_code(&mac.run_apply(&[])), ExitCode::Success);
     let after = status(&mac);
     assert_eq!(after["state"], "locked-down");
     assert_eq!(after["access_key_id"], mac.key().id.as_str());
@@ -541,7 +566,7 @@ fn status_reports_the_lockdown_without_the_network() {
         "--credential-store",
         &mac.store,
     ]));
-    assert_eq!(exit_code(&broken), 0);
+    assert_eq!(exit_code(&broken), ExitCode::Success);
     let line = String::from_utf8_lossy(&broken.stdout).into_owned();
     assert!(
         line.starts_with("<result>error: HOME is not set")
@@ -568,7 +593,7 @@ fn status_reports_the_lockdown_without_the_network() {
 fn revoke_deletes_the_user_and_its_key_stops_working() {
     let _guard = no_arq_running();
     let mac = Mac::new();
-    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    assert_eq!(exit_code(&mac.run_apply(&[])), ExitCode::Success);
     let admin = &moto().admin;
     let revoke = |uuid: &str| {
         run(arq_lockdown_on_moto()
@@ -577,9 +602,13 @@ fn revoke_deletes_the_user_and_its_key_stops_working() {
             .args(["revoke", "--computer-uuid", uuid]))
     };
     let output = revoke(&mac.uuid);
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     assert_eq!(scoped_user(&mac.uuid)["exists"], false);
-    assert_eq!(mac.verify(), 10, "the revoked key still works");
+    assert_eq!(
+        mac.verify(),
+        ExitCode::ArqBroken,
+        "the revoked key still works"
+    );
     let again = revoke(&mac.uuid);
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to revoke"));
 }
@@ -588,7 +617,7 @@ fn revoke_deletes_the_user_and_its_key_stops_working() {
 fn status_check_asks_aws_so_a_revoked_key_is_not_locked_down() {
     let _guard = no_arq_running();
     let mac = Mac::new();
-    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    assert_eq!(exit_code(&mac.run_apply(&[])), ExitCode::Success);
     let status = |check: bool| -> Value {
         let mut command = arq_lockdown_on_moto();
         command
@@ -599,7 +628,7 @@ fn status_check_asks_aws_so_a_revoked_key_is_not_locked_down() {
             command.arg("--check");
         }
         let output = run(&mut command);
-        assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+        assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
         serde_json::from_slice(&output.stdout).unwrap()
     };
     let user_arn = format!(
@@ -622,7 +651,12 @@ fn status_check_asks_aws_so_a_revoked_key_is_not_locked_down() {
         .env("AWS_ACCESS_KEY_ID", &admin.id)
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["revoke", "--computer-uuid", &mac.uuid]));
-    assert_eq!(exit_code(&revoked), 0, "{}", stderr(&revoked));
+    assert_eq!(
+        exit_code(&revoked),
+        ExitCode::Success,
+        "{}",
+        stderr(&revoked)
+    );
     assert_eq!(status(false)["state"], "locked-down", "the receipt alone");
     let checked = status(true);
     assert_eq!(checked["state"], "key-refused");
@@ -634,7 +668,7 @@ fn status_check_asks_aws_so_a_revoked_key_is_not_locked_down() {
 
     // An extension attribute must never read the secret.
     let both = run(arq_lockdown().args(["status", "--check", "--jamf-ea"]));
-    assert_eq!(exit_code(&both), 2);
+    assert_eq!(exit_code(&both), ExitCode::Usage);
 }
 
 #[test]
@@ -643,7 +677,7 @@ fn iam_throttling_is_retried_with_backoff() {
     let proxy = Proxy::throttling("CreateAccessKey", 2);
     let mac = Mac::new();
     let output = run(mac.apply().env("AWS_ENDPOINT_URL", &proxy.endpoint));
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     assert_eq!(
         proxy.throttled.load(std::sync::atomic::Ordering::SeqCst),
         2,
@@ -656,7 +690,7 @@ fn iam_throttling_is_retried_with_backoff() {
 fn keys_left_by_dead_runs_are_removed_before_iams_two_key_limit_bites() {
     let _guard = no_arq_running();
     let mac = Mac::new();
-    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    assert_eq!(exit_code(&mac.run_apply(&[])), ExitCode::Success);
     let admin = &moto().admin;
     // The user now has its key plus one a dead run left: IAM's limit of two is reached.
     add_key(&mac.uuid);
@@ -666,7 +700,12 @@ fn keys_left_by_dead_runs_are_removed_before_iams_two_key_limit_bites() {
         .env("AWS_ACCESS_KEY_ID", &admin.id)
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["--rotate", "--admin-credentials", "env"]));
-    assert_eq!(exit_code(&rotated), 0, "{}", stderr(&rotated));
+    assert_eq!(
+        exit_code(&rotated),
+        ExitCode::Success,
+        "{}",
+        stderr(&rotated)
+    );
     assert!(stderr(&rotated).contains("deleted stale key"));
     assert_eq!(
         scoped_user(&mac.uuid)["keys"],
@@ -699,7 +738,7 @@ fn concurrent_runs_for_one_user_make_one_key_and_write_arq_s3_once() {
             .count()
     };
     for output in &outputs {
-        assert_eq!(exit_code(output), 0, "{}", stderr(output));
+        assert_eq!(exit_code(output), ExitCode::Success, "{}", stderr(output));
     }
     assert_eq!(said("locked down:"), 1, "one run locks the Mac down");
     assert_eq!(said("already locked down:"), 2, "the others find it done");
@@ -716,7 +755,7 @@ fn a_run_that_cannot_get_the_lock_changes_nothing_and_says_so() {
     held.lock().unwrap();
     let before = mac.key();
     let output = run(mac.apply().args(["--lock-timeout", "1"]));
-    assert_eq!(exit_code(&output), 9, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Busy, "{}", stderr(&output));
     let message = stderr(&output);
     let errors: Vec<&str> = message.lines().filter(|l| l.contains("error:")).collect();
     assert!(
@@ -726,7 +765,7 @@ fn a_run_that_cannot_get_the_lock_changes_nothing_and_says_so() {
     assert_eq!(mac.key(), before);
     assert_eq!(scoped_user(&mac.uuid)["exists"], false);
     drop(held);
-    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    assert_eq!(exit_code(&mac.run_apply(&[])), ExitCode::Success);
 }
 
 #[test]
@@ -737,7 +776,7 @@ fn a_managed_run_without_a_profile_does_nothing_and_says_why() {
     let mac = Mac::new();
     let before = mac.key();
     let output = run(mac.apply().arg("--managed"));
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(
         said.starts_with("nothing done: no configuration profile sets Source"),
@@ -772,7 +811,12 @@ fn a_key_of_arqs_own_restricted_user_is_recognised_explained_and_never_deleted()
     let restricted = make_user(&moto().admin, "/", &name);
     mac.set_key(&restricted);
     let output = run(&mut mac.apply());
-    assert_eq!(exit_code(&output), CREDENTIALS, "{}", stderr(&output));
+    assert_eq!(
+        exit_code(&output),
+        ExitCode::Credentials,
+        "{}",
+        stderr(&output)
+    );
     let message = stderr(&output);
     let error = message
         .lines()
@@ -795,7 +839,7 @@ fn a_key_of_arqs_own_restricted_user_is_recognised_explained_and_never_deleted()
         .env("AWS_ACCESS_KEY_ID", &admin.id)
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["--admin-credentials", "env"]));
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     assert_converged(&mac, &[]);
     assert_eq!(
         iam_user(&name)["keys"],

@@ -6,14 +6,9 @@ use std::os::unix::fs::symlink;
 
 use crate::support::*;
 
-const CONFIG_MISSING: i32 = 3;
-const CONFIG_INVALID: i32 = 4;
-const CREDENTIALS: i32 = 5;
-const USAGE: i32 = 2;
-
 /// Checks the common contract of a refused run; returns "name: exit N: the error line" for the
 /// table's snapshot.
-fn assert_refused(name: &str, output: &std::process::Output, code: i32, says: &str) -> String {
+fn assert_refused(name: &str, output: &std::process::Output, code: ExitCode, says: &str) -> String {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         exit_code(output),
@@ -25,19 +20,19 @@ fn assert_refused(name: &str, output: &std::process::Output, code: i32, says: &s
         .lines()
         .filter(|l| l.starts_with("arq-lockdown: error: "))
         .collect();
-    if code != USAGE {
+    if code != ExitCode::Usage {
         assert_eq!(error_lines.len(), 1, "{name}: not one error line: {stderr}");
     }
     assert!(
         stderr.contains(says),
         "{name}: expected {says:?} in {stderr}"
     );
-    let shown = if code == USAGE {
+    let shown = if code == ExitCode::Usage {
         stderr.lines().next().unwrap_or_default()
     } else {
         error_lines[0]
     };
-    format!("{name}: exit {code}: {shown}\n")
+    format!("{name}: exit {}: {shown}\n", code as i32)
 }
 
 fn plist_with(bucket: Option<plist::Value>, uuid: Option<plist::Value>) -> plist::Value {
@@ -71,58 +66,58 @@ fn in_config_folder(make: impl Fn(&ArqHome) + 'static) -> Setup {
 
 /// Broken Arq configs: name, setup, exit code, and a fragment of the message it must give.
 #[rustfmt::skip]
-fn config_cases() -> Vec<(&'static str, Setup, i32, &'static str)> {
+fn config_cases() -> Vec<(&'static str, Setup, ExitCode, &'static str)> {
     let xml = |value: plist::Value| Box::new(move |home: &ArqHome| home.write_config_value(&value)) as Setup;
     let raw = |bytes: Vec<u8>| Box::new(move |home: &ArqHome| home.write_config(&bytes)) as Setup;
     vec![
-        ("no config at all", Box::new(|_: &ArqHome| {}), CONFIG_MISSING, "set Arq up for this user first"),
-        ("config folder without the file", in_config_folder(|_| {}), CONFIG_MISSING, "no Arq config at"),
-        ("config is a directory", in_config_folder(|h| std::fs::create_dir(h.config_path()).unwrap()), CONFIG_MISSING, "not a regular file"),
+        ("no config at all", Box::new(|_: &ArqHome| {}), ExitCode::ConfigMissing, "set Arq up for this user first"),
+        ("config folder without the file", in_config_folder(|_| {}), ExitCode::ConfigMissing, "no Arq config at"),
+        ("config is a directory", in_config_folder(|h| std::fs::create_dir(h.config_path()).unwrap()), ExitCode::ConfigMissing, "not a regular file"),
         ("config is a FIFO", in_config_folder(|h| {
             let path = std::ffi::CString::new(h.config_path().to_str().unwrap()).unwrap();
             // SAFETY: a valid NUL-terminated path.
             assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-        }), CONFIG_MISSING, "not a regular file"),
-        ("dangling symlink", in_config_folder(|h| symlink("/nonexistent/app_config.plist", h.config_path()).unwrap()), CONFIG_MISSING, "no Arq config at"),
+        }), ExitCode::ConfigMissing, "not a regular file"),
+        ("dangling symlink", in_config_folder(|h| symlink("/nonexistent/app_config.plist", h.config_path()).unwrap()), ExitCode::ConfigMissing, "no Arq config at"),
         ("symlink loop", in_config_folder(|h| {
             let other = h.config_path().with_file_name("loop");
             symlink(&other, h.config_path()).unwrap();
             symlink(h.config_path(), other).unwrap();
-        }), CONFIG_MISSING, "cannot read Arq config"),
-        ("empty file", raw(Vec::new()), CONFIG_INVALID, "is not a property list"),
-        ("plain text", raw(b"localS3BucketName = foo\n".to_vec()), CONFIG_INVALID, "is not a property list"),
-        ("truncated XML", raw(b"<?xml version=\"1.0\"?><plist version=\"1.0\"><dict><key>localS3BucketName</key>".to_vec()), CONFIG_INVALID, "is not a property list"),
-        ("JSON instead of a plist", raw(br#"{"localS3BucketName": "b"}"#.to_vec()), CONFIG_INVALID, "is not a property list"),
-        ("binary garbage", raw(b"bplist00\xff\xfe\x00\x01garbage".to_vec()), CONFIG_INVALID, "is not a property list"),
-        ("oversized file", raw(vec![b' '; 2 * 1024 * 1024]), CONFIG_INVALID, "larger than"),
-        ("array at the top", xml(plist::Value::Array(vec![BUCKET.into()])), CONFIG_INVALID, "not a dictionary"),
-        ("no bucket key", xml(plist_with(None, Some(THIS_COMPUTER.into()))), CONFIG_INVALID, "has no localS3BucketName"),
-        ("no computer UUID key", xml(plist_with(Some(BUCKET.into()), None)), CONFIG_INVALID, "has no localComputerUUID"),
-        ("bucket is an integer", xml(plist_with(Some(42.into()), Some(THIS_COMPUTER.into()))), CONFIG_INVALID, "localS3BucketName is an integer"),
-        ("UUID is data", xml(plist_with(Some(BUCKET.into()), Some(plist::Value::Data(vec![1, 2])))), CONFIG_INVALID, "localComputerUUID is data"),
-        ("UUID is a dictionary", xml(plist_with(Some(BUCKET.into()), Some(plist::Value::Dictionary(Default::default())))), CONFIG_INVALID, "localComputerUUID is a dictionary"),
-        ("empty bucket", xml(with_bucket("")), CONFIG_INVALID, "3 to 63 characters"),
-        ("bucket too long", xml(with_bucket(&"a".repeat(64))), CONFIG_INVALID, "3 to 63 characters"),
-        ("bucket upper case", xml(with_bucket("AKIAEXAMPLE.comhaystacksoftwarearq")), CONFIG_INVALID, "lower-case"),
-        ("bucket with underscore", xml(with_bucket("akia_example.comhaystacksoftwarearq")), CONFIG_INVALID, "lower-case"),
-        ("bucket with a space", xml(with_bucket("akiaexample comhaystacksoftwarearq")), CONFIG_INVALID, "lower-case"),
-        ("bucket with a newline", xml(with_bucket("akiaexample\n.comhaystacksoftwarearq")), CONFIG_INVALID, "lower-case"),
-        ("bucket with a wildcard", xml(with_bucket("akiaexample*")), CONFIG_INVALID, "lower-case"),
-        ("bucket with a slash", xml(with_bucket("akiaexample/../other")), CONFIG_INVALID, "lower-case"),
-        ("bucket starting with a dot", xml(with_bucket(".comhaystacksoftwarearq")), CONFIG_INVALID, "begin and end"),
-        ("bucket with two dots", xml(with_bucket("akiaexample..comhaystacksoftwarearq")), CONFIG_INVALID, "next to another dot"),
-        ("bucket shaped like an IP address", xml(with_bucket("192.168.10.1")), CONFIG_INVALID, "IP address"),
-        ("bucket with a reserved prefix", xml(with_bucket("xn--akiaexample")), CONFIG_INVALID, "reserved"),
-        ("bucket in Unicode", xml(with_bucket("akiaexämple.com")), CONFIG_INVALID, "lower-case"),
-        ("empty UUID", xml(with_uuid("")), CONFIG_INVALID, "is not a UUID"),
-        ("UUID without hyphens", xml(with_uuid("32D9D7A23B3E4BE7B85B0605AF24F570")), CONFIG_INVALID, "is not a UUID"),
-        ("UUID in braces", xml(with_uuid("{32D9D7A2-3B3E-4BE7-B85B-0605AF24F57}")), CONFIG_INVALID, "is not a UUID"),
-        ("UUID with a wildcard", xml(with_uuid("32D9D7A2-3B3E-4BE7-B85B-0605AF24F5*0")), CONFIG_INVALID, "is not a UUID"),
-        ("UUID with a path", xml(with_uuid("../D7A2-3B3E-4BE7-B85B-0605AF24F570")), CONFIG_INVALID, "is not a UUID"),
-        ("UUID with non-hex letters", xml(with_uuid("32D9D7A2-3B3E-4BE7-B85B-0605AF24FZZZ")), CONFIG_INVALID, "is not a UUID"),
-        ("UUID with a trailing newline", xml(with_uuid("32D9D7A2-3B3E-4BE7-B85B-0605AF24F570\n")), CONFIG_INVALID, "is not a UUID"),
-        ("UUID with misplaced hyphens", xml(with_uuid("32D9D7A2-3B3E4-BE7-B85B-0605AF24F570")), CONFIG_INVALID, "is not a UUID"),
-        ("UUID of 1 KB", xml(with_uuid(&"A".repeat(1024))), CONFIG_INVALID, "is not a UUID"),
+        }), ExitCode::ConfigMissing, "cannot read Arq config"),
+        ("empty file", raw(Vec::new()), ExitCode::ConfigInvalid, "is not a property list"),
+        ("plain text", raw(b"localS3BucketName = foo\n".to_vec()), ExitCode::ConfigInvalid, "is not a property list"),
+        ("truncated XML", raw(b"<?xml version=\"1.0\"?><plist version=\"1.0\"><dict><key>localS3BucketName</key>".to_vec()), ExitCode::ConfigInvalid, "is not a property list"),
+        ("JSON instead of a plist", raw(br#"{"localS3BucketName": "b"}"#.to_vec()), ExitCode::ConfigInvalid, "is not a property list"),
+        ("binary garbage", raw(b"bplist00\xff\xfe\x00\x01garbage".to_vec()), ExitCode::ConfigInvalid, "is not a property list"),
+        ("oversized file", raw(vec![b' '; 2 * 1024 * 1024]), ExitCode::ConfigInvalid, "larger than"),
+        ("array at the top", xml(plist::Value::Array(vec![BUCKET.into()])), ExitCode::ConfigInvalid, "not a dictionary"),
+        ("no bucket key", xml(plist_with(None, Some(THIS_COMPUTER.into()))), ExitCode::ConfigInvalid, "has no localS3BucketName"),
+        ("no computer UUID key", xml(plist_with(Some(BUCKET.into()), None)), ExitCode::ConfigInvalid, "has no localComputerUUID"),
+        ("bucket is an integer", xml(plist_with(Some(42.into()), Some(THIS_COMPUTER.into()))), ExitCode::ConfigInvalid, "localS3BucketName is an integer"),
+        ("UUID is data", xml(plist_with(Some(BUCKET.into()), Some(plist::Value::Data(vec![1, 2])))), ExitCode::ConfigInvalid, "localComputerUUID is data"),
+        ("UUID is a dictionary", xml(plist_with(Some(BUCKET.into()), Some(plist::Value::Dictionary(Default::default())))), ExitCode::ConfigInvalid, "localComputerUUID is a dictionary"),
+        ("empty bucket", xml(with_bucket("")), ExitCode::ConfigInvalid, "3 to 63 characters"),
+        ("bucket too long", xml(with_bucket(&"a".repeat(64))), ExitCode::ConfigInvalid, "3 to 63 characters"),
+        ("bucket upper case", xml(with_bucket("AKIAEXAMPLE.comhaystacksoftwarearq")), ExitCode::ConfigInvalid, "lower-case"),
+        ("bucket with underscore", xml(with_bucket("akia_example.comhaystacksoftwarearq")), ExitCode::ConfigInvalid, "lower-case"),
+        ("bucket with a space", xml(with_bucket("akiaexample comhaystacksoftwarearq")), ExitCode::ConfigInvalid, "lower-case"),
+        ("bucket with a newline", xml(with_bucket("akiaexample\n.comhaystacksoftwarearq")), ExitCode::ConfigInvalid, "lower-case"),
+        ("bucket with a wildcard", xml(with_bucket("akiaexample*")), ExitCode::ConfigInvalid, "lower-case"),
+        ("bucket with a slash", xml(with_bucket("akiaexample/../other")), ExitCode::ConfigInvalid, "lower-case"),
+        ("bucket starting with a dot", xml(with_bucket(".comhaystacksoftwarearq")), ExitCode::ConfigInvalid, "begin and end"),
+        ("bucket with two dots", xml(with_bucket("akiaexample..comhaystacksoftwarearq")), ExitCode::ConfigInvalid, "next to another dot"),
+        ("bucket shaped like an IP address", xml(with_bucket("192.168.10.1")), ExitCode::ConfigInvalid, "IP address"),
+        ("bucket with a reserved prefix", xml(with_bucket("xn--akiaexample")), ExitCode::ConfigInvalid, "reserved"),
+        ("bucket in Unicode", xml(with_bucket("akiaexämple.com")), ExitCode::ConfigInvalid, "lower-case"),
+        ("empty UUID", xml(with_uuid("")), ExitCode::ConfigInvalid, "is not a UUID"),
+        ("UUID without hyphens", xml(with_uuid("32D9D7A23B3E4BE7B85B0605AF24F570")), ExitCode::ConfigInvalid, "is not a UUID"),
+        ("UUID in braces", xml(with_uuid("{32D9D7A2-3B3E-4BE7-B85B-0605AF24F57}")), ExitCode::ConfigInvalid, "is not a UUID"),
+        ("UUID with a wildcard", xml(with_uuid("32D9D7A2-3B3E-4BE7-B85B-0605AF24F5*0")), ExitCode::ConfigInvalid, "is not a UUID"),
+        ("UUID with a path", xml(with_uuid("../D7A2-3B3E-4BE7-B85B-0605AF24F570")), ExitCode::ConfigInvalid, "is not a UUID"),
+        ("UUID with non-hex letters", xml(with_uuid("32D9D7A2-3B3E-4BE7-B85B-0605AF24FZZZ")), ExitCode::ConfigInvalid, "is not a UUID"),
+        ("UUID with a trailing newline", xml(with_uuid("32D9D7A2-3B3E-4BE7-B85B-0605AF24F570\n")), ExitCode::ConfigInvalid, "is not a UUID"),
+        ("UUID with misplaced hyphens", xml(with_uuid("32D9D7A2-3B3E4-BE7-B85B-0605AF24F570")), ExitCode::ConfigInvalid, "is not a UUID"),
+        ("UUID of 1 KB", xml(with_uuid(&"A".repeat(1024))), ExitCode::ConfigInvalid, "is not a UUID"),
     ]
 }
 
@@ -163,17 +158,17 @@ fn every_broken_arq_config_is_refused_clearly_without_writing() {
 #[test]
 #[rustfmt::skip]
 fn bad_values_on_the_command_line_are_refused() {
-    let cases: &[(&str, &[&str], i32, &str)] = &[
-        ("junk bucket flag", &["policy", "--bucket", "Not A Bucket", "--computer-uuid", THIS_COMPUTER], CONFIG_INVALID, "--bucket/--computer-uuid: bucket name"),
-        ("junk UUID flag", &["policy", "--bucket", BUCKET, "--computer-uuid", "*"], CONFIG_INVALID, "is not a UUID"),
-        ("junk other-computer UUID", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--other-computer-uuid", "x"], CONFIG_INVALID, "--other-computer-uuid"),
-        ("junk UUID to revoke", &["revoke", "--computer-uuid", "arq-*"], CONFIG_INVALID, "is not a UUID"),
-        ("bucket without UUID", &["policy", "--bucket", BUCKET], USAGE, "--computer-uuid"),
-        ("unknown store kind", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--credential-store", "vault:x"], USAGE, "use keychain or file:PATH"),
-        ("unknown admin credentials", &["apply", "--admin-credentials", "root"], USAGE, "use arq-s3, env or profile:NAME"),
-        ("absurd wait", &["apply", "--quit-arq", "--wait", "99999"], USAGE, "whole number of seconds"),
-        ("the Keychain off macOS", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--credential-store", "keychain"], CREDENTIALS, "the Keychain exists only on macOS"),
-        ("HOME without Arq, no --arq-home", &["policy"], CONFIG_MISSING, "no Arq config at /nonexistent-home/"),
+    let cases: &[(&str, &[&str], ExitCode, &str)] = &[
+        ("junk bucket flag", &["policy", "--bucket", "Not A Bucket", "--computer-uuid", THIS_COMPUTER], ExitCode::ConfigInvalid, "--bucket/--computer-uuid: bucket name"),
+        ("junk UUID flag", &["policy", "--bucket", BUCKET, "--computer-uuid", "*"], ExitCode::ConfigInvalid, "is not a UUID"),
+        ("junk other-computer UUID", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--other-computer-uuid", "x"], ExitCode::ConfigInvalid, "--other-computer-uuid"),
+        ("junk UUID to revoke", &["revoke", "--computer-uuid", "arq-*"], ExitCode::ConfigInvalid, "is not a UUID"),
+        ("bucket without UUID", &["policy", "--bucket", BUCKET], ExitCode::Usage, "--computer-uuid"),
+        ("unknown store kind", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--credential-store", "vault:x"], ExitCode::Usage, "use keychain or file:PATH"),
+        ("unknown admin credentials", &["apply", "--admin-credentials", "root"], ExitCode::Usage, "use arq-s3, env or profile:NAME"),
+        ("absurd wait", &["apply", "--quit-arq", "--wait", "99999"], ExitCode::Usage, "whole number of seconds"),
+        ("the Keychain off macOS", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--credential-store", "keychain"], ExitCode::Credentials, "the Keychain exists only on macOS"),
+        ("HOME without Arq, no --arq-home", &["policy"], ExitCode::ConfigMissing, "no Arq config at /nonexistent-home/"),
     ];
     let mut seen = String::new();
     for (name, args, code, says) in cases {
@@ -222,7 +217,7 @@ fn broken_credential_stores_are_refused_before_any_network_call() {
                 .arg(home.path())
                 .arg("--credential-store")
                 .arg(format!("file:{}", store.display())));
-            seen += &assert_refused(&format!("{command}: {name}"), &output, CREDENTIALS, says);
+            seen += &assert_refused(&format!("{command}: {name}"), &output, ExitCode::Credentials, says);
         }
         assert_eq!((store_files(), snapshot(home.path())), before, "{name}: something was written");
     }

@@ -4,15 +4,11 @@
 
 use crate::support::*;
 
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// `apply` (plus `extra` on `command`), then the secret reads and writes it made.
 fn counted(mac: &Mac, command: &mut std::process::Command) -> (usize, usize) {
     mac.reset_keychain_access();
     let output = run(command);
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     mac.keychain_access()
 }
 

@@ -12,6 +12,7 @@
 //! - `service_lifecycle`: the service under systemd: certificates reloaded on SIGHUP, a drain on SIGTERM;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code;
+//! - `readme`: the README's source tree, macOS-only list and exit codes match the code;
 //! - `snapshots`: whole outputs an admin sees (`--help`, `verify`, dry run, `status`), reviewed as diffs.
 
 mod apply;
@@ -19,6 +20,7 @@ mod bad_input;
 mod dialogs;
 mod packaging;
 mod policy;
+mod readme;
 mod root;
 mod service;
 mod service_attacks;

@@ -19,7 +19,7 @@ fn policy(extra: &[&str]) -> Value {
         .args(extra));
     assert_eq!(
         exit_code(&output),
-        0,
+        ExitCode::Success,
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );

@@ -5,10 +5,6 @@ use std::os::unix::fs::{MetadataExt, symlink};
 
 use crate::support::*;
 
-const USAGE: i32 = 2;
-const CONFIG_INVALID: i32 = 4;
-const NO_USER: i32 = 8;
-
 /// Whether this runs as root. CI runs as root, so there a test that would check nothing fails.
 fn root() -> bool {
     // SAFETY: geteuid cannot fail.
@@ -21,10 +17,6 @@ fn root() -> bool {
         eprintln!("not root: the root tests check nothing here");
     }
     root
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]
@@ -44,7 +36,7 @@ fn root_with_nobody_logged_in_leaves_the_work_to_the_next_login() {
         let output = run(&mut command);
         assert_eq!(
             exit_code(&output),
-            NO_USER,
+            ExitCode::NoUser,
             "{sudo_user:?}: {}",
             stderr(&output)
         );
@@ -56,7 +48,7 @@ fn root_with_nobody_logged_in_leaves_the_work_to_the_next_login() {
     }
     // A Jamf extension attribute gets its one line all the same.
     let jamf = run(arq_lockdown().args(["status", "--jamf-ea"]));
-    assert_eq!(exit_code(&jamf), 0);
+    assert_eq!(exit_code(&jamf), ExitCode::Success);
     assert_eq!(
         String::from_utf8_lossy(&jamf.stdout),
         "<result>nobody logged in</result>\n"
@@ -72,7 +64,7 @@ fn root_runs_again_as_the_named_user_with_that_users_home() {
     // Debian's "nobody" has /nonexistent as its home: the second run looks for Arq's config there,
     // which shows it ran as nobody, not as root with root's HOME.
     let output = run(arq_lockdown().args(["status", "--json", "--user", "nobody"]));
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
         status["user"], "nobody",
@@ -87,7 +79,7 @@ fn root_runs_again_as_the_named_user_with_that_users_home() {
     );
 
     let unknown = run(arq_lockdown().args(["apply", "--user", "no-such-user-arq-lockdown"]));
-    assert_eq!(exit_code(&unknown), USAGE);
+    assert_eq!(exit_code(&unknown), ExitCode::Usage);
     assert!(stderr(&unknown).contains("there is no user \"no-such-user-arq-lockdown\""));
 }
 
@@ -113,7 +105,12 @@ fn root_never_follows_a_users_symlink_into_or_out_of_a_home() {
         .arg("policy")
         .arg("--arq-home")
         .arg(home.path()));
-    assert_eq!(exit_code(&output), CONFIG_INVALID, "{}", stderr(&output));
+    assert_eq!(
+        exit_code(&output),
+        ExitCode::ConfigInvalid,
+        "{}",
+        stderr(&output)
+    );
     assert!(
         stderr(&output).contains("refusing to follow"),
         "{}",
@@ -137,7 +134,12 @@ fn root_never_follows_a_users_symlink_into_or_out_of_a_home() {
     )
     .unwrap();
     let output = run(&mut mac.apply());
-    assert_eq!(exit_code(&output), CONFIG_INVALID, "{}", stderr(&output));
+    assert_eq!(
+        exit_code(&output),
+        ExitCode::ConfigInvalid,
+        "{}",
+        stderr(&output)
+    );
     assert!(
         stderr(&output).contains("refusing to follow"),
         "{}",
@@ -180,7 +182,7 @@ fn root_hands_admin_credentials_it_resolved_to_its_run_as_the_user() {
             "--admin-credentials",
             "profile:fleet-admin",
         ]));
-    assert_eq!(exit_code(&output), 0, "{}", stderr(&output));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
     let user = scoped_user(&mac.uuid);
     assert_eq!(
         user["keys"],

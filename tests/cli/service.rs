@@ -10,12 +10,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-const CREDENTIALS: i32 = 5;
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 fn keys_of(uuid: &str) -> Value {
     scoped_user(uuid)["keys"].clone()
 }
@@ -27,7 +21,12 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
     let main = mac.key();
     let enrolled = run(&mut mac.apply_via_service("SERIAL-A"));
     assert_no_secret(&enrolled, &[&main.secret, &mac.key().secret]);
-    assert_eq!(exit_code(&enrolled), 0, "{}", stderr(&enrolled));
+    assert_eq!(
+        exit_code(&enrolled),
+        ExitCode::Success,
+        "{}",
+        stderr(&enrolled)
+    );
     let first = mac.key();
     assert_ne!(first.id, main.id);
     assert_eq!(keys_of(&mac.uuid), json!([first.id]));
@@ -45,13 +44,18 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
     );
     assert_eq!(
         mac.verify(),
-        11,
+        ExitCode::ListingLeak,
         "the enrolled key does not work or reaches other data"
     );
 
     let rotated = run(mac.apply_via_service("SERIAL-A").arg("--rotate"));
     assert_no_secret(&rotated, &[&first.secret, &mac.key().secret]);
-    assert_eq!(exit_code(&rotated), 0, "{}", stderr(&rotated));
+    assert_eq!(
+        exit_code(&rotated),
+        ExitCode::Success,
+        "{}",
+        stderr(&rotated)
+    );
     let second = mac.key();
     assert_ne!(second.id, first.id);
     assert_eq!(
@@ -64,7 +68,7 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
         tags,
         "rotation changed the binding tags"
     );
-    assert_eq!(mac.verify(), 11);
+    assert_eq!(mac.verify(), ExitCode::ListingLeak);
     let log = service().log.lock().unwrap().clone();
     assert_no_secret_in(
         "the service's log",
@@ -82,14 +86,19 @@ fn a_bound_computer_uuid_is_enrolled_again_only_by_the_mac_that_holds_its_enroll
     let first = Mac::new();
     assert_eq!(
         exit_code(&run(&mut first.apply_via_service("SERIAL-FIRST"))),
-        0
+        ExitCode::Success
     );
     let bound = keys_of(&first.uuid);
 
     // Another Mac claiming the same UUID — even with the same serial — has another enrollment key.
     let impostor = Mac::with_uuid(&first.uuid);
     let refused = run(&mut impostor.apply_via_service("SERIAL-FIRST"));
-    assert_eq!(exit_code(&refused), CREDENTIALS, "{}", stderr(&refused));
+    assert_eq!(
+        exit_code(&refused),
+        ExitCode::Credentials,
+        "{}",
+        stderr(&refused)
+    );
     assert!(
         stderr(&refused).contains("computer-already-enrolled"),
         "{}",
@@ -102,7 +111,7 @@ fn a_bound_computer_uuid_is_enrolled_again_only_by_the_mac_that_holds_its_enroll
     // had is retired once the new one is in place.
     first.set_key(&moto().admin);
     let again = run(&mut first.apply_via_service("SERIAL-FIRST"));
-    assert_eq!(exit_code(&again), 0, "{}", stderr(&again));
+    assert_eq!(exit_code(&again), ExitCode::Success, "{}", stderr(&again));
     assert_eq!(keys_of(&first.uuid), json!([first.key().id]));
 }
 
@@ -111,8 +120,14 @@ fn another_macs_scoped_key_cannot_rotate_this_computer() {
     let _guard = no_arq_running();
     let mac = Mac::new();
     let other = Mac::new();
-    assert_eq!(exit_code(&run(&mut mac.apply_via_service("SERIAL-M"))), 0);
-    assert_eq!(exit_code(&run(&mut other.apply_via_service("SERIAL-O"))), 0);
+    assert_eq!(
+        exit_code(&run(&mut mac.apply_via_service("SERIAL-M"))),
+        ExitCode::Success
+    );
+    assert_eq!(
+        exit_code(&run(&mut other.apply_via_service("SERIAL-O"))),
+        ExitCode::Success
+    );
     let before = keys_of(&mac.uuid);
     let reply = ReplyKey::generate();
     for (who, key) in [
@@ -442,16 +457,26 @@ fn the_service_speaks_tls_and_never_plain_http_off_loopback() {
     // A Mac that does not trust the certificate refuses to talk; one that does enrolls over TLS.
     let mac = Mac::new();
     let untrusted = run(&mut mac.apply_via(&url));
-    assert_eq!(exit_code(&untrusted), 6, "{}", stderr(&untrusted));
+    assert_eq!(
+        exit_code(&untrusted),
+        ExitCode::Aws,
+        "{}",
+        stderr(&untrusted)
+    );
     let trusted = run(mac.apply_via(&url).env("SSL_CERT_FILE", &ca));
-    assert_eq!(exit_code(&trusted), 0, "{}", stderr(&trusted));
+    assert_eq!(
+        exit_code(&trusted),
+        ExitCode::Success,
+        "{}",
+        stderr(&trusted)
+    );
     assert_eq!(keys_of(&mac.uuid), json!([mac.key().id]));
 
     // Plain HTTP: only on loopback, and a Mac sends keys over it only to itself.
     let plain = dir.path().join("plain.toml");
     std::fs::write(&plain, service_config("0.0.0.0:0", "")).unwrap();
     let refused = run(arq_lockdown().arg("serve").arg("--config").arg(&plain));
-    assert_eq!(exit_code(&refused), 4);
+    assert_eq!(exit_code(&refused), ExitCode::ConfigInvalid);
     assert!(
         stderr(&refused).contains("plain HTTP on 0.0.0.0:0"),
         "{}",
@@ -463,7 +488,7 @@ fn the_service_speaks_tls_and_never_plain_http_off_loopback() {
         "--service-url",
         "http://arq.example.com",
     ]));
-    assert_eq!(exit_code(&insecure), 4);
+    assert_eq!(exit_code(&insecure), ExitCode::ConfigInvalid);
     assert!(
         stderr(&insecure).contains("must be https://"),
         "{}",

@@ -44,7 +44,7 @@ fn another_aws_accounts_user_of_the_same_name_cannot_rotate_or_retire_a_mac() {
     let victim = Mac::new();
     assert_eq!(
         exit_code(&run(&mut victim.apply_via_service("SERIAL-V"))),
-        0
+        ExitCode::Success
     );
     let before = keys_of(&victim.uuid);
     let attacker = make_user(
@@ -81,7 +81,11 @@ fn another_aws_accounts_user_of_the_same_name_cannot_rotate_or_retire_a_mac() {
         "retire"
     );
     assert_eq!(keys_of(&victim.uuid), before);
-    assert_eq!(victim.verify(), 11, "the victim's key stopped working");
+    assert_eq!(
+        victim.verify(),
+        ExitCode::ListingLeak,
+        "the victim's key stopped working"
+    );
 }
 
 #[test]
@@ -116,7 +120,7 @@ fn a_token_or_main_key_holder_cannot_re_enroll_a_bound_mac() {
     let victim = Mac::new();
     assert_eq!(
         exit_code(&run(&mut victim.apply_via_service("C02XK1ZZJGH5"))),
-        0
+        ExitCode::Success
     );
     let before = keys_of(&victim.uuid);
     // The serial is printed on the case and sits in the user's tags; it proves nothing.
@@ -191,7 +195,7 @@ fn a_mac_whose_run_died_after_the_service_made_its_key_recovers_on_the_next_run(
     let rerun = run(&mut mac.apply_via_service("SERIAL-D"));
     assert_eq!(
         exit_code(&rerun),
-        0,
+        ExitCode::Success,
         "{}",
         String::from_utf8_lossy(&rerun.stderr)
     );
@@ -200,7 +204,7 @@ fn a_mac_whose_run_died_after_the_service_made_its_key_recovers_on_the_next_run(
         json!([mac.key().id]),
         "the orphaned key was not retired"
     );
-    assert_eq!(mac.verify(), 11);
+    assert_eq!(mac.verify(), ExitCode::ListingLeak);
 }
 
 #[test]
@@ -243,7 +247,10 @@ fn a_captured_request_replayed_to_another_instance_yields_nothing_usable() {
 
     // A captured rotation, replayed after the Mac moved on, takes nothing away either.
     let mac = Mac::new();
-    assert_eq!(exit_code(&run(&mut mac.apply_via_service("SERIAL-R"))), 0);
+    assert_eq!(
+        exit_code(&run(&mut mac.apply_via_service("SERIAL-R"))),
+        ExitCode::Success
+    );
     let first = mac.key();
     let rotate = envelope(
         ROTATE,
@@ -262,7 +269,7 @@ fn a_captured_request_replayed_to_another_instance_yields_nothing_usable() {
             .unwrap()
             .contains(&json!(first.id))
     );
-    assert_eq!(mac.verify(), 11);
+    assert_eq!(mac.verify(), ExitCode::ListingLeak);
 }
 
 #[test]
@@ -396,7 +403,10 @@ fn percent_encode(text: &str) -> String {
 fn a_copy_of_the_key_in_arq_s3_alone_can_neither_rotate_nor_retire() {
     let _guard = no_arq_running();
     let mac = Mac::new();
-    assert_eq!(exit_code(&run(&mut mac.apply_via_service("SERIAL-C"))), 0);
+    assert_eq!(
+        exit_code(&run(&mut mac.apply_via_service("SERIAL-C"))),
+        ExitCode::Success
+    );
     let stolen = mac.key();
     let before = keys_of(&mac.uuid);
     let rotate = envelope(
@@ -439,7 +449,10 @@ fn a_retire_nobody_signed_costs_at_most_one_iam_lookup_and_says_nothing_of_enrol
         &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
     );
     let enrolled = Mac::new();
-    assert_eq!(exit_code(&run(&mut enrolled.apply_via(&proxied.url))), 0);
+    assert_eq!(
+        exit_code(&run(&mut enrolled.apply_via(&proxied.url))),
+        ExitCode::Success
+    );
     let stranger = EnrollmentKey::generate();
     let mut answers = Vec::new();
     for uuid in [enrolled.uuid.clone(), fresh_uuid()] {
@@ -557,11 +570,14 @@ fn a_key_iam_deleted_cannot_rotate_while_sts_still_honours_it() {
     std::fs::write(&config, text).unwrap();
     let lagging = start_service(&config, dir);
     let mac = Mac::new();
-    assert_eq!(exit_code(&run(&mut mac.apply_via(&lagging.url))), 0);
+    assert_eq!(
+        exit_code(&run(&mut mac.apply_via(&lagging.url))),
+        ExitCode::Success
+    );
     let old = mac.key();
     assert_eq!(
         exit_code(&run(mac.apply_via(&lagging.url).arg("--rotate"))),
-        0
+        ExitCode::Success
     );
     let user = scoped_user(&mac.uuid);
     assert!(

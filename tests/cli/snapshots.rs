@@ -20,7 +20,7 @@ fn every_help_text() {
             let mut run_help = arq_lockdown();
             run_help.args(name.iter()).arg("--help");
             let output = run(&mut run_help);
-            assert_eq!(exit_code(&output), 0);
+            assert_eq!(exit_code(&output), ExitCode::Success);
             let label = format!("help-{}", name.as_deref().unwrap_or("arq-lockdown"));
             insta::assert_snapshot!(label, String::from_utf8_lossy(&output.stdout));
         }
@@ -40,7 +40,7 @@ fn a_dry_run_plan() {
 fn the_verify_table_and_status_of_a_locked_down_mac() {
     let _guard = no_arq_running();
     let mac = Mac::new();
-    assert_eq!(exit_code(&mac.run_apply(&[])), 0);
+    assert_eq!(exit_code(&mac.run_apply(&[])), ExitCode::Success);
     let verify = run(arq_lockdown_on_moto()
         .arg("verify")
         .arg("--arq-home")

@@ -6,16 +6,12 @@ use serde_json::Value;
 
 use crate::support::*;
 
-const ARQ_BROKEN: i32 = 10;
-const LISTING_LEAK: i32 = 11;
-const DATA_LEAK: i32 = 12;
-
-fn verify_with(key: &Key, extra: &[&str]) -> (i32, Value) {
+fn verify_with(key: &Key, extra: &[&str]) -> (ExitCode, Value) {
     verify_through(&moto().endpoint, key, extra)
 }
 
 /// `verify --json` with `key`, against moto at `endpoint` (or a proxy in front of it).
-fn verify_through(endpoint: &str, key: &Key, extra: &[&str]) -> (i32, Value) {
+fn verify_through(endpoint: &str, key: &Key, extra: &[&str]) -> (ExitCode, Value) {
     let (_dir, store) = file_store(key);
     let home = ArqHome::with(BUCKET, THIS_COMPUTER);
     let output = run(arq_lockdown()
@@ -102,7 +98,7 @@ fn a_scoped_key_lets_arq_work_and_reaches_no_other_computers_data() {
         ]
     );
     // moto ignores the ListBucket prefix condition, so it lets the listing through.
-    assert_eq!(code, LISTING_LEAK);
+    assert_eq!(code, ExitCode::ListingLeak);
     assert_eq!(report["verdict"], "listing-leak");
     assert_eq!(
         report["other_computer_uuid"], OTHER_COMPUTER,
@@ -115,7 +111,7 @@ fn a_scoped_key_lets_arq_work_and_reaches_no_other_computers_data() {
 #[test]
 fn the_main_key_is_reported_as_a_data_leak() {
     let (code, report) = verify_with(&moto().admin, &[]);
-    assert_eq!(code, DATA_LEAK);
+    assert_eq!(code, ExitCode::DataLeak);
     assert_eq!(report["verdict"], "data-leak");
     assert_eq!(
         failed_calls(&report, "data-isolation").len(),
@@ -130,7 +126,7 @@ fn the_main_key_is_reported_as_a_data_leak() {
 #[test]
 fn the_2012_example_policy_breaks_arq() {
     let (code, report) = verify_with(&moto().seed_2012, &[]);
-    assert_eq!(code, ARQ_BROKEN);
+    assert_eq!(code, ExitCode::ArqBroken);
     let broken = failed_calls(&report, "arq-call");
     for call in ["ListBuckets", "GetBucketLocation"] {
         assert!(
@@ -172,7 +168,8 @@ fn read_only_writes_nothing() {
     assert!(writes.is_empty(), "--read-only wrote: {writes:?}");
     assert!(proxy.recorded().len() > 5, "nothing went through the proxy");
     assert_eq!(
-        code, DATA_LEAK,
+        code,
+        ExitCode::DataLeak,
         "reading another computer's computerinfo is still a leak"
     );
     let calls: Vec<&str> = report["checks"]
@@ -200,7 +197,7 @@ fn the_standard_credential_chain_is_used_without_a_store() {
         .arg("--arq-home")
         .arg(home.path()));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(exit_code(&output), LISTING_LEAK, "{text}");
+    assert_eq!(exit_code(&output), ExitCode::ListingLeak, "{text}");
     assert!(text.contains(&format!("key {}", key.id)));
     assert!(text.contains("GetObject 7A1E5C3B-9D2F-4E8A-B6C4-1F3D5E7A9B2C/computerinfo"));
 }
@@ -212,7 +209,7 @@ fn a_wrong_secret_is_refused_by_the_signature_check() {
         secret: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
     };
     let (code, report) = verify_with(&key, &[]);
-    assert_eq!(code, ARQ_BROKEN);
+    assert_eq!(code, ExitCode::ArqBroken);
     assert_eq!(failed_calls(&report, "arq-call").len(), 15);
 }
 
@@ -225,7 +222,7 @@ fn no_credentials_at_all_is_a_credentials_error() {
         "--computer-uuid",
         THIS_COMPUTER,
     ]));
-    assert_eq!(exit_code(&output), 5);
+    assert_eq!(exit_code(&output), ExitCode::Credentials);
     assert!(String::from_utf8_lossy(&output.stderr).contains("no AWS credentials found"));
 }
 
@@ -243,7 +240,7 @@ fn an_unreachable_endpoint_is_an_aws_error() {
             "--credential-store",
             &store,
         ]));
-    assert_eq!(exit_code(&output), 6);
+    assert_eq!(exit_code(&output), ExitCode::Aws);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.starts_with("arq-lockdown: error: cannot reach S3") && stderr.lines().count() == 1,

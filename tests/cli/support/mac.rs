@@ -183,7 +183,7 @@ impl Mac {
     }
 
     /// `verify` with the key in "Arq S3": the exit code.
-    pub fn verify(&self) -> i32 {
+    pub fn verify(&self) -> ExitCode {
         exit_code(&run(arq_lockdown_on_moto()
             .arg("verify")
             .arg("--arq-home")

@@ -160,8 +160,17 @@ pub fn assert_no_secret_in_files(dir: &Path, secrets: &[&str]) {
     }
 }
 
-pub fn exit_code(output: &Output) -> i32 {
-    output.status.code().expect("exited normally")
+pub use arq_lockdown::exit_code::ExitCode;
+
+/// How the binary exited: one of its documented codes (anything else fails the test).
+pub fn exit_code(output: &Output) -> ExitCode {
+    let code = output.status.code().expect("exited normally");
+    ExitCode::from_code(code).unwrap_or_else(|| panic!("exit code {code} is not an ExitCode"))
+}
+
+/// What the binary printed on stderr.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A user's home with Arq's app_config.plist.
@@ -268,7 +277,7 @@ pub fn snapshot_settings() -> insta::Settings {
 pub fn transcript(output: &Output) -> String {
     format!(
         "exit {}\n--- stdout\n{}--- stderr\n{}",
-        exit_code(output),
+        exit_code(output) as i32,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )

@@ -1,0 +1,109 @@
+//! The README tells the truth about the code: its source tree names every source file and nothing
+//! that is gone, its list of macOS-only code is the code with `cfg(target_os = "macos")`, and its
+//! exit-code table lists exactly the crate's exit codes.
+
+use std::collections::BTreeSet;
+
+use crate::support::*;
+
+fn readme() -> String {
+    std::fs::read_to_string(project_root().join("README.md")).unwrap()
+}
+
+/// Every `.rs` file under `dir`, relative to `src/`.
+fn sources(dir: &std::path::Path, into: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            sources(&path, into);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let relative = path.strip_prefix(project_root().join("src")).unwrap();
+            into.insert(relative.to_string_lossy().into_owned());
+        }
+    }
+}
+
+#[test]
+fn the_source_tree_in_the_readme_is_the_source_tree() {
+    let readme = readme();
+    let block = readme
+        .split("## Development\n\n```\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the Development section starts with the tree");
+    let mut named = BTreeSet::new();
+    for line in block.lines() {
+        let Some(entry) = line.strip_prefix("  ").filter(|e| !e.starts_with(' ')) else {
+            // A top-level entry: it must exist.
+            let top = line.split_whitespace().next().unwrap_or_default();
+            assert!(
+                top.is_empty() || project_root().join(top).exists(),
+                "the README names {top}, which does not exist"
+            );
+            continue;
+        };
+        let (name, description) = entry.split_once(' ').unwrap_or((entry, ""));
+        match name.strip_suffix('/') {
+            Some(folder) => named.extend(
+                description
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+                    .filter(|word| word.ends_with(".rs"))
+                    .map(|file| format!("{folder}/{file}")),
+            ),
+            None => {
+                named.insert(name.to_owned());
+            }
+        }
+    }
+    let mut present = BTreeSet::new();
+    sources(&project_root().join("src"), &mut present);
+    assert_eq!(
+        named, present,
+        "the README's tree and src/ differ (left: named, right: present)"
+    );
+}
+
+#[test]
+fn the_readme_lists_exactly_the_macos_only_code() {
+    let readme = readme();
+    let sentence = readme
+        .split("The macOS-only code is ")
+        .nth(1)
+        .and_then(|rest| rest.split("(a test").next())
+        .expect("the README lists the macOS-only code");
+    let listed: BTreeSet<String> = sentence
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| word.ends_with(".rs"))
+        .map(str::to_owned)
+        .collect();
+    let mut present = BTreeSet::new();
+    sources(&project_root().join("src"), &mut present);
+    let with_cfg: BTreeSet<String> = present
+        .into_iter()
+        .filter(|file| {
+            let text = std::fs::read_to_string(project_root().join("src").join(file)).unwrap();
+            text.contains("cfg(target_os = \"macos\")") || file.ends_with("keychain.rs")
+        })
+        .collect();
+    assert_eq!(listed, with_cfg);
+}
+
+#[test]
+fn the_exit_code_table_lists_every_exit_code() {
+    let readme = readme();
+    let table = readme
+        .split("### Exit codes")
+        .nth(1)
+        .expect("the README has an exit-code table");
+    let listed: Vec<i32> = table
+        .lines()
+        .skip_while(|line| !line.starts_with("| code"))
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| line.split('|').nth(1).unwrap().trim().parse().unwrap())
+        .collect();
+    let codes: Vec<i32> = ExitCode::ALL.iter().map(|code| *code as i32).collect();
+    assert_eq!(listed, codes);
+}
