@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::arq_config::{BucketName, ComputerUuid};
 use crate::credential_store::StoreLocation;
 use crate::key_source::{AdminCredentials, SourceKind};
 
@@ -50,11 +51,11 @@ pub struct TargetArgs {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["bucket", "computer_uuid"])]
     pub arq_home: Option<PathBuf>,
     /// Arq's bucket, exactly as Arq stores it (instead of reading Arq's config).
-    #[arg(long, value_name = "NAME")]
-    pub bucket: Option<String>,
+    #[arg(long, value_name = "NAME", value_parser = parse_bucket)]
+    pub bucket: Option<BucketName>,
     /// This computer's UUID in the bucket (instead of reading Arq's config).
-    #[arg(long, value_name = "UUID", requires = "bucket")]
-    pub computer_uuid: Option<String>,
+    #[arg(long, value_name = "UUID", requires = "bucket", value_parser = parse_computer_uuid)]
+    pub computer_uuid: Option<ComputerUuid>,
 }
 
 /// Which policy `policy` prints.
@@ -110,8 +111,8 @@ pub struct VerifyArgs {
     pub no_computer_listing: bool,
     /// Another computer's UUID whose data must be out of reach [default: one the root listing
     /// names; without one, reads of other computers' data are not probed].
-    #[arg(long, value_name = "UUID")]
-    pub other_computer_uuid: Option<String>,
+    #[arg(long, value_name = "UUID", value_parser = parse_computer_uuid)]
+    pub other_computer_uuid: Option<ComputerUuid>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -229,8 +230,8 @@ pub struct StatusArgs {
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
     /// The computer whose scoped user to delete.
-    #[arg(long, value_name = "UUID")]
-    pub computer_uuid: String,
+    #[arg(long, value_name = "UUID", value_parser = parse_computer_uuid)]
+    pub computer_uuid: ComputerUuid,
     /// Admin credentials: env (the standard AWS credential chain) or profile:NAME.
     #[arg(long, value_name = "WHO", default_value = "env", value_parser = parse_admin_elsewhere)]
     pub admin_credentials: AdminCredentials,
@@ -256,6 +257,20 @@ fn parse_admin_elsewhere(value: &str) -> Result<AdminCredentials, String> {
         AdminCredentials::ArqS3 => Err("arq-s3 is a Mac's key: use env or profile:NAME".to_owned()),
         admin => Ok(admin),
     }
+}
+
+fn parse_bucket(value: &str) -> Result<BucketName, String> {
+    BucketName::parse(value).map_err(|reason| {
+        format!("not a valid S3 bucket name ({reason}); use the name exactly as Arq stores it")
+    })
+}
+
+fn parse_computer_uuid(value: &str) -> Result<ComputerUuid, String> {
+    ComputerUuid::parse(value).map_err(|reason| {
+        format!(
+            "not a UUID ({reason}); use the value exactly as Arq stores it, like 32D9D7A2-3B3E-4BE7-B85B-0605AF24F570"
+        )
+    })
 }
 
 fn parse_seconds(value: &str) -> Result<Duration, String> {

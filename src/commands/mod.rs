@@ -11,7 +11,7 @@ mod verify;
 use std::path::PathBuf;
 
 use crate::Error;
-use crate::arq_config::{ArqConfig, BucketName, ConfigError, Quoted};
+use crate::arq_config::{ArqConfig, BucketName, ConfigError};
 use crate::cli::{Command, TargetArgs};
 use crate::credential_store::StoreLocation;
 use crate::exit_code::ExitCode;
@@ -31,11 +31,10 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
 /// The bucket and computer UUID, from flags or from Arq's config.
 fn resolve_target(target: &TargetArgs) -> Result<ArqConfig, Error> {
     match (&target.bucket, &target.computer_uuid) {
-        (Some(bucket), Some(uuid)) => Ok(ArqConfig::from_values(
-            bucket,
-            uuid,
-            "--bucket/--computer-uuid",
-        )?),
+        (Some(bucket), Some(uuid)) => Ok(ArqConfig {
+            bucket: bucket.clone(),
+            computer_uuid: uuid.clone(),
+        }),
         (Some(_), None) => Err(Error::Usage(
             "--bucket needs --computer-uuid here (or read both from Arq's config with --arq-home)"
                 .into(),
@@ -47,14 +46,7 @@ fn resolve_target(target: &TargetArgs) -> Result<ArqConfig, Error> {
 /// The bucket alone, from `--bucket` or from Arq's config.
 fn resolve_bucket(target: &TargetArgs) -> Result<BucketName, Error> {
     match &target.bucket {
-        Some(bucket) => BucketName::parse(bucket).map_err(|reason| {
-            ConfigError::InvalidBucket {
-                origin: "--bucket".into(),
-                value: Quoted::new(bucket),
-                reason,
-            }
-            .into()
-        }),
+        Some(bucket) => Ok(bucket.clone()),
         None => Ok(ArqConfig::read_from_home(&home(target.arq_home.clone())?)?.bucket),
     }
 }

@@ -1,7 +1,6 @@
 //! `arq-lockdown revoke`: delete a computer's scoped IAM user (admin side).
 
 use crate::Error;
-use crate::arq_config::{ComputerUuid, ConfigError, Quoted};
 use crate::aws::{self, AwsCredentials};
 use crate::cli::RevokeArgs;
 use crate::exit_code::ExitCode;
@@ -9,13 +8,7 @@ use crate::iam::{self, Iam};
 use crate::key_source::AdminCredentials;
 
 pub async fn run(args: RevokeArgs) -> Result<ExitCode, Error> {
-    let uuid = ComputerUuid::parse(&args.computer_uuid).map_err(|reason| {
-        ConfigError::InvalidComputerUuid {
-            origin: "--computer-uuid".into(),
-            value: Quoted::new(&args.computer_uuid),
-            reason,
-        }
-    })?;
+    let uuid = &args.computer_uuid;
     let credentials = match &args.admin_credentials {
         AdminCredentials::Profile(name) => AwsCredentials::Profile(name),
         AdminCredentials::Chain => AwsCredentials::Chain,
@@ -24,9 +17,9 @@ pub async fn run(args: RevokeArgs) -> Result<ExitCode, Error> {
         }
     };
     let existed = Iam::new(&aws::load_config(credentials).await)
-        .revoke(&uuid)
+        .revoke(uuid)
         .await?;
-    let user = format!("{}{}", iam::USER_PATH, iam::user_name(&uuid));
+    let user = format!("{}{}", iam::USER_PATH, iam::user_name(uuid));
     if args.json {
         super::print_json(&serde_json::json!({"user": user, "deleted": existed}))?;
     } else if existed {

@@ -3,7 +3,6 @@
 use aws_credential_types::provider::ProvideCredentials;
 
 use crate::Error;
-use crate::arq_config::{ComputerUuid, ConfigError, Quoted};
 use crate::aws::{self, AwsCredentials};
 use crate::cli::VerifyArgs;
 use crate::exit_code::ExitCode;
@@ -11,17 +10,7 @@ use crate::verify::{VerifyOptions, verify};
 
 pub async fn run(args: VerifyArgs) -> Result<ExitCode, Error> {
     let config = super::resolve_target(&args.target)?;
-    let other_computer = args
-        .other_computer_uuid
-        .as_deref()
-        .map(|value| {
-            ComputerUuid::parse(value).map_err(|reason| ConfigError::InvalidComputerUuid {
-                origin: "--other-computer-uuid".into(),
-                value: Quoted::new(value),
-                reason,
-            })
-        })
-        .transpose()?;
+    let other_computer = args.other_computer_uuid.clone();
     let key = match &args.credential_store {
         Some(location) => Some(location.open()?.read()?),
         None => None,

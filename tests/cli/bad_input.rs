@@ -159,10 +159,10 @@ fn every_broken_arq_config_is_refused_clearly_without_writing() {
 #[rustfmt::skip]
 fn bad_values_on_the_command_line_are_refused() {
     let cases: &[(&str, &[&str], ExitCode, &str)] = &[
-        ("junk bucket flag", &["policy", "--bucket", "Not A Bucket", "--computer-uuid", THIS_COMPUTER], ExitCode::ConfigInvalid, "--bucket/--computer-uuid: bucket name"),
-        ("junk UUID flag", &["policy", "--bucket", BUCKET, "--computer-uuid", "*"], ExitCode::ConfigInvalid, "is not a UUID"),
-        ("junk other-computer UUID", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--other-computer-uuid", "x"], ExitCode::ConfigInvalid, "--other-computer-uuid"),
-        ("junk UUID to revoke", &["revoke", "--computer-uuid", "arq-*"], ExitCode::ConfigInvalid, "is not a UUID"),
+        ("junk bucket flag", &["policy", "--bucket", "Not A Bucket", "--computer-uuid", THIS_COMPUTER], ExitCode::Usage, "not a valid S3 bucket name"),
+        ("junk UUID flag", &["policy", "--bucket", BUCKET, "--computer-uuid", "*"], ExitCode::Usage, "not a UUID"),
+        ("junk other-computer UUID", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--other-computer-uuid", "x"], ExitCode::Usage, "--other-computer-uuid"),
+        ("junk UUID to revoke", &["revoke", "--computer-uuid", "arq-*"], ExitCode::Usage, "not a UUID"),
         ("bucket without UUID", &["policy", "--bucket", BUCKET], ExitCode::Usage, "--computer-uuid"),
         ("unknown store kind", &["verify", "--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER, "--credential-store", "vault:x"], ExitCode::Usage, "use keychain or file:PATH"),
         ("unknown admin credentials", &["apply", "--admin-credentials", "root"], ExitCode::Usage, "use arq-s3, env or profile:NAME"),
