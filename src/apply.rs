@@ -268,6 +268,7 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
     };
     let proven = prove(
         candidate,
+        issued.is_some(),
         &config,
         request.policy_options,
         request.verify_timeout,
@@ -573,9 +574,12 @@ async fn make_sure_arq_has_quit(
 /// Step 8: waits until AWS accepts `key` (new IAM keys take seconds to work), then runs the verify
 /// suite until every Arq call works or `timeout` passes. Another computer's data being reachable
 /// fails at once; a listing leak is only a warning (emulators cannot evaluate the condition that
-/// stops it). The waits are short and even, so the run goes on within a poll of the key working.
+/// stops it). The first verify runs beside the first identity check — a key that already works is
+/// proven without waiting for STS — and is set aside if STS does not accept the key yet; the
+/// waits after that are short and even, so the run goes on within a poll of the key working.
 async fn prove(
     key: &AccessKey,
+    new_key: bool,
     config: &ArqConfig,
     options: PolicyOptions,
     timeout: Duration,
@@ -590,31 +594,25 @@ async fn prove(
         tokio::time::sleep(POLL.min(deadline - now)).await;
         true
     };
-    let no_computer_listing = options.no_computer_listing;
     let sdk_config = aws::load_config(AwsCredentials::Key(key)).await;
-    while let Identity::Refused(_) = aws::identify(&sdk_config).await? {
-        if !wait().await {
-            break;
-        }
-    }
-    loop {
-        let options = VerifyOptions {
-            no_computer_listing,
-            ..VerifyOptions::default()
-        };
-        let report = verify::verify(&sdk_config, key.id.clone(), config, &options).await?;
-        let detail = || {
-            let failed: Vec<&str> = report
-                .checks
-                .iter()
-                .filter_map(|c| c.detail.as_deref())
-                .collect();
-            match failed.as_slice() {
-                [] => "no detail".to_owned(),
-                [one] => (*one).to_owned(),
-                [first, rest @ ..] => format!("{first}; and {} more", rest.len()),
+    let options = VerifyOptions {
+        no_computer_listing: options.no_computer_listing,
+        ..VerifyOptions::default()
+    };
+    let run_verify = || verify::verify(&sdk_config, key.id.clone(), config, &options);
+    let (identity, first) = tokio::join!(aws::identify(&sdk_config), run_verify());
+    let mut report = match identity? {
+        Identity::Known(_) => first?,
+        Identity::Refused(_) => {
+            while let Identity::Refused(_) = aws::identify(&sdk_config).await? {
+                if !wait().await {
+                    break;
+                }
             }
-        };
+            run_verify().await?
+        }
+    };
+    loop {
         match report.verdict {
             Verdict::Isolated => {
                 steps.note(format!(
@@ -634,12 +632,18 @@ async fn prove(
                 ));
                 return Ok(());
             }
-            Verdict::ArqBroken if wait().await => continue,
-            verdict => {
+            Verdict::ArqBroken if wait().await => report = run_verify().await?,
+            verdict if new_key => {
                 return Err(ApplyError::NewKeyRejected {
                     key_id: key.id.clone(),
                     verdict,
-                    detail: detail(),
+                    detail: report.failures_in_brief(),
+                });
+            }
+            verdict => {
+                return Err(ApplyError::CurrentKeyRejected {
+                    verdict,
+                    detail: report.failures_in_brief(),
                 });
             }
         }

@@ -8,9 +8,9 @@
 //! listed without a delimiter, GET with a Range, HEAD, single-request PUT, one DELETE per key.
 //!
 //! The probes run side by side: after the first round trip (the bucket list and its region) every
-//! probe is independent, but for one probe object's put → head → get → delete chain and the other
-//! computer's probes, which wait for the root listing that names it. That is 5 round trips on the
-//! critical path, whatever the number of probes.
+//! probe is independent, but for one probe object's put → (head ‖ get) → delete chain and the
+//! other computer's probes, which wait for the root listing that names it (then put → delete).
+//! That is 4 round trips on the critical path, whatever the number of probes.
 //!
 //! It writes only uniquely named probe objects (`arq-lockdown-probe-<uuid>`) and deletes them
 //! again; with `read_only` it writes nothing. It never prints object contents or secrets.
@@ -518,7 +518,8 @@ impl Prober {
             put,
         )];
         if kind == CheckKind::ArqCall {
-            let head = self.head(&key).await?;
+            // Both only read the probe: side by side.
+            let (head, get) = tokio::try_join!(self.head(&key), self.get(&key, Some("bytes=0-9")))?;
             checks.push(check(
                 format!("HeadObject {shown}"),
                 kind,
@@ -526,7 +527,6 @@ impl Prober {
                 arn.clone(),
                 head,
             ));
-            let get = self.get(&key, Some("bytes=0-9")).await?;
             checks.push(check(
                 format!("GetObject {shown} range=0-9"),
                 kind,
@@ -688,6 +688,20 @@ where
 }
 
 impl Report {
+    /// The first failed check's detail, and how many more failed: for a one-line error.
+    pub fn failures_in_brief(&self) -> String {
+        let failed: Vec<&str> = self
+            .checks
+            .iter()
+            .filter_map(|c| c.detail.as_deref())
+            .collect();
+        match failed.as_slice() {
+            [] => "no detail".to_owned(),
+            [one] => (*one).to_owned(),
+            [first, rest @ ..] => format!("{first}; and {} more", rest.len()),
+        }
+    }
+
     /// The table for people: call, expected, got, verdict; then what failed and why.
     pub fn to_text(&self) -> String {
         let mut out = format!(

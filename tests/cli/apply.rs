@@ -485,6 +485,25 @@ fn a_new_key_that_fails_verification_is_deleted_and_arq_s3_kept() {
     );
     assert_eq!(mac.key(), kept);
     assert_eq!(scoped_user(&mac.uuid)["keys"], serde_json::json!([kept.id]));
+
+    // Without a receipt the key in "Arq S3" is adopted only if it proves itself: it does not,
+    // and nothing of it is deleted.
+    std::fs::remove_file(mac.home.path().join(RECEIPT)).unwrap();
+    let output = run(&mut mac.apply());
+    assert_eq!(
+        exit_code(&output),
+        ExitCode::DataLeak,
+        "{}",
+        stderr(&output)
+    );
+    let message = stderr(&output);
+    assert!(
+        message.contains("the key in \"Arq S3\" failed verification")
+            && !message.contains("was deleted"),
+        "{message}"
+    );
+    assert_eq!(mac.key(), kept);
+    assert_eq!(scoped_user(&mac.uuid)["keys"], serde_json::json!([kept.id]));
 }
 
 #[test]
