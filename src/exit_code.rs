@@ -31,6 +31,8 @@ pub enum ExitCode {
     ListingLeak = 11,
     /// `verify`: the key can read, write or delete another computer's data.
     DataLeak = 12,
+    /// `audit`: a computer is not locked down, or the main keys may not be retired yet.
+    NeedsAction = 13,
 }
 
 impl From<ExitCode> for std::process::ExitCode {

@@ -13,6 +13,7 @@
 //! - [`receipt`]: the record that makes a re-run a no-op; `run_log`: the user's log file;
 //! - [`apply`]: the lockdown, step by step;
 //! - [`service`]: the provisioning service (`serve`);
+//! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict;
 //! - [`session`]: running as root, acting for a user;
 //! - [`preferences`]: settings from configuration profiles;
 //! - [`system`]: this computer's name and serial;
@@ -21,6 +22,7 @@
 pub mod apply;
 pub mod arq_app;
 pub mod arq_config;
+pub mod audit;
 pub mod aws;
 pub mod cli;
 mod commands;
@@ -63,6 +65,8 @@ pub enum Error {
     Service(#[from] service::ServiceError),
     #[error(transparent)]
     Session(#[from] session::SessionError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
     #[error(
         "no AWS credentials found: pass --credential-store file:PATH, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
     )]
@@ -88,6 +92,7 @@ impl Error {
             Self::ServiceClient(e) => e.exit_code(),
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
+            Self::Audit(e) => e.exit_code(),
             Self::NoCredentials => ExitCode::Credentials,
             Self::Preferences(e) => e.exit_code(),
             Self::MissingServiceUrl | Self::Usage(_) => ExitCode::Usage,

@@ -221,6 +221,53 @@ impl PolicyDocument {
         }))
     }
 
+    /// The least `audit` needs for `bucket`: IAM's account-wide reads (the authorization details,
+    /// the credential report, keys' last use), the scoped users' key lists, the bucket's folders and
+    /// each computer's `computerinfo` — and, with `fix_policies`, rewriting scoped users' inline
+    /// policies (whatever they say, a scoped user's permissions boundary still caps it).
+    pub fn audit(bucket: &BucketName, fix_policies: bool) -> Self {
+        let users = format!("arn:aws:iam::*:user{}*", crate::iam::USER_PATH);
+        let bucket_arn = bucket_arn(bucket.as_str());
+        let (account_wide, per_user): (Vec<&str>, Vec<&str>) = crate::audit::IAM_ACTIONS
+            .into_iter()
+            .partition(|action| *action != "iam:ListAccessKeys");
+        let mut statements = vec![
+            json!({
+                "Sid": "AuditReadsTheAccountsUsersReportAndKeyUse",
+                "Effect": "Allow",
+                "Action": account_wide,
+                "Resource": "*",
+            }),
+            json!({
+                "Sid": "AuditListsScopedUsersKeys",
+                "Effect": "Allow",
+                "Action": per_user,
+                "Resource": users,
+            }),
+            json!({
+                "Sid": "AuditListsTheComputers",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                "Resource": bucket_arn,
+            }),
+            json!({
+                "Sid": "AuditReadsComputerNames",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": format!("{bucket_arn}/*/computerinfo"),
+            }),
+        ];
+        if fix_policies {
+            statements.push(json!({
+                "Sid": "AuditFixesScopedPolicies",
+                "Effect": "Allow",
+                "Action": [crate::audit::FIX_ACTION],
+                "Resource": users,
+            }));
+        }
+        Self(json!({"Version": "2012-10-17", "Statement": statements}))
+    }
+
     /// The document as JSON data, for comparing with what IAM holds.
     pub fn as_value(&self) -> &Value {
         &self.0
