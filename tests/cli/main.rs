@@ -9,10 +9,12 @@
 //! - `apply`: the lockdown end to end, idempotency, rotation, the fault matrix, refusals;
 //! - `service`: the provisioning service, its client, and hostile requests;
 //! - `service_attacks`: another account, another Mac, raced and replayed requests, floods;
+//! - `audit`: a fleet's computers in every state, --fix-policies, least rights, the main-key verdict;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code.
 
 mod apply;
+mod audit;
 mod bad_input;
 mod dialogs;
 mod packaging;
