@@ -201,61 +201,73 @@ pub async fn audit(
     let s3 = s3_for_bucket(sdk_config, bucket).await;
     let iam_client = aws::iam_client(sdk_config);
 
-    // Everything that does not depend on anything else, at once.
-    let (listing, users, report) = tokio::join!(
-        read::computers(&s3, bucket),
-        read::scoped_users(&iam_client),
-        read::credential_report(&iam_client),
-    );
-    let (in_bucket, _pages) = listing?;
-    let (all_users, _pages) = users?;
-    let (report, report_generated, _calls) = report?;
-
-    let all_scoped: BTreeSet<String> = all_users.iter().map(|u| u.name.clone()).collect();
+    // Two lines of work side by side: the bucket (its folders, then each computerinfo) and IAM
+    // (the users and the credential report, then the keys the report cannot tell and the main
+    // keys' last use).
+    let bucket_side = async {
+        let (in_bucket, _pages) = read::computers(&s3, bucket).await?;
+        let with_folder: Vec<ComputerUuid> = in_bucket
+            .iter()
+            .filter(|(_, presence)| presence.root && options.names)
+            .map(|(uuid, _)| uuid.clone())
+            .collect();
+        progress.set_length(with_folder.len() as u64);
+        let tick = {
+            let progress = progress.clone();
+            Arc::new(move || progress.inc(1))
+        };
+        let infos = read::computerinfo(&s3, bucket, with_folder, tick).await?;
+        Ok::<_, AuditError>((in_bucket, infos))
+    };
+    let iam_side = async {
+        let (users, report) = tokio::join!(
+            read::scoped_users(&iam_client),
+            read::credential_report(&iam_client),
+        );
+        let (all_users, _pages) = users?;
+        let (report, generated, _calls) = report?;
+        let all_scoped: BTreeSet<String> = all_users.iter().map(|u| u.name.clone()).collect();
+        // Users bound to this bucket, and those bound to none (kept below if their computer has
+        // data here); the rest belong to other fleets.
+        let (mut candidates, others): (Vec<UserFacts>, Vec<UserFacts>) =
+            all_users.into_iter().partition(|user| {
+                let bound = user.tags.get("arq-lockdown:bucket").map(String::as_str);
+                uuid_of(user).is_some() && (bound == Some(bucket) || bound.is_none())
+            });
+        let main_ids = decide::main_key_ids(
+            &options.main_key_ids,
+            &candidates.iter().collect::<Vec<_>>(),
+        );
+        let ids: BTreeSet<String> = main_ids.keys().cloned().collect();
+        let (filled, lookups) = tokio::join!(
+            read::fill_keys(&iam_client, &mut candidates, &report),
+            read::main_keys(&iam_client, &ids),
+        );
+        filled?;
+        Ok::<_, AuditError>((
+            candidates,
+            others.len(),
+            all_scoped,
+            main_ids,
+            lookups?,
+            generated,
+        ))
+    };
+    let (
+        (in_bucket, infos),
+        (candidates, mut elsewhere, all_scoped, main_ids, lookups, report_generated),
+    ) = tokio::try_join!(bucket_side, iam_side)?;
+    progress.finish_and_clear();
     let mut ours: BTreeMap<ComputerUuid, UserFacts> = BTreeMap::new();
-    let mut elsewhere = 0;
-    for user in all_users {
-        let uuid = user
-            .name
-            .strip_prefix("arq-")
-            .and_then(|u| ComputerUuid::parse(u).ok());
-        let bound = user.tags.get("arq-lockdown:bucket").map(String::as_str);
-        match uuid {
-            Some(uuid)
-                if bound == Some(bucket) || (bound.is_none() && in_bucket.contains_key(&uuid)) =>
-            {
+    for user in candidates {
+        let uuid = uuid_of(&user).expect("only users named after a computer are candidates");
+        let bound = user.tags.contains_key("arq-lockdown:bucket");
+        match bound || in_bucket.contains_key(&uuid) {
+            true => {
                 ours.insert(uuid, user);
             }
-            _ => elsewhere += 1,
+            false => elsewhere += 1,
         }
-    }
-
-    // Then, at once: names, keys where the report cannot tell, the main keys' last use.
-    let with_folder: Vec<ComputerUuid> = in_bucket
-        .iter()
-        .filter(|(_, presence)| presence.root && options.names)
-        .map(|(uuid, _)| uuid.clone())
-        .collect();
-    progress.set_length(with_folder.len() as u64);
-    let tick = {
-        let progress = progress.clone();
-        Arc::new(move || progress.inc(1))
-    };
-    let mut users: Vec<UserFacts> = ours.values().cloned().collect();
-    let main_ids = decide::main_key_ids(&options.main_key_ids, &users.iter().collect::<Vec<_>>());
-    let ids: BTreeSet<String> = main_ids.keys().cloned().collect();
-    let (infos, keys_filled, lookups) = tokio::join!(
-        read::computerinfo(&s3, bucket, with_folder, tick),
-        read::fill_keys(&iam_client, &mut users, &report),
-        read::main_keys(&iam_client, &ids),
-    );
-    let infos = infos?;
-    keys_filled?;
-    let lookups = lookups?;
-    progress.finish_and_clear();
-    for user in users {
-        let uuid = ComputerUuid::parse(&user.name["arq-".len()..]).expect("kept only valid ones");
-        ours.insert(uuid, user);
     }
 
     let uuids: BTreeSet<ComputerUuid> = in_bucket.keys().chain(ours.keys()).cloned().collect();
@@ -369,6 +381,13 @@ pub async fn audit(
         policy_fixes,
         summary,
     })
+}
+
+/// The computer a scoped user is named after (`arq-<UUID>`).
+fn uuid_of(user: &UserFacts) -> Option<ComputerUuid> {
+    user.name
+        .strip_prefix("arq-")
+        .and_then(|uuid| ComputerUuid::parse(uuid).ok())
 }
 
 /// An S3 client in the bucket's own region (GetBucketLocation; the configured region when that
