@@ -15,6 +15,9 @@
       The result also holds "foreign_admin": an all-powerful user of a second AWS account
       (111111111111), the attacker's own account in the tests.
 
+      While it serves, POST /arq-fixture/seed-fleet (JSON, see seed_fleet) seeds computers straight
+      into moto's backends, bypassing IAM enforcement and HTTP (thousands in seconds), and GET
+      /arq-fixture/state?bucket=B dumps every scoped user and B's object keys (see state).
   moto-fixture.py make-user ENDPOINT PATH NAME
       Creates user NAME under PATH with one access key, in the account of the keys in
       AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and prints the key as JSON {"id", "secret"}.
@@ -44,8 +47,6 @@ def serve():
     import logging
     import socket
 
-    from moto.server import main as moto_main
-
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -69,7 +70,120 @@ def serve():
 
     threading.Thread(target=stop_when_parent_goes, daemon=True).start()
     threading.Thread(target=announce_when_ready, daemon=True).start()
-    moto_main(["-H", "127.0.0.1", "-p", str(port)])
+    # moto's own server (as moto_main runs it), with the fixture's two paths in front of it.
+    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import run_simple
+
+    os.environ["MOTO_PORT"] = str(port)
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/arq-fixture/"):
+            return moto_app(environ, start_response)
+        try:
+            if path == "/arq-fixture/seed-fleet":
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+                answer = seed_fleet(json.loads(environ["wsgi.input"].read(length)))
+            elif path == "/arq-fixture/state":
+                from urllib.parse import parse_qs
+
+                answer = state(parse_qs(environ.get("QUERY_STRING", ""))["bucket"][0])
+            else:
+                raise KeyError(path)
+            status, body = "200 OK", json.dumps(answer).encode()
+        except Exception as error:  # the test sees the reason
+            status, body = "500 Internal Server Error", repr(error).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    run_simple("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+ADMIN_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+
+
+def backends(account):
+    from moto.backends import get_backend
+
+    return get_backend("iam")[account]["global"], get_backend("s3")[account]["global"]
+
+
+def seed_fleet(spec):
+    """Seeds, in moto's backends directly (no HTTP, no enforcement):
+    {"bucket": B, "account": "123456789012" (default),
+     "admins": [NAME or {"name", "policy"}, …]  -- users (all-powerful unless a policy is
+                   given), one key each (returned),
+     "computers": [{"uuid": U,
+                    "computerinfo": TEXT or null (no object),  "data": bool (U/objects/0001),
+                    "glacier": bool (glacier/U/objects/0001),
+                    "user": null or {"tags": {K: V}, "policies": {NAME: DOCUMENT},
+                                     "keys": [{"active": bool, "created_days_ago": N,
+                                               "last_used_days_ago": N or null}]}}]}
+    and answers {"admins": {NAME: {"id", "secret"}}, "keys": {U: [key id, …]}}."""
+    from datetime import timedelta
+
+    from moto.core.utils import utcnow
+    from moto.iam.models import AccessKeyLastUsed
+
+    iam, s3 = backends(spec.get("account", "123456789012"))
+    bucket = spec["bucket"]
+    if bucket not in s3.buckets:
+        s3.create_bucket(bucket, "us-east-1")
+    now = utcnow()
+    result = {"admins": {}, "keys": {}}
+    for admin in spec.get("admins", []):
+        name, policy = (admin, ADMIN_POLICY) if isinstance(admin, str) else (admin["name"], admin["policy"])
+        iam.create_user("us-east-1", name)
+        iam.put_user_policy(name, "policy", policy)
+        key = iam.create_access_key(name)
+        result["admins"][name] = {"id": key.access_key_id, "secret": key.secret_access_key}
+    for computer in spec.get("computers", []):
+        uuid = computer["uuid"]
+        if computer.get("computerinfo") is not None:
+            s3.put_object(bucket, f"{uuid}/computerinfo", computer["computerinfo"].encode())
+        if computer.get("data"):
+            s3.put_object(bucket, f"{uuid}/objects/0001", b"data")
+        if computer.get("glacier"):
+            s3.put_object(bucket, f"glacier/{uuid}/objects/0001", b"glacier data")
+        user = computer.get("user")
+        if not user:
+            continue
+        name = f"arq-{uuid}"
+        tags = [{"Key": k, "Value": v} for k, v in user.get("tags", {}).items()]
+        iam.create_user("us-east-1", name, "/arq-lockdown/", tags)
+        for policy_name, document in user.get("policies", {}).items():
+            iam.put_user_policy(name, policy_name, document)
+        ids = []
+        for spec_key in user.get("keys", []):
+            key = iam.create_access_key(name, status="Active" if spec_key.get("active", True) else "Inactive")
+            key.create_date = now - timedelta(days=spec_key.get("created_days_ago", 0))
+            if spec_key.get("last_used_days_ago") is not None:
+                key.last_used = AccessKeyLastUsed(
+                    now - timedelta(days=spec_key["last_used_days_ago"]), "s3", "us-east-1"
+                )
+            ids.append(key.access_key_id)
+        result["keys"][uuid] = ids
+    return result
+
+
+def state(bucket, account="123456789012"):
+    """Every user under /arq-lockdown/ (tags, inline policies, attached policies, groups, keys with
+    status) and every object key in `bucket`: what a test compares before and after a run."""
+    iam, s3 = backends(account)
+    users = {}
+    for user in list(iam.users.values()):
+        if user.path != "/arq-lockdown/":
+            continue
+        users[user.name] = {
+            "tags": {t["Key"]: t["Value"] for t in iam.tagger.list_tags_for_resource(user.arn)["Tags"]},
+            "policies": {name: json.loads(doc) for name, doc in user.policies.items()},
+            "attached": sorted(user.managed_policies),
+            "groups": sorted(g.name for g in iam.groups.values() if user in g.users),
+            "keys": {k.access_key_id: k.status for k in user.access_keys},
+        }
+    objects = sorted(s3.buckets[bucket].keys.keys()) if bucket in s3.buckets else []
+    return {"users": users, "objects": objects}
 
 
 def set_enforcement(endpoint, on):

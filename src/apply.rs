@@ -237,13 +237,17 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
             },
         ));
     }
-    let computer = Computer {
+    let mut computer = Computer {
         config: &config,
         policy: &policy,
+        options: request.policy_options,
         name: request.computer_name.as_deref(),
         serial: request.serial_number.as_deref(),
+        replaced_key: None,
     };
     let (issuer, owner) = resolve_issuer(&request, &computer, &current).await?;
+    // Not this computer's own key: the key this lockdown replaces, for `audit` to follow.
+    computer.replaced_key = owner.is_none().then_some(current.id.as_str());
     let plan = issuer.plan(&computer, &current.id, owner.is_some(), request.rotate);
     steps.note(describe_plan(&plan, &config));
     if request.dry_run {

@@ -32,7 +32,7 @@ pub struct BucketName(String);
 /// Only the canonical 8-4-4-4-12 hex form is accepted: the value becomes part of an IAM user name
 /// and of policy resource patterns, where `*`, `/` or `?` would widen what the key can reach.
 /// The case is kept as stored, because S3 keys (and so the policy) are case-sensitive.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub struct ComputerUuid(String);
 

@@ -42,6 +42,13 @@ pub enum Command {
     /// 11: other computers' folder names can be listed. 12: their data can be read, written or
     /// deleted (the most severe wins: 12, then 10, then 11).
     Verify(VerifyArgs),
+    /// Admin side: is every Mac of a bucket locked down, and may the main keys be switched off?
+    ///
+    /// One state per computer (orphan-user, not-locked-down, policy-drift, extra-keys,
+    /// key-unused, locked-down) with what to do, and the verdict ready_to_retire_main_keys.
+    /// Read-only unless --fix-policies. Exit 0: every computer is locked down and the main keys
+    /// may be retired; 13: something needs action.
+    Audit(AuditArgs),
 }
 
 /// Which bucket and computer: Arq's config in a home folder, or both values given directly.
@@ -69,6 +76,9 @@ pub enum PolicyKind {
     /// What the admin credentials of apply, revoke and serve need: scoped users only under the
     /// boundary given with --permissions-boundary.
     Admin,
+    /// The least `audit --bucket B` needs (with --fix-policies: also rewriting scoped users'
+    /// inline policies).
+    Audit,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +102,9 @@ pub struct PolicyArgs {
     /// Print compact JSON on one line, as sent to IAM.
     #[arg(long)]
     pub compact: bool,
+    /// With --kind audit: also what audit --fix-policies needs.
+    #[arg(long)]
+    pub fix_policies: bool,
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +251,44 @@ pub struct RevokeArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The fleet's bucket, exactly as Arq stores it.
+    #[arg(long, value_name = "NAME", value_parser = parse_bucket)]
+    pub bucket: BucketName,
+    /// Admin credentials: env (the standard AWS credential chain) or profile:NAME.
+    #[arg(long, value_name = "WHO", default_value = "env", value_parser = parse_admin_elsewhere)]
+    pub admin_credentials: AdminCredentials,
+    /// A main key's access key id (repeat for more). The keys apply and the service replaced in
+    /// "Arq S3" are read from the scoped users' tags as well.
+    #[arg(long = "main-key-id", value_name = "AKIA…", value_parser = parse_key_id)]
+    pub main_key_ids: Vec<String>,
+    /// A scoped key not used for this many days (never used: since it was made) is key-unused.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub stale_days: u32,
+    /// Do not read each computer's computerinfo for its name (one S3 GET per computer).
+    #[arg(long)]
+    pub no_names: bool,
+    /// Rewrite drifted inline policies arq-lockdown (never a key, a user, or another policy).
+    #[arg(long)]
+    pub fix_policies: bool,
+    /// Print the report as one JSON object.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print one CSV row per computer, for a spreadsheet.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+fn parse_key_id(value: &str) -> Result<String, String> {
+    match crate::iam::is_access_key_id(value) {
+        true => Ok(value.to_owned()),
+        false => {
+            Err("an access key id: 16 to 128 upper-case letters and digits (AKIA…)".to_owned())
+        }
+    }
 }
 
 fn parse_admin(value: &str) -> Result<AdminCredentials, String> {

@@ -33,11 +33,13 @@ pub enum ExitCode {
     ListingLeak = 11,
     /// `verify`: the key can read, write or delete another computer's data.
     DataLeak = 12,
+    /// `audit`: a computer is not locked down, or the main keys may not be retired yet.
+    NeedsAction = 13,
 }
 
 impl ExitCode {
     /// Every code, in order (the README's table lists exactly these).
-    pub const ALL: [ExitCode; 13] = [
+    pub const ALL: [ExitCode; 14] = [
         Self::Success,
         Self::Internal,
         Self::Usage,
@@ -51,6 +53,7 @@ impl ExitCode {
         Self::ArqBroken,
         Self::ListingLeak,
         Self::DataLeak,
+        Self::NeedsAction,
     ];
 
     /// The code a process exited with, if it is one of ours.

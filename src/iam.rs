@@ -18,7 +18,7 @@ use crate::arq_config::ComputerUuid;
 use crate::aws;
 use crate::credential_store::AccessKey;
 use crate::exit_code::ExitCode;
-use crate::policy::PolicyDocument;
+use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::secret::Secret;
 
 /// The IAM path every scoped user lives under; nothing outside it is ever changed.
@@ -43,6 +43,15 @@ pub const ADMIN_ACTIONS: [&str; 11] = [
     "iam:DeleteAccessKey",
     "iam:DeleteUser",
 ];
+
+/// Whether `text` has the shape of an AWS access key id (IAM: 16 to 128 characters; AWS makes
+/// them of upper-case letters and digits, `AKIA…` for long-term keys).
+pub fn is_access_key_id(text: &str) -> bool {
+    (16..=128).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
 
 /// The IAM user name for a computer: `arq-` + the UUID (40 characters, within IAM's 64).
 pub fn user_name(uuid: &ComputerUuid) -> String {
@@ -97,13 +106,13 @@ impl IamError {
 }
 
 /// How one IAM call failed: the answers the steps expect are told apart from real errors.
-enum CallError {
+pub(crate) enum CallError {
     NoSuchEntity,
     AlreadyExists,
     Error(IamError),
 }
 
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     action: &'static str,
     error: SdkError<E, HttpResponse>,
 ) -> CallError {
@@ -162,6 +171,12 @@ const ENROLLMENT_KEY_TAG: &str = "arq-lockdown:enrollment-key";
 const ENROLLED_BY_TAG: &str = "arq-lockdown:enrolled-by";
 const NAME_TAG: &str = "arq-lockdown:computer-name";
 const SERIAL_TAG: &str = "arq-lockdown:serial";
+/// The options the inline policy was built with ([`PolicyOptions::tag_value`]), so `audit` can
+/// rebuild the exact policy.
+pub const POLICY_OPTIONS_TAG: &str = "arq-lockdown:policy-options";
+/// The access key id that was in "Arq S3" when this lockdown replaced it (the fleet's main keys,
+/// usually): `audit` asks IAM when each was last used.
+pub const REPLACED_KEY_TAG: &str = "arq-lockdown:replaced-key";
 
 /// What a scoped user's tags say: who it is for, in words an admin browsing IAM understands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -174,6 +189,10 @@ pub struct UserTags {
     pub enrolled_by: Option<String>,
     pub computer_name: Option<String>,
     pub serial: Option<String>,
+    /// The options the policy is built with (always set by apply and the service).
+    pub policy_options: Option<PolicyOptions>,
+    /// The key id this lockdown replaced in "Arq S3", when it was not this computer's own.
+    pub replaced_key: Option<String>,
 }
 
 impl UserTags {
@@ -187,6 +206,11 @@ impl UserTags {
             (ENROLLED_BY_TAG, &self.enrolled_by),
             (NAME_TAG, &self.computer_name),
             (SERIAL_TAG, &self.serial),
+            (
+                POLICY_OPTIONS_TAG,
+                &self.policy_options.map(PolicyOptions::tag_value),
+            ),
+            (REPLACED_KEY_TAG, &self.replaced_key),
         ];
         for (key, value) in optional {
             if let Some(value) = value {
@@ -262,6 +286,11 @@ impl ScopedUser {
     /// Who enrolled it with the service.
     pub fn enrolled_by(&self) -> Option<&str> {
         self.tags.get(ENROLLED_BY_TAG).map(String::as_str)
+    }
+
+    /// The value of one of the user's tags.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
     }
 
     /// Whether the user's tags already say everything `tags` says.
@@ -411,6 +440,32 @@ impl Iam {
             .tag_user()
             .user_name(user_name(uuid))
             .set_tags(Some(tags.to_iam()))
+            .send()
+            .await
+            .map_err(|e| fail(classify("iam:TagUser", e), "iam:TagUser"))?;
+        Ok(())
+    }
+
+    /// Adds or overwrites the tags `pairs` (keys from this module) on the user.
+    pub async fn add_tags(
+        &self,
+        uuid: &ComputerUuid,
+        pairs: &[(&str, String)],
+    ) -> Result<(), IamError> {
+        let tags = pairs
+            .iter()
+            .map(|(key, value)| {
+                Tag::builder()
+                    .key(*key)
+                    .value(tag_value(value))
+                    .build()
+                    .expect("key and value are set")
+            })
+            .collect();
+        self.client
+            .tag_user()
+            .user_name(user_name(uuid))
+            .set_tags(Some(tags))
             .send()
             .await
             .map_err(|e| fail(classify("iam:TagUser", e), "iam:TagUser"))?;

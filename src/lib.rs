@@ -13,6 +13,7 @@
 //! - [`receipt`]: the record that makes a re-run a no-op; `run_log`: the user's log file;
 //! - [`apply`]: the lockdown, step by step;
 //! - [`service`]: the provisioning service (`serve`);
+//! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict;
 //! - [`session`]: running as root, acting for a user;
 //! - [`preferences`]: settings from configuration profiles;
 //! - [`system`]: this computer's name and serial;
@@ -21,6 +22,7 @@
 pub mod apply;
 pub mod arq_app;
 pub mod arq_config;
+pub mod audit;
 pub mod aws;
 pub mod cli;
 mod commands;
@@ -66,6 +68,8 @@ pub enum Error {
     Session(#[from] session::SessionError),
     #[error(transparent)]
     Unreachable(#[from] aws::Unreachable),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
     #[error(
         "no AWS credentials found: pass --credential-store file:PATH, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
     )]
@@ -92,6 +96,7 @@ impl Error {
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
             Self::Unreachable(_) => ExitCode::Aws,
+            Self::Audit(e) => e.exit_code(),
             Self::NoCredentials => ExitCode::Credentials,
             Self::Preferences(e) => e.exit_code(),
             Self::MissingServiceUrl | Self::Usage(_) => ExitCode::Usage,

@@ -42,6 +42,58 @@ pub struct PolicyOptions {
     pub no_computer_listing: bool,
 }
 
+impl PolicyOptions {
+    /// The options as recorded in a scoped user's tag `arq-lockdown:policy-options`, so `audit`
+    /// can rebuild the exact policy: `default`, or the options set, in this order, joined by `+`
+    /// (IAM tag values allow no comma).
+    pub fn tag_value(self) -> String {
+        let set: Vec<&str> = [
+            (self.legacy_glacier, "legacy-glacier"),
+            (self.no_computer_listing, "no-computer-listing"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        match set.is_empty() {
+            true => "default".to_owned(),
+            false => set.join("+"),
+        }
+    }
+
+    /// The options a tag value names; `None` for anything [`Self::tag_value`] does not write.
+    pub fn from_tag_value(value: &str) -> Option<Self> {
+        let mut options = Self::default();
+        if value == "default" {
+            return Some(options);
+        }
+        let mut last = 0;
+        for name in value.split('+') {
+            // Each name once, in the order tag_value writes them.
+            let (rank, flag) = match name {
+                "legacy-glacier" => (1, &mut options.legacy_glacier),
+                "no-computer-listing" => (2, &mut options.no_computer_listing),
+                _ => return None,
+            };
+            if rank <= last {
+                return None;
+            }
+            last = rank;
+            *flag = true;
+        }
+        Some(options)
+    }
+
+    /// Every combination of options, defaults first.
+    pub fn all() -> [Self; 4] {
+        [(false, false), (true, false), (false, true), (true, true)].map(
+            |(legacy_glacier, no_computer_listing)| Self {
+                legacy_glacier,
+                no_computer_listing,
+            },
+        )
+    }
+}
+
 impl PolicyDocument {
     /// The policy for `config`'s bucket and computer.
     ///
@@ -167,6 +219,53 @@ impl PolicyDocument {
                 },
             ],
         }))
+    }
+
+    /// The least `audit` needs for `bucket`: IAM's account-wide reads (the authorization details,
+    /// the credential report, keys' last use), the scoped users' key lists, the bucket's folders and
+    /// each computer's `computerinfo` — and, with `fix_policies`, rewriting scoped users' inline
+    /// policies (whatever they say, a scoped user's permissions boundary still caps it).
+    pub fn audit(bucket: &BucketName, fix_policies: bool) -> Self {
+        let users = format!("arn:aws:iam::*:user{}*", crate::iam::USER_PATH);
+        let bucket_arn = bucket_arn(bucket.as_str());
+        let (account_wide, per_user): (Vec<&str>, Vec<&str>) = crate::audit::IAM_ACTIONS
+            .into_iter()
+            .partition(|action| *action != "iam:ListAccessKeys");
+        let mut statements = vec![
+            json!({
+                "Sid": "AuditReadsTheAccountsUsersReportAndKeyUse",
+                "Effect": "Allow",
+                "Action": account_wide,
+                "Resource": "*",
+            }),
+            json!({
+                "Sid": "AuditListsScopedUsersKeys",
+                "Effect": "Allow",
+                "Action": per_user,
+                "Resource": users,
+            }),
+            json!({
+                "Sid": "AuditListsTheComputers",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                "Resource": bucket_arn,
+            }),
+            json!({
+                "Sid": "AuditReadsComputerNames",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": format!("{bucket_arn}/*/computerinfo"),
+            }),
+        ];
+        if fix_policies {
+            statements.push(json!({
+                "Sid": "AuditFixesScopedPolicies",
+                "Effect": "Allow",
+                "Action": [crate::audit::FIX_ACTION],
+                "Resource": users,
+            }));
+        }
+        Self(json!({"Version": "2012-10-17", "Statement": statements}))
     }
 
     /// The document as JSON data, for comparing with what IAM holds.
@@ -319,6 +418,40 @@ mod tests {
             .map(|s| s["Action"].as_array().unwrap().len())
             .sum();
         assert_eq!(all, crate::iam::ADMIN_ACTIONS.len());
+    }
+
+    #[test]
+    fn policy_options_survive_their_tag_and_nothing_else_parses() {
+        for options in PolicyOptions::all() {
+            let value = options.tag_value();
+            assert_eq!(
+                PolicyOptions::from_tag_value(&value),
+                Some(options),
+                "{value}"
+            );
+            assert!(
+                value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-+".contains(c)),
+                "{value} must stay within IAM's tag characters"
+            );
+        }
+        assert_eq!(PolicyOptions::default().tag_value(), "default");
+        assert_eq!(
+            PolicyOptions::all()[3].tag_value(),
+            "legacy-glacier+no-computer-listing"
+        );
+        for junk in [
+            "",
+            "none",
+            "legacy-glacier,no-computer-listing",
+            "no-computer-listing+legacy-glacier",
+            "legacy-glacier+legacy-glacier",
+            "default+legacy-glacier",
+            "legacy-glacier+",
+        ] {
+            assert_eq!(PolicyOptions::from_tag_value(junk), None, "{junk:?}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the concept modules, and print the result. Returns the exit code for a completed run.
 
 mod apply;
+mod audit;
 mod policy;
 mod revoke;
 mod serve;
@@ -12,9 +13,11 @@ use std::path::PathBuf;
 
 use crate::Error;
 use crate::arq_config::{ArqConfig, BucketName, ConfigError};
+use crate::aws::{self, AwsCredentials};
 use crate::cli::{Command, TargetArgs};
 use crate::credential_store::StoreLocation;
 use crate::exit_code::ExitCode;
+use crate::key_source::AdminCredentials;
 use crate::session::{self, SessionError, Target};
 
 pub async fn run(command: Command) -> Result<ExitCode, Error> {
@@ -25,7 +28,21 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
         Command::Serve(args) => serve::run(args).await,
         Command::Policy(args) => policy::run(args),
         Command::Verify(args) => verify::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
     }
+}
+
+/// The SDK configuration of admin credentials given as `env` or `profile:NAME` (commands run
+/// where the admin is: the command line refuses `arq-s3` for them).
+async fn admin_config(admin: &AdminCredentials) -> aws_config::SdkConfig {
+    let credentials = match admin {
+        AdminCredentials::Profile(name) => AwsCredentials::Profile(name),
+        AdminCredentials::Chain => AwsCredentials::Chain,
+        AdminCredentials::ArqS3 | AdminCredentials::HandedOver(_) => {
+            unreachable!("the command line refuses them here")
+        }
+    };
+    aws::load_config(credentials).await
 }
 
 /// The bucket and computer UUID, from flags or from Arq's config.

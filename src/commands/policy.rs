@@ -18,6 +18,9 @@ pub fn run(args: PolicyArgs) -> Result<ExitCode, Error> {
             let bucket = super::resolve_bucket(&args.target)?;
             PolicyDocument::boundary(&[&bucket], options)
         }
+        PolicyKind::Audit => {
+            PolicyDocument::audit(&super::resolve_bucket(&args.target)?, args.fix_policies)
+        }
         PolicyKind::Admin => PolicyDocument::admin(
             args.permissions_boundary
                 .as_deref()

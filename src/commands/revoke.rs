@@ -1,22 +1,13 @@
 //! `arq-lockdown revoke`: delete a computer's scoped IAM user (admin side).
 
 use crate::Error;
-use crate::aws::{self, AwsCredentials};
 use crate::cli::RevokeArgs;
 use crate::exit_code::ExitCode;
 use crate::iam::{self, Iam};
-use crate::key_source::AdminCredentials;
 
 pub async fn run(args: RevokeArgs) -> Result<ExitCode, Error> {
     let uuid = &args.computer_uuid;
-    let credentials = match &args.admin_credentials {
-        AdminCredentials::Profile(name) => AwsCredentials::Profile(name),
-        AdminCredentials::Chain => AwsCredentials::Chain,
-        AdminCredentials::ArqS3 | AdminCredentials::HandedOver(_) => {
-            unreachable!("the command line refuses them for revoke")
-        }
-    };
-    let existed = Iam::new(&aws::load_config(credentials).await)
+    let existed = Iam::new(&super::admin_config(&args.admin_credentials).await)
         .revoke(uuid)
         .await?;
     let user = format!("{}{}", iam::USER_PATH, iam::user_name(uuid));

@@ -223,6 +223,8 @@ fn tags(computer: &Computer<'_>) -> UserTags {
         bucket: computer.config.bucket.to_string(),
         computer_name: computer.name.map(str::to_owned),
         serial: computer.serial.map(str::to_owned),
+        policy_options: Some(computer.options),
+        replaced_key: computer.replaced_key.map(str::to_owned),
         ..UserTags::default()
     }
 }

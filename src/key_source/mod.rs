@@ -15,7 +15,7 @@ use crate::apply::ApplyError;
 use crate::arq_config::ArqConfig;
 use crate::aws::StaticCredentials;
 use crate::credential_store::{AccessKey, ArqS3};
-use crate::policy::PolicyDocument;
+use crate::policy::{PolicyDocument, PolicyOptions};
 
 pub use self::iam::IamIssuer;
 pub use self::service::{ServiceClient, ServiceIssuer};
@@ -70,8 +70,13 @@ pub struct IssuedKey {
 pub struct Computer<'a> {
     pub config: &'a ArqConfig,
     pub policy: &'a PolicyDocument,
+    /// The options `policy` was built with, recorded in the user's tags for `audit`.
+    pub options: PolicyOptions,
     pub name: Option<&'a str>,
     pub serial: Option<&'a str>,
+    /// The key in "Arq S3" that this lockdown replaces, when it is not this computer's own
+    /// scoped key (the fleet's main keys, usually): recorded in the user's tags for `audit`.
+    pub replaced_key: Option<&'a str>,
 }
 
 /// What IAM (or the service) and this Mac need, decided before anything changes.

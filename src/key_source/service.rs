@@ -136,6 +136,7 @@ impl ServiceClient {
                 .enrollment_token
                 .as_ref()
                 .map(|t| t.expose().to_owned()),
+            replaced_key_id: computer.replaced_key.map(str::to_owned),
             issued_at: protocol::now_unix(),
             nonce: protocol::nonce(),
         };

@@ -153,6 +153,11 @@ pub struct EnrollRequest {
     /// Instead of a proof by the main keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enrollment_token: Option<String>,
+    /// The key id in "Arq S3" that the new key replaces. With a proof the service records the
+    /// proving key instead; with a token this is only the Mac's claim, recorded as an audit hint
+    /// (see the service) — it decides nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_key_id: Option<String>,
     pub issued_at: i64,
     pub nonce: String,
 }

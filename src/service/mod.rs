@@ -541,9 +541,12 @@ impl Service {
                 "an enrollment must be signed by the enrollment key it names",
             ));
         }
-        let enrolled_by = match (&envelope.proof, &request.enrollment_token) {
+        // The key this lockdown replaces in "Arq S3", for `audit`: with a proof, the key that
+        // signed it (STS vouched for it); with a token, only the Mac's word — kept as a hint when
+        // it looks like a key id, never used to decide anything.
+        let (enrolled_by, replaced_key) = match (&envelope.proof, &request.enrollment_token) {
             (Some(proof), None) => {
-                let (caller, _) = self.prove(proof, &config.computer_uuid, &binding).await?;
+                let (caller, checked) = self.prove(proof, &config.computer_uuid, &binding).await?;
                 who.caller = Some(caller.arn.clone());
                 if !self.config.fleet_principals.contains(&caller.arn) {
                     return Err(Refusal::forbidden(
@@ -551,7 +554,7 @@ impl Service {
                         "only the fleet's main keys (or an enrollment token) may enroll a computer",
                     ));
                 }
-                caller.arn
+                (caller.arn, Some(checked.access_key_id))
             }
             (None, Some(token)) => {
                 let name = self.tokens.find(token).ok_or_else(|| {
@@ -561,7 +564,11 @@ impl Service {
                     )
                 })?;
                 who.caller = Some(format!("token:{name}"));
-                format!("token:{name}")
+                let claimed = request
+                    .replaced_key_id
+                    .clone()
+                    .filter(|id| iam::is_access_key_id(id));
+                (format!("token:{name}"), claimed)
             }
             _ => {
                 return Err(Refusal::bad_request(
@@ -589,6 +596,8 @@ impl Service {
             enrolled_by: Some(enrolled_by.clone()),
             computer_name: request.computer_name.clone(),
             serial: request.serial.clone(),
+            policy_options: Some(self.policy_options()),
+            replaced_key: replaced_key.clone(),
         };
         let uuid = &config.computer_uuid;
         let user = match self
@@ -617,7 +626,8 @@ impl Service {
                 user
             }
         };
-        self.issue(&config, &user, &request.reply_key).await
+        self.issue(&config, &user, &request.reply_key, replaced_key.as_deref())
+            .await
     }
 
     async fn rotate(&self, body: &[u8], who: &mut Requester) -> Result<KeyResponse, Refusal> {
@@ -643,7 +653,7 @@ impl Service {
         // A copy of the key in "Arq S3" is not enough: the Mac's enrollment key must sign too.
         self.bound_signature(&user, &binding, envelope.enrollment_signature.as_deref())?;
         self.first_use(&checked.signature)?;
-        self.issue(&config, &user, &request.reply_key).await
+        self.issue(&config, &user, &request.reply_key, None).await
     }
 
     /// Only the bound enrollment key may retire a key. Whoever asks is unknown until the signature
@@ -812,13 +822,23 @@ impl Service {
         }
     }
 
-    /// The policy brought up to date, then a new key sealed to `reply_key`. Never deletes a key:
-    /// with both slots taken it refuses and names them.
+    /// The policy options this service builds every computer's policy with.
+    fn policy_options(&self) -> PolicyOptions {
+        PolicyOptions {
+            no_computer_listing: self.config.no_computer_listing,
+            ..PolicyOptions::default()
+        }
+    }
+
+    /// The policy brought up to date (and its options recorded in the user's tags, with the key
+    /// this lockdown replaced when the user has none recorded yet), then a new key sealed to
+    /// `reply_key`. Never deletes a key: with both slots taken it refuses and names them.
     async fn issue(
         &self,
         config: &ArqConfig,
         user: &ScopedUser,
         reply_key: &str,
+        replaced_key: Option<&str>,
     ) -> Result<KeyResponse, Refusal> {
         let uuid = &config.computer_uuid;
         if user.bound_bucket() != Some(config.bucket.as_str()) {
@@ -830,14 +850,24 @@ impl Service {
         if user.key_ids.len() >= 2 {
             return Err(Refusal::key_limit(user.key_ids.clone()));
         }
-        let options = PolicyOptions {
-            no_computer_listing: self.config.no_computer_listing,
-            ..PolicyOptions::default()
-        };
+        let options = self.policy_options();
         let policy = PolicyDocument::scoped_to(config, options);
         self.iam
             .ensure_policy(uuid, &policy, user.policy.as_ref())
             .await?;
+        let mut retag = Vec::new();
+        if user.tag(iam::POLICY_OPTIONS_TAG) != Some(options.tag_value().as_str()) {
+            retag.push((iam::POLICY_OPTIONS_TAG, options.tag_value()));
+        }
+        if let Some(id) = replaced_key
+            && user.tag(iam::REPLACED_KEY_TAG).is_none()
+            && !user.key_ids.iter().any(|k| k == id)
+        {
+            retag.push((iam::REPLACED_KEY_TAG, id.to_owned()));
+        }
+        if !retag.is_empty() {
+            self.iam.add_tags(uuid, &retag).await?;
+        }
         let key = match self.iam.create_key(uuid).await {
             Ok(key) => key,
             Err(IamError::KeyLimit { .. }) => {

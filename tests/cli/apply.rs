@@ -17,11 +17,35 @@ fn receipt_exists(mac: &Mac) -> bool {
 /// The state every run, finished or re-run after a kill, must end in: "Arq S3" holds the scoped
 /// user's only key; IAM holds exactly the policy `arq-lockdown policy` prints for this Mac (with
 /// `policy_flags`), and the independent evaluator, which applies conditions, judges what IAM holds
-/// isolated; the key works; Arq was relaunched; the receipt and `status` say locked down.
+/// isolated; the key works; Arq was relaunched; the receipt and `status` say locked down. The
+/// user's tags are exactly the binding ones, the policy's options and the main key it replaced
+/// (every Mac here starts with the fixture's main keys), besides the Mac's name and serial.
 fn assert_converged(mac: &Mac, policy_flags: &[&str]) {
+    assert_converged_replacing(mac, policy_flags, &moto().admin.id);
+}
+
+/// [`assert_converged`] for a Mac whose first lockdown replaced `replaced` (not the main keys).
+fn assert_converged_replacing(mac: &Mac, policy_flags: &[&str], replaced: &str) {
     let key = mac.key();
     let user = scoped_user(&mac.uuid);
     assert_eq!(user["keys"], json!([key.id]), "\"Arq S3\" holds {}", key.id);
+    let mut tags = user["tags"].as_object().unwrap().clone();
+    tags.remove("arq-lockdown:computer-name");
+    tags.remove("arq-lockdown:serial");
+    let options = match policy_flags {
+        [] => "default",
+        ["--legacy-glacier"] => "legacy-glacier",
+        other => panic!("no tag value known for {other:?}"),
+    };
+    assert_eq!(
+        Value::Object(tags),
+        json!({
+            "arq-lockdown:computer-uuid": mac.uuid,
+            "arq-lockdown:bucket": BUCKET,
+            "arq-lockdown:policy-options": options,
+            "arq-lockdown:replaced-key": replaced,
+        })
+    );
     let policies = user["policies"].as_object().unwrap();
     assert_eq!(policies.keys().collect::<Vec<_>>(), ["arq-lockdown"]);
     let stored = &policies["arq-lockdown"];
@@ -859,7 +883,7 @@ fn a_key_of_arqs_own_restricted_user_is_recognised_explained_and_never_deleted()
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["--admin-credentials", "env"]));
     assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
-    assert_converged(&mac, &[]);
+    assert_converged_replacing(&mac, &[], &restricted.id);
     assert_eq!(
         iam_user(&name)["keys"],
         json!([restricted.id]),

@@ -31,16 +31,22 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
     assert_ne!(first.id, main.id);
     assert_eq!(keys_of(&mac.uuid), json!([first.id]));
     let tags = scoped_user(&mac.uuid)["tags"].clone();
-    assert_eq!(tags["arq-lockdown:serial"], "SERIAL-A");
+    let enrollment_key = tags["arq-lockdown:enrollment-key"].clone();
+    assert!(enrollment_key.as_str().is_some_and(|k| k.len() == 44));
+    // Exactly these (and this machine's name): the proving key is what this lockdown replaced.
+    let mut without_name = tags.as_object().unwrap().clone();
+    without_name.remove("arq-lockdown:computer-name");
     assert_eq!(
-        tags["arq-lockdown:enrolled-by"],
-        "arn:aws:iam::123456789012:user/fleet-admin"
-    );
-    assert_eq!(tags["arq-lockdown:bucket"], BUCKET);
-    assert!(
-        tags["arq-lockdown:enrollment-key"]
-            .as_str()
-            .is_some_and(|k| k.len() == 44)
+        Value::Object(without_name),
+        json!({
+            "arq-lockdown:computer-uuid": mac.uuid,
+            "arq-lockdown:bucket": BUCKET,
+            "arq-lockdown:enrollment-key": enrollment_key,
+            "arq-lockdown:enrolled-by": "arn:aws:iam::123456789012:user/fleet-admin",
+            "arq-lockdown:serial": "SERIAL-A",
+            "arq-lockdown:policy-options": "default",
+            "arq-lockdown:replaced-key": main.id,
+        })
     );
     assert_eq!(
         mac.verify(),
@@ -401,6 +407,9 @@ fn an_enrollment_token_enrolls_without_main_keys() {
     let mut request = enroll_request(&uuid, &enrollment, &ReplyKey::generate());
     request["enrollment_token"] = json!(ENROLLMENT_TOKEN);
     request["serial"] = json!("SERIAL-TOKEN");
+    // With a token the key the Mac replaces is only its claim: kept as an audit hint when it has
+    // the shape of a key id, never used to decide anything.
+    request["replaced_key_id"] = json!("AKIACLAIMEDBYTHEMAC1");
     let (status, body) = http(
         "POST",
         ENROLL,
@@ -408,8 +417,35 @@ fn an_enrollment_token_enrolls_without_main_keys() {
     );
     assert_eq!(status, 200, "{body}");
     let tags = scoped_user(&uuid)["tags"].clone();
-    assert_eq!(tags["arq-lockdown:serial"], "SERIAL-TOKEN");
-    assert_eq!(tags["arq-lockdown:enrolled-by"], "token:tests");
+    assert_eq!(
+        tags,
+        json!({
+            "arq-lockdown:computer-uuid": uuid,
+            "arq-lockdown:bucket": BUCKET,
+            "arq-lockdown:enrollment-key": enrollment.public(),
+            "arq-lockdown:enrolled-by": "token:tests",
+            "arq-lockdown:computer-name": "Test Mac",
+            "arq-lockdown:serial": "SERIAL-TOKEN",
+            "arq-lockdown:policy-options": "default",
+            "arq-lockdown:replaced-key": "AKIACLAIMEDBYTHEMAC1",
+        })
+    );
+
+    // A claim that is not a key id is dropped, and the enrollment goes on as without it.
+    let uuid = fresh_uuid();
+    let enrollment = EnrollmentKey::generate();
+    let mut request = enroll_request(&uuid, &enrollment, &ReplyKey::generate());
+    request["enrollment_token"] = json!(ENROLLMENT_TOKEN);
+    request["replaced_key_id"] = json!("AKIA,<script>");
+    let (status, body) = http(
+        "POST",
+        ENROLL,
+        &envelope(ENROLL, &uuid, &request, None, Some(&enrollment)),
+    );
+    assert_eq!(status, 200, "{body}");
+    let tags = scoped_user(&uuid)["tags"].clone();
+    assert_eq!(tags.get("arq-lockdown:replaced-key"), None, "{tags}");
+    assert_eq!(tags["arq-lockdown:policy-options"], "default");
 }
 
 #[test]

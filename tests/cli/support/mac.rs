@@ -37,10 +37,15 @@ impl Mac {
 
     /// A Mac whose Arq config names `uuid` (two Macs may claim one UUID).
     pub fn with_uuid(uuid: &str) -> Self {
+        Self::in_bucket(BUCKET, uuid, &moto().admin)
+    }
+
+    /// A Mac of another fleet: Arq backs up to `bucket` as `uuid`, with `main` in "Arq S3".
+    pub fn in_bucket(bucket: &str, uuid: &str, main: &Key) -> Self {
         let uuid = uuid.to_owned();
-        let home = ArqHome::with(BUCKET, &uuid);
+        let home = ArqHome::with(bucket, &uuid);
         std::fs::create_dir_all(home.path().join("Library/Logs")).unwrap();
-        let (store_dir, store) = file_store(&moto().admin);
+        let (store_dir, store) = file_store(main);
         let launcher = store_dir.path().join("launch-arq");
         std::fs::write(
             &launcher,

@@ -180,6 +180,32 @@ pub fn add_key(uuid: &str) {
     fixture_with_admin(&["add-key", &moto().endpoint, &format!("arq-{uuid}")]);
 }
 
+/// Seeds moto's backends directly through the fixture (no HTTP to AWS, no enforcement): `spec`
+/// as scripts/moto-fixture.py's `seed_fleet` takes it; returns its answer.
+pub fn seed_fleet(spec: &Value) -> Value {
+    let (status, body) = http_to(
+        &moto().endpoint,
+        "POST",
+        "/arq-fixture/seed-fleet",
+        spec.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "seeding failed: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Every scoped user (tags, policies, attached policies, groups, keys and their status) and the
+/// object keys in `bucket`, as moto holds them.
+pub fn fleet_state(bucket: &str) -> Value {
+    let (status, body) = http_to(
+        &moto().endpoint,
+        "GET",
+        &format!("/arq-fixture/state?bucket={bucket}"),
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 /// The moto of this test binary, if a test started it.
 pub fn started() -> Option<&'static Moto> {
     MOTO.get()

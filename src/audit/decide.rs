@@ -1,0 +1,1118 @@
+//! What `audit` concludes from what it read: one state per computer, the action to print, and the
+//! fleet's verdict on the main keys. Plain functions over plain data — no AWS, no clock, no
+//! printing — so every rule is pinned by a table of cases below.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::arq_config::{ArqConfig, BucketName, ComputerUuid};
+use crate::iam::{self, POLICY_NAME, POLICY_OPTIONS_TAG};
+use crate::policy::{PolicyDocument, PolicyOptions};
+
+/// A computer's state: the first that applies, in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// A scoped user whose computer has no data in the bucket.
+    OrphanUser,
+    /// Data in the bucket, no scoped user: the Mac still has the main keys (or nothing).
+    NotLockedDown,
+    /// The user's policy is not the one `policy` builds, or it has other policies or groups.
+    PolicyDrift,
+    /// More than one active key.
+    ExtraKeys,
+    /// The active key was not used for `--stale-days` (or there is no active key).
+    KeyUnused,
+    LockedDown,
+}
+
+impl State {
+    pub const ALL: [State; 6] = [
+        State::OrphanUser,
+        State::NotLockedDown,
+        State::PolicyDrift,
+        State::ExtraKeys,
+        State::KeyUnused,
+        State::LockedDown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::OrphanUser => "orphan-user",
+            State::NotLockedDown => "not-locked-down",
+            State::PolicyDrift => "policy-drift",
+            State::ExtraKeys => "extra-keys",
+            State::KeyUnused => "key-unused",
+            State::LockedDown => "locked-down",
+        }
+    }
+}
+
+/// When and where a key was last used, as IAM tracks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastUse {
+    pub at: Timestamp,
+    pub service: Option<String>,
+    pub region: Option<String>,
+}
+
+/// One access key of a scoped user. The credential report has no key ids: `id` is known only
+/// where audit asked IAM for the user's keys (more than one active, or a user the report does not
+/// have yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyFacts {
+    pub id: Option<String>,
+    pub active: bool,
+    pub created: Option<Timestamp>,
+    pub last_used: Option<LastUse>,
+}
+
+/// A scoped user as IAM has it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UserFacts {
+    pub name: String,
+    pub arn: String,
+    pub created: Option<Timestamp>,
+    pub tags: BTreeMap<String, String>,
+    /// Inline policies by name, parsed (`None`: not JSON).
+    pub inline_policies: BTreeMap<String, Option<Value>>,
+    /// Attached managed policies' ARNs, and groups' names.
+    pub attached_policies: Vec<String>,
+    pub groups: Vec<String>,
+    pub keys: Vec<KeyFacts>,
+}
+
+/// What the computer's `computerinfo` said (a plist Arq writes with `computerName` and `userName`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Info {
+    Read {
+        computer_name: Option<String>,
+        user_name: Option<String>,
+    },
+    /// No computerinfo object (or no `<UUID>/` folder to hold one).
+    Missing,
+    /// There, but not a plist with those keys.
+    Malformed,
+    /// S3 refused to read it (the admin lacks `s3:GetObject` on `*/computerinfo`).
+    Refused,
+    /// `--no-names`.
+    Skipped,
+}
+
+impl Info {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Info::Read { .. } => "read",
+            Info::Missing => "missing",
+            Info::Malformed => "malformed",
+            Info::Refused => "refused",
+            Info::Skipped => "skipped",
+        }
+    }
+}
+
+/// Everything read about one computer UUID.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ComputerFacts {
+    pub uuid: ComputerUuid,
+    /// `<UUID>/` or `glacier/<UUID>/` holds objects.
+    pub has_data: bool,
+    pub info: Info,
+    pub user: Option<UserFacts>,
+}
+
+/// The settings a judgement depends on.
+#[derive(Clone, Debug)]
+pub struct Rules {
+    pub bucket: BucketName,
+    pub now: Timestamp,
+    pub stale_days: u32,
+}
+
+/// Why a user's policies are not what `policy` builds, and whether `--fix-policies` may mend it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drift {
+    pub reasons: Vec<String>,
+    /// The policy `--fix-policies` writes as `arq-lockdown`, when the inline policy is the problem
+    /// and the options it must be built with are known.
+    pub fix: Option<Value>,
+}
+
+/// A computer judged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Judgement {
+    pub state: State,
+    pub action: Option<String>,
+    pub drift: Option<Drift>,
+}
+
+/// The computer's name: from its computerinfo, else from its user's tag.
+pub fn computer_name(facts: &ComputerFacts) -> Option<String> {
+    match &facts.info {
+        Info::Read {
+            computer_name: Some(name),
+            ..
+        } => Some(name.clone()),
+        _ => facts
+            .user
+            .as_ref()
+            .and_then(|u| u.tags.get("arq-lockdown:computer-name").cloned()),
+    }
+}
+
+/// The one state of a computer and what to do about it.
+pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
+    let uuid = facts.uuid.as_str();
+    let judgement = |state, action: String| Judgement {
+        state,
+        action: Some(action),
+        drift: None,
+    };
+    let user = match (&facts.user, facts.has_data) {
+        (Some(_), false) => {
+            return judgement(
+                State::OrphanUser,
+                format!(
+                    "no data in the bucket: if that Mac is gone, arq-lockdown revoke --computer-uuid {uuid}"
+                ),
+            );
+        }
+        (None, _) => {
+            let who = match computer_name(facts) {
+                Some(name) => format!("\"{name}\""),
+                None => "the Mac (name unknown)".to_owned(),
+            };
+            let user_name = match &facts.info {
+                Info::Read {
+                    user_name: Some(user),
+                    ..
+                } => format!(", user {user}"),
+                _ => String::new(),
+            };
+            return judgement(
+                State::NotLockedDown,
+                format!("run arq-lockdown apply on {who}{user_name}: it still has the main keys"),
+            );
+        }
+        (Some(user), true) => user,
+    };
+    if let Some(drift) = drift(user, &rules.bucket, &facts.uuid) {
+        let mut action = match drift.fix {
+            Some(_) => {
+                "arq-lockdown audit --fix-policies, or apply --rotate on that Mac".to_owned()
+            }
+            None => "fix by hand (audit --fix-policies cannot)".to_owned(),
+        };
+        action += &format!(": {}", drift.reasons.join("; "));
+        return Judgement {
+            state: State::PolicyDrift,
+            action: Some(action),
+            drift: Some(drift),
+        };
+    }
+    let active: Vec<&KeyFacts> = user.keys.iter().filter(|k| k.active).collect();
+    if active.len() > 1 {
+        return judgement(State::ExtraKeys, extra_keys_action(&user.name, &active));
+    }
+    let Some(key) = active.first() else {
+        return judgement(
+            State::KeyUnused,
+            "no active key: that Mac cannot back up; run arq-lockdown apply --rotate --admin-credentials env there".to_owned(),
+        );
+    };
+    let since = key.last_used.as_ref().map(|u| u.at).or(key.created);
+    let stale_seconds = i64::from(rules.stale_days) * 86_400;
+    match since {
+        Some(since) if rules.now.as_second() - since.as_second() >= stale_seconds => {
+            let days = (rules.now.as_second() - since.as_second()) / 86_400;
+            let what = match &key.last_used {
+                Some(used) => format!("last used {} ({days} days ago)", day(used.at)),
+                None => format!(
+                    "never used since it was made {} ({days} days ago)",
+                    day(since)
+                ),
+            };
+            judgement(
+                State::KeyUnused,
+                format!(
+                    "the key was {what}: the Mac is off, or its key never reached Arq (check it with arq-lockdown status there)"
+                ),
+            )
+        }
+        _ => Judgement {
+            state: State::LockedDown,
+            action: None,
+            drift: None,
+        },
+    }
+}
+
+/// With two active keys: keep the one used last, delete the other.
+fn extra_keys_action(user: &str, active: &[&KeyFacts]) -> String {
+    let mut keys = active.to_vec();
+    // The most recently used first; never used last.
+    keys.sort_by_key(|k| std::cmp::Reverse(k.last_used.as_ref().map(|u| u.at)));
+    let describe = |k: &KeyFacts| {
+        let id = k.id.clone().unwrap_or_else(|| "(id not read)".to_owned());
+        match &k.last_used {
+            Some(used) => format!("{id} (last used {})", day(used.at)),
+            None => format!("{id} (never used)"),
+        }
+    };
+    let keep = describe(keys[0]);
+    let delete: Vec<String> = keys[1..].iter().map(|k| describe(k)).collect();
+    let command = match keys[1..].iter().filter_map(|k| k.id.as_deref()).next() {
+        Some(id) => format!(": aws iam delete-access-key --user-name {user} --access-key-id {id}"),
+        None => String::new(),
+    };
+    format!(
+        "{keep} is the one in use; delete {}{command}",
+        delete.join(", ")
+    )
+}
+
+/// The user's policies against what `policy` builds for this bucket, UUID and the options its tag
+/// records (the defaults when it has no tag). `None`: no drift.
+pub fn drift(user: &UserFacts, bucket: &BucketName, uuid: &ComputerUuid) -> Option<Drift> {
+    let config = ArqConfig {
+        bucket: bucket.clone(),
+        computer_uuid: uuid.clone(),
+    };
+    let built = |options| PolicyDocument::scoped_to(&config, options);
+    let mut reasons = Vec::new();
+    let tag = user.tags.get(POLICY_OPTIONS_TAG);
+    let options = match tag {
+        Some(value) => PolicyOptions::from_tag_value(value),
+        None => Some(PolicyOptions::default()),
+    };
+    let current = user.inline_policies.get(POLICY_NAME);
+    let mut fix = None;
+    match options {
+        None => reasons.push(format!(
+            "its tag {POLICY_OPTIONS_TAG} = {:?} names no options this version knows",
+            tag.map(String::as_str).unwrap_or_default()
+        )),
+        Some(options) => {
+            let expected = built(options);
+            match current {
+                Some(Some(document)) if document == expected.as_value() => {}
+                Some(current) => {
+                    // A user made before the options were recorded, whose policy is exactly the
+                    // one for other options: rewriting it would take something from that Mac.
+                    let other = PolicyOptions::all()
+                        .into_iter()
+                        .find(|o| tag.is_none() && current.as_ref() == Some(built(*o).as_value()));
+                    match other {
+                        Some(other) => reasons.push(format!(
+                            "its policy is the one for options {} but that is not recorded in {POLICY_OPTIONS_TAG}: run apply --rotate there",
+                            other.tag_value()
+                        )),
+                        None => {
+                            reasons.push(format!(
+                                "inline policy {POLICY_NAME} is not the one for options {}",
+                                options.tag_value()
+                            ));
+                            fix = Some(expected.as_value().clone());
+                        }
+                    }
+                }
+                None => {
+                    reasons.push(format!("no inline policy {POLICY_NAME}"));
+                    fix = Some(expected.as_value().clone());
+                }
+            }
+        }
+    }
+    let others: Vec<&str> = user
+        .inline_policies
+        .keys()
+        .map(String::as_str)
+        .filter(|name| *name != POLICY_NAME)
+        .collect();
+    if !others.is_empty() {
+        reasons.push(format!("other inline policies: {}", others.join(", ")));
+    }
+    if !user.attached_policies.is_empty() {
+        reasons.push(format!(
+            "attached policies: {}",
+            user.attached_policies.join(", ")
+        ));
+    }
+    if !user.groups.is_empty() {
+        reasons.push(format!("in groups: {}", user.groups.join(", ")));
+    }
+    (!reasons.is_empty()).then_some(Drift { reasons, fix })
+}
+
+/// Where audit learnt of a main key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeySource {
+    /// `--main-key-id`.
+    Flag,
+    /// A scoped user's `arq-lockdown:replaced-key`, written by apply or by the service after a
+    /// proof by that key.
+    Recorded,
+    /// The same tag on a user the service enrolled by token: only that Mac's claim.
+    Claimed,
+}
+
+/// What IAM says about a main key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Used {
+        owner: String,
+        last: LastUse,
+    },
+    NeverUsed {
+        owner: String,
+    },
+    /// IAM knows no such key: deleted (so it cannot be used), or another account's.
+    NotFound,
+    /// IAM refused to say: the admin lacks `iam:GetAccessKeyLastUsed`, or (on AWS) the key is
+    /// not in this account.
+    Refused,
+}
+
+/// A main key: its id, where audit learnt of it, how many users record it, and its last use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MainKey {
+    pub id: String,
+    pub sources: Vec<KeySource>,
+    pub recorded_by: usize,
+    pub lookup: Lookup,
+    /// Its owner is a scoped user: a Mac's scoped key, not a main key.
+    pub scoped: bool,
+    /// It is the key audit itself runs with: its last use is this very run.
+    pub audits: bool,
+}
+
+impl MainKey {
+    /// Only claims of token-enrolled Macs name it.
+    fn only_claimed(&self) -> bool {
+        self.sources.iter().all(|s| *s == KeySource::Claimed)
+    }
+
+    /// Whether the verdict judges this key: not a scoped key, and not a claim IAM cannot confirm
+    /// (a claim can make audit more careful, never less).
+    pub fn judged(&self) -> bool {
+        let unconfirmed_claim =
+            self.only_claimed() && matches!(self.lookup, Lookup::NotFound | Lookup::Refused);
+        !self.scoped && !unconfirmed_claim
+    }
+
+    pub fn status(&self) -> &'static str {
+        match (&self.lookup, self.scoped) {
+            (_, true) => "scoped-key",
+            (Lookup::Used { .. }, _) => "used",
+            (Lookup::NeverUsed { .. }, _) => "never-used",
+            (Lookup::NotFound, _) => "not-found",
+            (Lookup::Refused, _) => "refused",
+        }
+    }
+}
+
+/// The fleet's verdict: may the main keys be retired? True when no computer is
+/// `not-locked-down` and no main key was used after the newest scoped key was created; the
+/// reasons when not.
+pub fn verdict(
+    not_locked_down: &[(String, Option<String>)],
+    main_keys: &[MainKey],
+    newest_scoped_key: Option<Timestamp>,
+) -> (bool, Vec<String>) {
+    let mut reasons = Vec::new();
+    if let Some((uuid, name)) = not_locked_down.first() {
+        let first = match name {
+            Some(name) => format!("\"{name}\" ({uuid})"),
+            None => uuid.clone(),
+        };
+        let more = match not_locked_down.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        reasons.push(format!(
+            "{first}{more} not locked down: run arq-lockdown apply there first"
+        ));
+    }
+    let judged: Vec<&MainKey> = main_keys.iter().filter(|k| k.judged()).collect();
+    for key in &judged {
+        match &key.lookup {
+            _ if key.audits => reasons.push(format!(
+                "audit runs with {} itself, so IAM's last use of it is this run: audit with other admin credentials (--admin-credentials profile:NAME) to judge it",
+                key.id
+            )),
+            Lookup::Refused => reasons.push(format!(
+                "cannot tell whether {} is still used: IAM refused iam:GetAccessKeyLastUsed (the admin needs it, or the key is not in this account)",
+                key.id
+            )),
+            Lookup::Used { last, .. }
+                if newest_scoped_key.is_none_or(|newest| last.at.as_second() > newest.as_second()) =>
+            {
+                let after = match newest_scoped_key {
+                    Some(_) => "after the last lockdown",
+                    None => "and no Mac is locked down yet",
+                };
+                reasons.push(format!(
+                    "{} was used by {} in {} on {}, {after}: a Mac still has it",
+                    key.id,
+                    last.service.as_deref().unwrap_or("an unknown service"),
+                    last.region.as_deref().unwrap_or("an unknown region"),
+                    second(last.at),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if judged.is_empty() {
+        reasons.push(
+            "no main key known: pass --main-key-id AKIA… (apply and the service record the key each lockdown replaces; no user here records one)"
+                .to_owned(),
+        );
+    }
+    (reasons.is_empty(), reasons)
+}
+
+/// The main keys to look up: `--main-key-id`s, then every key a scoped user of this bucket
+/// records as replaced — a claim when the service enrolled that user by token.
+pub fn main_key_ids(
+    flags: &[String],
+    users: &[&UserFacts],
+) -> BTreeMap<String, (Vec<KeySource>, usize)> {
+    let mut keys: BTreeMap<String, (Vec<KeySource>, usize)> = BTreeMap::new();
+    for id in flags {
+        let entry = keys.entry(id.clone()).or_default();
+        if !entry.0.contains(&KeySource::Flag) {
+            entry.0.push(KeySource::Flag);
+        }
+    }
+    for user in users {
+        let Some(id) = user.tags.get(iam::REPLACED_KEY_TAG) else {
+            continue;
+        };
+        let source = match user.tags.get("arq-lockdown:enrolled-by") {
+            Some(by) if by.starts_with("token:") => KeySource::Claimed,
+            _ => KeySource::Recorded,
+        };
+        let entry = keys.entry(id.clone()).or_default();
+        entry.1 += 1;
+        if !entry.0.contains(&source) {
+            entry.0.push(source);
+            entry.0.sort();
+        }
+    }
+    keys
+}
+
+/// The newest creation time of an active key of these users.
+pub fn newest_key(users: &[&UserFacts]) -> Option<Timestamp> {
+    users
+        .iter()
+        .flat_map(|u| &u.keys)
+        .filter(|k| k.active)
+        .filter_map(|k| k.created)
+        .max()
+}
+
+/// A time as people and scripts read it: RFC 3339 in UTC, whole seconds.
+pub fn second(at: Timestamp) -> String {
+    Timestamp::from_second(at.as_second())
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+/// The day of a time, for actions.
+fn day(at: Timestamp) -> String {
+    second(at).chars().take(10).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570";
+    const DAY: i64 = 86_400;
+
+    fn t(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            bucket: BucketName::parse("fleet.example").unwrap(),
+            now: t(100 * DAY),
+            stale_days: 30,
+        }
+    }
+
+    fn policy(options: PolicyOptions) -> Value {
+        PolicyDocument::scoped_to(
+            &ArqConfig::from_values("fleet.example", UUID, "test").unwrap(),
+            options,
+        )
+        .as_value()
+        .clone()
+    }
+
+    fn key(active: bool, created: i64, used: Option<i64>) -> KeyFacts {
+        KeyFacts {
+            id: Some(format!("AKIAKEY{created:013}")),
+            active,
+            created: Some(t(created)),
+            last_used: used.map(|u| LastUse {
+                at: t(u),
+                service: Some("s3".into()),
+                region: Some("eu-west-1".into()),
+            }),
+        }
+    }
+
+    fn user(options_tag: Option<&str>, policy: Option<Value>, keys: Vec<KeyFacts>) -> UserFacts {
+        let mut tags = BTreeMap::new();
+        if let Some(tag) = options_tag {
+            tags.insert(POLICY_OPTIONS_TAG.to_owned(), tag.to_owned());
+        }
+        let mut inline_policies = BTreeMap::new();
+        if let Some(policy) = policy {
+            inline_policies.insert(POLICY_NAME.to_owned(), Some(policy));
+        }
+        UserFacts {
+            name: format!("arq-{UUID}"),
+            arn: format!("arn:aws:iam::123456789012:user/arq-lockdown/arq-{UUID}"),
+            tags,
+            inline_policies,
+            keys,
+            ..UserFacts::default()
+        }
+    }
+
+    fn good_user() -> UserFacts {
+        user(
+            Some("default"),
+            Some(policy(PolicyOptions::default())),
+            vec![key(true, 10 * DAY, Some(99 * DAY))],
+        )
+    }
+
+    fn computer(has_data: bool, user: Option<UserFacts>) -> ComputerFacts {
+        ComputerFacts {
+            uuid: ComputerUuid::parse(UUID).unwrap(),
+            has_data,
+            info: Info::Read {
+                computer_name: Some("Bob's Mac".into()),
+                user_name: Some("bob".into()),
+            },
+            user,
+        }
+    }
+
+    #[test]
+    fn each_computer_gets_the_first_state_that_applies() {
+        let legacy = PolicyOptions {
+            legacy_glacier: true,
+            ..PolicyOptions::default()
+        };
+        let with = |f: &dyn Fn(&mut UserFacts)| {
+            let mut u = good_user();
+            f(&mut u);
+            Some(u)
+        };
+        let cases: Vec<(&str, ComputerFacts, State)> = vec![
+            (
+                "user, no data",
+                computer(false, with(&|u| u.keys.clear())),
+                State::OrphanUser,
+            ),
+            ("data, no user", computer(true, None), State::NotLockedDown),
+            (
+                "nothing wrong",
+                computer(true, Some(good_user())),
+                State::LockedDown,
+            ),
+            (
+                "policy edited",
+                computer(
+                    true,
+                    with(&|u| {
+                        u.inline_policies.insert(
+                            POLICY_NAME.into(),
+                            Some(serde_json::json!({"Statement": []})),
+                        );
+                    }),
+                ),
+                State::PolicyDrift,
+            ),
+            (
+                "policy not JSON",
+                computer(
+                    true,
+                    with(&|u| {
+                        u.inline_policies.insert(POLICY_NAME.into(), None);
+                    }),
+                ),
+                State::PolicyDrift,
+            ),
+            (
+                "no policy",
+                computer(
+                    true,
+                    with(&|u| {
+                        u.inline_policies.clear();
+                    }),
+                ),
+                State::PolicyDrift,
+            ),
+            (
+                "another inline policy",
+                computer(
+                    true,
+                    with(&|u| {
+                        u.inline_policies.insert("extra".into(), Some(Value::Null));
+                    }),
+                ),
+                State::PolicyDrift,
+            ),
+            (
+                "an attached policy",
+                computer(
+                    true,
+                    with(&|u| {
+                        u.attached_policies
+                            .push("arn:aws:iam::aws:policy/AmazonS3FullAccess".into());
+                    }),
+                ),
+                State::PolicyDrift,
+            ),
+            (
+                "in a group",
+                computer(true, with(&|u| u.groups.push("admins".into()))),
+                State::PolicyDrift,
+            ),
+            (
+                "options recorded, policy for defaults",
+                computer(
+                    true,
+                    with(&|u| {
+                        u.tags
+                            .insert(POLICY_OPTIONS_TAG.into(), "legacy-glacier".into());
+                    }),
+                ),
+                State::PolicyDrift,
+            ),
+            (
+                "options recorded and matching",
+                computer(
+                    true,
+                    with(&|u| {
+                        u.tags
+                            .insert(POLICY_OPTIONS_TAG.into(), "legacy-glacier".into());
+                        u.inline_policies
+                            .insert(POLICY_NAME.into(), Some(policy(legacy)));
+                    }),
+                ),
+                State::LockedDown,
+            ),
+            (
+                "no options tag: judged as defaults",
+                computer(
+                    true,
+                    with(&|u| {
+                        u.tags.clear();
+                    }),
+                ),
+                State::LockedDown,
+            ),
+            (
+                "unknown options tag",
+                computer(
+                    true,
+                    with(&|u| {
+                        u.tags
+                            .insert(POLICY_OPTIONS_TAG.into(), "everything".into());
+                    }),
+                ),
+                State::PolicyDrift,
+            ),
+            (
+                "drift wins over extra keys",
+                computer(
+                    true,
+                    with(&|u| {
+                        u.groups.push("g".into());
+                        u.keys.push(key(true, 20 * DAY, None));
+                    }),
+                ),
+                State::PolicyDrift,
+            ),
+            (
+                "two active keys",
+                computer(true, with(&|u| u.keys.push(key(true, 20 * DAY, None)))),
+                State::ExtraKeys,
+            ),
+            (
+                "an inactive second key",
+                computer(true, with(&|u| u.keys.push(key(false, 20 * DAY, None)))),
+                State::LockedDown,
+            ),
+            (
+                "extra keys win over unused",
+                computer(
+                    true,
+                    with(&|u| {
+                        u.keys = vec![key(true, 0, None), key(true, DAY, None)];
+                    }),
+                ),
+                State::ExtraKeys,
+            ),
+            (
+                "last used 31 days ago",
+                computer(true, with(&|u| u.keys = vec![key(true, 0, Some(69 * DAY))])),
+                State::KeyUnused,
+            ),
+            (
+                "last used 29 days ago",
+                computer(true, with(&|u| u.keys = vec![key(true, 0, Some(71 * DAY))])),
+                State::LockedDown,
+            ),
+            (
+                "exactly 30 days",
+                computer(true, with(&|u| u.keys = vec![key(true, 0, Some(70 * DAY))])),
+                State::KeyUnused,
+            ),
+            (
+                "never used, made 40 days ago",
+                computer(true, with(&|u| u.keys = vec![key(true, 60 * DAY, None)])),
+                State::KeyUnused,
+            ),
+            (
+                "never used, made 2 days ago",
+                computer(true, with(&|u| u.keys = vec![key(true, 98 * DAY, None)])),
+                State::LockedDown,
+            ),
+            (
+                "no active key",
+                computer(
+                    true,
+                    with(&|u| u.keys = vec![key(false, 0, Some(99 * DAY))]),
+                ),
+                State::KeyUnused,
+            ),
+            (
+                "no key at all",
+                computer(true, with(&|u| u.keys.clear())),
+                State::KeyUnused,
+            ),
+        ];
+        for (name, facts, expected) in cases {
+            let judged = judge(&facts, &rules());
+            assert_eq!(judged.state, expected, "{name}: {:?}", judged.action);
+            assert_eq!(
+                judged.action.is_none(),
+                expected == State::LockedDown,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_drifted_inline_policy_with_known_options_is_fixable() {
+        let legacy = PolicyOptions {
+            legacy_glacier: true,
+            ..PolicyOptions::default()
+        };
+        let bucket = rules().bucket;
+        let uuid = ComputerUuid::parse(UUID).unwrap();
+        let cases: Vec<(&str, UserFacts, Option<Value>)> = vec![
+            (
+                "edited",
+                user(Some("default"), Some(serde_json::json!({})), vec![]),
+                Some(policy(PolicyOptions::default())),
+            ),
+            (
+                "missing",
+                user(Some("legacy-glacier"), None, vec![]),
+                Some(policy(legacy)),
+            ),
+            (
+                "unknown options",
+                user(Some("x"), Some(serde_json::json!({})), vec![]),
+                None,
+            ),
+            // Made before the options were recorded, with other options: not guessed at.
+            (
+                "untagged, another option's policy",
+                user(None, Some(policy(legacy)), vec![]),
+                None,
+            ),
+            (
+                "untagged, edited",
+                user(None, Some(serde_json::json!({})), vec![]),
+                Some(policy(PolicyOptions::default())),
+            ),
+        ];
+        for (name, user, fix) in cases {
+            let drift = drift(&user, &bucket, &uuid).expect(name);
+            assert_eq!(drift.fix, fix, "{name}: {:?}", drift.reasons);
+        }
+        let mut extra = good_user();
+        extra.groups.push("g".into());
+        let drift = drift(&extra, &bucket, &uuid).unwrap();
+        assert_eq!(
+            drift.fix, None,
+            "the inline policy is fine: nothing to rewrite"
+        );
+        assert_eq!(drift.reasons, ["in groups: g"]);
+    }
+
+    #[test]
+    fn extra_keys_name_the_key_in_use_and_the_one_to_delete() {
+        let facts = computer(
+            true,
+            Some(user(
+                Some("default"),
+                Some(policy(PolicyOptions::default())),
+                vec![key(true, 5, None), key(true, 6, Some(99 * DAY))],
+            )),
+        );
+        let action = judge(&facts, &rules()).action.unwrap();
+        assert!(
+            action.starts_with("AKIAKEY0000000000006 (last used 2027-"),
+            "{action}"
+        );
+        assert!(
+            action.ends_with(&format!(
+                "--user-name arq-{UUID} --access-key-id AKIAKEY0000000000005"
+            )),
+            "{action}"
+        );
+    }
+
+    fn main_key(sources: &[KeySource], lookup: Lookup) -> MainKey {
+        MainKey {
+            id: "AKIAMAIN000000000001".into(),
+            sources: sources.to_vec(),
+            recorded_by: 1,
+            lookup,
+            scoped: false,
+            audits: false,
+        }
+    }
+
+    fn used(at: i64) -> Lookup {
+        Lookup::Used {
+            owner: "fleet-admin".into(),
+            last: LastUse {
+                at: t(at),
+                service: Some("s3".into()),
+                region: Some("eu-west-1".into()),
+            },
+        }
+    }
+
+    /// A name, the Macs not locked down, the main keys, the newest scoped key, the verdict.
+    type VerdictCase = (
+        &'static str,
+        Vec<(String, Option<String>)>,
+        Vec<MainKey>,
+        Option<Timestamp>,
+        bool,
+    );
+
+    #[test]
+    fn the_main_keys_may_go_only_when_every_mac_is_locked_down_and_none_used_them_since() {
+        use KeySource::*;
+        let newest = Some(t(50));
+        let never = Lookup::NeverUsed {
+            owner: "fleet-admin".into(),
+        };
+        let mac = vec![("U1".to_owned(), Some("Bob's Mac".to_owned()))];
+        let cases: Vec<VerdictCase> = vec![
+            (
+                "used before the last lockdown",
+                vec![],
+                vec![main_key(&[Flag], used(40))],
+                newest,
+                true,
+            ),
+            (
+                "used in the same second",
+                vec![],
+                vec![main_key(&[Flag], used(50))],
+                newest,
+                true,
+            ),
+            (
+                "used after",
+                vec![],
+                vec![main_key(&[Recorded], used(51))],
+                newest,
+                false,
+            ),
+            (
+                "never used",
+                vec![],
+                vec![main_key(&[Flag], never.clone())],
+                newest,
+                true,
+            ),
+            (
+                "deleted",
+                vec![],
+                vec![main_key(&[Recorded], Lookup::NotFound)],
+                newest,
+                true,
+            ),
+            (
+                "IAM refused",
+                vec![],
+                vec![main_key(&[Flag], Lookup::Refused)],
+                newest,
+                false,
+            ),
+            (
+                "a Mac not locked down",
+                mac.clone(),
+                vec![main_key(&[Flag], never.clone())],
+                newest,
+                false,
+            ),
+            (
+                "used, and no scoped key at all",
+                vec![],
+                vec![main_key(&[Flag], used(1))],
+                None,
+                false,
+            ),
+            (
+                "never used, no scoped key",
+                vec![],
+                vec![main_key(&[Flag], never.clone())],
+                None,
+                true,
+            ),
+            ("no main key known", vec![], vec![], newest, false),
+            (
+                "a claim IAM does not know",
+                vec![],
+                vec![main_key(&[Claimed], Lookup::NotFound)],
+                newest,
+                false,
+            ),
+            (
+                "a claim IAM refuses, beside a known key",
+                vec![],
+                vec![
+                    main_key(&[Claimed], Lookup::Refused),
+                    MainKey {
+                        id: "AKIAMAIN000000000002".into(),
+                        ..main_key(&[Flag], used(10))
+                    },
+                ],
+                newest,
+                true,
+            ),
+            (
+                "a claim used after the last lockdown",
+                vec![],
+                vec![main_key(&[Claimed], used(60))],
+                newest,
+                false,
+            ),
+            (
+                "audit runs with the main key",
+                vec![],
+                vec![MainKey {
+                    audits: true,
+                    ..main_key(&[Flag], used(10))
+                }],
+                newest,
+                false,
+            ),
+            (
+                "a scoped key recorded as replaced",
+                vec![],
+                vec![
+                    MainKey {
+                        scoped: true,
+                        ..main_key(&[Recorded], used(99))
+                    },
+                    MainKey {
+                        id: "AKIAMAIN000000000002".into(),
+                        ..main_key(&[Flag], used(10))
+                    },
+                ],
+                newest,
+                true,
+            ),
+        ];
+        for (name, not_locked_down, keys, newest, ready) in cases {
+            let (verdict, reasons) = verdict(&not_locked_down, &keys, newest);
+            assert_eq!(verdict, ready, "{name}: {reasons:?}");
+            assert_eq!(reasons.is_empty(), ready, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_reason_names_the_key_the_service_the_region_and_the_time() {
+        let (_, reasons) = verdict(&[], &[main_key(&[KeySource::Flag], used(51))], Some(t(50)));
+        assert_eq!(
+            reasons,
+            [
+                "AKIAMAIN000000000001 was used by s3 in eu-west-1 on 2027-01-15T08:00:51Z, after the last lockdown: a Mac still has it"
+            ]
+        );
+        let mac = [
+            ("U1".to_owned(), Some("Bob's Mac".to_owned())),
+            ("U2".to_owned(), None),
+        ];
+        let (_, reasons) = verdict(&mac, &[main_key(&[KeySource::Flag], used(1))], Some(t(50)));
+        assert_eq!(
+            reasons,
+            ["\"Bob's Mac\" (U1) and 1 more not locked down: run arq-lockdown apply there first"]
+        );
+    }
+
+    #[test]
+    fn main_keys_come_from_the_flag_and_the_users_tags_and_token_users_only_claim() {
+        let mut by_proof = good_user();
+        by_proof
+            .tags
+            .insert(iam::REPLACED_KEY_TAG.into(), "AKIAMAIN000000000001".into());
+        let mut by_token = by_proof.clone();
+        by_token
+            .tags
+            .insert("arq-lockdown:enrolled-by".into(), "token:fleet".into());
+        let mut other = by_token.clone();
+        other
+            .tags
+            .insert(iam::REPLACED_KEY_TAG.into(), "AKIACLAIM00000000001".into());
+        let keys = main_key_ids(
+            &["AKIAMAIN000000000001".into(), "AKIAFLAG000000000001".into()],
+            &[&by_proof, &by_token, &other, &good_user()],
+        );
+        use KeySource::*;
+        assert_eq!(
+            keys.into_iter().collect::<Vec<_>>(),
+            [
+                ("AKIACLAIM00000000001".to_owned(), (vec![Claimed], 1)),
+                ("AKIAFLAG000000000001".to_owned(), (vec![Flag], 0)),
+                (
+                    "AKIAMAIN000000000001".to_owned(),
+                    (vec![Flag, Recorded, Claimed], 2)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_newest_scoped_key_is_the_newest_active_one() {
+        let mut a = good_user();
+        a.keys = vec![key(true, 5, None), key(false, 9, None)];
+        let mut b = good_user();
+        b.keys = vec![key(true, 7, None)];
+        assert_eq!(newest_key(&[&a, &b]), Some(t(7)));
+        assert_eq!(newest_key(&[]), None);
+    }
+}

@@ -1,0 +1,460 @@
+//! `audit`: is the whole fleet locked down, and may the main keys be switched off?
+//!
+//! Owns the admin's view of one bucket's fleet: [`read`] gathers the computers in the bucket
+//! (folders and `computerinfo`), the scoped users with their policies, keys and last use, and the
+//! main keys' last use; [`decide`] gives each computer one state and the fleet its verdict;
+//! this file puts them together and, with `--fix-policies`, rewrites drifted inline policies —
+//! the only write it ever makes (never a key, a user, or a detach). Admin credentials only: never
+//! a Mac's "Arq S3".
+
+pub mod decide;
+pub mod read;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use aws_config::{Region, SdkConfig};
+use jiff::Timestamp;
+use serde::Serialize;
+
+use self::decide::{ComputerFacts, Info, KeySource, Lookup, MainKey, Rules, State, UserFacts};
+use crate::arq_config::{BucketName, ComputerUuid};
+use crate::aws;
+use crate::exit_code::ExitCode;
+use crate::iam::{self, IamError};
+
+/// The IAM actions a read-only audit needs (the README's least-rights policy and the refusal
+/// message come from this list); `--fix-policies` also needs [`FIX_ACTION`].
+pub const IAM_ACTIONS: [&str; 5] = [
+    "iam:GetAccountAuthorizationDetails",
+    "iam:GenerateCredentialReport",
+    "iam:GetCredentialReport",
+    "iam:GetAccessKeyLastUsed",
+    "iam:ListAccessKeys",
+];
+
+/// What `--fix-policies` needs beyond [`IAM_ACTIONS`], on `user/arq-lockdown/*`.
+pub const FIX_ACTION: &str = "iam:PutUserPolicy";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(
+        "IAM refused {action} to these admin credentials: audit needs {} (and {FIX_ACTION} for --fix-policies); `arq-lockdown policy --kind audit --bucket BUCKET` prints the policy",
+        IAM_ACTIONS.join(", ")
+    )]
+    Refused { action: &'static str },
+    #[error(
+        "S3 refused {action} on bucket {bucket} to these admin credentials: audit needs s3:ListBucket there (and s3:GetObject on {bucket}/*/computerinfo); `arq-lockdown policy --kind audit --bucket {bucket}` prints the policy"
+    )]
+    S3Refused {
+        action: &'static str,
+        bucket: String,
+    },
+    #[error(
+        "there is no bucket {bucket}: check --bucket (exactly as Arq stores it, dot included) and AWS_REGION"
+    )]
+    NoSuchBucket { bucket: String },
+    #[error("cannot reach S3: {0}; check the network and AWS_ENDPOINT_URL")]
+    S3Unreachable(String),
+    #[error("S3 {action} failed: {message}")]
+    S3Failed {
+        action: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Iam(IamError),
+}
+
+impl AuditError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::NoSuchBucket { .. } => ExitCode::ConfigInvalid,
+            _ => ExitCode::Aws,
+        }
+    }
+}
+
+/// What to audit and how.
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    pub bucket: BucketName,
+    pub main_key_ids: Vec<String>,
+    pub stale_days: u32,
+    /// Read each computer's `computerinfo` for its name (`--no-names`: not).
+    pub names: bool,
+    pub fix_policies: bool,
+    /// The access key id of the admin credentials audit runs with.
+    pub admin_key_id: Option<String>,
+}
+
+/// One access key of a computer's scoped user, for the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct AccessKeyReport {
+    /// `null` where audit did not ask IAM for the user's keys (the credential report has no ids).
+    pub access_key_id: Option<String>,
+    pub active: bool,
+    pub created: Option<String>,
+    pub last_used: Option<String>,
+    pub last_used_service: Option<String>,
+    pub last_used_region: Option<String>,
+}
+
+/// One computer, for the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComputerReport {
+    pub computer_uuid: String,
+    pub computer_name: Option<String>,
+    /// The Mac's user, from computerinfo.
+    pub user_name: Option<String>,
+    pub state: State,
+    pub user_arn: Option<String>,
+    pub access_keys: Vec<AccessKeyReport>,
+    /// What to do; `null` when locked down.
+    pub action: Option<String>,
+    /// Whether the bucket holds data of this computer.
+    pub in_bucket: bool,
+    /// `read`, `missing`, `malformed`, `refused` or `skipped` (`--no-names`).
+    pub computerinfo: &'static str,
+}
+
+/// One main key, for the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct MainKeyReport {
+    pub access_key_id: String,
+    /// `flag` (`--main-key-id`), `recorded` (a scoped user's replaced-key tag), `claimed` (the
+    /// same tag on a user enrolled by token: that Mac's word only).
+    pub sources: Vec<KeySource>,
+    /// How many scoped users of this bucket record it as the key their lockdown replaced.
+    pub recorded_by: usize,
+    /// `used`, `never-used`, `not-found` (deleted, or not this account's), `refused` (IAM would
+    /// not say) or `scoped-key` (a Mac's own scoped key, not a main key).
+    pub status: &'static str,
+    /// The IAM user the key belongs to.
+    pub user_name: Option<String>,
+    pub last_used: Option<String>,
+    pub last_used_service: Option<String>,
+    pub last_used_region: Option<String>,
+    /// The admin credentials of this run are this key (so its last use is this run's).
+    pub admin_credentials: bool,
+}
+
+/// A `--fix-policies` change.
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicyFix {
+    pub computer_uuid: String,
+    pub user_name: String,
+    /// Always `rewrote arq-lockdown`: the one change it makes.
+    pub change: &'static str,
+    /// The computer's state after the change.
+    pub state: State,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub computers: usize,
+    /// The number of computers in each state, every state named.
+    pub states: serde_json::Map<String, serde_json::Value>,
+    pub main_keys: usize,
+    pub newest_scoped_key_created: Option<String>,
+    /// When IAM made the credential report the keys' state and last use come from (AWS reuses a
+    /// report for up to four hours).
+    pub credential_report_generated: Option<String>,
+    /// Users under /arq-lockdown/ left out: bound to another bucket (or untagged without data here).
+    pub scoped_users_elsewhere: usize,
+    /// Computers with data whose computerinfo could not be read (missing, junk or refused).
+    pub computerinfo_unread: usize,
+}
+
+/// The whole audit: stable field names (the README lists them).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub bucket: String,
+    pub generated_at: String,
+    pub ready_to_retire_main_keys: bool,
+    /// Why not, when `ready_to_retire_main_keys` is false.
+    pub not_ready_reasons: Vec<String>,
+    pub computers: Vec<ComputerReport>,
+    pub main_keys: Vec<MainKeyReport>,
+    pub policy_fixes: Vec<PolicyFix>,
+    pub summary: Summary,
+}
+
+impl Report {
+    /// 0 when every computer is locked down and the main keys may go; 13 otherwise.
+    pub fn exit_code(&self) -> ExitCode {
+        let all_locked = self.computers.iter().all(|c| c.state == State::LockedDown);
+        match all_locked && self.ready_to_retire_main_keys {
+            true => ExitCode::Success,
+            false => ExitCode::NeedsAction,
+        }
+    }
+}
+
+/// Runs the audit with the admin's `sdk_config`; `progress` counts computerinfo reads (hidden
+/// unless the caller shows it).
+pub async fn audit(
+    sdk_config: &SdkConfig,
+    options: &AuditOptions,
+    progress: &indicatif::ProgressBar,
+) -> Result<Report, AuditError> {
+    let bucket = options.bucket.as_str();
+    let s3 = s3_for_bucket(sdk_config, bucket).await;
+    let iam_client = aws::iam_client(sdk_config);
+
+    // Two lines of work side by side: the bucket (its folders, then each computerinfo) and IAM
+    // (the users and the credential report, then the keys the report cannot tell and the main
+    // keys' last use).
+    let bucket_side = async {
+        let (in_bucket, _pages) = read::computers(&s3, bucket).await?;
+        let with_folder: Vec<ComputerUuid> = in_bucket
+            .iter()
+            .filter(|(_, presence)| presence.root && options.names)
+            .map(|(uuid, _)| uuid.clone())
+            .collect();
+        progress.set_length(with_folder.len() as u64);
+        let tick = {
+            let progress = progress.clone();
+            Arc::new(move || progress.inc(1))
+        };
+        let infos = read::computerinfo(&s3, bucket, with_folder, tick).await?;
+        Ok::<_, AuditError>((in_bucket, infos))
+    };
+    let iam_side = async {
+        let (users, report) = tokio::join!(
+            read::scoped_users(&iam_client),
+            read::credential_report(&iam_client),
+        );
+        let (all_users, _pages) = users?;
+        let (report, generated, _calls) = report?;
+        let all_scoped: BTreeSet<String> = all_users.iter().map(|u| u.name.clone()).collect();
+        // Users bound to this bucket, and those bound to none (kept below if their computer has
+        // data here); the rest belong to other fleets.
+        let (mut candidates, others): (Vec<UserFacts>, Vec<UserFacts>) =
+            all_users.into_iter().partition(|user| {
+                let bound = user.tags.get("arq-lockdown:bucket").map(String::as_str);
+                uuid_of(user).is_some() && (bound == Some(bucket) || bound.is_none())
+            });
+        let main_ids = decide::main_key_ids(
+            &options.main_key_ids,
+            &candidates.iter().collect::<Vec<_>>(),
+        );
+        let ids: BTreeSet<String> = main_ids.keys().cloned().collect();
+        let (filled, lookups) = tokio::join!(
+            read::fill_keys(&iam_client, &mut candidates, &report),
+            read::main_keys(&iam_client, &ids),
+        );
+        filled?;
+        Ok::<_, AuditError>((
+            candidates,
+            others.len(),
+            all_scoped,
+            main_ids,
+            lookups?,
+            generated,
+        ))
+    };
+    let (
+        (in_bucket, infos),
+        (candidates, mut elsewhere, all_scoped, main_ids, lookups, report_generated),
+    ) = tokio::try_join!(bucket_side, iam_side)?;
+    progress.finish_and_clear();
+    let mut ours: BTreeMap<ComputerUuid, UserFacts> = BTreeMap::new();
+    for user in candidates {
+        let uuid = uuid_of(&user).expect("only users named after a computer are candidates");
+        let bound = user.tags.contains_key("arq-lockdown:bucket");
+        match bound || in_bucket.contains_key(&uuid) {
+            true => {
+                ours.insert(uuid, user);
+            }
+            false => elsewhere += 1,
+        }
+    }
+
+    let uuids: BTreeSet<ComputerUuid> = in_bucket.keys().chain(ours.keys()).cloned().collect();
+    let mut facts: Vec<ComputerFacts> = uuids
+        .into_iter()
+        .map(|uuid| {
+            let info = match (in_bucket.get(&uuid), options.names) {
+                (_, false) => Info::Skipped,
+                (Some(presence), true) if presence.root => {
+                    infos.get(&uuid).cloned().unwrap_or(Info::Missing)
+                }
+                _ => Info::Missing,
+            };
+            ComputerFacts {
+                has_data: in_bucket.contains_key(&uuid),
+                info,
+                user: ours.remove(&uuid),
+                uuid,
+            }
+        })
+        .collect();
+
+    let rules = Rules {
+        bucket: options.bucket.clone(),
+        now: Timestamp::now(),
+        stale_days: options.stale_days,
+    };
+    let mut policy_fixes = Vec::new();
+    if options.fix_policies {
+        for computer in &mut facts {
+            let judged = decide::judge(computer, &rules);
+            let (Some(drift), Some(user)) = (judged.drift, computer.user.as_mut()) else {
+                continue;
+            };
+            let Some(document) = drift.fix else {
+                continue;
+            };
+            read::put_policy(&iam_client, &user.name, &document).await?;
+            user.inline_policies
+                .insert(iam::POLICY_NAME.to_owned(), Some(document));
+            policy_fixes.push(PolicyFix {
+                computer_uuid: computer.uuid.to_string(),
+                user_name: user.name.clone(),
+                change: "rewrote arq-lockdown",
+                state: decide::judge(computer, &rules).state,
+            });
+        }
+    }
+
+    let judged_users: Vec<&UserFacts> = facts.iter().filter_map(|c| c.user.as_ref()).collect();
+    let newest = decide::newest_key(&judged_users);
+    let main_keys: Vec<MainKey> = main_ids
+        .into_iter()
+        .map(|(id, (sources, recorded_by))| {
+            let lookup = lookups.get(&id).cloned().unwrap_or(Lookup::Refused);
+            let scoped = match &lookup {
+                Lookup::Used { owner, .. } | Lookup::NeverUsed { owner } => {
+                    all_scoped.contains(owner)
+                }
+                _ => false,
+            };
+            MainKey {
+                audits: options.admin_key_id.as_deref() == Some(id.as_str()),
+                id,
+                sources,
+                recorded_by,
+                lookup,
+                scoped,
+            }
+        })
+        .collect();
+
+    let mut computers: Vec<ComputerReport> = facts
+        .iter()
+        .map(|c| computer_report(c, &decide::judge(c, &rules)))
+        .collect();
+    computers.sort_by(|a, b| (a.state, &a.computer_uuid).cmp(&(b.state, &b.computer_uuid)));
+    let not_locked_down: Vec<(String, Option<String>)> = computers
+        .iter()
+        .filter(|c| c.state == State::NotLockedDown)
+        .map(|c| (c.computer_uuid.clone(), c.computer_name.clone()))
+        .collect();
+    let (ready, reasons) = decide::verdict(&not_locked_down, &main_keys, newest);
+
+    let mut states = serde_json::Map::new();
+    for state in State::ALL {
+        let count = computers.iter().filter(|c| c.state == state).count();
+        states.insert(state.as_str().to_owned(), count.into());
+    }
+    let summary = Summary {
+        computers: computers.len(),
+        states,
+        main_keys: main_keys.iter().filter(|k| !k.scoped).count(),
+        newest_scoped_key_created: newest.map(decide::second),
+        credential_report_generated: report_generated.map(decide::second),
+        scoped_users_elsewhere: elsewhere,
+        computerinfo_unread: facts
+            .iter()
+            .filter(|c| {
+                c.has_data && matches!(c.info, Info::Missing | Info::Malformed | Info::Refused)
+            })
+            .count(),
+    };
+    Ok(Report {
+        bucket: bucket.to_owned(),
+        generated_at: decide::second(rules.now),
+        ready_to_retire_main_keys: ready,
+        not_ready_reasons: reasons,
+        computers,
+        main_keys: main_keys.iter().map(main_key_report).collect(),
+        policy_fixes,
+        summary,
+    })
+}
+
+/// The computer a scoped user is named after (`arq-<UUID>`).
+fn uuid_of(user: &UserFacts) -> Option<ComputerUuid> {
+    user.name
+        .strip_prefix("arq-")
+        .and_then(|uuid| ComputerUuid::parse(uuid).ok())
+}
+
+/// An S3 client in the bucket's own region (GetBucketLocation; the configured region when that
+/// is refused — the listing then names the problem).
+async fn s3_for_bucket(sdk_config: &SdkConfig, bucket: &str) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::types::BucketLocationConstraint;
+    let global = aws::s3_client(sdk_config, None);
+    let Ok(location) = global.get_bucket_location().bucket(bucket).send().await else {
+        return global;
+    };
+    let region = match location.location_constraint() {
+        None => "us-east-1".to_owned(),
+        Some(BucketLocationConstraint::Eu) => "eu-west-1".to_owned(),
+        Some(constraint) if constraint.as_str().is_empty() => "us-east-1".to_owned(),
+        Some(constraint) => constraint.as_str().to_owned(),
+    };
+    match sdk_config.region().map(|r| r.as_ref()) == Some(region.as_str()) {
+        true => global,
+        false => aws::s3_client(sdk_config, Some(Region::new(region))),
+    }
+}
+
+fn computer_report(facts: &ComputerFacts, judged: &decide::Judgement) -> ComputerReport {
+    let user_name = match &facts.info {
+        Info::Read { user_name, .. } => user_name.clone(),
+        _ => None,
+    };
+    ComputerReport {
+        computer_uuid: facts.uuid.to_string(),
+        computer_name: decide::computer_name(facts),
+        user_name,
+        state: judged.state,
+        user_arn: facts.user.as_ref().map(|u| u.arn.clone()),
+        access_keys: facts
+            .user
+            .iter()
+            .flat_map(|u| &u.keys)
+            .map(|k| AccessKeyReport {
+                access_key_id: k.id.clone(),
+                active: k.active,
+                created: k.created.map(decide::second),
+                last_used: k.last_used.as_ref().map(|u| decide::second(u.at)),
+                last_used_service: k.last_used.as_ref().and_then(|u| u.service.clone()),
+                last_used_region: k.last_used.as_ref().and_then(|u| u.region.clone()),
+            })
+            .collect(),
+        action: judged.action.clone(),
+        in_bucket: facts.has_data,
+        computerinfo: facts.info.as_str(),
+    }
+}
+
+fn main_key_report(key: &MainKey) -> MainKeyReport {
+    let (owner, last) = match &key.lookup {
+        Lookup::Used { owner, last } => (Some(owner.clone()), Some(last)),
+        Lookup::NeverUsed { owner } => (Some(owner.clone()), None),
+        _ => (None, None),
+    };
+    MainKeyReport {
+        access_key_id: key.id.clone(),
+        sources: key.sources.clone(),
+        recorded_by: key.recorded_by,
+        status: key.status(),
+        user_name: owner,
+        last_used: last.map(|l| decide::second(l.at)),
+        last_used_service: last.and_then(|l| l.service.clone()),
+        last_used_region: last.and_then(|l| l.region.clone()),
+        admin_credentials: key.audits,
+    }
+}

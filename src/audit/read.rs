@@ -1,0 +1,665 @@
+//! What `audit` reads from AWS, in calls that do not grow with the fleet wherever AWS allows it:
+//! - S3: the bucket's top-level `<UUID>/` and `glacier/<UUID>/` folders (ListObjectsV2 with a
+//!   delimiter, paginated), then each computer's `computerinfo`, concurrently and bounded;
+//! - IAM: every scoped user with its tags and policies (GetAccountAuthorizationDetails, paginated),
+//!   every key's state and last use (the credential report), and the last use of each main key;
+//!   per user only where the report cannot tell (two active keys: which is which; a user newer
+//!   than the report).
+//!
+//! It writes nothing but the one thing `--fix-policies` asks for ([`put_policy`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_iam::types::{EntityType, ReportStateType, StatusType};
+use aws_sdk_s3::config::http::HttpResponse;
+use jiff::Timestamp;
+
+use super::AuditError;
+use super::decide::{Info, KeyFacts, LastUse, Lookup, UserFacts};
+use crate::arq_config::ComputerUuid;
+use crate::iam::{self, CallError, IamError};
+
+/// computerinfo reads at once.
+pub const CONCURRENCY: usize = 32;
+
+/// A computerinfo is a small plist; only this much of one is read.
+const MAX_COMPUTERINFO_BYTES: u64 = 64 * 1024;
+
+/// The credential report is polled this often while IAM makes it, at most this many times.
+const REPORT_POLL: Duration = Duration::from_millis(500);
+const REPORT_POLLS: u32 = 120;
+
+/// Where a computer has data in the bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Presence {
+    /// `<UUID>/` holds objects (and so may hold `computerinfo`).
+    pub root: bool,
+    /// `glacier/<UUID>/` holds objects.
+    pub glacier: bool,
+}
+
+fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    action: &'static str,
+    bucket: &str,
+    error: SdkError<E, HttpResponse>,
+) -> AuditError {
+    if let SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) = error {
+        return AuditError::S3Unreachable(crate::one_line(
+            &DisplayErrorContext(&error).to_string(),
+        ));
+    }
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    match (error.code(), status) {
+        (Some("NoSuchBucket"), _) | (None, Some(404)) => AuditError::NoSuchBucket {
+            bucket: bucket.to_owned(),
+        },
+        (Some("AccessDenied"), _) | (None, Some(403)) => AuditError::S3Refused {
+            action,
+            bucket: bucket.to_owned(),
+        },
+        _ => AuditError::S3Failed {
+            action,
+            message: crate::one_line(&DisplayErrorContext(&error).to_string()),
+        },
+    }
+}
+
+/// The computer UUIDs with data in the bucket: the top-level folders and those under `glacier/`,
+/// both listings at once. Folders that are not UUIDs are left out.
+pub async fn computers(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> Result<(BTreeMap<ComputerUuid, Presence>, usize), AuditError> {
+    let (root, glacier) =
+        tokio::try_join!(folders(s3, bucket, ""), folders(s3, bucket, "glacier/"))?;
+    let mut found: BTreeMap<ComputerUuid, Presence> = BTreeMap::new();
+    for uuid in root.0 {
+        found.entry(uuid).or_default().root = true;
+    }
+    for uuid in glacier.0 {
+        found.entry(uuid).or_default().glacier = true;
+    }
+    Ok((found, root.1 + glacier.1))
+}
+
+/// The UUID-named folders right under `prefix`, and how many pages that took.
+async fn folders(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<(Vec<ComputerUuid>, usize), AuditError> {
+    let mut found = Vec::new();
+    let mut token = None;
+    let mut pages = 0;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| s3_error("s3:ListBucket", bucket, e))?;
+        pages += 1;
+        for common in page.common_prefixes() {
+            let name = common
+                .prefix()
+                .unwrap_or_default()
+                .strip_prefix(prefix)
+                .and_then(|p| p.strip_suffix('/'));
+            if let Some(uuid) = name.and_then(|n| ComputerUuid::parse(n).ok()) {
+                found.push(uuid);
+            }
+        }
+        match (page.is_truncated, page.next_continuation_token) {
+            (Some(true), Some(next)) => token = Some(next),
+            _ => return Ok((found, pages)),
+        }
+    }
+}
+
+/// Reads every `<UUID>/computerinfo` in `uuids`, `CONCURRENCY` at a time; `read_one` is called
+/// after each (for progress). A computerinfo that is missing, junk or refused is an [`Info`], not
+/// an error; only an unreachable S3 stops the run.
+pub async fn computerinfo(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    uuids: Vec<ComputerUuid>,
+    read_one: Arc<dyn Fn() + Send + Sync>,
+) -> Result<HashMap<ComputerUuid, Info>, AuditError> {
+    let uuids = Arc::new(uuids);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENCY.min(uuids.len()) {
+        let (s3, bucket, uuids, next, read_one) = (
+            s3.clone(),
+            bucket.to_owned(),
+            uuids.clone(),
+            next.clone(),
+            read_one.clone(),
+        );
+        workers.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(uuid) = uuids.get(i) else {
+                    return Ok::<_, AuditError>(done);
+                };
+                done.push((uuid.clone(), read_computerinfo(&s3, &bucket, uuid).await?));
+                read_one();
+            }
+        });
+    }
+    let mut infos = HashMap::with_capacity(uuids.len());
+    while let Some(result) = workers.join_next().await {
+        let done = result.map_err(|e| AuditError::S3Failed {
+            action: "s3:GetObject",
+            message: e.to_string(),
+        })??;
+        infos.extend(done);
+    }
+    Ok(infos)
+}
+
+async fn read_computerinfo(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    uuid: &ComputerUuid,
+) -> Result<Info, AuditError> {
+    let answer = s3
+        .get_object()
+        .bucket(bucket)
+        .key(format!("{uuid}/computerinfo"))
+        .range(format!("bytes=0-{}", MAX_COMPUTERINFO_BYTES - 1))
+        .send()
+        .await;
+    let object = match answer {
+        Ok(object) => object,
+        Err(error @ (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_))) => {
+            return Err(AuditError::S3Unreachable(crate::one_line(
+                &DisplayErrorContext(&error).to_string(),
+            )));
+        }
+        Err(error) => {
+            let status = error.raw_response().map(|r| r.status().as_u16());
+            return Ok(match (error.code(), status) {
+                (Some("NoSuchKey"), _) | (_, Some(404)) => Info::Missing,
+                (Some("AccessDenied"), _) | (_, Some(403)) => Info::Refused,
+                // An empty object cannot satisfy a range (416), and anything else S3 will not
+                // hand over is as good as junk here.
+                _ => Info::Malformed,
+            });
+        }
+    };
+    let Ok(bytes) = object.body.collect().await else {
+        return Ok(Info::Malformed);
+    };
+    Ok(parse_computerinfo(&bytes.into_bytes()))
+}
+
+/// `computerName` and `userName` from a computerinfo plist (XML or binary); text that is not
+/// printable is dropped, and each is cut to 256 characters: a Mac writes its own computerinfo.
+pub fn parse_computerinfo(bytes: &[u8]) -> Info {
+    let Ok(plist::Value::Dictionary(dict)) = plist::Value::from_reader(std::io::Cursor::new(bytes))
+    else {
+        return Info::Malformed;
+    };
+    let text = |key: &str| {
+        dict.get(key)
+            .and_then(plist::Value::as_string)
+            .map(|s| {
+                s.chars()
+                    .filter(|c| !c.is_control())
+                    .take(256)
+                    .collect::<String>()
+            })
+            .filter(|s| !s.trim().is_empty())
+    };
+    let (computer_name, user_name) = (text("computerName"), text("userName"));
+    if computer_name.is_none() && user_name.is_none() {
+        return Info::Malformed;
+    }
+    Info::Read {
+        computer_name,
+        user_name,
+    }
+}
+
+fn iam_error(error: IamError) -> AuditError {
+    match error {
+        IamError::Refused { action } => AuditError::Refused { action },
+        other => AuditError::Iam(other),
+    }
+}
+
+fn iam_fail<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    action: &'static str,
+    error: SdkError<E, aws_sdk_iam::config::http::HttpResponse>,
+) -> AuditError {
+    match iam::classify(action, error) {
+        CallError::Error(e) => iam_error(e),
+        CallError::NoSuchEntity | CallError::AlreadyExists => AuditError::Iam(IamError::Failed {
+            action,
+            message: "an unexpected answer".into(),
+        }),
+    }
+}
+
+fn timestamp(at: &aws_smithy_types::DateTime) -> Option<Timestamp> {
+    Timestamp::new(at.secs(), at.subsec_nanos() as i32).ok()
+}
+
+/// Every user under `/arq-lockdown/` with its tags, inline policies, attached policies and
+/// groups: GetAccountAuthorizationDetails, 1,000 users a page. Keys are filled in later.
+pub async fn scoped_users(
+    iam: &aws_sdk_iam::Client,
+) -> Result<(Vec<UserFacts>, usize), AuditError> {
+    const ACTION: &str = "iam:GetAccountAuthorizationDetails";
+    let mut users = Vec::new();
+    let mut marker = None;
+    let mut pages = 0;
+    loop {
+        let page = iam
+            .get_account_authorization_details()
+            .filter(EntityType::User)
+            .max_items(1000)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| iam_fail(ACTION, e))?;
+        pages += 1;
+        for user in page.user_detail_list() {
+            if user.path() != Some(iam::USER_PATH) {
+                continue;
+            }
+            users.push(UserFacts {
+                name: user.user_name().unwrap_or_default().to_owned(),
+                arn: user.arn().unwrap_or_default().to_owned(),
+                created: user.create_date().and_then(timestamp),
+                tags: user
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key.clone(), t.value.clone()))
+                    .collect(),
+                inline_policies: user
+                    .user_policy_list()
+                    .iter()
+                    .map(|p| {
+                        let document = p.policy_document().and_then(|d| {
+                            // IAM hands documents out URL-encoded.
+                            let text =
+                                percent_encoding::percent_decode_str(d).decode_utf8().ok()?;
+                            serde_json::from_str(&text).ok()
+                        });
+                        (p.policy_name().unwrap_or_default().to_owned(), document)
+                    })
+                    .collect(),
+                attached_policies: user
+                    .attached_managed_policies()
+                    .iter()
+                    .map(|p| p.policy_arn().unwrap_or_default().to_owned())
+                    .collect(),
+                groups: user.group_list().to_vec(),
+                keys: Vec::new(),
+            });
+        }
+        match (page.is_truncated, page.marker) {
+            (true, Some(next)) => marker = Some(next),
+            _ => return Ok((users, pages)),
+        }
+    }
+}
+
+/// One user's row of the credential report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportRow {
+    pub created: Option<Timestamp>,
+    pub keys: Vec<KeyFacts>,
+}
+
+/// The credential report: generated (or the recent one reused, as IAM does for four hours), then
+/// read. Returns the rows by user ARN, when it was generated, and the IAM calls made.
+pub async fn credential_report(
+    iam: &aws_sdk_iam::Client,
+) -> Result<(HashMap<String, ReportRow>, Option<Timestamp>, usize), AuditError> {
+    let mut calls = 0;
+    for poll in 0..REPORT_POLLS {
+        let generated = iam
+            .generate_credential_report()
+            .send()
+            .await
+            .map_err(|e| iam_fail("iam:GenerateCredentialReport", e))?;
+        calls += 1;
+        if poll > 0 && generated.state() != Some(&ReportStateType::Complete) {
+            tokio::time::sleep(REPORT_POLL).await;
+            continue;
+        }
+        calls += 1;
+        match iam.get_credential_report().send().await {
+            Ok(report) => {
+                let content = report
+                    .content()
+                    .map(|b| b.as_ref().to_vec())
+                    .unwrap_or_default();
+                let generated_at = report.generated_time().and_then(timestamp);
+                return Ok((parse_report(&content), generated_at, calls));
+            }
+            // Not made yet (or expired): ask again shortly.
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("ReportInProgress" | "ReportNotPresent" | "ReportExpired")
+                ) =>
+            {
+                tokio::time::sleep(REPORT_POLL).await;
+            }
+            Err(e) => return Err(iam_fail("iam:GetCredentialReport", e)),
+        }
+    }
+    Err(AuditError::Iam(IamError::Failed {
+        action: "iam:GetCredentialReport",
+        message: "IAM did not finish the credential report within a minute; run again".into(),
+    }))
+}
+
+/// The rows of scoped users (ARNs under `/arq-lockdown/`) in a credential report's CSV.
+pub fn parse_report(csv_text: &[u8]) -> HashMap<String, ReportRow> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(csv_text);
+    let Ok(header) = reader.headers().cloned() else {
+        return HashMap::new();
+    };
+    let column = |name: &str| header.iter().position(|h| h == name);
+    let (Some(arn), created) = (column("arn"), column("user_creation_time")) else {
+        return HashMap::new();
+    };
+    let slot = |n: u8| {
+        [
+            "active",
+            "last_rotated",
+            "last_used_date",
+            "last_used_service",
+            "last_used_region",
+        ]
+        .map(|field| column(&format!("access_key_{n}_{field}")))
+    };
+    let slots = [slot(1), slot(2)];
+    let date = |text: Option<&str>| text.and_then(|t| t.parse::<Timestamp>().ok());
+    let known = |text: Option<&str>| {
+        text.filter(|t| !matches!(*t, "N/A" | "not_supported" | "no_information" | ""))
+            .map(str::to_owned)
+    };
+    let mut rows = HashMap::new();
+    for record in reader.records().flatten() {
+        let Some(user_arn) = record.get(arn) else {
+            continue;
+        };
+        if !user_arn.contains(&format!(":user{}", iam::USER_PATH)) {
+            continue;
+        }
+        let field = |i: Option<usize>| i.and_then(|i| record.get(i));
+        let mut keys = Vec::new();
+        for [active, rotated, used, service, region] in slots {
+            // A slot holds a key when it has a creation ("last rotated") date.
+            let Some(created) = date(field(rotated)) else {
+                continue;
+            };
+            keys.push(KeyFacts {
+                id: None,
+                active: field(active) == Some("true"),
+                created: Some(created),
+                last_used: date(field(used)).map(|at| LastUse {
+                    at,
+                    service: known(field(service)),
+                    region: known(field(region)),
+                }),
+            });
+        }
+        rows.insert(
+            user_arn.to_owned(),
+            ReportRow {
+                created: date(field(created)),
+                keys,
+            },
+        );
+    }
+    rows
+}
+
+/// A user's keys asked of IAM one by one (ids included): ListAccessKeys, then each key's last use.
+pub async fn keys_of(
+    iam: &aws_sdk_iam::Client,
+    user: &str,
+) -> Result<(Vec<KeyFacts>, usize), AuditError> {
+    let listed = iam
+        .list_access_keys()
+        .user_name(user)
+        .send()
+        .await
+        .map_err(|e| iam_fail("iam:ListAccessKeys", e))?;
+    let mut calls = 1;
+    let mut keys = Vec::new();
+    for key in listed.access_key_metadata() {
+        let Some(id) = key.access_key_id() else {
+            continue;
+        };
+        calls += 1;
+        let last_used = match last_use(iam, id).await? {
+            Lookup::Used { last, .. } => Some(last),
+            _ => None,
+        };
+        keys.push(KeyFacts {
+            id: Some(id.to_owned()),
+            active: key.status() == Some(&StatusType::Active),
+            created: key.create_date().and_then(timestamp),
+            last_used,
+        });
+    }
+    Ok((keys, calls))
+}
+
+/// When a key was last used, and by whom (GetAccessKeyLastUsed).
+pub async fn last_use(iam: &aws_sdk_iam::Client, key_id: &str) -> Result<Lookup, AuditError> {
+    const ACTION: &str = "iam:GetAccessKeyLastUsed";
+    let answer = match iam
+        .get_access_key_last_used()
+        .access_key_id(key_id)
+        .send()
+        .await
+    {
+        Ok(answer) => answer,
+        Err(e) => {
+            return match iam::classify(ACTION, e) {
+                CallError::NoSuchEntity => Ok(Lookup::NotFound),
+                CallError::Error(IamError::Refused { .. }) => Ok(Lookup::Refused),
+                CallError::Error(e) => Err(AuditError::Iam(e)),
+                CallError::AlreadyExists => Ok(Lookup::NotFound),
+            };
+        }
+    };
+    let owner = answer.user_name().unwrap_or_default().to_owned();
+    let used = answer.access_key_last_used();
+    let known = |text: &str| (!matches!(text, "N/A" | "")).then(|| text.to_owned());
+    Ok(
+        match used.and_then(|u| u.last_used_date()).and_then(timestamp) {
+            Some(at) => Lookup::Used {
+                owner,
+                last: LastUse {
+                    at,
+                    service: used.and_then(|u| known(u.service_name())),
+                    region: used.and_then(|u| known(u.region())),
+                },
+            },
+            None => Lookup::NeverUsed { owner },
+        },
+    )
+}
+
+/// Fills in each user's keys: from the report, or asked of IAM where the report cannot tell —
+/// the user is not in it (newer than the report) or was made again since, or has two active keys
+/// (the report has no key ids, and the action must name the key to delete). Returns the IAM calls.
+pub async fn fill_keys(
+    iam: &aws_sdk_iam::Client,
+    users: &mut [UserFacts],
+    report: &HashMap<String, ReportRow>,
+) -> Result<usize, AuditError> {
+    let mut calls = 0;
+    for user in users.iter_mut() {
+        let row = report.get(&user.arn).filter(|row| {
+            row.created.map(|t| t.as_second()) == user.created.map(|t| t.as_second())
+        });
+        match row {
+            Some(row) if row.keys.iter().filter(|k| k.active).count() < 2 => {
+                user.keys = row.keys.clone();
+            }
+            _ => {
+                let (keys, made) = keys_of(iam, &user.name).await?;
+                user.keys = keys;
+                calls += made;
+            }
+        }
+    }
+    Ok(calls)
+}
+
+/// The main keys' last use, all at once.
+pub async fn main_keys(
+    iam: &aws_sdk_iam::Client,
+    ids: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Lookup>, AuditError> {
+    let mut lookups = tokio::task::JoinSet::new();
+    for id in ids {
+        let (iam, id) = (iam.clone(), id.clone());
+        lookups.spawn(async move {
+            let lookup = last_use(&iam, &id).await;
+            (id, lookup)
+        });
+    }
+    let mut found = BTreeMap::new();
+    while let Some(result) = lookups.join_next().await {
+        let (id, lookup) = result.map_err(|e| {
+            AuditError::Iam(IamError::Failed {
+                action: "iam:GetAccessKeyLastUsed",
+                message: e.to_string(),
+            })
+        })?;
+        found.insert(id, lookup?);
+    }
+    Ok(found)
+}
+
+/// `--fix-policies`: writes `document` as the user's inline policy `arq-lockdown`.
+pub async fn put_policy(
+    iam: &aws_sdk_iam::Client,
+    user: &str,
+    document: &serde_json::Value,
+) -> Result<(), AuditError> {
+    iam.put_user_policy()
+        .user_name(user)
+        .policy_name(iam::POLICY_NAME)
+        .policy_document(document.to_string())
+        .send()
+        .await
+        .map_err(|e| iam_fail("iam:PutUserPolicy", e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn computerinfo_gives_names_and_junk_gives_none() {
+        let plist = |entries: &[(&str, &str)]| {
+            let mut dict = plist::Dictionary::new();
+            for (k, v) in entries {
+                dict.insert((*k).into(), (*v).into());
+            }
+            let mut bytes = Vec::new();
+            plist::Value::Dictionary(dict)
+                .to_writer_xml(&mut bytes)
+                .unwrap();
+            bytes
+        };
+        let cases: Vec<(&str, Vec<u8>, Info)> = vec![
+            (
+                "both",
+                plist(&[("computerName", "Bob's Mac"), ("userName", "bob")]),
+                Info::Read {
+                    computer_name: Some("Bob's Mac".into()),
+                    user_name: Some("bob".into()),
+                },
+            ),
+            (
+                "terminal escapes dropped",
+                plist(&[("computerName", "Mac\u{1b}[2J\u{7}")]),
+                Info::Read {
+                    computer_name: Some("Mac[2J".into()),
+                    user_name: None,
+                },
+            ),
+            ("no names", plist(&[("other", "x")]), Info::Malformed),
+            ("not a plist", b"\x00\x01 junk".to_vec(), Info::Malformed),
+            ("empty", Vec::new(), Info::Malformed),
+            (
+                "an array",
+                b"<?xml version=\"1.0\"?><plist version=\"1.0\"><array/></plist>".to_vec(),
+                Info::Malformed,
+            ),
+        ];
+        for (name, bytes, expected) in cases {
+            assert_eq!(parse_computerinfo(&bytes), expected, "{name}");
+        }
+        let long = "x".repeat(1000);
+        match parse_computerinfo(&plist(&[("computerName", &long)])) {
+            Info::Read {
+                computer_name: Some(name),
+                ..
+            } => assert_eq!(name.len(), 256),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_credential_report_gives_each_scoped_users_keys() {
+        let report = "user,arn,user_creation_time,password_enabled,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service\n\
+<root_account>,arn:aws:iam::123456789012:root,2020-01-01T00:00:00+00:00,not_supported,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A\n\
+fleet-admin,arn:aws:iam::123456789012:user/fleet-admin,2020-01-01T00:00:00+00:00,false,true,2020-01-01T00:00:00+00:00,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A\n\
+arq-A,arn:aws:iam::123456789012:user/arq-lockdown/arq-A,2026-01-01T00:00:00+00:00,false,true,2026-01-01T00:00:01+00:00,2026-01-02T00:00:00+00:00,eu-west-1,s3,false,N/A,N/A,N/A,N/A\n\
+arq-B,arn:aws:iam::123456789012:user/arq-lockdown/arq-B,2026-01-01T00:00:00+00:00,false,false,2026-01-01T00:00:01+00:00,N/A,N/A,N/A,true,2026-01-03T00:00:00+00:00,N/A,not_supported,not_supported\n\
+short,row\n";
+        let rows = parse_report(report.as_bytes());
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let a = &rows["arn:aws:iam::123456789012:user/arq-lockdown/arq-A"];
+        assert_eq!(a.created, Some("2026-01-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(
+            a.keys,
+            [KeyFacts {
+                id: None,
+                active: true,
+                created: Some("2026-01-01T00:00:01Z".parse().unwrap()),
+                last_used: Some(LastUse {
+                    at: "2026-01-02T00:00:00Z".parse().unwrap(),
+                    service: Some("s3".into()),
+                    region: Some("eu-west-1".into()),
+                }),
+            }]
+        );
+        let b = &rows["arn:aws:iam::123456789012:user/arq-lockdown/arq-B"];
+        assert_eq!(
+            b.keys
+                .iter()
+                .map(|k| (k.active, k.last_used.is_some()))
+                .collect::<Vec<_>>(),
+            [(false, false), (true, false)]
+        );
+        assert!(parse_report(b"").is_empty());
+        assert!(parse_report(b"no,arn,column\n1,2,3\n").is_empty());
+    }
+}

@@ -1,0 +1,249 @@
+//! `arq-lockdown audit`: the fleet's state for people (a table of what needs action, then the
+//! summary), for scripts (`--json`) and for a spreadsheet (`--csv`). Progress on stderr only on a
+//! terminal, and never with `--json` or `--csv`.
+
+use std::io::IsTerminal;
+
+use aws_credential_types::provider::ProvideCredentials;
+
+use crate::Error;
+use crate::audit::decide::State;
+use crate::audit::{self, AuditOptions, Report};
+use crate::cli::AuditArgs;
+use crate::exit_code::ExitCode;
+
+pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
+    let sdk_config = super::admin_config(&args.admin_credentials).await;
+    // Credentials are found locally (environment, profile) before any call: none is a clear error.
+    let admin_key_id = sdk_config
+        .credentials_provider()
+        .ok_or(Error::NoCredentials)?
+        .provide_credentials()
+        .await
+        .map_err(|_| Error::NoCredentials)?
+        .access_key_id()
+        .to_owned();
+    let options = AuditOptions {
+        bucket: args.bucket,
+        main_key_ids: args.main_key_ids,
+        stale_days: args.stale_days,
+        names: !args.no_names,
+        fix_policies: args.fix_policies,
+        admin_key_id: Some(admin_key_id),
+    };
+    let progress = match !args.json && !args.csv && std::io::stderr().is_terminal() {
+        true => {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "reading computerinfo {pos}/{len} {wide_bar}",
+                )
+                .expect("the template is valid"),
+            );
+            bar
+        }
+        false => indicatif::ProgressBar::hidden(),
+    };
+    let report = audit::audit(&sdk_config, &options, &progress).await?;
+    if args.json {
+        super::print_json(&report)?;
+    } else if args.csv {
+        super::print(&to_csv(&report))?;
+    } else {
+        super::print(&to_text(&report))?;
+    }
+    Ok(report.exit_code())
+}
+
+/// One line per computer needing action, the policy fixes, then the summary and the verdict.
+fn to_text(report: &Report) -> String {
+    let mut text = String::new();
+    let needing: Vec<_> = report
+        .computers
+        .iter()
+        .filter(|c| c.state != State::LockedDown)
+        .collect();
+    let name_width = needing
+        .iter()
+        .map(|c| shown_name(c.computer_name.as_deref()).chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(4, 32);
+    if !needing.is_empty() {
+        text += &format!(
+            "{:<16} {:<36} {:<name_width$} ACTION\n",
+            "STATE", "COMPUTER", "NAME"
+        );
+    }
+    for computer in needing {
+        let name: String = shown_name(computer.computer_name.as_deref())
+            .chars()
+            .take(name_width)
+            .collect();
+        text += &format!(
+            "{:<16} {:<36} {:<name_width$} {}\n",
+            computer.state.as_str(),
+            computer.computer_uuid,
+            name,
+            computer.action.as_deref().unwrap_or_default(),
+        );
+    }
+    for fix in &report.policy_fixes {
+        text += &format!(
+            "fixed: {} of {} ({}), now {}\n",
+            fix.change,
+            fix.user_name,
+            fix.computer_uuid,
+            fix.state.as_str()
+        );
+    }
+    if !text.is_empty() {
+        text += "\n";
+    }
+    let states: Vec<String> = report
+        .summary
+        .states
+        .iter()
+        .filter(|(_, count)| count.as_u64() != Some(0))
+        .map(|(state, count)| format!("{count} {state}"))
+        .collect();
+    text += &format!(
+        "bucket {}: {} computer(s){}{}\n",
+        report.bucket,
+        report.summary.computers,
+        if states.is_empty() { "" } else { ": " },
+        states.join(", ")
+    );
+    if report.summary.computerinfo_unread > 0 {
+        text += &format!(
+            "{} computer(s) without a readable computerinfo: names from the IAM users' tags where there are any\n",
+            report.summary.computerinfo_unread
+        );
+    }
+    for key in &report.main_keys {
+        let sources: Vec<&str> = key
+            .sources
+            .iter()
+            .map(|s| match s {
+                audit::decide::KeySource::Flag => "--main-key-id",
+                audit::decide::KeySource::Recorded => "recorded",
+                audit::decide::KeySource::Claimed => "claimed by token-enrolled Macs",
+            })
+            .collect();
+        let recorded = match key.recorded_by {
+            0 => String::new(),
+            n => format!(", replaced on {n} Mac(s)"),
+        };
+        let state = match (key.status, &key.last_used) {
+            ("used", Some(at)) => format!(
+                "last used {at} by {} in {}",
+                key.last_used_service.as_deref().unwrap_or("?"),
+                key.last_used_region.as_deref().unwrap_or("?")
+            ),
+            ("never-used", _) => "never used".to_owned(),
+            ("not-found", _) => "not found in IAM (deleted, or another account's)".to_owned(),
+            ("refused", _) => "IAM refused GetAccessKeyLastUsed".to_owned(),
+            ("scoped-key", _) => "a Mac's scoped key, not a main key".to_owned(),
+            (other, _) => other.to_owned(),
+        };
+        let owner = key
+            .user_name
+            .as_deref()
+            .map_or(String::new(), |u| format!(" (IAM user {u})"));
+        text += &format!(
+            "main key {} ({}{recorded}): {state}{owner}\n",
+            key.access_key_id,
+            sources.join(", ")
+        );
+    }
+    match report.ready_to_retire_main_keys {
+        true => text += "ready to retire the main keys: yes — deactivate them in IAM\n",
+        false => {
+            text += &format!(
+                "ready to retire the main keys: no — {}\n",
+                report.not_ready_reasons.join("; ")
+            )
+        }
+    }
+    text
+}
+
+fn shown_name(name: Option<&str>) -> &str {
+    name.unwrap_or("-")
+}
+
+/// One row per computer. Names come from the Macs themselves, so a cell a spreadsheet would run
+/// as a formula (`=`, `+`, `-`, `@`, tab, carriage return first) is prefixed with `'`.
+fn to_csv(report: &Report) -> String {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "computer_uuid",
+        "computer_name",
+        "user_name",
+        "state",
+        "user_arn",
+        "active_keys",
+        "access_key_ids",
+        "last_used",
+        "action",
+    ];
+    writer.write_record(header).expect("writing to memory");
+    for computer in &report.computers {
+        let active = computer.access_keys.iter().filter(|k| k.active).count();
+        let ids: Vec<&str> = computer
+            .access_keys
+            .iter()
+            .filter_map(|k| k.access_key_id.as_deref())
+            .collect();
+        let last_used = computer
+            .access_keys
+            .iter()
+            .filter_map(|k| k.last_used.as_deref())
+            .max()
+            .unwrap_or_default();
+        writer
+            .write_record([
+                computer.computer_uuid.as_str(),
+                &spreadsheet_safe(computer.computer_name.as_deref().unwrap_or_default()),
+                &spreadsheet_safe(computer.user_name.as_deref().unwrap_or_default()),
+                computer.state.as_str(),
+                computer.user_arn.as_deref().unwrap_or_default(),
+                &active.to_string(),
+                &ids.join(" "),
+                last_used,
+                computer.action.as_deref().unwrap_or_default(),
+            ])
+            .expect("writing to memory");
+    }
+    String::from_utf8(writer.into_inner().expect("writing to memory"))
+        .expect("CSV of UTF-8 is UTF-8")
+}
+
+fn spreadsheet_safe(text: &str) -> String {
+    match text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        true => format!("'{text}"),
+        false => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_a_spreadsheet_would_run_is_defused() {
+        for (name, shown) in [
+            ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"),
+            ("+1", "'+1"),
+            ("-2", "'-2"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("Bob's Mac", "Bob's Mac"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(name), shown);
+        }
+    }
+}
