@@ -24,24 +24,24 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use serde::Serialize;
 
+use crate::Error;
 use crate::arq_app::{self, ArqAppError};
-use crate::arq_config::{ArqConfig, ConfigError};
-use crate::aws::{self, AwsCredentials, Identity};
-use crate::credential_store::{AccessKey, ArqS3, CredentialStore, StoreError};
+use crate::arq_config::ArqConfig;
+use crate::aws::{self, AwsCredentials, Caller, Identity};
+use crate::credential_store::{AccessKey, ArqS3, CredentialStore};
 use crate::exit_code::ExitCode;
 use crate::fault;
 use crate::iam::{self, IamError};
-use crate::key_source::service::ServiceClientError;
 use crate::key_source::{
     AdminCredentials, Computer, IamIssuer, IssuedKey, KeyIssuer, KeySource, Plan, ServiceCall,
-    ServiceIssuer, SourceKind,
+    ServiceClient, ServiceIssuer, SourceKind,
 };
 use crate::policy::{PolicyDocument, PolicyOptions};
-use crate::receipt::{self, Receipt, ReceiptError};
-use crate::run_lock::{LockError, RunLock};
+use crate::receipt::{self, Receipt};
+use crate::run_lock::RunLock;
 use crate::run_log::RunLog;
-use crate::session::{self, SessionError};
-use crate::verify::{self, Verdict, VerifyError, VerifyOptions};
+use crate::session;
+use crate::verify::{self, Verdict, VerifyOptions};
 
 /// How often a new key is tried while AWS does not accept it yet.
 const POLL: Duration = Duration::from_millis(250);
@@ -75,26 +75,6 @@ pub struct ApplyRequest<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Iam(#[from] IamError),
-    #[error(transparent)]
-    ArqApp(#[from] ArqAppError),
-    #[error(transparent)]
-    Verify(#[from] VerifyError),
-    #[error(transparent)]
-    Receipt(#[from] ReceiptError),
-    #[error(transparent)]
-    Unreachable(#[from] aws::Unreachable),
-    #[error(transparent)]
-    Service(#[from] ServiceClientError),
-    #[error(transparent)]
-    Session(#[from] SessionError),
-    #[error(transparent)]
-    Lock(#[from] LockError),
     #[error(
         "AWS refuses the key in \"Arq S3\" ({key_id}: {reason}), so it can neither create IAM users nor prove this Mac to the service: re-enter working keys in Arq, or pass --admin-credentials env or profile:NAME"
     )]
@@ -140,16 +120,7 @@ pub enum ApplyError {
 impl ApplyError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::Config(e) => e.exit_code(),
-            Self::Store(e) => e.exit_code(),
-            Self::Iam(e) => e.exit_code(),
-            Self::ArqApp(e) => e.exit_code(),
-            Self::Verify(e) => e.exit_code(),
-            Self::Receipt(_) => ExitCode::Internal,
-            Self::Unreachable(_) | Self::AdminRefused { .. } => ExitCode::Aws,
-            Self::Service(e) => e.exit_code(),
-            Self::Session(e) => e.exit_code(),
-            Self::Lock(e) => e.exit_code(),
+            Self::AdminRefused { .. } => ExitCode::Aws,
             Self::CurrentKeyRefused { .. }
             | Self::ForeignScopedKey { .. }
             | Self::RestrictedKey { .. }
@@ -216,7 +187,7 @@ impl Steps<'_> {
     }
 }
 
-pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Outcome, ApplyError> {
+pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Outcome, Error> {
     let mut steps = Steps {
         log,
         done: Vec::new(),
@@ -226,16 +197,11 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
     let _lock = RunLock::acquire(&request.home, request.lock_timeout).await?;
     let current = read_arq_s3(request.store, &mut steps)?;
     if let Some(receipt) = already_done(&request, &config, &policy, &current.id, &mut steps) {
-        return Ok(outcome(
-            ApplyResult::AlreadyLockedDown,
-            &config,
-            &current.id,
-            steps,
-            |o| {
-                o.user_arn = Some(receipt.user_arn.clone());
-                o.receipt = Some(Receipt::path(&request.home));
-            },
-        ));
+        let result = ApplyResult::AlreadyLockedDown;
+        return Ok(outcome(result, &config, &current.id, steps, |o| {
+            o.user_arn = Some(receipt.user_arn);
+            o.receipt = Some(Receipt::path(&request.home));
+        }));
     }
     let mut computer = Computer {
         config: &config,
@@ -251,13 +217,10 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
     let plan = issuer.plan(&computer, &current.id, owner.is_some(), request.rotate);
     steps.note(describe_plan(&plan, &config));
     if request.dry_run {
-        return Ok(outcome(
-            ApplyResult::DryRun,
-            &config,
-            &current.id,
-            steps,
-            |o| o.plan = Some(plan),
-        ));
+        let result = ApplyResult::DryRun;
+        return Ok(outcome(result, &config, &current.id, steps, |o| {
+            o.plan = Some(plan);
+        }));
     }
     if plan.new_key {
         make_sure_arq_has_quit(request.quit_arq, &mut steps).await?;
@@ -265,36 +228,20 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
     let issued = issuer
         .issue(&plan, &computer, &current, &mut |text| steps.note(text))
         .await?;
-    // The key to prove: the new one, or (only then is its secret read) the one in "Arq S3".
-    let candidate = match &issued {
-        Some(new) => &new.key,
-        None => current.key()?,
-    };
-    let proven = prove(
-        candidate,
-        issued.is_some(),
-        &config,
-        request.policy_options,
-        request.verify_timeout,
+    prove_or_discard(
+        &request,
+        &issuer,
+        &computer,
+        &current,
+        issued.as_ref(),
         &mut steps,
-    );
-    if let Err(error) = proven.await {
-        if let Some(new) = &issued {
-            issuer.discard(&computer, new).await?;
-        }
-        return Err(error);
-    }
+    )
+    .await?;
     fault::after("verified");
-    if let Some(new) = &issued {
-        update_arq_s3(request.store, new, &issuer, &computer).await?;
-        steps.note(format!("\"Arq S3\" now holds key {}", new.key.id));
-        fault::after("updated-arq-s3");
-    }
     let retired = match &issued {
-        Some(new) => retire_replaced(&issuer, &computer, new, &mut steps).await,
+        Some(new) => switch_arq_s3(&request, &issuer, &computer, new, &mut steps).await?,
         None => Vec::new(),
     };
-    fault::after("retired");
     let main_keys_removed = issued.is_some() && owner.is_none();
     if main_keys_removed {
         steps.note(format!(
@@ -302,30 +249,20 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
             current.id
         ));
     }
-    if issued.is_some() {
-        // Arq is not on the record's new partition list yet: its next read asks once.
-        let notice = "Arq will ask for your login keychain password once when it starts again: arq-lockdown changed its S3 key. That is expected.";
-        steps.note(notice.to_owned());
-        arq_app::notify(notice);
-    }
     let relaunched_with = relaunch(&request.relaunch, &mut steps);
     fault::after("relaunched");
-    let final_id = issued.as_ref().map_or(&current.id, |i| &i.key.id);
-    let user_arn = issued
-        .as_ref()
-        .map(|new| new.user_arn.clone())
-        .or(owner)
-        .unwrap_or_default();
+    let (final_id, user_arn) = match &issued {
+        Some(new) => (&new.key.id, new.user_arn.clone()),
+        None => (&current.id, owner.unwrap_or_default()),
+    };
     write_receipt(&request, &config, &policy, final_id, &user_arn, &mut steps)?;
-
-    let previous = issued.as_ref().map(|_| current.id.clone());
     Ok(outcome(
         ApplyResult::LockedDown,
         &config,
         final_id,
         steps,
         |o| {
-            o.previous_access_key_id = previous;
+            o.previous_access_key_id = issued.as_ref().map(|_| current.id.clone());
             o.user_arn = Some(user_arn);
             o.retired_access_key_ids = retired;
             o.main_keys_removed = main_keys_removed;
@@ -340,7 +277,7 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
 fn read_config(
     request: &ApplyRequest<'_>,
     steps: &mut Steps<'_>,
-) -> Result<(ArqConfig, PolicyDocument), ApplyError> {
+) -> Result<(ArqConfig, PolicyDocument), Error> {
     let config = ArqConfig::read_from_home(&request.home)?;
     let policy = PolicyDocument::scoped_to(&config, request.policy_options);
     session::refuse_user_symlinks(&Receipt::path(&request.home))?;
@@ -355,7 +292,7 @@ fn read_config(
 fn read_arq_s3<'a>(
     store: &'a dyn CredentialStore,
     steps: &mut Steps<'_>,
-) -> Result<ArqS3<'a>, ApplyError> {
+) -> Result<ArqS3<'a>, Error> {
     let current = ArqS3::open(store)?;
     steps.note(format!(
         "\"Arq S3\" in {} holds key {}",
@@ -404,117 +341,122 @@ fn already_done(
 
 /// Step 4: the key source for this run, and the scoped user the key in "Arq S3" belongs to if it
 /// is this computer's. The secret of "Arq S3" is read (once) only when the source needs the key
-/// itself: as the IAM admin (`arq-s3`), or to sign a proof for the service. Refuses, before any
-/// IAM or service call, when that key cannot do what it must: AWS rejects it, or (as IAM admin)
-/// it is another computer's scoped key from a cloned disk, or this computer's scoped key asked to
-/// rotate itself or to change its own policy.
+/// itself: as the IAM admin (`arq-s3`), or to sign a proof for the service.
 async fn resolve_issuer<'a>(
     request: &'a ApplyRequest<'_>,
     computer: &Computer<'_>,
     current: &ArqS3<'_>,
-) -> Result<(KeyIssuer<'a>, Option<String>), ApplyError> {
+) -> Result<(KeyIssuer<'a>, Option<String>), Error> {
     match &request.source {
         KeySource::Service(client) => {
-            let issuer = KeyIssuer::Service(ServiceIssuer {
-                client,
-                store: request.store,
-            });
-            if client.has_enrollment_token() && !request.rotate {
-                // Nothing needs the key in "Arq S3": it is ours when our receipt says so.
-                let owner = Receipt::load(&request.home)
-                    .filter(|r| r.access_key_id == current.id && r.source == SourceKind::Service)
-                    .map(|r| r.user_arn);
-                return Ok((issuer, owner));
-            }
-            let (_, identity) = identify(current).await?;
-            Ok((issuer, this_computers(&identity, computer.config)))
+            let owner = owner_for_the_service(request, client, computer, current).await?;
+            let store = request.store;
+            Ok((KeyIssuer::Service(ServiceIssuer { client, store }), owner))
         }
         KeySource::Iam {
             admin: AdminCredentials::ArqS3,
             permissions_boundary,
-        } => {
-            let (sdk_config, identity) = identify(current).await?;
-            if let Some(arn) = this_computers(&identity, computer.config) {
-                // The scoped key cannot do IAM work: it is verified and adopted (a run that died
-                // after step 9 is finished this way) — unless this run asks for what only admin
-                // credentials can do.
-                if request.rotate {
-                    return Err(ApplyError::RotateNeedsAdmin);
-                }
-                let receipt =
-                    Receipt::load(&request.home).filter(|r| r.access_key_id == current.id);
-                if receipt.is_some_and(|r| {
-                    r.policy_options != request.policy_options
-                        || r.bucket != computer.config.bucket.as_str()
-                }) {
-                    return Err(ApplyError::PolicyNeedsAdmin);
-                }
-                return Ok((KeyIssuer::Adopt, Some(arn)));
-            }
-            if let Identity::Known(caller) = &identity
-                && caller.arn.contains(&format!(":user{}", iam::USER_PATH))
-            {
-                return Err(ApplyError::ForeignScopedKey {
-                    arn: caller.arn.clone(),
-                });
-            }
-            let connected = IamIssuer::connect(
-                &AdminCredentials::ArqS3,
-                Some((&sdk_config, &identity)),
-                permissions_boundary.as_deref(),
-                computer,
-            )
-            .await;
-            let issuer = match (connected, &identity) {
-                // An IAM user's key with no IAM rights: not the main keys, and not ours — such as
-                // the one Arq's own "Create Restricted IAM User" puts in "Arq S3".
-                (Err(ApplyError::Iam(IamError::Refused { .. })), Identity::Known(caller))
-                    if caller.arn.contains(":user/") =>
-                {
-                    return Err(ApplyError::RestrictedKey {
-                        arn: caller.arn.clone(),
-                    });
-                }
-                (connected, _) => connected?,
-            };
-            let owner = issuer.owner_of(&current.id);
-            Ok((KeyIssuer::Iam(Box::new(issuer)), owner))
-        }
+        } => arq_s3_as_admin(request, permissions_boundary.as_deref(), computer, current).await,
         KeySource::Iam {
             admin,
             permissions_boundary,
         } => {
-            let issuer =
-                IamIssuer::connect(admin, None, permissions_boundary.as_deref(), computer).await?;
+            let boundary = permissions_boundary.as_deref();
+            let issuer = IamIssuer::connect(admin, None, boundary, computer).await?;
             let owner = issuer.owner_of(&current.id);
             Ok((KeyIssuer::Iam(Box::new(issuer)), owner))
         }
     }
 }
 
+/// With the service: whether the key in "Arq S3" is this computer's scoped key. With an
+/// enrollment token nothing needs that key, so our receipt decides; otherwise STS says (the key
+/// signs the proof anyway).
+async fn owner_for_the_service(
+    request: &ApplyRequest<'_>,
+    client: &ServiceClient,
+    computer: &Computer<'_>,
+    current: &ArqS3<'_>,
+) -> Result<Option<String>, Error> {
+    if client.has_enrollment_token() && !request.rotate {
+        return Ok(Receipt::load(&request.home)
+            .filter(|r| r.access_key_id == current.id && r.source == SourceKind::Service)
+            .map(|r| r.user_arn));
+    }
+    let (_, caller) = identify(current).await?;
+    Ok(this_computers(&caller, computer.config))
+}
+
+/// With the keys in "Arq S3" as the IAM admin. This computer's scoped key cannot do IAM work: it is
+/// adopted (a run that died after step 9 is finished this way) unless the run asks for what only
+/// admin credentials can do. Refused before any IAM call: another computer's scoped key (a cloned
+/// disk); after IAM refuses it: a restricted user's key (Arq's own "Create Restricted IAM User").
+async fn arq_s3_as_admin<'a>(
+    request: &ApplyRequest<'_>,
+    boundary: Option<&str>,
+    computer: &Computer<'_>,
+    current: &ArqS3<'_>,
+) -> Result<(KeyIssuer<'a>, Option<String>), Error> {
+    let (sdk_config, caller) = identify(current).await?;
+    if let Some(arn) = this_computers(&caller, computer.config) {
+        refuse_what_only_an_admin_can_do(request, computer, current)?;
+        return Ok((KeyIssuer::Adopt, Some(arn)));
+    }
+    if caller.arn.contains(&format!(":user{}", iam::USER_PATH)) {
+        let arn = caller.arn.clone();
+        return Err(ApplyError::ForeignScopedKey { arn }.into());
+    }
+    let admin = AdminCredentials::ArqS3;
+    let connected =
+        IamIssuer::connect(&admin, Some((&sdk_config, &caller)), boundary, computer).await;
+    let issuer = match connected {
+        Err(Error::Iam(IamError::Refused { .. })) if caller.arn.contains(":user/") => {
+            let arn = caller.arn.clone();
+            return Err(ApplyError::RestrictedKey { arn }.into());
+        }
+        connected => connected?,
+    };
+    let owner = issuer.owner_of(&current.id);
+    Ok((KeyIssuer::Iam(Box::new(issuer)), owner))
+}
+
+/// This computer's scoped key cannot make its successor, nor rewrite its own policy (a new bucket,
+/// other options).
+fn refuse_what_only_an_admin_can_do(
+    request: &ApplyRequest<'_>,
+    computer: &Computer<'_>,
+    current: &ArqS3<'_>,
+) -> Result<(), Error> {
+    if request.rotate {
+        return Err(ApplyError::RotateNeedsAdmin.into());
+    }
+    let receipt = Receipt::load(&request.home).filter(|r| r.access_key_id == current.id);
+    if receipt.is_some_and(|r| {
+        r.policy_options != request.policy_options || r.bucket != computer.config.bucket.as_str()
+    }) {
+        return Err(ApplyError::PolicyNeedsAdmin.into());
+    }
+    Ok(())
+}
+
 /// Asks STS who owns the key in "Arq S3" (reading its secret); refuses a key AWS does not accept.
-async fn identify(current: &ArqS3<'_>) -> Result<(SdkConfig, Identity), ApplyError> {
+async fn identify(current: &ArqS3<'_>) -> Result<(SdkConfig, Caller), Error> {
     let key = current.key()?;
     let sdk_config = aws::load_config(AwsCredentials::Key(key)).await;
     match aws::identify(&sdk_config).await? {
         Identity::Refused(reason) => Err(ApplyError::CurrentKeyRefused {
             key_id: key.id.clone(),
             reason,
-        }),
-        identity => Ok((sdk_config, identity)),
+        }
+        .into()),
+        Identity::Known(caller) => Ok((sdk_config, caller)),
     }
 }
 
 /// The ARN, when `identity` is this computer's scoped user in its own account (the whole ARN).
-fn this_computers(identity: &Identity, config: &ArqConfig) -> Option<String> {
-    match identity {
-        Identity::Known(caller)
-            if caller.arn == iam::scoped_user_arn(&caller.account, &config.computer_uuid) =>
-        {
-            Some(caller.arn.clone())
-        }
-        _ => None,
-    }
+fn this_computers(caller: &Caller, config: &ArqConfig) -> Option<String> {
+    (caller.arn == iam::scoped_user_arn(&caller.account, &config.computer_uuid))
+        .then(|| caller.arn.clone())
 }
 
 fn describe_plan(plan: &Plan, config: &ArqConfig) -> String {
@@ -575,6 +517,35 @@ async fn make_sure_arq_has_quit(
     Ok(())
 }
 
+/// Step 8, around [`prove`]: the key to prove is the new one, or (only then is its secret read)
+/// the one in "Arq S3" being adopted. A new key that fails is discarded: "Arq S3" never saw it.
+async fn prove_or_discard(
+    request: &ApplyRequest<'_>,
+    issuer: &KeyIssuer<'_>,
+    computer: &Computer<'_>,
+    current: &ArqS3<'_>,
+    issued: Option<&IssuedKey>,
+    steps: &mut Steps<'_>,
+) -> Result<(), Error> {
+    let candidate = match issued {
+        Some(new) => &new.key,
+        None => current.key()?,
+    };
+    let proven = prove(
+        candidate,
+        issued.is_some(),
+        computer.config,
+        request.policy_options,
+        request.verify_timeout,
+        steps,
+    )
+    .await;
+    if let (Err(_), Some(new)) = (&proven, issued) {
+        issuer.discard(computer, new).await?;
+    }
+    proven
+}
+
 /// Step 8: waits until AWS accepts `key` (new IAM keys take seconds to work), then runs the verify
 /// suite until every Arq call works or `timeout` passes. Another computer's data being reachable
 /// fails at once; a listing leak is only a warning (emulators cannot evaluate the condition that
@@ -588,7 +559,7 @@ async fn prove(
     options: PolicyOptions,
     timeout: Duration,
     steps: &mut Steps<'_>,
-) -> Result<(), ApplyError> {
+) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
     let wait = async || {
         let now = Instant::now();
@@ -642,16 +613,39 @@ async fn prove(
                     key_id: key.id.clone(),
                     verdict,
                     detail: report.failures_in_brief(),
-                });
+                }
+                .into());
             }
             verdict => {
                 return Err(ApplyError::CurrentKeyRejected {
                     verdict,
                     detail: report.failures_in_brief(),
-                });
+                }
+                .into());
             }
         }
     }
+}
+
+/// Steps 9 and 10 for a new key: "Arq S3" updated in place, then the keys it replaces retired;
+/// and the user told, once, why Arq will ask for their password. Returns the keys retired.
+async fn switch_arq_s3(
+    request: &ApplyRequest<'_>,
+    issuer: &KeyIssuer<'_>,
+    computer: &Computer<'_>,
+    new: &IssuedKey,
+    steps: &mut Steps<'_>,
+) -> Result<Vec<String>, Error> {
+    update_arq_s3(request.store, new, issuer, computer).await?;
+    steps.note(format!("\"Arq S3\" now holds key {}", new.key.id));
+    fault::after("updated-arq-s3");
+    let retired = retire_replaced(issuer, computer, new, steps).await;
+    fault::after("retired");
+    // Arq is not on the record's new partition list yet: its next read asks once.
+    let notice = "Arq will ask for your login keychain password once when it starts again: arq-lockdown changed its S3 key. That is expected.";
+    steps.note(notice.to_owned());
+    arq_app::notify(notice);
+    Ok(retired)
 }
 
 /// Step 9: writes the new key into "Arq S3" and reads back the account (never the secret: that
@@ -663,7 +657,7 @@ async fn update_arq_s3(
     new: &IssuedKey,
     issuer: &KeyIssuer<'_>,
     computer: &Computer<'_>,
-) -> Result<(), ApplyError> {
+) -> Result<(), Error> {
     if let Err(error) = store.update(&new.key) {
         issuer.discard(computer, new).await?;
         return Err(error.into());
@@ -673,7 +667,8 @@ async fn update_arq_s3(
         _ => Err(ApplyError::StoreReadBack {
             store: store.describe(),
             key_id: new.key.id.clone(),
-        }),
+        }
+        .into()),
     }
 }
 
@@ -731,7 +726,7 @@ fn write_receipt(
     key_id: &str,
     user_arn: &str,
     steps: &mut Steps<'_>,
-) -> Result<(), ApplyError> {
+) -> Result<(), Error> {
     Receipt {
         bucket: config.bucket.to_string(),
         computer_uuid: config.computer_uuid.to_string(),

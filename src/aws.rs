@@ -14,8 +14,10 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_iam::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents, SharedHttpClient};
+use aws_sdk_sts::error::SdkError;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::credential_store::AccessKey;
 use crate::secret::Secret;
@@ -161,23 +163,36 @@ pub struct Unreachable {
     pub reason: String,
 }
 
+/// The one test every SDK error goes through for "AWS could not be reached at all" — no answer:
+/// network, endpoint, TLS, time-out. Any answer, a refusal included, is not this.
+pub fn unreachable<E, R>(service: &'static str, error: &SdkError<E, R>) -> Option<Unreachable>
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match error {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Some(Unreachable {
+            service,
+            reason: crate::one_line(&DisplayErrorContext(error).to_string()),
+        }),
+        _ => None,
+    }
+}
+
 /// Asks STS who owns `sdk_config`'s credentials (GetCallerIdentity needs no permission, so any
 /// valid key answers).
 pub async fn identify(sdk_config: &SdkConfig) -> Result<Identity, Unreachable> {
-    use aws_sdk_sts::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+    use aws_sdk_sts::error::ProvideErrorMetadata;
     match sts_client(sdk_config).get_caller_identity().send().await {
         Ok(output) => Ok(Identity::Known(Caller {
             arn: output.arn.unwrap_or_default(),
             account: output.account.unwrap_or_default(),
             user_id: output.user_id.unwrap_or_default(),
         })),
-        Err(error @ (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_))) => {
-            Err(Unreachable {
-                service: "STS",
-                reason: crate::one_line(&DisplayErrorContext(&error).to_string()),
-            })
-        }
         Err(error) => {
+            if let Some(unreachable) = unreachable("STS", &error) {
+                return Err(unreachable);
+            }
             let status = error.raw_response().map_or(0, |r| r.status().as_u16());
             Ok(Identity::Refused(
                 error

@@ -95,8 +95,8 @@ pub enum IamError {
         action: &'static str,
         message: String,
     },
-    #[error("cannot reach IAM: {0}; check the network and AWS_ENDPOINT_URL")]
-    Unreachable(String),
+    #[error(transparent)]
+    Unreachable(#[from] crate::aws::Unreachable),
 }
 
 impl IamError {
@@ -116,10 +116,8 @@ pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     action: &'static str,
     error: SdkError<E, HttpResponse>,
 ) -> CallError {
-    if let SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) = error {
-        return CallError::Error(IamError::Unreachable(crate::one_line(
-            &DisplayErrorContext(&error).to_string(),
-        )));
+    if let Some(unreachable) = crate::aws::unreachable("IAM", &error) {
+        return CallError::Error(IamError::Unreachable(unreachable));
     }
     // The error code decides: IAM answers 409 for EntityAlreadyExists, LimitExceeded,
     // DeleteConflict and ConcurrentModification alike. The status only when there is no code
@@ -273,6 +271,19 @@ pub struct ScopedUser {
 }
 
 impl ScopedUser {
+    /// A user holding exactly `tags` (for tests of decisions made on IAM's answers).
+    #[cfg(test)]
+    pub(crate) fn tagged(tags: UserTags) -> Self {
+        Self {
+            tags: tags
+                .pairs()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            ..Self::default()
+        }
+    }
+
     /// The bucket the user was made for.
     pub fn bound_bucket(&self) -> Option<&str> {
         self.tags.get(BUCKET_TAG).map(String::as_str)

@@ -69,6 +69,12 @@ pub enum Error {
     #[error(transparent)]
     Unreachable(#[from] aws::Unreachable),
     #[error(transparent)]
+    ArqApp(#[from] arq_app::ArqAppError),
+    #[error(transparent)]
+    Receipt(#[from] receipt::ReceiptError),
+    #[error(transparent)]
+    Lock(#[from] run_lock::LockError),
+    #[error(transparent)]
     Audit(#[from] audit::AuditError),
     #[error(
         "no AWS credentials found: pass --credential-store file:PATH, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
@@ -96,6 +102,9 @@ impl Error {
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
             Self::Unreachable(_) => ExitCode::Aws,
+            Self::ArqApp(e) => e.exit_code(),
+            Self::Receipt(_) => ExitCode::Internal,
+            Self::Lock(e) => e.exit_code(),
             Self::Audit(e) => e.exit_code(),
             Self::NoCredentials => ExitCode::Credentials,
             Self::Preferences(e) => e.exit_code(),

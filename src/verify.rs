@@ -661,13 +661,10 @@ where
         Ok(_) => return Ok(Answer::Allowed),
         Err(error) => error,
     };
+    if let Some(unreachable) = aws::unreachable("S3", &error) {
+        return Err(VerifyError::Unreachable(unreachable));
+    }
     match &error {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            Err(VerifyError::Unreachable(aws::Unreachable {
-                service: "S3",
-                reason: crate::one_line(&DisplayErrorContext(&error).to_string()),
-            }))
-        }
         // Authorization is judged by the HTTP status: a 2xx whose body the SDK cannot parse was
         // still allowed.
         SdkError::ServiceError(service) if service.raw().status().is_success() => {

@@ -1,16 +1,17 @@
 //! `arq-lockdown apply`: lock this Mac down, with settings from flags, then the configuration profile.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::Error;
 use crate::apply::{ApplyRequest, ApplyResult, Outcome, Relaunch, apply};
 use crate::aws::{self, AwsCredentials};
 use crate::cli::ApplyArgs;
+use crate::credential_store::CredentialStore;
 use crate::exit_code::ExitCode;
 use crate::key_source::{AdminCredentials, KeySource, ServiceClient, SourceKind};
 use crate::policy::PolicyOptions;
-use crate::preferences::{LogLevel, PreferenceFiles};
+use crate::preferences::{LogLevel, PreferenceFiles, Preferences};
 use crate::run_log::RunLog;
 use crate::secret::Secret;
 use crate::session::{self, HandedOverKey, Handover};
@@ -23,18 +24,10 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
         let handover = handover(&args.admin_credentials).await?;
         super::run_again_as(&user, &handover)?;
     }
-    let mut enrollment_token = enrollment_token_from_env();
-    if args.mac.handover_stdin {
-        let mut handover = Handover::from_stdin()?;
-        if let Some(admin) = handover.admin.take() {
-            args.admin_credentials = AdminCredentials::HandedOver(Box::new(admin.into()));
-        }
-        enrollment_token = handover.enrollment_token.take().map(Secret::new);
-    }
+    let enrollment_token = take_handover(&mut args)?;
     let user = session::current_user().map(|u| u.name).unwrap_or_default();
     let preferences = PreferenceFiles::for_user(&user).load()?;
-    let home = super::home(args.mac.arq_home)?;
-    let log_steps = preferences.log_level != Some(LogLevel::Warning);
+    let home = super::home(args.mac.arq_home.clone())?;
     if args.managed {
         if let Some(reason) = preferences.why_a_managed_run_waits() {
             return nothing_done(reason, &home, args.json);
@@ -45,6 +38,54 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
         );
     }
     let store = args.mac.credential_store.open()?;
+    let log = RunLog::open(&home, preferences.log_level != Some(LogLevel::Warning));
+    let json = args.json;
+    let request = request_from(args, preferences, home, store.as_ref(), enrollment_token)?;
+    let outcome = apply(request, log.as_ref()).await.inspect_err(|error| {
+        if let Some(log) = &log {
+            log.line(&format!("error: {error}"));
+        }
+    })?;
+    if json {
+        super::print_json(&outcome)?;
+    } else {
+        super::print(&summary(&outcome))?;
+    }
+    Ok(ExitCode::Success)
+}
+
+/// The second run of a root run: takes the admin credentials it handed down (into `args`) and
+/// returns the enrollment token. Otherwise the token is the environment's.
+fn take_handover(args: &mut ApplyArgs) -> Result<Option<Secret>, Error> {
+    if !args.mac.handover_stdin {
+        return Ok(enrollment_token_from_env());
+    }
+    let mut handover = Handover::from_stdin()?;
+    if let Some(admin) = handover.admin.take() {
+        args.admin_credentials = AdminCredentials::HandedOver(Box::new(admin.into()));
+    }
+    Ok(handover.enrollment_token.take().map(Secret::new))
+}
+
+/// The run's settings: each flag, else the profile's value, else the default.
+fn request_from(
+    args: ApplyArgs,
+    preferences: Preferences,
+    home: PathBuf,
+    store: &dyn CredentialStore,
+    enrollment_token: Option<Secret>,
+) -> Result<ApplyRequest<'_>, Error> {
+    let seconds = |flag: Option<Duration>, preference: Option<u64>, default: u64| {
+        flag.unwrap_or(Duration::from_secs(preference.unwrap_or(default)))
+    };
+    let relaunch = match (
+        args.no_relaunch || preferences.relaunch == Some(false),
+        args.relaunch_command,
+    ) {
+        (true, _) => Relaunch::Skip,
+        (false, Some(program)) => Relaunch::Command(program),
+        (false, None) => Relaunch::Default,
+    };
     let source = match args.source.or(preferences.source) {
         Some(SourceKind::Service) => {
             let url = args
@@ -62,20 +103,9 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
                 .or(preferences.permissions_boundary),
         },
     };
-    let seconds = |flag: Option<Duration>, preference: Option<u64>, default: u64| {
-        flag.unwrap_or(Duration::from_secs(preference.unwrap_or(default)))
-    };
-    let relaunch = match (
-        args.no_relaunch || preferences.relaunch == Some(false),
-        args.relaunch_command,
-    ) {
-        (true, _) => Relaunch::Skip,
-        (false, Some(program)) => Relaunch::Command(program),
-        (false, None) => Relaunch::Default,
-    };
-    let request = ApplyRequest {
+    Ok(ApplyRequest {
         home,
-        store: store.as_ref(),
+        store,
         source,
         policy_options: PolicyOptions {
             legacy_glacier: args.legacy_glacier || preferences.legacy_glacier == Some(true),
@@ -91,23 +121,7 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
         relaunch,
         computer_name: args.computer_name.or_else(system::computer_name),
         serial_number: args.serial_number.or_else(system::serial_number),
-    };
-    let log = RunLog::open(&request.home, log_steps);
-    let outcome = match apply(request, log.as_ref()).await {
-        Ok(outcome) => outcome,
-        Err(error) => {
-            if let Some(log) = &log {
-                log.line(&format!("error: {error}"));
-            }
-            return Err(error.into());
-        }
-    };
-    if args.json {
-        super::print_json(&outcome)?;
-    } else {
-        super::print(&summary(&outcome))?;
-    }
-    Ok(ExitCode::Success)
+    })
 }
 
 /// A managed run that waits for the profile: says why (stdout, and the log an admin reads), exit 0

@@ -9,8 +9,9 @@
 use aws_config::SdkConfig;
 
 use super::{AdminCredentials, Computer, IssuedKey, Plan};
+use crate::Error;
 use crate::apply::ApplyError;
-use crate::aws::{self, AwsCredentials, Identity};
+use crate::aws::{self, AwsCredentials, Caller, Identity};
 use crate::credential_store::AccessKey;
 use crate::iam::{Iam, ScopedUser, UserTags};
 
@@ -26,16 +27,16 @@ pub struct IamIssuer {
 
 impl IamIssuer {
     /// Connects with `admin` and reads the computer's user. For [`AdminCredentials::ArqS3`],
-    /// `arq_s3` is the SDK configuration of the key in "Arq S3" and its identity.
+    /// `arq_s3` is the SDK configuration of the key in "Arq S3" and whose key it is.
     pub async fn connect(
         admin: &AdminCredentials,
-        arq_s3: Option<(&SdkConfig, &Identity)>,
+        arq_s3: Option<(&SdkConfig, &Caller)>,
         boundary: Option<&str>,
         computer: &Computer<'_>,
-    ) -> Result<Self, ApplyError> {
-        let (sdk_config, admin_identity) = match (admin, arq_s3) {
-            (AdminCredentials::ArqS3, Some((config, identity))) => {
-                (config.clone(), Some(identity.clone()))
+    ) -> Result<Self, Error> {
+        let (sdk_config, admin_account) = match (admin, arq_s3) {
+            (AdminCredentials::ArqS3, Some((config, caller))) => {
+                (config.clone(), Some(caller.account.clone()))
             }
             (AdminCredentials::Profile(name), _) => {
                 (aws::load_config(AwsCredentials::Profile(name)).await, None)
@@ -48,18 +49,15 @@ impl IamIssuer {
         };
         let boundary = match boundary {
             Some(arn) => arn.to_owned(),
-            None => {
-                let identity = match admin_identity {
-                    Some(identity) => identity,
-                    None => aws::identify(&sdk_config).await?,
-                };
-                match identity {
+            None => match (admin_account, aws::identify(&sdk_config)) {
+                (Some(account), _) => default_boundary(&account),
+                (None, asking) => match asking.await? {
                     Identity::Known(caller) => default_boundary(&caller.account),
                     Identity::Refused(reason) => {
-                        return Err(ApplyError::AdminRefused { reason });
+                        return Err(ApplyError::AdminRefused { reason }.into());
                     }
-                }
-            }
+                },
+            },
         };
         let iam = Iam::new(&sdk_config);
         let existing = iam.inspect(&computer.config.computer_uuid).await?;
@@ -80,30 +78,8 @@ impl IamIssuer {
     }
 
     pub fn plan(&self, computer: &Computer<'_>, current_id: &str, new_key: bool) -> Plan {
-        let mut plan = Plan {
-            new_key,
-            ..Plan::default()
-        };
-        match &self.existing {
-            None => {
-                plan.create_user = true;
-                plan.put_policy = true;
-            }
-            Some(user) => {
-                plan.retag_user = !user.is_tagged(&tags(computer));
-                plan.put_policy = user.policy.as_ref() != Some(computer.policy.as_value());
-                plan.delete_stale_keys = user
-                    .key_ids
-                    .iter()
-                    .filter(|id| *id != current_id)
-                    .cloned()
-                    .collect();
-                if new_key && user.key_ids.iter().any(|id| id == current_id) {
-                    plan.retire_key = Some(current_id.to_owned());
-                }
-            }
-        }
-        plan
+        let wanted = (tags(computer), computer.policy.as_value());
+        plan_against(self.existing.as_ref(), &wanted, current_id, new_key)
     }
 
     pub async fn issue(
@@ -112,7 +88,7 @@ impl IamIssuer {
         computer: &Computer<'_>,
         current_id: &str,
         note: &mut (dyn FnMut(String) + Send),
-    ) -> Result<Option<IssuedKey>, ApplyError> {
+    ) -> Result<Option<IssuedKey>, Error> {
         let (user_arn, user_id) = self.ensure_user_and_policy(computer, note).await?;
         let key = self
             .replace_key(plan, computer, current_id, &user_arn, note)
@@ -131,7 +107,7 @@ impl IamIssuer {
         &self,
         computer: &Computer<'_>,
         note: &mut (dyn FnMut(String) + Send),
-    ) -> Result<(String, String), ApplyError> {
+    ) -> Result<(String, String), Error> {
         let uuid = &computer.config.computer_uuid;
         let tags = tags(computer);
         let user = match &self.existing {
@@ -177,7 +153,7 @@ impl IamIssuer {
         current_id: &str,
         user_arn: &str,
         note: &mut (dyn FnMut(String) + Send),
-    ) -> Result<Option<AccessKey>, ApplyError> {
+    ) -> Result<Option<AccessKey>, Error> {
         let uuid = &computer.config.computer_uuid;
         for key_id in plan.delete_stale_keys.iter().filter(|id| *id != current_id) {
             self.iam.delete_key(uuid, key_id).await?;
@@ -192,11 +168,7 @@ impl IamIssuer {
         Ok(Some(key))
     }
 
-    pub async fn discard(
-        &self,
-        computer: &Computer<'_>,
-        new: &IssuedKey,
-    ) -> Result<(), ApplyError> {
+    pub async fn discard(&self, computer: &Computer<'_>, new: &IssuedKey) -> Result<(), Error> {
         Ok(self
             .iam
             .delete_key(&computer.config.computer_uuid, &new.key.id)
@@ -226,5 +198,103 @@ fn tags(computer: &Computer<'_>) -> UserTags {
         policy_options: Some(computer.options),
         replaced_key: computer.replaced_key.map(str::to_owned),
         ..UserTags::default()
+    }
+}
+
+/// What IAM must change for the computer's user (`existing`, as IAM has it) to hold the `wanted`
+/// tags and policy, with a new key for this Mac when `new_key`: every key of the user but the one
+/// in "Arq S3" (`current_id`) is stale, and that one is retired once the new key replaces it.
+fn plan_against(
+    existing: Option<&ScopedUser>,
+    (tags, policy): &(UserTags, &serde_json::Value),
+    current_id: &str,
+    new_key: bool,
+) -> Plan {
+    let Some(user) = existing else {
+        return Plan {
+            new_key,
+            create_user: true,
+            put_policy: true,
+            ..Plan::default()
+        };
+    };
+    let owns_current = user.key_ids.iter().any(|id| id == current_id);
+    Plan {
+        new_key,
+        retag_user: !user.is_tagged(tags),
+        put_policy: user.policy.as_ref() != Some(*policy),
+        delete_stale_keys: (user.key_ids.iter())
+            .filter(|id| *id != current_id)
+            .cloned()
+            .collect(),
+        retire_key: (new_key && owns_current).then(|| current_id.to_owned()),
+        ..Plan::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn user(tagged: bool, policy: serde_json::Value, keys: &[&str]) -> ScopedUser {
+        let mut user = ScopedUser::tagged(if tagged {
+            wanted_tags()
+        } else {
+            UserTags::default()
+        });
+        user.key_ids = keys.iter().map(|k| (*k).to_owned()).collect();
+        user.policy = Some(policy);
+        user
+    }
+
+    fn wanted_tags() -> UserTags {
+        UserTags {
+            computer_uuid: "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570".into(),
+            bucket: "b.example".into(),
+            ..UserTags::default()
+        }
+    }
+
+    /// A case: its name, the user IAM has, new key?, then the plan: create, retag, put policy,
+    /// stale keys, retired key.
+    type Case<'a> = (
+        &'a str,
+        Option<ScopedUser>,
+        bool,
+        bool,
+        bool,
+        bool,
+        &'a [&'a str],
+        Option<&'a str>,
+    );
+
+    #[test]
+    #[rustfmt::skip]
+    fn the_plan_changes_only_what_differs_and_never_deletes_the_key_in_arq_s3_early() {
+        let ours = json!({"Version": "2012-10-17"});
+        let theirs = json!({"Version": "2008-10-17"});
+        let cases: Vec<Case> = vec![
+            ("no user yet", None, true, true, false, true, &[], None),
+            ("all in place, main keys in Arq S3", Some(user(true, ours.clone(), &[])), true, false, false, false, &[], None),
+            ("another policy", Some(user(true, theirs.clone(), &[])), true, false, false, true, &[], None),
+            ("tags missing", Some(user(false, ours.clone(), &[])), true, false, true, false, &[], None),
+            ("a dead run's key", Some(user(true, ours.clone(), &["AKIADEAD"])), true, false, false, false, &["AKIADEAD"], None),
+            ("rotation: the key in Arq S3 retires after", Some(user(true, ours.clone(), &["AKIACURRENT"])), true, false, false, false, &[], Some("AKIACURRENT")),
+            ("rotation with a dead run's key", Some(user(true, ours.clone(), &["AKIADEAD", "AKIACURRENT"])), true, false, false, false, &["AKIADEAD"], Some("AKIACURRENT")),
+            ("no new key: the policy alone", Some(user(true, theirs.clone(), &["AKIACURRENT"])), false, false, false, true, &[], None),
+        ];
+        let wanted = (wanted_tags(), &ours);
+        for (case, existing, new_key, create, retag, put, stale, retire) in cases {
+            let plan = plan_against(existing.as_ref(), &wanted, "AKIACURRENT", new_key);
+            assert_eq!(
+                (plan.new_key, plan.create_user, plan.retag_user, plan.put_policy),
+                (new_key, create, retag, put),
+                "{case}"
+            );
+            assert_eq!(plan.delete_stale_keys, stale, "{case}");
+            assert_eq!(plan.retire_key.as_deref(), retire, "{case}");
+        }
     }
 }

@@ -11,7 +11,7 @@ pub mod service;
 
 use serde::Serialize;
 
-use crate::apply::ApplyError;
+use crate::Error;
 use crate::arq_config::ArqConfig;
 use crate::aws::StaticCredentials;
 use crate::credential_store::{AccessKey, ArqS3};
@@ -137,16 +137,7 @@ impl KeyIssuer<'_> {
         let new_key = !owned || rotate;
         match self {
             Self::Iam(issuer) => issuer.plan(computer, current_id, new_key),
-            Self::Service(_) => Plan {
-                new_key,
-                service_call: new_key.then_some(if owned {
-                    ServiceCall::Rotate
-                } else {
-                    ServiceCall::Enroll
-                }),
-                retire_key: (owned && rotate).then(|| current_id.to_owned()),
-                ..Plan::default()
-            },
+            Self::Service(_) => service_plan(current_id, owned, rotate),
             Self::Adopt => Plan::default(),
         }
     }
@@ -158,7 +149,7 @@ impl KeyIssuer<'_> {
         computer: &Computer<'_>,
         current: &ArqS3<'_>,
         note: &mut (dyn FnMut(String) + Send),
-    ) -> Result<Option<IssuedKey>, ApplyError> {
+    ) -> Result<Option<IssuedKey>, Error> {
         match self {
             Self::Iam(issuer) => issuer.issue(plan, computer, &current.id, note).await,
             Self::Service(issuer) => match plan.service_call {
@@ -170,11 +161,7 @@ impl KeyIssuer<'_> {
     }
 
     /// Deletes a new key that failed verification (it never reached "Arq S3").
-    pub async fn discard(
-        &self,
-        computer: &Computer<'_>,
-        new: &IssuedKey,
-    ) -> Result<(), ApplyError> {
+    pub async fn discard(&self, computer: &Computer<'_>, new: &IssuedKey) -> Result<(), Error> {
         match self {
             Self::Iam(issuer) => issuer.discard(computer, new).await,
             Self::Service(issuer) => issuer.discard(computer, new).await,
@@ -198,5 +185,42 @@ impl KeyIssuer<'_> {
             results.push((old.clone(), result));
         }
         results
+    }
+}
+
+/// With the service: enroll when "Arq S3" does not hold this computer's key (`owned`), rotate
+/// when asked to and it does (the old key retires once the new one is in "Arq S3"), else nothing.
+fn service_plan(current_id: &str, owned: bool, rotate: bool) -> Plan {
+    let call = match (owned, rotate) {
+        (false, _) => Some(ServiceCall::Enroll),
+        (true, true) => Some(ServiceCall::Rotate),
+        (true, false) => None,
+    };
+    Plan {
+        new_key: call.is_some(),
+        service_call: call,
+        retire_key: (owned && rotate).then(|| current_id.to_owned()),
+        ..Plan::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[rustfmt::skip]
+    fn the_service_is_asked_to_enroll_to_rotate_or_not_at_all() {
+        for (owned, rotate, call, retire) in [
+            (false, false, Some(ServiceCall::Enroll), None),
+            (false, true, Some(ServiceCall::Enroll), None),
+            (true, true, Some(ServiceCall::Rotate), Some("AKIACURRENT")),
+            (true, false, None, None),
+        ] {
+            let plan = service_plan("AKIACURRENT", owned, rotate);
+            assert_eq!(plan.service_call, call, "owned {owned}, rotate {rotate}");
+            assert_eq!(plan.new_key, call.is_some());
+            assert_eq!(plan.retire_key.as_deref(), retire);
+        }
     }
 }

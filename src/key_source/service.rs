@@ -11,7 +11,7 @@ use hyper::{StatusCode, Uri};
 use serde::Serialize;
 
 use super::{Computer, IssuedKey, ServiceCall};
-use crate::apply::ApplyError;
+use crate::Error;
 use crate::arq_config::ComputerUuid;
 use crate::credential_store::{AccessKey, ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
@@ -279,7 +279,7 @@ impl ServiceIssuer<'_> {
         computer: &Computer<'_>,
         current: &ArqS3<'_>,
         note: &mut (dyn FnMut(String) + Send),
-    ) -> Result<IssuedKey, ApplyError> {
+    ) -> Result<IssuedKey, Error> {
         let uuid = &computer.config.computer_uuid;
         let enrollment = self.enrollment_key(note)?;
         // The key in "Arq S3" signs only what needs it: a rotation, an enrollment without token.
@@ -317,11 +317,7 @@ impl ServiceIssuer<'_> {
     }
 
     /// Retires a new key that failed verification (it never reached "Arq S3").
-    pub async fn discard(
-        &self,
-        computer: &Computer<'_>,
-        new: &IssuedKey,
-    ) -> Result<(), ApplyError> {
+    pub async fn discard(&self, computer: &Computer<'_>, new: &IssuedKey) -> Result<(), Error> {
         let enrollment = self.enrollment_key(&mut |_| {})?;
         self.client
             .retire(&computer.config.computer_uuid, &new.key.id, &enrollment)
@@ -345,7 +341,7 @@ impl ServiceIssuer<'_> {
     fn enrollment_key(
         &self,
         note: &mut (dyn FnMut(String) + Send),
-    ) -> Result<EnrollmentKey, ApplyError> {
+    ) -> Result<EnrollmentKey, Error> {
         if let Some(stored) = self.store.enrollment_key()? {
             return EnrollmentKey::from_stored(stored).ok_or_else(|| {
                 StoreError::BadItem {
