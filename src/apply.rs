@@ -31,10 +31,10 @@ use crate::aws::{self, AwsCredentials, Caller, Identity};
 use crate::credential_store::{AccessKey, ArqS3, CredentialStore};
 use crate::exit_code::ExitCode;
 use crate::fault;
-use crate::iam::{self, IamError};
+use crate::iam::{self, Iam, IamError};
 use crate::key_source::{
     AdminCredentials, Computer, IamIssuer, IssuedKey, KeyIssuer, KeySource, Plan, ServiceCall,
-    ServiceClient, ServiceIssuer, SourceKind,
+    ServiceClient, ServiceIssuer, SourceKind, default_boundary,
 };
 use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::receipt::{self, Receipt};
@@ -362,7 +362,7 @@ async fn resolve_issuer<'a>(
             permissions_boundary,
         } => {
             let boundary = permissions_boundary.as_deref();
-            let issuer = IamIssuer::connect(admin, None, boundary, computer).await?;
+            let issuer = IamIssuer::connect(admin, boundary, computer).await?;
             let owner = issuer.owner_of(&current.id);
             Ok((KeyIssuer::Iam(Box::new(issuer)), owner))
         }
@@ -383,39 +383,47 @@ async fn owner_for_the_service(
             .filter(|r| r.access_key_id == current.id && r.source == SourceKind::Service)
             .map(|r| r.user_arn));
     }
-    let (_, caller) = identify(current).await?;
+    let sdk_config = aws::load_config(AwsCredentials::Key(current.key()?)).await;
+    let caller = identify(current, &sdk_config).await?;
     Ok(this_computers(&caller, computer.config))
 }
 
-/// With the keys in "Arq S3" as the IAM admin. This computer's scoped key cannot do IAM work: it is
-/// adopted (a run that died after step 9 is finished this way) unless the run asks for what only
-/// admin credentials can do. Refused before any IAM call: another computer's scoped key (a cloned
-/// disk); after IAM refuses it: a restricted user's key (Arq's own "Create Restricted IAM User").
+/// With the keys in "Arq S3" as the IAM admin. STS says whose key it is; IAM's view of this
+/// computer's user is asked for meanwhile with the same key, and used only if it is an admin's.
+/// This computer's scoped key cannot do IAM work: it is adopted (a run that died after step 9 is
+/// finished this way) unless the run asks for what only admin credentials can do. Refused: another
+/// computer's scoped key (a cloned disk), and a key IAM refuses that is a user's but not ours — a
+/// restricted user's, such as Arq's own "Create Restricted IAM User" makes.
 async fn arq_s3_as_admin<'a>(
     request: &ApplyRequest<'_>,
     boundary: Option<&str>,
     computer: &Computer<'_>,
     current: &ArqS3<'_>,
 ) -> Result<(KeyIssuer<'a>, Option<String>), Error> {
-    let (sdk_config, caller) = identify(current).await?;
+    let sdk_config = aws::load_config(AwsCredentials::Key(current.key()?)).await;
+    let iam = Iam::new(&sdk_config);
+    let (caller, existing) = tokio::join!(
+        identify(current, &sdk_config),
+        iam.inspect(&computer.config.computer_uuid)
+    );
+    let caller = caller?;
     if let Some(arn) = this_computers(&caller, computer.config) {
         refuse_what_only_an_admin_can_do(request, computer, current)?;
         return Ok((KeyIssuer::Adopt, Some(arn)));
     }
     if caller.arn.contains(&format!(":user{}", iam::USER_PATH)) {
-        let arn = caller.arn.clone();
+        let arn = caller.arn;
         return Err(ApplyError::ForeignScopedKey { arn }.into());
     }
-    let admin = AdminCredentials::ArqS3;
-    let connected =
-        IamIssuer::connect(&admin, Some((&sdk_config, &caller)), boundary, computer).await;
-    let issuer = match connected {
-        Err(Error::Iam(IamError::Refused { .. })) if caller.arn.contains(":user/") => {
-            let arn = caller.arn.clone();
+    let existing = match existing {
+        Err(IamError::Refused { .. }) if caller.arn.contains(":user/") => {
+            let arn = caller.arn;
             return Err(ApplyError::RestrictedKey { arn }.into());
         }
-        connected => connected?,
+        existing => existing?,
     };
+    let boundary = boundary.map_or_else(|| default_boundary(&caller.account), str::to_owned);
+    let issuer = IamIssuer::new(iam, boundary, existing);
     let owner = issuer.owner_of(&current.id);
     Ok((KeyIssuer::Iam(Box::new(issuer)), owner))
 }
@@ -439,17 +447,16 @@ fn refuse_what_only_an_admin_can_do(
     Ok(())
 }
 
-/// Asks STS who owns the key in "Arq S3" (reading its secret); refuses a key AWS does not accept.
-async fn identify(current: &ArqS3<'_>) -> Result<(SdkConfig, Caller), Error> {
-    let key = current.key()?;
-    let sdk_config = aws::load_config(AwsCredentials::Key(key)).await;
-    match aws::identify(&sdk_config).await? {
+/// Asks STS who owns the key in "Arq S3" (signed with `sdk_config`, made from it); refuses a key
+/// AWS does not accept.
+async fn identify(current: &ArqS3<'_>, sdk_config: &SdkConfig) -> Result<Caller, Error> {
+    match aws::identify(sdk_config).await? {
         Identity::Refused(reason) => Err(ApplyError::CurrentKeyRefused {
-            key_id: key.id.clone(),
+            key_id: current.id.clone(),
             reason,
         }
         .into()),
-        Identity::Known(caller) => Ok((sdk_config, caller)),
+        Identity::Known(caller) => Ok(caller),
     }
 }
 

@@ -11,7 +11,7 @@ use aws_config::SdkConfig;
 use super::{AdminCredentials, Computer, IssuedKey, Plan};
 use crate::Error;
 use crate::apply::ApplyError;
-use crate::aws::{self, AwsCredentials, Caller, Identity};
+use crate::aws::{self, AwsCredentials, Identity};
 use crate::credential_store::AccessKey;
 use crate::iam::{Iam, ScopedUser, UserTags};
 
@@ -26,46 +26,39 @@ pub struct IamIssuer {
 }
 
 impl IamIssuer {
-    /// Connects with `admin` and reads the computer's user. For [`AdminCredentials::ArqS3`],
-    /// `arq_s3` is the SDK configuration of the key in "Arq S3" and whose key it is.
+    /// Connects with admin credentials from outside "Arq S3" and reads the computer's user. The
+    /// default boundary names the admin's account, which STS tells meanwhile.
     pub async fn connect(
         admin: &AdminCredentials,
-        arq_s3: Option<(&SdkConfig, &Caller)>,
         boundary: Option<&str>,
         computer: &Computer<'_>,
     ) -> Result<Self, Error> {
-        let (sdk_config, admin_account) = match (admin, arq_s3) {
-            (AdminCredentials::ArqS3, Some((config, caller))) => {
-                (config.clone(), Some(caller.account.clone()))
+        let sdk_config = match admin {
+            AdminCredentials::Profile(name) => {
+                aws::load_config(AwsCredentials::Profile(name)).await
             }
-            (AdminCredentials::Profile(name), _) => {
-                (aws::load_config(AwsCredentials::Profile(name)).await, None)
+            AdminCredentials::HandedOver(credentials) => {
+                aws::load_config(AwsCredentials::Static(credentials)).await
             }
-            (AdminCredentials::HandedOver(credentials), _) => (
-                aws::load_config(AwsCredentials::Static(credentials)).await,
-                None,
-            ),
-            _ => (aws::load_config(AwsCredentials::Chain).await, None),
-        };
-        let boundary = match boundary {
-            Some(arn) => arn.to_owned(),
-            None => match (admin_account, aws::identify(&sdk_config)) {
-                (Some(account), _) => default_boundary(&account),
-                (None, asking) => match asking.await? {
-                    Identity::Known(caller) => default_boundary(&caller.account),
-                    Identity::Refused(reason) => {
-                        return Err(ApplyError::AdminRefused { reason }.into());
-                    }
-                },
-            },
+            AdminCredentials::Chain | AdminCredentials::ArqS3 => {
+                aws::load_config(AwsCredentials::Chain).await
+            }
         };
         let iam = Iam::new(&sdk_config);
-        let existing = iam.inspect(&computer.config.computer_uuid).await?;
-        Ok(Self {
+        let (boundary, existing) = tokio::join!(
+            boundary_arn(boundary, &sdk_config),
+            iam.inspect(&computer.config.computer_uuid),
+        );
+        Ok(Self::new(iam, boundary?, existing?))
+    }
+
+    /// An issuer over `iam`, whose view of the computer's user is `existing`.
+    pub fn new(iam: Iam, boundary: String, existing: Option<ScopedUser>) -> Self {
+        Self {
             iam,
             boundary,
             existing,
-        })
+        }
     }
 
     /// The computer's scoped user's ARN, when `key_id` is one of its keys: IAM itself says so,
@@ -180,6 +173,17 @@ impl IamIssuer {
             .delete_key(&computer.config.computer_uuid, old)
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The boundary `given`, else the default one in the admin's account.
+async fn boundary_arn(given: Option<&str>, sdk_config: &SdkConfig) -> Result<String, Error> {
+    if let Some(arn) = given {
+        return Ok(arn.to_owned());
+    }
+    match aws::identify(sdk_config).await? {
+        Identity::Known(caller) => Ok(default_boundary(&caller.account)),
+        Identity::Refused(reason) => Err(ApplyError::AdminRefused { reason }.into()),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::aws::StaticCredentials;
 use crate::credential_store::{AccessKey, ArqS3};
 use crate::policy::{PolicyDocument, PolicyOptions};
 
-pub use self::iam::IamIssuer;
+pub use self::iam::{IamIssuer, default_boundary};
 pub use self::service::{ServiceClient, ServiceIssuer};
 
 /// Which source: what `--source` and the profile's `Source` name.
