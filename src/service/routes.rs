@@ -1,7 +1,7 @@
 //! Routing and the HTTP envelope: which path runs which handler, the body limit, and what every
-//! request gets whatever its handler decides — its work run to its end on a task of its own, one
-//! JSON log line (never a secret), a count in `/metrics`, and the answer: the handler's JSON, or
-//! the refusal's status and [`ErrorBody`].
+//! request gets whatever its handler decides — its work, one JSON log line (never a secret) and a
+//! count in `/metrics`, all run to their end on a task of its own even when the client goes away,
+//! and the answer: the handler's JSON, or the refusal's status and [`ErrorBody`].
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,7 +14,6 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 
 use super::Service;
-use super::lifecycle::Ticket;
 use super::refusal::Refusal;
 use crate::protocol::{ENROLL, ErrorBody, RETIRE, ROTATE};
 
@@ -69,31 +68,26 @@ async fn retire(State(service): State<Arc<Service>>, body: Bytes) -> Response {
     .await
 }
 
-/// Runs a request's work (see [`detached`]), then logs and counts it.
-async fn answer<T: IntoResponse + Send + 'static>(
+/// Runs a request's work on a task of its own, and logs and counts it there: a client that goes
+/// away, or a connection cut at its lifetime, stops neither an IAM write half-way (a key made but
+/// never handed out) nor the request's log line. The task holds a ticket, so a stop waits for it.
+async fn answer<T: IntoResponse>(
     service: Arc<Service>,
     endpoint: &'static str,
     work: impl Future<Output = (Requester, Result<T, Refusal>)> + Send + 'static,
 ) -> Response {
     let started = Instant::now();
-    let (who, result) = detached(service.in_flight.ticket(), work).await;
-    finish(&service, endpoint, who, started, result)
-}
-
-/// Runs a request's work on a task of its own: a client that goes away, or a connection cut at
-/// its lifetime, never stops an IAM write half-way (a key made but never handed out). The work
-/// holds its `ticket`, so a stop waits for it too.
-async fn detached<T: Send + 'static>(
-    ticket: Ticket,
-    work: impl Future<Output = (Requester, Result<T, Refusal>)> + Send + 'static,
-) -> (Requester, Result<T, Refusal>) {
-    let work = async move {
+    let ticket = service.in_flight.ticket();
+    let detached = service.clone();
+    let task = async move {
         let _ticket = ticket;
-        work.await
+        let (who, result) = work.await;
+        finish(&detached, endpoint, who, started, result)
     };
-    tokio::spawn(work)
-        .await
-        .unwrap_or_else(|_| (Requester::default(), Err(Refusal::internal())))
+    tokio::spawn(task).await.unwrap_or_else(|_| {
+        let failed = Err::<(), _>(Refusal::internal());
+        finish(&service, endpoint, Requester::default(), started, failed)
+    })
 }
 
 /// Logs one line, counts the result, and turns it into the HTTP answer.
