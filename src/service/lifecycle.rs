@@ -3,7 +3,7 @@
 //! the listener is closed, each open connection finishes the request it is in and then closes,
 //! and request work whose client went away runs to its end (an IAM write is never cut half-way
 //! when it can be helped) — for at most [`DRAIN_TIMEOUT`], so a stuck client cannot hold a stop.
-//! What a connection does is `mod.rs`'s; this module only names the events and counts.
+//! What a connection does is [`super::connections`]'; this module only names the events and counts.
 
 use std::time::Duration;
 

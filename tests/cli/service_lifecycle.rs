@@ -1,6 +1,7 @@
 //! The service as systemd drives it: `systemctl reload` (SIGHUP) serves a renewed certificate
 //! without a restart and never a broken one; `systemctl stop` (SIGTERM) refuses new connections,
-//! lets the requests in flight finish — also work whose client went away — and exits 0.
+//! lets the requests in flight finish — also work whose client went away — and exits 0. A request
+//! whose client hung up is logged and counted like any other.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -23,6 +24,27 @@ fn token_enrollment() -> (String, Vec<u8>, ReplyKey) {
     request["enrollment_token"] = json!(ENROLLMENT_TOKEN);
     let body = envelope(ENROLL, &uuid, &request, None, Some(&enrollment));
     (uuid, body, reply)
+}
+
+/// Starts a POST of `body` to `path` on the service at `address`: the connection to drop to hang up.
+fn start_request(address: &str, path: &str, body: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    stream.write_all(body).unwrap();
+    stream
+}
+
+/// Waits until the proxy holds a request naming each of `uuids`.
+fn wait_until_held(proxy: &Proxy, uuids: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !uuids
+        .iter()
+        .all(|uuid| proxy.held().iter().any(|b| b.contains(uuid)))
+    {
+        assert!(Instant::now() < deadline, "the requests never reached IAM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Copies a certificate and its key over another pair's files.
@@ -125,19 +147,8 @@ fn sigterm_refuses_new_connections_finishes_the_requests_in_flight_and_exits_0()
     let url = service.url.clone();
     let answer = std::thread::spawn(move || http_to(&url, "POST", ENROLL, &body));
     let (gone, body, _) = token_enrollment();
-    let mut leaving = std::net::TcpStream::connect(&address).unwrap();
-    {
-        use std::io::Write;
-        write!(leaving, "POST {ENROLL} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
-        leaving.write_all(&body).unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(proxy.held().iter().any(|b| b.contains(&waiting))
-        && proxy.held().iter().any(|b| b.contains(&gone)))
-    {
-        assert!(Instant::now() < deadline, "the requests never reached IAM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let leaving = start_request(&address, ENROLL, &body);
+    wait_until_held(&proxy, &[&waiting, &gone]);
     drop(leaving);
 
     let seen = service.log_lines();
@@ -176,4 +187,41 @@ fn sigterm_refuses_new_connections_finishes_the_requests_in_flight_and_exits_0()
     service.wait_for_log(seen, r#""stopped":"drained""#);
     let log = service.log.lock().unwrap().join("\n");
     assert_no_secret_in("the service's log", &log, &[secret.expose()]);
+}
+
+#[test]
+fn a_request_whose_client_hung_up_is_still_logged_and_counted() {
+    // Every CreateUser is held at the proxy: the client hangs up while its request is in IAM.
+    let proxy = Proxy::holding("CreateUser");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
+    let service = start_service_with(
+        &config,
+        dir,
+        &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
+    );
+    let address = service.url.trim_start_matches("http://").to_owned();
+    let (gone, body, _) = token_enrollment();
+    let leaving = start_request(&address, ENROLL, &body);
+    wait_until_held(&proxy, &[&gone]);
+    let seen = service.log_lines();
+    drop(leaving);
+    // Time for the service to see the hang-up (nothing outside shows it) before the work ends.
+    std::thread::sleep(Duration::from_millis(500));
+
+    proxy.release(&gone);
+    let line = service.wait_for_log(seen, &gone);
+    let line: Value = serde_json::from_str(&line).unwrap();
+    let logged = ["endpoint", "status", "result", "caller"].map(|field| line[field].to_string());
+    assert_eq!(
+        logged,
+        [r#""enroll""#, "200", r#""ok""#, r#""token:tests""#]
+    );
+    let (status, metrics) = http_to(&service.url, "GET", "/metrics", b"");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("arq_lockdown_requests_total{endpoint=\"enroll\",result=\"ok\"} 1\n"),
+        "{metrics}"
+    );
 }
