@@ -111,7 +111,7 @@ def backends(account):
 
 def seed_fleet(spec):
     """Seeds, in moto's backends directly (no HTTP, no enforcement):
-    {"bucket": B, "account": "123456789012" (default),
+    {"bucket": B, "region": R ("us-east-1", default), "account": "123456789012" (default),
      "admins": [NAME or {"name", "policy"}, …]  -- users (all-powerful unless a policy is
                    given), one key each (returned),
      "computers": [{"uuid": U,
@@ -129,7 +129,7 @@ def seed_fleet(spec):
     iam, s3 = backends(spec.get("account", "123456789012"))
     bucket = spec["bucket"]
     if bucket not in s3.buckets:
-        s3.create_bucket(bucket, "us-east-1")
+        s3.create_bucket(bucket, spec.get("region", "us-east-1"))
     now = utcnow()
     result = {"admins": {}, "keys": {}}
     for admin in spec.get("admins", []):

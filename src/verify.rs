@@ -7,10 +7,12 @@
 //! `max-keys=500`, the bucket root listed with `delimiter=/` to find computers, `U/objects/00`
 //! listed without a delimiter, GET with a Range, HEAD, single-request PUT, one DELETE per key.
 //!
-//! The probes run side by side: after the first round trip (the bucket list and its region) every
-//! probe is independent, but for one probe object's put → (head ‖ get) → delete chain and the
-//! other computer's probes, which wait for the root listing that names it (then put → delete).
-//! That is 4 round trips on the critical path, whatever the number of probes.
+//! The probes run side by side, beside the first round trip (the bucket list and its region) in
+//! the client's own region, again in the bucket's when that differs: every probe is independent,
+//! but for one probe object's put → (head ‖ get) → delete chain and the other computer's probes,
+//! which wait for the root listing that names it (then put → delete). That is 3 round trips on the
+//! critical path when the bucket is in the client's region (4 when not), whatever the number of
+//! probes.
 //!
 //! It writes only uniquely named probe objects (`arq-lockdown-probe-<uuid>`) and deletes them
 //! again; with `read_only` it writes nothing. It never prints object contents or secrets.
@@ -157,58 +159,38 @@ pub async fn verify(
     let probe_name = format!("arq-lockdown-probe-{}", uuid::Uuid::new_v4());
     let own = config.computer_uuid.as_str();
 
-    // Round trip 1: the buckets and where this one is (asked of the global endpoint, as Arq does).
+    // Round trip 1: the buckets and where this one is (asked of the global endpoint, as Arq
+    // does) — and, beside them, every probe in the client's own region, which is the bucket's
+    // almost always. When the bucket lives elsewhere those answers are set aside (a request signed
+    // for the wrong region is refused, so they wrote nothing) and the probes run again there.
     let global = Prober::new(aws::s3_client(sdk_config, None), bucket, &probe_name);
-    let (buckets, (location, region)) =
-        tokio::try_join!(global.list_buckets(), global.bucket_location())?;
-    let prober = match region {
-        Some(region) => Prober::new(
-            aws::s3_client(sdk_config, Some(region)),
-            bucket,
-            &probe_name,
-        ),
-        None => global,
+    let (buckets, location, in_own_region) = tokio::join!(
+        global.list_buckets(),
+        global.bucket_location(),
+        global.probe(own, options),
+    );
+    let (buckets, (location, region)) = (buckets?, location?);
+    let probes = match region {
+        None => in_own_region?,
+        Some(region) => {
+            let regional = Prober::new(
+                aws::s3_client(sdk_config, Some(region)),
+                bucket,
+                &probe_name,
+            );
+            regional.probe(own, options).await?
+        }
     };
-
-    // Then everything at once; the other computer's probes start as soon as the root listing
-    // names one.
-    let computers_and_other = async {
-        let kind = match options.no_computer_listing {
-            false => CheckKind::ArqCall,
-            true => CheckKind::ListingIsolation,
-        };
-        let ((root, found), (glacier, _)) = tokio::try_join!(
-            prober.list(kind, "", Some("/")),
-            prober.list(kind, "glacier/", Some("/")),
-        )?;
-        let (other, known_to_exist) = other_computer(options, found, own);
-        let other_checks = prober
-            .other_computer(&other, known_to_exist, options.read_only)
-            .await?;
-        Ok::<_, VerifyError>((vec![root, glacier], other, other_checks))
-    };
-    // Object names across all computers: only folder names may be listed.
-    let all_names = prober.list(CheckKind::ListingIsolation, "", None);
-    let ((computer_checks, other, other_checks), own_checks, glacier_checks, (all_names, _)) = tokio::try_join!(
-        computers_and_other,
-        prober.own_folder(own, options.read_only),
-        prober.own_glacier(own, options.read_only),
-        all_names,
-    )?;
 
     let mut checks = vec![buckets, location];
-    checks.extend(computer_checks);
-    checks.extend(own_checks.0);
-    checks.extend(glacier_checks.0);
-    checks.push(all_names);
-    checks.extend(other_checks.0);
-    let left_behind = [own_checks.1, glacier_checks.1, other_checks.1].concat();
+    checks.extend(probes.checks);
+    let left_behind = probes.left_behind;
     let verdict = verdict(&checks);
     Ok(Report {
         bucket: bucket.to_owned(),
         computer_uuid: own.to_owned(),
         access_key_id,
-        other_computer_uuid: other.to_string(),
+        other_computer_uuid: probes.other.to_string(),
         probe_object_name: probe_name,
         checks,
         left_behind,
@@ -252,6 +234,14 @@ fn verdict(checks: &[Check]) -> Verdict {
 
 /// Checks from several calls, and the probe objects left behind by them.
 type Checks = (Vec<Check>, Vec<String>);
+
+/// Every probe after the first round trip, and the other computer they were aimed at.
+struct Probes {
+    checks: Vec<Check>,
+    /// Probe objects written but not deleted again.
+    left_behind: Vec<String>,
+    other: ComputerUuid,
+}
 
 /// Makes the calls; each returns its [`Check`].
 struct Prober {
@@ -334,6 +324,45 @@ impl Prober {
 
     /// Classic ListObjects (v1) as Arq lists: `prefix` always sent, `max-keys=500`, with or
     /// without a delimiter. Returns the check and the computer UUIDs among the folders listed.
+    /// Every probe at once, in this client's region: the computer listings (the other
+    /// computer's probes start as soon as the root listing names one), this computer's own
+    /// folders, and the object names across all computers (only folder names may be listed).
+    async fn probe(&self, own: &str, options: &VerifyOptions) -> Result<Probes, VerifyError> {
+        let computers_and_other = async {
+            let kind = match options.no_computer_listing {
+                false => CheckKind::ArqCall,
+                true => CheckKind::ListingIsolation,
+            };
+            let ((root, found), (glacier, _)) = tokio::try_join!(
+                self.list(kind, "", Some("/")),
+                self.list(kind, "glacier/", Some("/")),
+            )?;
+            let (other, known_to_exist) = other_computer(options, found, own);
+            let other_checks = self
+                .other_computer(&other, known_to_exist, options.read_only)
+                .await?;
+            Ok::<_, VerifyError>((vec![root, glacier], other, other_checks))
+        };
+        let all_names = self.list(CheckKind::ListingIsolation, "", None);
+        let ((computer_checks, other, other_checks), own_checks, glacier_checks, (all_names, _)) =
+            tokio::try_join!(
+                computers_and_other,
+                self.own_folder(own, options.read_only),
+                self.own_glacier(own, options.read_only),
+                all_names,
+            )?;
+        let mut checks = computer_checks;
+        checks.extend(own_checks.0);
+        checks.extend(glacier_checks.0);
+        checks.push(all_names);
+        checks.extend(other_checks.0);
+        Ok(Probes {
+            checks,
+            left_behind: [own_checks.1, glacier_checks.1, other_checks.1].concat(),
+            other,
+        })
+    }
+
     async fn list(
         &self,
         kind: CheckKind,

@@ -2,7 +2,7 @@
 //! example's key can really do. moto does not evaluate `Condition` blocks, so a listing the policy
 //! restricts by prefix shows as allowed here (the evaluator test in `policy` covers that part).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -12,8 +12,13 @@ fn verify_with(key: &Key, extra: &[&str]) -> (ExitCode, Value) {
 
 /// `verify --json` with `key`, against moto at `endpoint` (or a proxy in front of it).
 fn verify_through(endpoint: &str, key: &Key, extra: &[&str]) -> (ExitCode, Value) {
+    verify_in(BUCKET, endpoint, key, extra)
+}
+
+/// `verify --json` with `key` on `bucket`, against moto at `endpoint`.
+fn verify_in(bucket: &str, endpoint: &str, key: &Key, extra: &[&str]) -> (ExitCode, Value) {
     let (_dir, store) = file_store(key);
-    let home = ArqHome::with(BUCKET, THIS_COMPUTER);
+    let home = ArqHome::with(bucket, THIS_COMPUTER);
     let output = run(arq_lockdown()
         .env("AWS_ENDPOINT_URL", endpoint)
         .arg("verify")
@@ -246,4 +251,67 @@ fn an_unreachable_endpoint_is_an_aws_error() {
         stderr.starts_with("arq-lockdown: error: cannot reach S3") && stderr.lines().count() == 1,
         "{stderr}"
     );
+}
+
+#[test]
+fn a_bucket_in_another_region_is_probed_there_and_reported_once() {
+    // The probes start in the client's region beside the bucket's location; for a bucket that
+    // lives elsewhere those answers must be set aside and every probe made again there.
+    let elsewhere = "arq-lockdown-verify.eu-west-1";
+    seed_fleet(&json!({"bucket": elsewhere, "region": "eu-west-1",
+                       "computers": [{"uuid": OTHER_COMPUTER, "computerinfo": "<plist/>"}]}));
+    let (here, there) = (Proxy::recording(), Proxy::recording());
+    let (_, report_here) = verify_through(&here.endpoint, &moto().admin, &[]);
+    let (_, report_there) = verify_in(elsewhere, &there.endpoint, &moto().admin, &[]);
+
+    // The same probes, once each, in the report.
+    let calls = |report: &Value, bucket: &str| -> Vec<String> {
+        let probe = report["probe_object_name"].as_str().unwrap();
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                c["call"]
+                    .as_str()
+                    .unwrap()
+                    .replace(bucket, "B")
+                    .replace(probe, "P")
+            })
+            .collect()
+    };
+    assert_eq!(calls(&report_there, elsewhere), calls(&report_here, BUCKET));
+    // Every probe after the bucket's location reached S3 signed for the bucket's region.
+    let requests = |proxy: &Proxy, report: &Value, bucket: &str, region: &str| {
+        let probe = report["probe_object_name"].as_str().unwrap();
+        let mut requests: Vec<String> = proxy
+            .recorded()
+            .iter()
+            .filter(|r| r.region == region && r.path.starts_with(&format!("/{bucket}/")))
+            .filter(|r| !r.path.ends_with("?location"))
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r.method,
+                    r.path.replace(bucket, "B").replace(probe, "P")
+                )
+            })
+            .collect();
+        requests.sort();
+        requests
+    };
+    let probes_here = requests(&here, &report_here, BUCKET, "us-east-1");
+    assert!(probes_here.len() > 10, "{probes_here:?}");
+    assert_eq!(
+        requests(&there, &report_there, elsewhere, "eu-west-1"),
+        probes_here
+    );
+    let left: Vec<Value> = fleet_state(elsewhere)["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|key| key.as_str().unwrap().contains("arq-lockdown-probe-"))
+        .cloned()
+        .collect();
+    assert!(left.is_empty(), "probe objects left behind: {left:?}");
 }

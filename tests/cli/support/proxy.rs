@@ -9,6 +9,8 @@ pub struct Recorded {
     pub method: String,
     pub path: String,
     pub body: String,
+    /// The region the request was signed for (SigV4's credential scope).
+    pub region: String,
 }
 
 /// An HTTP proxy in front of moto that records every request, and can answer the first
@@ -72,6 +74,7 @@ impl Proxy {
                     method: line.first().copied().unwrap_or_default().to_owned(),
                     path: line.get(1).copied().unwrap_or_default().to_owned(),
                     body: body.to_owned(),
+                    region: signed_region(&text).to_owned(),
                 });
                 let canned_answer = canned.lock().unwrap().clone().filter(|(key_id, _)| {
                     body.contains("Action=GetCallerIdentity")
@@ -147,6 +150,14 @@ impl Proxy {
     pub fn recorded(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
+}
+
+/// The region in a SigV4 `Authorization: … Credential=KEY/DATE/REGION/SERVICE/…` header.
+fn signed_region(request: &str) -> &str {
+    request
+        .split_once("Credential=")
+        .and_then(|(_, scope)| scope.split('/').nth(2))
+        .unwrap_or_default()
 }
 
 /// Passes `request` to moto and its answer back to `client`.
