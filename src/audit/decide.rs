@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::arq_config::{ArqConfig, BucketName, ComputerUuid};
-use crate::iam::{self, POLICY_NAME, POLICY_OPTIONS_TAG};
+use crate::iam::{
+    self, ENROLLED_BY_TAG, NAME_TAG, POLICY_NAME, POLICY_OPTIONS_TAG, REPLACED_KEY_TAG,
+};
 use crate::policy::{PolicyDocument, PolicyOptions};
 
 /// A computer's state: the first that applies, in this order.
@@ -85,6 +87,18 @@ pub struct UserFacts {
     pub keys: Vec<KeyFacts>,
 }
 
+impl UserFacts {
+    /// The value of one of the user's tags.
+    fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+
+    /// The bucket the user is bound to; `None` for a user bound to none.
+    pub fn bound_bucket(&self) -> Option<&str> {
+        iam::bound_bucket(&self.tags)
+    }
+}
+
 /// What the computer's `computerinfo` said (a plist Arq writes with `computerName` and `userName`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Info {
@@ -156,10 +170,7 @@ pub fn computer_name(facts: &ComputerFacts) -> Option<String> {
             computer_name: Some(name),
             ..
         } => Some(name.clone()),
-        _ => facts
-            .user
-            .as_ref()
-            .and_then(|u| u.tags.get("arq-lockdown:computer-name").cloned()),
+        _ => facts.user.as_ref()?.tag(NAME_TAG).map(str::to_owned),
     }
 }
 
@@ -283,7 +294,7 @@ pub fn drift(user: &UserFacts, bucket: &BucketName, uuid: &ComputerUuid) -> Opti
     };
     let built = |options| PolicyDocument::scoped_to(&config, options);
     let mut reasons = Vec::new();
-    let tag = user.tags.get(POLICY_OPTIONS_TAG);
+    let tag = user.tag(POLICY_OPTIONS_TAG);
     let options = match tag {
         Some(value) => PolicyOptions::from_tag_value(value),
         None => Some(PolicyOptions::default()),
@@ -293,7 +304,7 @@ pub fn drift(user: &UserFacts, bucket: &BucketName, uuid: &ComputerUuid) -> Opti
     match options {
         None => reasons.push(format!(
             "its tag {POLICY_OPTIONS_TAG} = {:?} names no options this version knows",
-            tag.map(String::as_str).unwrap_or_default()
+            tag.unwrap_or_default()
         )),
         Some(options) => {
             let expected = built(options);
@@ -489,14 +500,14 @@ pub fn main_key_ids(
         }
     }
     for user in users {
-        let Some(id) = user.tags.get(iam::REPLACED_KEY_TAG) else {
+        let Some(id) = user.tag(REPLACED_KEY_TAG) else {
             continue;
         };
-        let source = match user.tags.get("arq-lockdown:enrolled-by") {
+        let source = match user.tag(ENROLLED_BY_TAG) {
             Some(by) if by.starts_with("token:") => KeySource::Claimed,
             _ => KeySource::Recorded,
         };
-        let entry = keys.entry(id.clone()).or_default();
+        let entry = keys.entry(id.to_owned()).or_default();
         entry.1 += 1;
         if !entry.0.contains(&source) {
             entry.0.push(source);
@@ -793,15 +804,15 @@ mod tests {
         let mut by_proof = good_user();
         by_proof
             .tags
-            .insert(iam::REPLACED_KEY_TAG.into(), "AKIAMAIN000000000001".into());
+            .insert(REPLACED_KEY_TAG.into(), "AKIAMAIN000000000001".into());
         let mut by_token = by_proof.clone();
         by_token
             .tags
-            .insert("arq-lockdown:enrolled-by".into(), "token:fleet".into());
+            .insert(ENROLLED_BY_TAG.into(), "token:fleet".into());
         let mut other = by_token.clone();
         other
             .tags
-            .insert(iam::REPLACED_KEY_TAG.into(), "AKIACLAIM00000000001".into());
+            .insert(REPLACED_KEY_TAG.into(), "AKIACLAIM00000000001".into());
         let keys = main_key_ids(
             &["AKIAMAIN000000000001".into(), "AKIAFLAG000000000001".into()],
             &[&by_proof, &by_token, &other, &good_user()],

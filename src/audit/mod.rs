@@ -231,8 +231,8 @@ pub async fn audit(
         // data here); the rest belong to other fleets.
         let (mut candidates, others): (Vec<UserFacts>, Vec<UserFacts>) =
             all_users.into_iter().partition(|user| {
-                let bound = user.tags.get("arq-lockdown:bucket").map(String::as_str);
-                uuid_of(user).is_some() && (bound == Some(bucket) || bound.is_none())
+                iam::computer_of(&user.name).is_some()
+                    && user.bound_bucket().is_none_or(|bound| bound == bucket)
             });
         let main_ids = decide::main_key_ids(
             &options.main_key_ids,
@@ -260,9 +260,8 @@ pub async fn audit(
     progress.finish_and_clear();
     let mut ours: BTreeMap<ComputerUuid, UserFacts> = BTreeMap::new();
     for user in candidates {
-        let uuid = uuid_of(&user).expect("only users named after a computer are candidates");
-        let bound = user.tags.contains_key("arq-lockdown:bucket");
-        match bound || in_bucket.contains_key(&uuid) {
+        let uuid = iam::computer_of(&user.name).expect("candidates are named after a computer");
+        match user.bound_bucket().is_some() || in_bucket.contains_key(&uuid) {
             true => {
                 ours.insert(uuid, user);
             }
@@ -381,13 +380,6 @@ pub async fn audit(
         policy_fixes,
         summary,
     })
-}
-
-/// The computer a scoped user is named after (`arq-<UUID>`).
-fn uuid_of(user: &UserFacts) -> Option<ComputerUuid> {
-    user.name
-        .strip_prefix("arq-")
-        .and_then(|uuid| ComputerUuid::parse(uuid).ok())
 }
 
 /// An S3 client in the bucket's own region (GetBucketLocation; the configured region when that
