@@ -58,6 +58,13 @@ pub fn user_name(uuid: &ComputerUuid) -> String {
     format!("arq-{uuid}")
 }
 
+/// The computer a user name is for: the inverse of [`user_name`] (`None` for any other name).
+pub fn computer_of(user_name: &str) -> Option<ComputerUuid> {
+    user_name
+        .strip_prefix("arq-")
+        .and_then(|uuid| ComputerUuid::parse(uuid).ok())
+}
+
 /// The ARN of `uuid`'s scoped user in `account` — what STS names as the caller of its keys.
 pub fn scoped_user_arn(account: &str, uuid: &ComputerUuid) -> String {
     format!("arn:aws:iam::{account}:user{USER_PATH}{}", user_name(uuid))
@@ -162,12 +169,16 @@ fn fail(error: CallError, action: &'static str) -> IamError {
     }
 }
 
-/// The tag keys of a scoped user. The bucket and enrollment key bind the user; the rest inform.
+/// The tag keys of a scoped user. The bucket and enrollment key bind the user, so their keys stay
+/// in this module (read them with [`bound_bucket`] and [`ScopedUser`]'s accessors); the rest
+/// inform, and `audit` reads those by key.
 const COMPUTER_TAG: &str = "arq-lockdown:computer-uuid";
 const BUCKET_TAG: &str = "arq-lockdown:bucket";
 const ENROLLMENT_KEY_TAG: &str = "arq-lockdown:enrollment-key";
-const ENROLLED_BY_TAG: &str = "arq-lockdown:enrolled-by";
-const NAME_TAG: &str = "arq-lockdown:computer-name";
+/// Who enrolled the user with the service: a fleet principal's ARN or `token:<name>`.
+pub const ENROLLED_BY_TAG: &str = "arq-lockdown:enrolled-by";
+/// The Mac's name when it was locked down.
+pub const NAME_TAG: &str = "arq-lockdown:computer-name";
 const SERIAL_TAG: &str = "arq-lockdown:serial";
 /// The options the inline policy was built with ([`PolicyOptions::tag_value`]), so `audit` can
 /// rebuild the exact policy.
@@ -232,6 +243,12 @@ impl UserTags {
     }
 }
 
+/// The bucket a scoped user is bound to, from its tags as IAM lists them (`audit` lists every
+/// user's at once).
+pub fn bound_bucket(tags: &BTreeMap<String, String>) -> Option<&str> {
+    tags.get(BUCKET_TAG).map(String::as_str)
+}
+
 /// IAM tag values allow letters, digits, separators and `_.:/=+-@` (`[\p{L}\p{Z}\p{N}_.:/=+\-@]`,
 /// 256 at most); anything else in a Mac's name — an apostrophe, a combining mark — becomes `_`.
 fn tag_value(text: &str) -> String {
@@ -286,7 +303,7 @@ impl ScopedUser {
 
     /// The bucket the user was made for.
     pub fn bound_bucket(&self) -> Option<&str> {
-        self.tags.get(BUCKET_TAG).map(String::as_str)
+        bound_bucket(&self.tags)
     }
 
     /// The enrollment public key the service bound the computer to, if the service made it.

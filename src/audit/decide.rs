@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::arq_config::{ArqConfig, BucketName, ComputerUuid};
-use crate::iam::{self, POLICY_NAME, POLICY_OPTIONS_TAG};
+use crate::iam::{
+    self, ENROLLED_BY_TAG, NAME_TAG, POLICY_NAME, POLICY_OPTIONS_TAG, REPLACED_KEY_TAG,
+};
 use crate::policy::{PolicyDocument, PolicyOptions};
 
 /// A computer's state: the first that applies, in this order.
@@ -85,6 +87,18 @@ pub struct UserFacts {
     pub keys: Vec<KeyFacts>,
 }
 
+impl UserFacts {
+    /// The value of one of the user's tags.
+    fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+
+    /// The bucket the user is bound to; `None` for a user bound to none.
+    pub fn bound_bucket(&self) -> Option<&str> {
+        iam::bound_bucket(&self.tags)
+    }
+}
+
 /// What the computer's `computerinfo` said (a plist Arq writes with `computerName` and `userName`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Info {
@@ -156,10 +170,7 @@ pub fn computer_name(facts: &ComputerFacts) -> Option<String> {
             computer_name: Some(name),
             ..
         } => Some(name.clone()),
-        _ => facts
-            .user
-            .as_ref()
-            .and_then(|u| u.tags.get("arq-lockdown:computer-name").cloned()),
+        _ => facts.user.as_ref()?.tag(NAME_TAG).map(str::to_owned),
     }
 }
 
@@ -283,7 +294,7 @@ pub fn drift(user: &UserFacts, bucket: &BucketName, uuid: &ComputerUuid) -> Opti
     };
     let built = |options| PolicyDocument::scoped_to(&config, options);
     let mut reasons = Vec::new();
-    let tag = user.tags.get(POLICY_OPTIONS_TAG);
+    let tag = user.tag(POLICY_OPTIONS_TAG);
     let options = match tag {
         Some(value) => PolicyOptions::from_tag_value(value),
         None => Some(PolicyOptions::default()),
@@ -293,7 +304,7 @@ pub fn drift(user: &UserFacts, bucket: &BucketName, uuid: &ComputerUuid) -> Opti
     match options {
         None => reasons.push(format!(
             "its tag {POLICY_OPTIONS_TAG} = {:?} names no options this version knows",
-            tag.map(String::as_str).unwrap_or_default()
+            tag.unwrap_or_default()
         )),
         Some(options) => {
             let expected = built(options);
@@ -489,14 +500,14 @@ pub fn main_key_ids(
         }
     }
     for user in users {
-        let Some(id) = user.tags.get(iam::REPLACED_KEY_TAG) else {
+        let Some(id) = user.tag(REPLACED_KEY_TAG) else {
             continue;
         };
-        let source = match user.tags.get("arq-lockdown:enrolled-by") {
+        let source = match user.tag(ENROLLED_BY_TAG) {
             Some(by) if by.starts_with("token:") => KeySource::Claimed,
             _ => KeySource::Recorded,
         };
-        let entry = keys.entry(id.clone()).or_default();
+        let entry = keys.entry(id.to_owned()).or_default();
         entry.1 += 1;
         if !entry.0.contains(&source) {
             entry.0.push(source);
@@ -530,6 +541,8 @@ fn day(at: Timestamp) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     const UUID: &str = "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570";
@@ -556,6 +569,12 @@ mod tests {
         .clone()
     }
 
+    const LEGACY: PolicyOptions = PolicyOptions {
+        legacy_glacier: true,
+        no_computer_listing: false,
+    };
+
+    /// A key made at `created`, last used at `used` (times in seconds after [`t`]'s origin).
     fn key(active: bool, created: i64, used: Option<i64>) -> KeyFacts {
         KeyFacts {
             id: Some(format!("AKIAKEY{created:013}")),
@@ -588,6 +607,7 @@ mod tests {
         }
     }
 
+    /// Tagged with the default options, their policy, one key used a day before [`rules`]' now.
     fn good_user() -> UserFacts {
         user(
             Some("default"),
@@ -608,249 +628,68 @@ mod tests {
         }
     }
 
+    /// A computer with data whose user is [`good_user`] after `change`.
+    fn changed<R>(change: impl FnOnce(&mut UserFacts) -> R) -> ComputerFacts {
+        let mut user = good_user();
+        change(&mut user);
+        computer(true, Some(user))
+    }
+
     #[test]
+    #[rustfmt::skip]
     fn each_computer_gets_the_first_state_that_applies() {
-        let legacy = PolicyOptions {
-            legacy_glacier: true,
-            ..PolicyOptions::default()
-        };
-        let with = |f: &dyn Fn(&mut UserFacts)| {
-            let mut u = good_user();
-            f(&mut u);
-            Some(u)
-        };
+        use State::*;
         let cases: Vec<(&str, ComputerFacts, State)> = vec![
-            (
-                "user, no data",
-                computer(false, with(&|u| u.keys.clear())),
-                State::OrphanUser,
-            ),
-            ("data, no user", computer(true, None), State::NotLockedDown),
-            (
-                "nothing wrong",
-                computer(true, Some(good_user())),
-                State::LockedDown,
-            ),
-            (
-                "policy edited",
-                computer(
-                    true,
-                    with(&|u| {
-                        u.inline_policies.insert(
-                            POLICY_NAME.into(),
-                            Some(serde_json::json!({"Statement": []})),
-                        );
-                    }),
-                ),
-                State::PolicyDrift,
-            ),
-            (
-                "policy not JSON",
-                computer(
-                    true,
-                    with(&|u| {
-                        u.inline_policies.insert(POLICY_NAME.into(), None);
-                    }),
-                ),
-                State::PolicyDrift,
-            ),
-            (
-                "no policy",
-                computer(
-                    true,
-                    with(&|u| {
-                        u.inline_policies.clear();
-                    }),
-                ),
-                State::PolicyDrift,
-            ),
-            (
-                "another inline policy",
-                computer(
-                    true,
-                    with(&|u| {
-                        u.inline_policies.insert("extra".into(), Some(Value::Null));
-                    }),
-                ),
-                State::PolicyDrift,
-            ),
-            (
-                "an attached policy",
-                computer(
-                    true,
-                    with(&|u| {
-                        u.attached_policies
-                            .push("arn:aws:iam::aws:policy/AmazonS3FullAccess".into());
-                    }),
-                ),
-                State::PolicyDrift,
-            ),
-            (
-                "in a group",
-                computer(true, with(&|u| u.groups.push("admins".into()))),
-                State::PolicyDrift,
-            ),
-            (
-                "options recorded, policy for defaults",
-                computer(
-                    true,
-                    with(&|u| {
-                        u.tags
-                            .insert(POLICY_OPTIONS_TAG.into(), "legacy-glacier".into());
-                    }),
-                ),
-                State::PolicyDrift,
-            ),
-            (
-                "options recorded and matching",
-                computer(
-                    true,
-                    with(&|u| {
-                        u.tags
-                            .insert(POLICY_OPTIONS_TAG.into(), "legacy-glacier".into());
-                        u.inline_policies
-                            .insert(POLICY_NAME.into(), Some(policy(legacy)));
-                    }),
-                ),
-                State::LockedDown,
-            ),
-            (
-                "no options tag: judged as defaults",
-                computer(
-                    true,
-                    with(&|u| {
-                        u.tags.clear();
-                    }),
-                ),
-                State::LockedDown,
-            ),
-            (
-                "unknown options tag",
-                computer(
-                    true,
-                    with(&|u| {
-                        u.tags
-                            .insert(POLICY_OPTIONS_TAG.into(), "everything".into());
-                    }),
-                ),
-                State::PolicyDrift,
-            ),
-            (
-                "drift wins over extra keys",
-                computer(
-                    true,
-                    with(&|u| {
-                        u.groups.push("g".into());
-                        u.keys.push(key(true, 20 * DAY, None));
-                    }),
-                ),
-                State::PolicyDrift,
-            ),
-            (
-                "two active keys",
-                computer(true, with(&|u| u.keys.push(key(true, 20 * DAY, None)))),
-                State::ExtraKeys,
-            ),
-            (
-                "an inactive second key",
-                computer(true, with(&|u| u.keys.push(key(false, 20 * DAY, None)))),
-                State::LockedDown,
-            ),
-            (
-                "extra keys win over unused",
-                computer(
-                    true,
-                    with(&|u| {
-                        u.keys = vec![key(true, 0, None), key(true, DAY, None)];
-                    }),
-                ),
-                State::ExtraKeys,
-            ),
-            (
-                "last used 31 days ago",
-                computer(true, with(&|u| u.keys = vec![key(true, 0, Some(69 * DAY))])),
-                State::KeyUnused,
-            ),
-            (
-                "last used 29 days ago",
-                computer(true, with(&|u| u.keys = vec![key(true, 0, Some(71 * DAY))])),
-                State::LockedDown,
-            ),
-            (
-                "exactly 30 days",
-                computer(true, with(&|u| u.keys = vec![key(true, 0, Some(70 * DAY))])),
-                State::KeyUnused,
-            ),
-            (
-                "never used, made 40 days ago",
-                computer(true, with(&|u| u.keys = vec![key(true, 60 * DAY, None)])),
-                State::KeyUnused,
-            ),
-            (
-                "never used, made 2 days ago",
-                computer(true, with(&|u| u.keys = vec![key(true, 98 * DAY, None)])),
-                State::LockedDown,
-            ),
-            (
-                "no active key",
-                computer(
-                    true,
-                    with(&|u| u.keys = vec![key(false, 0, Some(99 * DAY))]),
-                ),
-                State::KeyUnused,
-            ),
-            (
-                "no key at all",
-                computer(true, with(&|u| u.keys.clear())),
-                State::KeyUnused,
-            ),
+            ("user, no data", ComputerFacts { has_data: false, ..changed(|u| u.keys.clear()) }, OrphanUser),
+            ("data, no user", computer(true, None), NotLockedDown),
+            ("nothing wrong", computer(true, Some(good_user())), LockedDown),
+            ("policy edited", changed(|u| u.inline_policies.insert(POLICY_NAME.into(), Some(json!({"Statement": []})))), PolicyDrift),
+            ("policy not JSON", changed(|u| u.inline_policies.insert(POLICY_NAME.into(), None)), PolicyDrift),
+            ("no policy", changed(|u| u.inline_policies.clear()), PolicyDrift),
+            ("another inline policy", changed(|u| u.inline_policies.insert("extra".into(), Some(Value::Null))), PolicyDrift),
+            ("an attached policy", changed(|u| u.attached_policies.push("arn:aws:iam::aws:policy/AmazonS3FullAccess".into())), PolicyDrift),
+            ("in a group", changed(|u| u.groups.push("admins".into())), PolicyDrift),
+            ("options recorded, policy for defaults", changed(|u| u.tags.insert(POLICY_OPTIONS_TAG.into(), "legacy-glacier".into())), PolicyDrift),
+            ("options recorded and matching", changed(|u| {
+                u.tags.insert(POLICY_OPTIONS_TAG.into(), "legacy-glacier".into());
+                u.inline_policies.insert(POLICY_NAME.into(), Some(policy(LEGACY)));
+            }), LockedDown),
+            ("no options tag: judged as defaults", changed(|u| u.tags.clear()), LockedDown),
+            ("unknown options tag", changed(|u| u.tags.insert(POLICY_OPTIONS_TAG.into(), "everything".into())), PolicyDrift),
+            ("drift wins over extra keys", changed(|u| {
+                u.groups.push("g".into());
+                u.keys.push(key(true, 20 * DAY, None));
+            }), PolicyDrift),
+            ("two active keys", changed(|u| u.keys.push(key(true, 20 * DAY, None))), ExtraKeys),
+            ("an inactive second key", changed(|u| u.keys.push(key(false, 20 * DAY, None))), LockedDown),
+            ("extra keys win over unused", changed(|u| u.keys = vec![key(true, 0, None), key(true, DAY, None)]), ExtraKeys),
+            ("last used 31 days ago", changed(|u| u.keys = vec![key(true, 0, Some(69 * DAY))]), KeyUnused),
+            ("last used 29 days ago", changed(|u| u.keys = vec![key(true, 0, Some(71 * DAY))]), LockedDown),
+            ("exactly 30 days", changed(|u| u.keys = vec![key(true, 0, Some(70 * DAY))]), KeyUnused),
+            ("never used, made 40 days ago", changed(|u| u.keys = vec![key(true, 60 * DAY, None)]), KeyUnused),
+            ("never used, made 2 days ago", changed(|u| u.keys = vec![key(true, 98 * DAY, None)]), LockedDown),
+            ("no active key", changed(|u| u.keys = vec![key(false, 0, Some(99 * DAY))]), KeyUnused),
+            ("no key at all", changed(|u| u.keys.clear()), KeyUnused),
         ];
         for (name, facts, expected) in cases {
             let judged = judge(&facts, &rules());
             assert_eq!(judged.state, expected, "{name}: {:?}", judged.action);
-            assert_eq!(
-                judged.action.is_none(),
-                expected == State::LockedDown,
-                "{name}"
-            );
+            assert_eq!(judged.action.is_none(), expected == LockedDown, "{name}");
         }
     }
 
     #[test]
+    #[rustfmt::skip]
     fn only_a_drifted_inline_policy_with_known_options_is_fixable() {
-        let legacy = PolicyOptions {
-            legacy_glacier: true,
-            ..PolicyOptions::default()
-        };
-        let bucket = rules().bucket;
-        let uuid = ComputerUuid::parse(UUID).unwrap();
+        let (bucket, uuid) = (rules().bucket, ComputerUuid::parse(UUID).unwrap());
+        let defaults = policy(PolicyOptions::default());
         let cases: Vec<(&str, UserFacts, Option<Value>)> = vec![
-            (
-                "edited",
-                user(Some("default"), Some(serde_json::json!({})), vec![]),
-                Some(policy(PolicyOptions::default())),
-            ),
-            (
-                "missing",
-                user(Some("legacy-glacier"), None, vec![]),
-                Some(policy(legacy)),
-            ),
-            (
-                "unknown options",
-                user(Some("x"), Some(serde_json::json!({})), vec![]),
-                None,
-            ),
+            ("edited", user(Some("default"), Some(json!({})), vec![]), Some(defaults.clone())),
+            ("missing", user(Some("legacy-glacier"), None, vec![]), Some(policy(LEGACY))),
+            ("unknown options", user(Some("x"), Some(json!({})), vec![]), None),
             // Made before the options were recorded, with other options: not guessed at.
-            (
-                "untagged, another option's policy",
-                user(None, Some(policy(legacy)), vec![]),
-                None,
-            ),
-            (
-                "untagged, edited",
-                user(None, Some(serde_json::json!({})), vec![]),
-                Some(policy(PolicyOptions::default())),
-            ),
+            ("untagged, another option's policy", user(None, Some(policy(LEGACY)), vec![]), None),
+            ("untagged, edited", user(None, Some(json!({})), vec![]), Some(defaults)),
         ];
         for (name, user, fix) in cases {
             let drift = drift(&user, &bucket, &uuid).expect(name);
@@ -859,34 +698,20 @@ mod tests {
         let mut extra = good_user();
         extra.groups.push("g".into());
         let drift = drift(&extra, &bucket, &uuid).unwrap();
-        assert_eq!(
-            drift.fix, None,
-            "the inline policy is fine: nothing to rewrite"
-        );
+        assert_eq!(drift.fix, None, "the inline policy is fine: nothing to rewrite");
         assert_eq!(drift.reasons, ["in groups: g"]);
     }
 
     #[test]
     fn extra_keys_name_the_key_in_use_and_the_one_to_delete() {
-        let facts = computer(
-            true,
-            Some(user(
-                Some("default"),
-                Some(policy(PolicyOptions::default())),
-                vec![key(true, 5, None), key(true, 6, Some(99 * DAY))],
-            )),
-        );
+        let facts = changed(|u| u.keys = vec![key(true, 5, None), key(true, 6, Some(99 * DAY))]);
         let action = judge(&facts, &rules()).action.unwrap();
         assert!(
             action.starts_with("AKIAKEY0000000000006 (last used 2027-"),
             "{action}"
         );
-        assert!(
-            action.ends_with(&format!(
-                "--user-name arq-{UUID} --access-key-id AKIAKEY0000000000005"
-            )),
-            "{action}"
-        );
+        let delete = format!("--user-name arq-{UUID} --access-key-id AKIAKEY0000000000005");
+        assert!(action.ends_with(&delete), "{action}");
     }
 
     fn main_key(sources: &[KeySource], lookup: Lookup) -> MainKey {
@@ -897,6 +722,14 @@ mod tests {
             lookup,
             scoped: false,
             audits: false,
+        }
+    }
+
+    /// `key` under another id.
+    fn second_key(key: MainKey) -> MainKey {
+        MainKey {
+            id: "AKIAMAIN000000000002".into(),
+            ..key
         }
     }
 
@@ -912,140 +745,32 @@ mod tests {
     }
 
     /// A name, the Macs not locked down, the main keys, the newest scoped key, the verdict.
-    type VerdictCase = (
-        &'static str,
-        Vec<(String, Option<String>)>,
-        Vec<MainKey>,
-        Option<Timestamp>,
-        bool,
-    );
+    #[rustfmt::skip]
+    type VerdictCase = (&'static str, Vec<(String, Option<String>)>, Vec<MainKey>, Option<Timestamp>, bool);
 
     #[test]
+    #[rustfmt::skip]
     fn the_main_keys_may_go_only_when_every_mac_is_locked_down_and_none_used_them_since() {
         use KeySource::*;
         let newest = Some(t(50));
-        let never = Lookup::NeverUsed {
-            owner: "fleet-admin".into(),
-        };
+        let never = || Lookup::NeverUsed { owner: "fleet-admin".into() };
         let mac = vec![("U1".to_owned(), Some("Bob's Mac".to_owned()))];
         let cases: Vec<VerdictCase> = vec![
-            (
-                "used before the last lockdown",
-                vec![],
-                vec![main_key(&[Flag], used(40))],
-                newest,
-                true,
-            ),
-            (
-                "used in the same second",
-                vec![],
-                vec![main_key(&[Flag], used(50))],
-                newest,
-                true,
-            ),
-            (
-                "used after",
-                vec![],
-                vec![main_key(&[Recorded], used(51))],
-                newest,
-                false,
-            ),
-            (
-                "never used",
-                vec![],
-                vec![main_key(&[Flag], never.clone())],
-                newest,
-                true,
-            ),
-            (
-                "deleted",
-                vec![],
-                vec![main_key(&[Recorded], Lookup::NotFound)],
-                newest,
-                true,
-            ),
-            (
-                "IAM refused",
-                vec![],
-                vec![main_key(&[Flag], Lookup::Refused)],
-                newest,
-                false,
-            ),
-            (
-                "a Mac not locked down",
-                mac.clone(),
-                vec![main_key(&[Flag], never.clone())],
-                newest,
-                false,
-            ),
-            (
-                "used, and no scoped key at all",
-                vec![],
-                vec![main_key(&[Flag], used(1))],
-                None,
-                false,
-            ),
-            (
-                "never used, no scoped key",
-                vec![],
-                vec![main_key(&[Flag], never.clone())],
-                None,
-                true,
-            ),
+            ("used before the last lockdown", vec![], vec![main_key(&[Flag], used(40))], newest, true),
+            ("used in the same second", vec![], vec![main_key(&[Flag], used(50))], newest, true),
+            ("used after", vec![], vec![main_key(&[Recorded], used(51))], newest, false),
+            ("never used", vec![], vec![main_key(&[Flag], never())], newest, true),
+            ("deleted", vec![], vec![main_key(&[Recorded], Lookup::NotFound)], newest, true),
+            ("IAM refused", vec![], vec![main_key(&[Flag], Lookup::Refused)], newest, false),
+            ("a Mac not locked down", mac, vec![main_key(&[Flag], never())], newest, false),
+            ("used, and no scoped key at all", vec![], vec![main_key(&[Flag], used(1))], None, false),
+            ("never used, no scoped key", vec![], vec![main_key(&[Flag], never())], None, true),
             ("no main key known", vec![], vec![], newest, false),
-            (
-                "a claim IAM does not know",
-                vec![],
-                vec![main_key(&[Claimed], Lookup::NotFound)],
-                newest,
-                false,
-            ),
-            (
-                "a claim IAM refuses, beside a known key",
-                vec![],
-                vec![
-                    main_key(&[Claimed], Lookup::Refused),
-                    MainKey {
-                        id: "AKIAMAIN000000000002".into(),
-                        ..main_key(&[Flag], used(10))
-                    },
-                ],
-                newest,
-                true,
-            ),
-            (
-                "a claim used after the last lockdown",
-                vec![],
-                vec![main_key(&[Claimed], used(60))],
-                newest,
-                false,
-            ),
-            (
-                "audit runs with the main key",
-                vec![],
-                vec![MainKey {
-                    audits: true,
-                    ..main_key(&[Flag], used(10))
-                }],
-                newest,
-                false,
-            ),
-            (
-                "a scoped key recorded as replaced",
-                vec![],
-                vec![
-                    MainKey {
-                        scoped: true,
-                        ..main_key(&[Recorded], used(99))
-                    },
-                    MainKey {
-                        id: "AKIAMAIN000000000002".into(),
-                        ..main_key(&[Flag], used(10))
-                    },
-                ],
-                newest,
-                true,
-            ),
+            ("a claim IAM does not know", vec![], vec![main_key(&[Claimed], Lookup::NotFound)], newest, false),
+            ("a claim IAM refuses, beside a known key", vec![], vec![main_key(&[Claimed], Lookup::Refused), second_key(main_key(&[Flag], used(10)))], newest, true),
+            ("a claim used after the last lockdown", vec![], vec![main_key(&[Claimed], used(60))], newest, false),
+            ("audit runs with the main key", vec![], vec![MainKey { audits: true, ..main_key(&[Flag], used(10)) }], newest, false),
+            ("a scoped key recorded as replaced", vec![], vec![MainKey { scoped: true, ..main_key(&[Recorded], used(99)) }, second_key(main_key(&[Flag], used(10)))], newest, true),
         ];
         for (name, not_locked_down, keys, newest, ready) in cases {
             let (verdict, reasons) = verdict(&not_locked_down, &keys, newest);
@@ -1079,15 +804,15 @@ mod tests {
         let mut by_proof = good_user();
         by_proof
             .tags
-            .insert(iam::REPLACED_KEY_TAG.into(), "AKIAMAIN000000000001".into());
+            .insert(REPLACED_KEY_TAG.into(), "AKIAMAIN000000000001".into());
         let mut by_token = by_proof.clone();
         by_token
             .tags
-            .insert("arq-lockdown:enrolled-by".into(), "token:fleet".into());
+            .insert(ENROLLED_BY_TAG.into(), "token:fleet".into());
         let mut other = by_token.clone();
         other
             .tags
-            .insert(iam::REPLACED_KEY_TAG.into(), "AKIACLAIM00000000001".into());
+            .insert(REPLACED_KEY_TAG.into(), "AKIACLAIM00000000001".into());
         let keys = main_key_ids(
             &["AKIAMAIN000000000001".into(), "AKIAFLAG000000000001".into()],
             &[&by_proof, &by_token, &other, &good_user()],

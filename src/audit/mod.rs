@@ -10,7 +10,7 @@
 pub mod decide;
 pub mod read;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aws_config::{Region, SdkConfig};
@@ -18,6 +18,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use self::decide::{ComputerFacts, Info, KeySource, Lookup, MainKey, Rules, State, UserFacts};
+use self::read::Presence;
 use crate::arq_config::{BucketName, ComputerUuid};
 use crate::aws;
 use crate::exit_code::ExitCode;
@@ -200,176 +201,46 @@ pub async fn audit(
     let bucket = options.bucket.as_str();
     let s3 = s3_for_bucket(sdk_config, bucket).await;
     let iam_client = aws::iam_client(sdk_config);
-
     // Two lines of work side by side: the bucket (its folders, then each computerinfo) and IAM
     // (the users and the credential report, then the keys the report cannot tell and the main
     // keys' last use).
-    let bucket_side = async {
-        let (in_bucket, _pages) = read::computers(&s3, bucket).await?;
-        let with_folder: Vec<ComputerUuid> = in_bucket
-            .iter()
-            .filter(|(_, presence)| presence.root && options.names)
-            .map(|(uuid, _)| uuid.clone())
-            .collect();
-        progress.set_length(with_folder.len() as u64);
-        let tick = {
-            let progress = progress.clone();
-            Arc::new(move || progress.inc(1))
-        };
-        let infos = read::computerinfo(&s3, bucket, with_folder, tick).await?;
-        Ok::<_, AuditError>((in_bucket, infos))
-    };
-    let iam_side = async {
-        let (users, report) = tokio::join!(
-            read::scoped_users(&iam_client),
-            read::credential_report(&iam_client),
-        );
-        let (all_users, _pages) = users?;
-        let (report, generated, _calls) = report?;
-        let all_scoped: BTreeSet<String> = all_users.iter().map(|u| u.name.clone()).collect();
-        // Users bound to this bucket, and those bound to none (kept below if their computer has
-        // data here); the rest belong to other fleets.
-        let (mut candidates, others): (Vec<UserFacts>, Vec<UserFacts>) =
-            all_users.into_iter().partition(|user| {
-                let bound = user.tags.get("arq-lockdown:bucket").map(String::as_str);
-                uuid_of(user).is_some() && (bound == Some(bucket) || bound.is_none())
-            });
-        let main_ids = decide::main_key_ids(
-            &options.main_key_ids,
-            &candidates.iter().collect::<Vec<_>>(),
-        );
-        let ids: BTreeSet<String> = main_ids.keys().cloned().collect();
-        let (filled, lookups) = tokio::join!(
-            read::fill_keys(&iam_client, &mut candidates, &report),
-            read::main_keys(&iam_client, &ids),
-        );
-        filled?;
-        Ok::<_, AuditError>((
-            candidates,
-            others.len(),
-            all_scoped,
-            main_ids,
-            lookups?,
-            generated,
-        ))
-    };
-    let (
-        (in_bucket, infos),
-        (candidates, mut elsewhere, all_scoped, main_ids, lookups, report_generated),
-    ) = tokio::try_join!(bucket_side, iam_side)?;
+    let (bucket_facts, iam_facts) = tokio::try_join!(
+        read_bucket(&s3, bucket, options.names, progress),
+        read_iam(&iam_client, options),
+    )?;
     progress.finish_and_clear();
-    let mut ours: BTreeMap<ComputerUuid, UserFacts> = BTreeMap::new();
-    for user in candidates {
-        let uuid = uuid_of(&user).expect("only users named after a computer are candidates");
-        let bound = user.tags.contains_key("arq-lockdown:bucket");
-        match bound || in_bucket.contains_key(&uuid) {
-            true => {
-                ours.insert(uuid, user);
-            }
-            false => elsewhere += 1,
-        }
-    }
-
-    let uuids: BTreeSet<ComputerUuid> = in_bucket.keys().chain(ours.keys()).cloned().collect();
-    let mut facts: Vec<ComputerFacts> = uuids
-        .into_iter()
-        .map(|uuid| {
-            let info = match (in_bucket.get(&uuid), options.names) {
-                (_, false) => Info::Skipped,
-                (Some(presence), true) if presence.root => {
-                    infos.get(&uuid).cloned().unwrap_or(Info::Missing)
-                }
-                _ => Info::Missing,
-            };
-            ComputerFacts {
-                has_data: in_bucket.contains_key(&uuid),
-                info,
-                user: ours.remove(&uuid),
-                uuid,
-            }
-        })
-        .collect();
+    let (users, not_ours) = users_by_computer(iam_facts.candidates, &bucket_facts.in_bucket);
+    let mut facts = computer_facts(&bucket_facts, users, options.names);
 
     let rules = Rules {
         bucket: options.bucket.clone(),
         now: Timestamp::now(),
         stale_days: options.stale_days,
     };
-    let mut policy_fixes = Vec::new();
-    if options.fix_policies {
-        for computer in &mut facts {
-            let judged = decide::judge(computer, &rules);
-            let (Some(drift), Some(user)) = (judged.drift, computer.user.as_mut()) else {
-                continue;
-            };
-            let Some(document) = drift.fix else {
-                continue;
-            };
-            read::put_policy(&iam_client, &user.name, &document).await?;
-            user.inline_policies
-                .insert(iam::POLICY_NAME.to_owned(), Some(document));
-            policy_fixes.push(PolicyFix {
-                computer_uuid: computer.uuid.to_string(),
-                user_name: user.name.clone(),
-                change: "rewrote arq-lockdown",
-                state: decide::judge(computer, &rules).state,
-            });
-        }
-    }
+    let policy_fixes = match options.fix_policies {
+        true => fix_policies(&iam_client, &mut facts, &rules).await?,
+        false => Vec::new(),
+    };
 
     let judged_users: Vec<&UserFacts> = facts.iter().filter_map(|c| c.user.as_ref()).collect();
     let newest = decide::newest_key(&judged_users);
-    let main_keys: Vec<MainKey> = main_ids
-        .into_iter()
-        .map(|(id, (sources, recorded_by))| {
-            let lookup = lookups.get(&id).cloned().unwrap_or(Lookup::Refused);
-            let scoped = match &lookup {
-                Lookup::Used { owner, .. } | Lookup::NeverUsed { owner } => {
-                    all_scoped.contains(owner)
-                }
-                _ => false,
-            };
-            MainKey {
-                audits: options.admin_key_id.as_deref() == Some(id.as_str()),
-                id,
-                sources,
-                recorded_by,
-                lookup,
-                scoped,
-            }
-        })
-        .collect();
+    let main_keys = main_keys(
+        iam_facts.main_key_ids,
+        &iam_facts.main_key_lookups,
+        &iam_facts.scoped_user_names,
+        options.admin_key_id.as_deref(),
+    );
+    let computers = computer_reports(&facts, &rules);
+    let (ready, reasons) = decide::verdict(&not_locked_down(&computers), &main_keys, newest);
 
-    let mut computers: Vec<ComputerReport> = facts
-        .iter()
-        .map(|c| computer_report(c, &decide::judge(c, &rules)))
-        .collect();
-    computers.sort_by(|a, b| (a.state, &a.computer_uuid).cmp(&(b.state, &b.computer_uuid)));
-    let not_locked_down: Vec<(String, Option<String>)> = computers
-        .iter()
-        .filter(|c| c.state == State::NotLockedDown)
-        .map(|c| (c.computer_uuid.clone(), c.computer_name.clone()))
-        .collect();
-    let (ready, reasons) = decide::verdict(&not_locked_down, &main_keys, newest);
-
-    let mut states = serde_json::Map::new();
-    for state in State::ALL {
-        let count = computers.iter().filter(|c| c.state == state).count();
-        states.insert(state.as_str().to_owned(), count.into());
-    }
     let summary = Summary {
         computers: computers.len(),
-        states,
+        states: count_by_state(&computers),
         main_keys: main_keys.iter().filter(|k| !k.scoped).count(),
         newest_scoped_key_created: newest.map(decide::second),
-        credential_report_generated: report_generated.map(decide::second),
-        scoped_users_elsewhere: elsewhere,
-        computerinfo_unread: facts
-            .iter()
-            .filter(|c| {
-                c.has_data && matches!(c.info, Info::Missing | Info::Malformed | Info::Refused)
-            })
-            .count(),
+        credential_report_generated: iam_facts.report_generated.map(decide::second),
+        scoped_users_elsewhere: iam_facts.elsewhere + not_ours,
+        computerinfo_unread: computerinfo_unread(&facts),
     };
     Ok(Report {
         bucket: bucket.to_owned(),
@@ -381,13 +252,6 @@ pub async fn audit(
         policy_fixes,
         summary,
     })
-}
-
-/// The computer a scoped user is named after (`arq-<UUID>`).
-fn uuid_of(user: &UserFacts) -> Option<ComputerUuid> {
-    user.name
-        .strip_prefix("arq-")
-        .and_then(|uuid| ComputerUuid::parse(uuid).ok())
 }
 
 /// An S3 client in the bucket's own region (GetBucketLocation; the configured region when that
@@ -408,6 +272,248 @@ async fn s3_for_bucket(sdk_config: &SdkConfig, bucket: &str) -> aws_sdk_s3::Clie
         true => global,
         false => aws::s3_client(sdk_config, Some(Region::new(region))),
     }
+}
+
+/// What the bucket holds of the fleet.
+struct BucketFacts {
+    /// The computers with data in the bucket, and where.
+    in_bucket: BTreeMap<ComputerUuid, Presence>,
+    /// What each computerinfo read said (none read with `--no-names`).
+    infos: HashMap<ComputerUuid, Info>,
+}
+
+/// The bucket side: the computers with data in the bucket, then what their computerinfo says.
+async fn read_bucket(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    names: bool,
+    progress: &indicatif::ProgressBar,
+) -> Result<BucketFacts, AuditError> {
+    let (in_bucket, _pages) = read::computers(s3, bucket).await?;
+    let infos = read_names(s3, bucket, &in_bucket, names, progress).await?;
+    Ok(BucketFacts { in_bucket, infos })
+}
+
+/// The computerinfo of each computer with a `<UUID>/` folder (none with `--no-names`), one tick
+/// of `progress` a read.
+async fn read_names(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    in_bucket: &BTreeMap<ComputerUuid, Presence>,
+    names: bool,
+    progress: &indicatif::ProgressBar,
+) -> Result<HashMap<ComputerUuid, Info>, AuditError> {
+    let with_folder: Vec<ComputerUuid> = in_bucket
+        .iter()
+        .filter(|(_, presence)| presence.root && names)
+        .map(|(uuid, _)| uuid.clone())
+        .collect();
+    progress.set_length(with_folder.len() as u64);
+    let tick = {
+        let progress = progress.clone();
+        Arc::new(move || progress.inc(1))
+    };
+    read::computerinfo(s3, bucket, with_folder, tick).await
+}
+
+/// What IAM says of the fleet.
+struct IamFacts {
+    /// Scoped users bound to this bucket or to none, with their keys.
+    candidates: Vec<UserFacts>,
+    /// Scoped users left out: bound to another bucket, or not named after a computer.
+    elsewhere: usize,
+    /// Every scoped user's name, whichever bucket it is bound to.
+    scoped_user_names: BTreeSet<String>,
+    /// The main keys to judge: where audit learnt of each, and how many candidates record it.
+    main_key_ids: BTreeMap<String, (Vec<KeySource>, usize)>,
+    /// Each main key's last use.
+    main_key_lookups: BTreeMap<String, Lookup>,
+    /// When IAM made the credential report.
+    report_generated: Option<Timestamp>,
+}
+
+/// The IAM side: the scoped users and the credential report at once, then the keys the report
+/// cannot tell beside the main keys' last use.
+async fn read_iam(
+    iam_client: &aws_sdk_iam::Client,
+    options: &AuditOptions,
+) -> Result<IamFacts, AuditError> {
+    let (users, report) = tokio::join!(
+        read::scoped_users(iam_client),
+        read::credential_report(iam_client),
+    );
+    let (all_users, _pages) = users?;
+    let (report, report_generated, _calls) = report?;
+    let scoped_user_names: BTreeSet<String> = all_users.iter().map(|u| u.name.clone()).collect();
+    // Users bound to this bucket, and those bound to none (`users_by_computer` keeps them if
+    // their computer has data here); the rest belong to other fleets.
+    let (mut candidates, others): (Vec<UserFacts>, Vec<UserFacts>) =
+        all_users.into_iter().partition(|user| {
+            iam::computer_of(&user.name).is_some()
+                && user
+                    .bound_bucket()
+                    .is_none_or(|bound| bound == options.bucket.as_str())
+        });
+    let main_key_ids = decide::main_key_ids(
+        &options.main_key_ids,
+        &candidates.iter().collect::<Vec<_>>(),
+    );
+    let ids: BTreeSet<String> = main_key_ids.keys().cloned().collect();
+    let (filled, main_key_lookups) = tokio::join!(
+        read::fill_keys(iam_client, &mut candidates, &report),
+        read::main_keys(iam_client, &ids),
+    );
+    filled?;
+    Ok(IamFacts {
+        candidates,
+        elsewhere: others.len(),
+        scoped_user_names,
+        main_key_ids,
+        main_key_lookups: main_key_lookups?,
+        report_generated,
+    })
+}
+
+/// The candidates of this fleet by computer — bound to this bucket, or bound to none with data
+/// here — and how many were neither.
+fn users_by_computer(
+    candidates: Vec<UserFacts>,
+    in_bucket: &BTreeMap<ComputerUuid, Presence>,
+) -> (BTreeMap<ComputerUuid, UserFacts>, usize) {
+    let mut ours = BTreeMap::new();
+    let mut not_ours = 0;
+    for user in candidates {
+        let uuid = iam::computer_of(&user.name).expect("candidates are named after a computer");
+        match user.bound_bucket().is_some() || in_bucket.contains_key(&uuid) {
+            true => {
+                ours.insert(uuid, user);
+            }
+            false => not_ours += 1,
+        }
+    }
+    (ours, not_ours)
+}
+
+/// Every computer with data in the bucket or a user of this fleet: its data, computerinfo and user.
+fn computer_facts(
+    BucketFacts { in_bucket, infos }: &BucketFacts,
+    mut users: BTreeMap<ComputerUuid, UserFacts>,
+    names: bool,
+) -> Vec<ComputerFacts> {
+    let uuids: BTreeSet<ComputerUuid> = in_bucket.keys().chain(users.keys()).cloned().collect();
+    uuids
+        .into_iter()
+        .map(|uuid| {
+            let info = match (in_bucket.get(&uuid), names) {
+                (_, false) => Info::Skipped,
+                (Some(presence), true) if presence.root => {
+                    infos.get(&uuid).cloned().unwrap_or(Info::Missing)
+                }
+                _ => Info::Missing,
+            };
+            ComputerFacts {
+                has_data: in_bucket.contains_key(&uuid),
+                info,
+                user: users.remove(&uuid),
+                uuid,
+            }
+        })
+        .collect()
+}
+
+/// `--fix-policies`: rewrites the drifted inline policies it can build, and updates `facts` to
+/// match, so the report judges what IAM now holds.
+async fn fix_policies(
+    iam_client: &aws_sdk_iam::Client,
+    facts: &mut [ComputerFacts],
+    rules: &Rules,
+) -> Result<Vec<PolicyFix>, AuditError> {
+    let mut fixes = Vec::new();
+    for computer in facts.iter_mut() {
+        let judged = decide::judge(computer, rules);
+        let (Some(drift), Some(user)) = (judged.drift, computer.user.as_mut()) else {
+            continue;
+        };
+        let Some(document) = drift.fix else {
+            continue;
+        };
+        read::put_policy(iam_client, &user.name, &document).await?;
+        user.inline_policies
+            .insert(iam::POLICY_NAME.to_owned(), Some(document));
+        fixes.push(PolicyFix {
+            computer_uuid: computer.uuid.to_string(),
+            user_name: user.name.clone(),
+            change: "rewrote arq-lockdown",
+            state: decide::judge(computer, rules).state,
+        });
+    }
+    Ok(fixes)
+}
+
+/// Each main key with its last use (refused where IAM gave none), whether a scoped user owns it,
+/// and whether audit runs with it.
+fn main_keys(
+    ids: BTreeMap<String, (Vec<KeySource>, usize)>,
+    lookups: &BTreeMap<String, Lookup>,
+    scoped_user_names: &BTreeSet<String>,
+    admin_key_id: Option<&str>,
+) -> Vec<MainKey> {
+    ids.into_iter()
+        .map(|(id, (sources, recorded_by))| {
+            let lookup = lookups.get(&id).cloned().unwrap_or(Lookup::Refused);
+            let scoped = match &lookup {
+                Lookup::Used { owner, .. } | Lookup::NeverUsed { owner } => {
+                    scoped_user_names.contains(owner)
+                }
+                _ => false,
+            };
+            MainKey {
+                audits: admin_key_id == Some(id.as_str()),
+                id,
+                sources,
+                recorded_by,
+                lookup,
+                scoped,
+            }
+        })
+        .collect()
+}
+
+/// Each computer judged, for the report: by state, then UUID.
+fn computer_reports(facts: &[ComputerFacts], rules: &Rules) -> Vec<ComputerReport> {
+    let mut computers: Vec<ComputerReport> = facts
+        .iter()
+        .map(|c| computer_report(c, &decide::judge(c, rules)))
+        .collect();
+    computers.sort_by(|a, b| (a.state, &a.computer_uuid).cmp(&(b.state, &b.computer_uuid)));
+    computers
+}
+
+/// The computers not locked down, by UUID and name, for the verdict.
+fn not_locked_down(computers: &[ComputerReport]) -> Vec<(String, Option<String>)> {
+    computers
+        .iter()
+        .filter(|c| c.state == State::NotLockedDown)
+        .map(|c| (c.computer_uuid.clone(), c.computer_name.clone()))
+        .collect()
+}
+
+/// The number of computers in each state, every state named.
+fn count_by_state(computers: &[ComputerReport]) -> serde_json::Map<String, serde_json::Value> {
+    let mut states = serde_json::Map::new();
+    for state in State::ALL {
+        let count = computers.iter().filter(|c| c.state == state).count();
+        states.insert(state.as_str().to_owned(), count.into());
+    }
+    states
+}
+
+/// The computers with data whose computerinfo could not be read (missing, junk or refused).
+fn computerinfo_unread(facts: &[ComputerFacts]) -> usize {
+    facts
+        .iter()
+        .filter(|c| c.has_data && matches!(c.info, Info::Missing | Info::Malformed | Info::Refused))
+        .count()
 }
 
 fn computer_report(facts: &ComputerFacts, judged: &decide::Judgement) -> ComputerReport {

@@ -7,8 +7,8 @@ use std::io::IsTerminal;
 use aws_credential_types::provider::ProvideCredentials;
 
 use crate::Error;
-use crate::audit::decide::State;
-use crate::audit::{self, AuditOptions, Report};
+use crate::audit::decide::{KeySource, State};
+use crate::audit::{self, AuditOptions, ComputerReport, MainKeyReport, PolicyFix, Report};
 use crate::cli::AuditArgs;
 use crate::exit_code::ExitCode;
 
@@ -60,9 +60,23 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
 
 /// One line per computer needing action, the policy fixes, then the summary and the verdict.
 fn to_text(report: &Report) -> String {
+    let mut text = action_table(&report.computers);
+    text += &fix_lines(&report.policy_fixes);
+    if !text.is_empty() {
+        text += "\n";
+    }
+    text += &summary_lines(report);
+    for key in &report.main_keys {
+        text += &main_key_line(key);
+    }
+    text += &verdict_line(report);
+    text
+}
+
+/// The computers not locked down, a line each under a header: state, UUID, name, action.
+fn action_table(computers: &[ComputerReport]) -> String {
     let mut text = String::new();
-    let needing: Vec<_> = report
-        .computers
+    let needing: Vec<_> = computers
         .iter()
         .filter(|c| c.state != State::LockedDown)
         .collect();
@@ -91,7 +105,17 @@ fn to_text(report: &Report) -> String {
             computer.action.as_deref().unwrap_or_default(),
         );
     }
-    for fix in &report.policy_fixes {
+    text
+}
+
+fn shown_name(name: Option<&str>) -> &str {
+    name.unwrap_or("-")
+}
+
+/// A line for each policy `--fix-policies` rewrote.
+fn fix_lines(fixes: &[PolicyFix]) -> String {
+    let mut text = String::new();
+    for fix in fixes {
         text += &format!(
             "fixed: {} of {} ({}), now {}\n",
             fix.change,
@@ -100,9 +124,12 @@ fn to_text(report: &Report) -> String {
             fix.state.as_str()
         );
     }
-    if !text.is_empty() {
-        text += "\n";
-    }
+    text
+}
+
+/// The bucket's computers by state, and how many computerinfo could not be read.
+fn summary_lines(report: &Report) -> String {
+    let mut text = String::new();
     let states: Vec<String> = report
         .summary
         .states
@@ -123,56 +150,61 @@ fn to_text(report: &Report) -> String {
             report.summary.computerinfo_unread
         );
     }
-    for key in &report.main_keys {
-        let sources: Vec<&str> = key
-            .sources
-            .iter()
-            .map(|s| match s {
-                audit::decide::KeySource::Flag => "--main-key-id",
-                audit::decide::KeySource::Recorded => "recorded",
-                audit::decide::KeySource::Claimed => "claimed by token-enrolled Macs",
-            })
-            .collect();
-        let recorded = match key.recorded_by {
-            0 => String::new(),
-            n => format!(", replaced on {n} Mac(s)"),
-        };
-        let state = match (key.status, &key.last_used) {
-            ("used", Some(at)) => format!(
-                "last used {at} by {} in {}",
-                key.last_used_service.as_deref().unwrap_or("?"),
-                key.last_used_region.as_deref().unwrap_or("?")
-            ),
-            ("never-used", _) => "never used".to_owned(),
-            ("not-found", _) => "not found in IAM (deleted, or another account's)".to_owned(),
-            ("refused", _) => "IAM refused GetAccessKeyLastUsed".to_owned(),
-            ("scoped-key", _) => "a Mac's scoped key, not a main key".to_owned(),
-            (other, _) => other.to_owned(),
-        };
-        let owner = key
-            .user_name
-            .as_deref()
-            .map_or(String::new(), |u| format!(" (IAM user {u})"));
-        text += &format!(
-            "main key {} ({}{recorded}): {state}{owner}\n",
-            key.access_key_id,
-            sources.join(", ")
-        );
-    }
-    match report.ready_to_retire_main_keys {
-        true => text += "ready to retire the main keys: yes — deactivate them in IAM\n",
-        false => {
-            text += &format!(
-                "ready to retire the main keys: no — {}\n",
-                report.not_ready_reasons.join("; ")
-            )
-        }
-    }
     text
 }
 
-fn shown_name(name: Option<&str>) -> &str {
-    name.unwrap_or("-")
+/// A main key: where audit learnt of it, how many Macs record it, its last use and its owner.
+fn main_key_line(key: &MainKeyReport) -> String {
+    let sources: Vec<&str> = key
+        .sources
+        .iter()
+        .map(|s| match s {
+            KeySource::Flag => "--main-key-id",
+            KeySource::Recorded => "recorded",
+            KeySource::Claimed => "claimed by token-enrolled Macs",
+        })
+        .collect();
+    let recorded = match key.recorded_by {
+        0 => String::new(),
+        n => format!(", replaced on {n} Mac(s)"),
+    };
+    let owner = key
+        .user_name
+        .as_deref()
+        .map_or(String::new(), |u| format!(" (IAM user {u})"));
+    format!(
+        "main key {} ({}{recorded}): {}{owner}\n",
+        key.access_key_id,
+        sources.join(", "),
+        main_key_status(key)
+    )
+}
+
+/// A main key's status in words: its last use, or why there is none.
+fn main_key_status(key: &MainKeyReport) -> String {
+    match (key.status, &key.last_used) {
+        ("used", Some(at)) => format!(
+            "last used {at} by {} in {}",
+            key.last_used_service.as_deref().unwrap_or("?"),
+            key.last_used_region.as_deref().unwrap_or("?")
+        ),
+        ("never-used", _) => "never used".to_owned(),
+        ("not-found", _) => "not found in IAM (deleted, or another account's)".to_owned(),
+        ("refused", _) => "IAM refused GetAccessKeyLastUsed".to_owned(),
+        ("scoped-key", _) => "a Mac's scoped key, not a main key".to_owned(),
+        (other, _) => other.to_owned(),
+    }
+}
+
+/// Whether the main keys may be retired, and why not.
+fn verdict_line(report: &Report) -> String {
+    match report.ready_to_retire_main_keys {
+        true => "ready to retire the main keys: yes — deactivate them in IAM\n".to_owned(),
+        false => format!(
+            "ready to retire the main keys: no — {}\n",
+            report.not_ready_reasons.join("; ")
+        ),
+    }
 }
 
 /// One row per computer. Names come from the Macs themselves, so a cell a spreadsheet would run
