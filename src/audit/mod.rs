@@ -160,7 +160,8 @@ pub struct Summary {
     /// When IAM made the credential report the keys' state and last use come from (AWS reuses a
     /// report for up to four hours).
     pub credential_report_generated: Option<String>,
-    /// Users under /arq-lockdown/ left out: bound to another bucket (or untagged without data here).
+    /// Users under /arq-lockdown/ left out: bound to another bucket, untagged without data here,
+    /// or not named after a computer.
     pub scoped_users_elsewhere: usize,
     /// Computers with data whose computerinfo could not be read (missing, junk or refused).
     pub computerinfo_unread: usize,
@@ -289,7 +290,7 @@ async fn read_bucket(
     names: bool,
     progress: &indicatif::ProgressBar,
 ) -> Result<BucketFacts, AuditError> {
-    let (in_bucket, _pages) = read::computers(s3, bucket).await?;
+    let in_bucket = read::computers(s3, bucket).await?;
     let infos = read_names(s3, bucket, &in_bucket, names, progress).await?;
     Ok(BucketFacts { in_bucket, infos })
 }
@@ -342,8 +343,8 @@ async fn read_iam(
         read::scoped_users(iam_client),
         read::credential_report(iam_client),
     );
-    let (all_users, _pages) = users?;
-    let (report, report_generated, _calls) = report?;
+    let all_users = users?;
+    let (report, report_generated) = report?;
     let scoped_user_names: BTreeSet<String> = all_users.iter().map(|u| u.name.clone()).collect();
     // Users bound to this bucket, and those bound to none (`users_by_computer` keeps them if
     // their computer has data here); the rest belong to other fleets.

@@ -73,28 +73,27 @@ fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
 pub async fn computers(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
-) -> Result<(BTreeMap<ComputerUuid, Presence>, usize), AuditError> {
+) -> Result<BTreeMap<ComputerUuid, Presence>, AuditError> {
     let (root, glacier) =
         tokio::try_join!(folders(s3, bucket, ""), folders(s3, bucket, "glacier/"))?;
     let mut found: BTreeMap<ComputerUuid, Presence> = BTreeMap::new();
-    for uuid in root.0 {
+    for uuid in root {
         found.entry(uuid).or_default().root = true;
     }
-    for uuid in glacier.0 {
+    for uuid in glacier {
         found.entry(uuid).or_default().glacier = true;
     }
-    Ok((found, root.1 + glacier.1))
+    Ok(found)
 }
 
-/// The UUID-named folders right under `prefix`, and how many pages that took.
+/// The UUID-named folders right under `prefix`.
 async fn folders(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     prefix: &str,
-) -> Result<(Vec<ComputerUuid>, usize), AuditError> {
+) -> Result<Vec<ComputerUuid>, AuditError> {
     let mut found = Vec::new();
     let mut token = None;
-    let mut pages = 0;
     loop {
         let page = s3
             .list_objects_v2()
@@ -105,7 +104,6 @@ async fn folders(
             .send()
             .await
             .map_err(|e| s3_error("s3:ListBucket", bucket, e))?;
-        pages += 1;
         for common in page.common_prefixes() {
             let name = common
                 .prefix()
@@ -118,7 +116,7 @@ async fn folders(
         }
         match (page.is_truncated, page.next_continuation_token) {
             (Some(true), Some(next)) => token = Some(next),
-            _ => return Ok((found, pages)),
+            _ => return Ok(found),
         }
     }
 }
@@ -256,13 +254,10 @@ fn timestamp(at: &aws_smithy_types::DateTime) -> Option<Timestamp> {
 
 /// Every user under `/arq-lockdown/` with its tags, inline policies, attached policies and
 /// groups: GetAccountAuthorizationDetails, 1,000 users a page. Keys are filled in later.
-pub async fn scoped_users(
-    iam: &aws_sdk_iam::Client,
-) -> Result<(Vec<UserFacts>, usize), AuditError> {
+pub async fn scoped_users(iam: &aws_sdk_iam::Client) -> Result<Vec<UserFacts>, AuditError> {
     const ACTION: &str = "iam:GetAccountAuthorizationDetails";
     let mut users = Vec::new();
     let mut marker = None;
-    let mut pages = 0;
     loop {
         let page = iam
             .get_account_authorization_details()
@@ -272,7 +267,6 @@ pub async fn scoped_users(
             .send()
             .await
             .map_err(|e| iam_fail(ACTION, e))?;
-        pages += 1;
         for user in page.user_detail_list() {
             if user.path() != Some(iam::USER_PATH) {
                 continue;
@@ -310,7 +304,7 @@ pub async fn scoped_users(
         }
         match (page.is_truncated, page.marker) {
             (true, Some(next)) => marker = Some(next),
-            _ => return Ok((users, pages)),
+            _ => return Ok(users),
         }
     }
 }
@@ -323,23 +317,20 @@ pub struct ReportRow {
 }
 
 /// The credential report: generated (or the recent one reused, as IAM does for four hours), then
-/// read. Returns the rows by user ARN, when it was generated, and the IAM calls made.
+/// read. Returns the rows by user ARN and when it was generated.
 pub async fn credential_report(
     iam: &aws_sdk_iam::Client,
-) -> Result<(HashMap<String, ReportRow>, Option<Timestamp>, usize), AuditError> {
-    let mut calls = 0;
+) -> Result<(HashMap<String, ReportRow>, Option<Timestamp>), AuditError> {
     for poll in 0..REPORT_POLLS {
         let generated = iam
             .generate_credential_report()
             .send()
             .await
             .map_err(|e| iam_fail("iam:GenerateCredentialReport", e))?;
-        calls += 1;
         if poll > 0 && generated.state() != Some(&ReportStateType::Complete) {
             tokio::time::sleep(REPORT_POLL).await;
             continue;
         }
-        calls += 1;
         match iam.get_credential_report().send().await {
             Ok(report) => {
                 let content = report
@@ -347,7 +338,7 @@ pub async fn credential_report(
                     .map(|b| b.as_ref().to_vec())
                     .unwrap_or_default();
                 let generated_at = report.generated_time().and_then(timestamp);
-                return Ok((parse_report(&content), generated_at, calls));
+                return Ok((parse_report(&content), generated_at));
             }
             // Not made yet (or expired): ask again shortly.
             Err(e)
@@ -433,23 +424,18 @@ pub fn parse_report(csv_text: &[u8]) -> HashMap<String, ReportRow> {
 }
 
 /// A user's keys asked of IAM one by one (ids included): ListAccessKeys, then each key's last use.
-pub async fn keys_of(
-    iam: &aws_sdk_iam::Client,
-    user: &str,
-) -> Result<(Vec<KeyFacts>, usize), AuditError> {
+pub async fn keys_of(iam: &aws_sdk_iam::Client, user: &str) -> Result<Vec<KeyFacts>, AuditError> {
     let listed = iam
         .list_access_keys()
         .user_name(user)
         .send()
         .await
         .map_err(|e| iam_fail("iam:ListAccessKeys", e))?;
-    let mut calls = 1;
     let mut keys = Vec::new();
     for key in listed.access_key_metadata() {
         let Some(id) = key.access_key_id() else {
             continue;
         };
-        calls += 1;
         let last_used = match last_use(iam, id).await? {
             Lookup::Used { last, .. } => Some(last),
             _ => None,
@@ -461,7 +447,7 @@ pub async fn keys_of(
             last_used,
         });
     }
-    Ok((keys, calls))
+    Ok(keys)
 }
 
 /// When a key was last used, and by whom (GetAccessKeyLastUsed).
@@ -503,13 +489,12 @@ pub async fn last_use(iam: &aws_sdk_iam::Client, key_id: &str) -> Result<Lookup,
 
 /// Fills in each user's keys: from the report, or asked of IAM where the report cannot tell —
 /// the user is not in it (newer than the report) or was made again since, or has two active keys
-/// (the report has no key ids, and the action must name the key to delete). Returns the IAM calls.
+/// (the report has no key ids, and the action must name the key to delete).
 pub async fn fill_keys(
     iam: &aws_sdk_iam::Client,
     users: &mut [UserFacts],
     report: &HashMap<String, ReportRow>,
-) -> Result<usize, AuditError> {
-    let mut calls = 0;
+) -> Result<(), AuditError> {
     for user in users.iter_mut() {
         let row = report.get(&user.arn).filter(|row| {
             row.created.map(|t| t.as_second()) == user.created.map(|t| t.as_second())
@@ -519,13 +504,11 @@ pub async fn fill_keys(
                 user.keys = row.keys.clone();
             }
             _ => {
-                let (keys, made) = keys_of(iam, &user.name).await?;
-                user.keys = keys;
-                calls += made;
+                user.keys = keys_of(iam, &user.name).await?;
             }
         }
     }
-    Ok(calls)
+    Ok(())
 }
 
 /// The main keys' last use, all at once.
