@@ -1,6 +1,6 @@
 //! The README tells the truth about the code: its source tree names every source file and nothing
 //! that is gone, its list of macOS-only code is the code with `cfg(target_os = "macos")`, and its
-//! exit-code table lists exactly the crate's exit codes.
+//! exit-code table lists exactly the crate's exit codes, and its FAQ names every IAM tag we write.
 
 use std::collections::BTreeSet;
 
@@ -106,4 +106,25 @@ fn the_exit_code_table_lists_every_exit_code() {
         .collect();
     let codes: Vec<i32> = ExitCode::ALL.iter().map(|code| *code as i32).collect();
     assert_eq!(listed, codes);
+}
+
+#[test]
+fn the_faq_names_every_iam_tag_we_write() {
+    let iam = std::fs::read_to_string(project_root().join("src/iam.rs")).unwrap();
+    let tags: BTreeSet<&str> = iam
+        .split('"')
+        .filter(|text| text.starts_with("arq-lockdown:") && !text.contains(' '))
+        .collect();
+    assert!(tags.len() >= 8, "{tags:?}");
+    let readme = readme();
+    let faq = readme
+        .split("**What does IAM show for each Mac?**")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the FAQ answers what IAM shows");
+    let missing: Vec<&&str> = tags
+        .iter()
+        .filter(|tag| !faq.contains(&format!("`{tag}`")))
+        .collect();
+    assert!(missing.is_empty(), "the FAQ leaves out {missing:?}");
 }
