@@ -76,10 +76,9 @@ pub enum Error {
     Lock(#[from] run_lock::LockError),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
-    #[error(
-        "no AWS credentials found: pass --credential-store file:PATH, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-    )]
-    NoCredentials,
+    /// The standard chain found no credentials; `fix` says where this command takes them from.
+    #[error("no AWS credentials found: {fix}")]
+    NoCredentials { fix: &'static str },
     #[error(transparent)]
     Preferences(#[from] preferences::PreferencesError),
     #[error("--source service needs --service-url, or ServiceURL in the configuration profile")]
@@ -106,7 +105,7 @@ impl Error {
             Self::Receipt(_) => ExitCode::Internal,
             Self::Lock(e) => e.exit_code(),
             Self::Audit(e) => e.exit_code(),
-            Self::NoCredentials => ExitCode::Credentials,
+            Self::NoCredentials { .. } => ExitCode::Credentials,
             Self::Preferences(e) => e.exit_code(),
             Self::MissingServiceUrl | Self::Usage(_) => ExitCode::Usage,
             Self::Output(_) => ExitCode::Internal,

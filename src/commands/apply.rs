@@ -142,7 +142,6 @@ fn nothing_done(reason: &str, home: &Path, json: bool) -> Result<ExitCode, Error
 /// this (the admin's) environment or profile, which the second run's clean environment and the
 /// user's `~/.aws` would not have — and the enrollment token from the environment.
 async fn handover(admin: &AdminCredentials) -> Result<Handover, Error> {
-    use aws_credential_types::provider::ProvideCredentials;
     let credentials = match admin {
         AdminCredentials::Chain => Some(aws::load_config(AwsCredentials::Chain).await),
         AdminCredentials::Profile(name) => {
@@ -153,11 +152,7 @@ async fn handover(admin: &AdminCredentials) -> Result<Handover, Error> {
     let admin = match credentials {
         None => None,
         Some(config) => {
-            let provider = config.credentials_provider().ok_or(Error::NoCredentials)?;
-            let found = provider
-                .provide_credentials()
-                .await
-                .map_err(|_| Error::NoCredentials)?;
+            let found = super::found_credentials(&config, super::ADMIN_CREDENTIALS_FIX).await?;
             Some(HandedOverKey {
                 access_key_id: found.access_key_id().to_owned(),
                 secret_access_key: found.secret_access_key().to_owned(),

@@ -4,8 +4,6 @@
 
 use std::io::IsTerminal;
 
-use aws_credential_types::provider::ProvideCredentials;
-
 use crate::Error;
 use crate::audit::decide::{KeySource, State};
 use crate::audit::{self, AuditOptions, ComputerReport, MainKeyReport, PolicyFix, Report};
@@ -14,13 +12,8 @@ use crate::exit_code::ExitCode;
 
 pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
     let sdk_config = super::admin_config(&args.admin_credentials).await;
-    // Credentials are found locally (environment, profile) before any call: none is a clear error.
-    let admin_key_id = sdk_config
-        .credentials_provider()
-        .ok_or(Error::NoCredentials)?
-        .provide_credentials()
-        .await
-        .map_err(|_| Error::NoCredentials)?
+    let admin_key_id = super::found_credentials(&sdk_config, super::ADMIN_CREDENTIALS_FIX)
+        .await?
         .access_key_id()
         .to_owned();
     let options = AuditOptions {

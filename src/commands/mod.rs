@@ -11,6 +11,8 @@ mod verify;
 
 use std::path::PathBuf;
 
+use aws_credential_types::provider::ProvideCredentials;
+
 use crate::Error;
 use crate::arq_config::{ArqConfig, BucketName, ConfigError};
 use crate::aws::{self, AwsCredentials};
@@ -43,6 +45,23 @@ async fn admin_config(admin: &AdminCredentials) -> aws_config::SdkConfig {
         }
     };
     aws::load_config(credentials).await
+}
+
+/// How to give admin credentials, for the error when there are none.
+const ADMIN_CREDENTIALS_FIX: &str = "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or pass --admin-credentials profile:NAME";
+
+/// The credentials `sdk_config`'s chain resolves to, found locally (environment, profile) before
+/// any call; none is [`Error::NoCredentials`] naming `fix`.
+async fn found_credentials(
+    sdk_config: &aws_config::SdkConfig,
+    fix: &'static str,
+) -> Result<aws_credential_types::Credentials, Error> {
+    let none = Error::NoCredentials { fix };
+    let provider = sdk_config.credentials_provider().ok_or(none)?;
+    provider
+        .provide_credentials()
+        .await
+        .map_err(|_| Error::NoCredentials { fix })
 }
 
 /// The bucket and computer UUID, from flags or from Arq's config.

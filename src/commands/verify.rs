@@ -1,7 +1,5 @@
 //! `arq-lockdown verify`: probe what a key can do in Arq's bucket.
 
-use aws_credential_types::provider::ProvideCredentials;
-
 use crate::Error;
 use crate::aws::{self, AwsCredentials};
 use crate::cli::VerifyArgs;
@@ -22,7 +20,11 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, Error> {
     };
     let access_key_id = match &key {
         Some(key) => key.id.clone(),
-        None => chain_key_id(&sdk_config).await?,
+        None => {
+            let fix = "pass --credential-store with the key to check, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY";
+            let credentials = super::found_credentials(&sdk_config, fix).await?;
+            credentials.access_key_id().to_owned()
+        }
     };
     drop(key);
 
@@ -38,16 +40,4 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, Error> {
         super::print(&report.to_text())?;
     }
     Ok(report.verdict.exit_code())
-}
-
-/// The access key id the standard chain resolves to, or a clear error when it finds none.
-async fn chain_key_id(sdk_config: &aws_config::SdkConfig) -> Result<String, Error> {
-    let provider = sdk_config
-        .credentials_provider()
-        .ok_or(Error::NoCredentials)?;
-    let credentials = provider
-        .provide_credentials()
-        .await
-        .map_err(|_| Error::NoCredentials)?;
-    Ok(credentials.access_key_id().to_owned())
 }

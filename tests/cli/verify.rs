@@ -219,7 +219,7 @@ fn a_wrong_secret_is_refused_by_the_signature_check() {
 }
 
 #[test]
-fn no_credentials_at_all_is_a_credentials_error() {
+fn no_credentials_at_all_is_a_credentials_error_naming_where_this_command_takes_them() {
     let output = run(arq_lockdown_on_moto().args([
         "verify",
         "--bucket",
@@ -228,7 +228,17 @@ fn no_credentials_at_all_is_a_credentials_error() {
         THIS_COMPUTER,
     ]));
     assert_eq!(exit_code(&output), ExitCode::Credentials);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no AWS credentials found"));
+    assert_eq!(
+        stderr(&output),
+        "arq-lockdown: error: no AWS credentials found: pass --credential-store with the key to check, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY\n"
+    );
+    // Audit takes admin credentials: its fix names those, not a credential store.
+    let output = run(arq_lockdown_on_moto().args(["audit", "--bucket", BUCKET]));
+    assert_eq!(exit_code(&output), ExitCode::Credentials);
+    assert_eq!(
+        stderr(&output),
+        "arq-lockdown: error: no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or pass --admin-credentials profile:NAME\n"
+    );
 }
 
 #[test]
