@@ -1,6 +1,7 @@
 //! The README tells the truth about the code: its source tree names every source file and nothing
 //! that is gone, its list of macOS-only code is the code with `cfg(target_os = "macos")`, and its
-//! exit-code table lists exactly the crate's exit codes, and its FAQ names every IAM tag we write.
+//! exit-code table lists exactly the crate's exit codes, its FAQ names every IAM tag we write, its
+//! synopsis names exactly each subcommand's flags, and every command line it shows parses.
 
 use std::collections::BTreeSet;
 
@@ -127,4 +128,90 @@ fn the_faq_names_every_iam_tag_we_write() {
         .filter(|tag| !faq.contains(&format!("`{tag}`")))
         .collect();
     assert!(missing.is_empty(), "the FAQ leaves out {missing:?}");
+}
+
+/// The long flags of `arq-lockdown <subcommand>` as clap defines them (hidden ones too).
+fn flags_of(subcommand: &str) -> BTreeSet<String> {
+    use clap::CommandFactory;
+    let cli = arq_lockdown::cli::Cli::command();
+    let command = cli
+        .find_subcommand(subcommand)
+        .unwrap_or_else(|| panic!("the README names a subcommand `{subcommand}` that is not one"));
+    command
+        .get_arguments()
+        .filter(|arg| !arg.is_hide_set())
+        .filter_map(|arg| arg.get_long())
+        .filter(|long| *long != "help")
+        .map(|long| format!("--{long}"))
+        .collect()
+}
+
+/// The `--flags` in `text`.
+fn flags_in(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|word| word.starts_with("--") && word.len() > 2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_commands_synopsis_names_exactly_each_subcommands_flags() {
+    let readme = readme();
+    let block = readme
+        .split("## Commands\n\n```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the Commands section starts with the synopsis");
+    let mut synopsis: Vec<(String, String)> = Vec::new();
+    for line in block.lines() {
+        match line.strip_prefix("arq-lockdown ") {
+            Some(rest) => {
+                let (name, flags) = rest.split_once(' ').unwrap_or((rest, ""));
+                synopsis.push((name.to_owned(), flags.to_owned()));
+            }
+            None => synopsis.last_mut().expect("a first line").1.push_str(line),
+        }
+    }
+    let named: Vec<&str> = synopsis.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        named,
+        [
+            "apply", "status", "revoke", "serve", "audit", "policy", "verify"
+        ]
+    );
+    for (name, text) in &synopsis {
+        assert_eq!(
+            flags_in(text),
+            flags_of(name),
+            "the README's synopsis of `{name}`"
+        );
+    }
+}
+
+#[test]
+fn every_command_line_in_the_readme_parses() {
+    use clap::Parser;
+    let readme = readme();
+    let mut checked = 0;
+    for block in readme.split("```").skip(1).step_by(2) {
+        for line in block.lines().map(str::trim) {
+            let line = line.strip_prefix("sudo ").unwrap_or(line);
+            let line = line.strip_prefix("/usr/local/bin/").unwrap_or(line);
+            // Concrete commands only: the synopsis has its own test.
+            if !line.starts_with("arq-lockdown ") || line.contains('[') {
+                continue;
+            }
+            let line = line.split(['>', '#']).next().unwrap();
+            let words = line.split_whitespace().map(|word| match word {
+                "BUCKET" | "B" => BUCKET.to_owned(),
+                "U" | "OLD" => THIS_COMPUTER.to_owned(),
+                word => word.replace("ACCOUNT", "123456789012"),
+            });
+            if let Err(error) = arq_lockdown::cli::Cli::try_parse_from(words) {
+                panic!("the README's `{line}` does not parse:\n{error}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} command lines found");
 }
