@@ -8,7 +8,8 @@
 //! listed without a delimiter, GET with a Range, HEAD, single-request PUT, one DELETE per key.
 //!
 //! The probes run side by side, beside the first round trip (the bucket list and its region) in
-//! the client's own region, again in the bucket's when that differs: every probe is independent,
+//! the client's own region, and from round trip 2 in the bucket's when that differs (under other
+//! probe names; the first run's answers set aside): every probe is independent,
 //! but for one probe object's put → (head ‖ get) → delete chain and the other computer's probes,
 //! which wait for the root listing that names it (then put → delete). That is 3 round trips on the
 //! critical path when the bucket is in the client's region (4 when not), whatever the number of
@@ -156,29 +157,44 @@ pub async fn verify(
     options: &VerifyOptions,
 ) -> Result<Report, VerifyError> {
     let bucket = config.bucket.as_str();
-    let probe_name = format!("arq-lockdown-probe-{}", uuid::Uuid::new_v4());
     let own = config.computer_uuid.as_str();
+    let probe_name = || format!("arq-lockdown-probe-{}", uuid::Uuid::new_v4());
 
-    // Round trip 1: the buckets and where this one is (asked of the global endpoint, as Arq
-    // does) — and, beside them, every probe in the client's own region, which is the bucket's
-    // almost always. When the bucket lives elsewhere those answers are set aside (a request signed
-    // for the wrong region is refused, so they wrote nothing) and the probes run again there.
-    let global = Prober::new(aws::s3_client(sdk_config, None), bucket, &probe_name);
-    let (buckets, location, in_own_region) = tokio::join!(
-        global.list_buckets(),
-        global.bucket_location(),
-        global.probe(own, options),
+    // Round trip 1: the buckets and where this one is, asked in the key's configured region —
+    // and beside them every probe in that region, which is the bucket's almost always. When the
+    // bucket lives elsewhere, its probes start as soon as its region is known (under other probe
+    // names, so the two runs never touch each other's objects); the first run's answers are set
+    // aside, but whatever it could not delete is still reported.
+    let own_region = Prober::new(aws::s3_client(sdk_config, None), bucket, probe_name());
+    let elsewhere = async {
+        let (location, region) = own_region.bucket_location().await?;
+        let probes = match region {
+            None => None,
+            Some(region) => {
+                let regional = Prober::new(
+                    aws::s3_client(sdk_config, Some(region)),
+                    bucket,
+                    probe_name(),
+                );
+                Some(regional.probe(own, options).await)
+            }
+        };
+        Ok::<_, VerifyError>((location, probes))
+    };
+    let (buckets, located, in_own_region) = tokio::join!(
+        own_region.list_buckets(),
+        elsewhere,
+        own_region.probe(own, options),
     );
-    let (buckets, (location, region)) = (buckets?, location?);
-    let probes = match region {
+    let (buckets, (location, elsewhere)) = (buckets?, located?);
+    let probes = match elsewhere {
         None => in_own_region?,
-        Some(region) => {
-            let regional = Prober::new(
-                aws::s3_client(sdk_config, Some(region)),
-                bucket,
-                &probe_name,
-            );
-            regional.probe(own, options).await?
+        Some(probes) => {
+            let mut probes = probes?;
+            if let Ok(set_aside) = in_own_region {
+                probes.left_behind.extend(set_aside.left_behind);
+            }
+            probes
         }
     };
 
@@ -191,7 +207,7 @@ pub async fn verify(
         computer_uuid: own.to_owned(),
         access_key_id,
         other_computer_uuid: probes.other.to_string(),
-        probe_object_name: probe_name,
+        probe_object_name: probes.probe_object_name,
         checks,
         left_behind,
         verdict,
@@ -235,12 +251,14 @@ fn verdict(checks: &[Check]) -> Verdict {
 /// Checks from several calls, and the probe objects left behind by them.
 type Checks = (Vec<Check>, Vec<String>);
 
-/// Every probe after the first round trip, and the other computer they were aimed at.
+/// What one run of every probe found (all but the bucket list and its location), the other
+/// computer it was aimed at and the name of its probe objects.
 struct Probes {
     checks: Vec<Check>,
     /// Probe objects written but not deleted again.
     left_behind: Vec<String>,
     other: ComputerUuid,
+    probe_object_name: String,
 }
 
 /// Makes the calls; each returns its [`Check`].
@@ -251,11 +269,11 @@ struct Prober {
 }
 
 impl Prober {
-    fn new(client: Client, bucket: &str, probe_name: &str) -> Self {
+    fn new(client: Client, bucket: &str, probe_name: String) -> Self {
         Self {
             client,
             bucket: bucket.to_owned(),
-            probe_name: probe_name.to_owned(),
+            probe_name,
         }
     }
 
@@ -292,7 +310,9 @@ impl Prober {
         Ok(check)
     }
 
-    /// GetBucketLocation, and the bucket's region when it is not the client's own.
+    /// GetBucketLocation, and the bucket's region when S3 named one other than the client's own
+    /// (`None` also when the call failed: the probes then run in the client's region, as before
+    /// the location was asked).
     async fn bucket_location(&self) -> Result<(Check, Option<Region>), VerifyError> {
         let result = self
             .client
@@ -322,8 +342,6 @@ impl Prober {
         Ok((check, other_region.map(Region::new)))
     }
 
-    /// Classic ListObjects (v1) as Arq lists: `prefix` always sent, `max-keys=500`, with or
-    /// without a delimiter. Returns the check and the computer UUIDs among the folders listed.
     /// Every probe at once, in this client's region: the computer listings (the other
     /// computer's probes start as soon as the root listing names one), this computer's own
     /// folders, and the object names across all computers (only folder names may be listed).
@@ -360,9 +378,12 @@ impl Prober {
             checks,
             left_behind: [own_checks.1, glacier_checks.1, other_checks.1].concat(),
             other,
+            probe_object_name: self.probe_name.clone(),
         })
     }
 
+    /// Classic ListObjects (v1) as Arq lists: `prefix` always sent, `max-keys=500`, with or
+    /// without a delimiter. Returns the check and the computer UUIDs among the folders listed.
     async fn list(
         &self,
         kind: CheckKind,

@@ -55,8 +55,8 @@ pub enum AuditError {
         "there is no bucket {bucket}: check --bucket (exactly as Arq stores it, dot included) and AWS_REGION"
     )]
     NoSuchBucket { bucket: String },
-    #[error("cannot reach S3: {0}; check the network and AWS_ENDPOINT_URL")]
-    S3Unreachable(String),
+    #[error(transparent)]
+    Unreachable(#[from] crate::aws::Unreachable),
     #[error("S3 {action} failed: {message}")]
     S3Failed {
         action: &'static str,

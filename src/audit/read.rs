@@ -21,6 +21,7 @@ use jiff::Timestamp;
 use super::AuditError;
 use super::decide::{Info, KeyFacts, LastUse, Lookup, UserFacts};
 use crate::arq_config::ComputerUuid;
+use crate::aws;
 use crate::iam::{self, CallError, IamError};
 
 /// computerinfo reads at once.
@@ -47,10 +48,8 @@ fn s3_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     bucket: &str,
     error: SdkError<E, HttpResponse>,
 ) -> AuditError {
-    if let SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) = error {
-        return AuditError::S3Unreachable(crate::one_line(
-            &DisplayErrorContext(&error).to_string(),
-        ));
+    if let Some(unreachable) = aws::unreachable("S3", &error) {
+        return unreachable.into();
     }
     let status = error.raw_response().map(|r| r.status().as_u16());
     match (error.code(), status) {
@@ -178,12 +177,10 @@ async fn read_computerinfo(
         .await;
     let object = match answer {
         Ok(object) => object,
-        Err(error @ (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_))) => {
-            return Err(AuditError::S3Unreachable(crate::one_line(
-                &DisplayErrorContext(&error).to_string(),
-            )));
-        }
         Err(error) => {
+            if let Some(unreachable) = aws::unreachable("S3", &error) {
+                return Err(unreachable.into());
+            }
             let status = error.raw_response().map(|r| r.status().as_u16());
             return Ok(match (error.code(), status) {
                 (Some("NoSuchKey"), _) | (_, Some(404)) => Info::Missing,

@@ -48,7 +48,7 @@ async fn admin_config(admin: &AdminCredentials) -> aws_config::SdkConfig {
 }
 
 /// How to give admin credentials, for the error when there are none.
-const ADMIN_CREDENTIALS_FIX: &str = "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or pass --admin-credentials profile:NAME";
+const ADMIN_CREDENTIALS_FIX: &str = "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or pass --admin-credentials profile:NAME naming a profile with keys";
 
 /// The credentials `sdk_config`'s chain resolves to, found locally (environment, profile) before
 /// any call; none is [`Error::NoCredentials`] naming `fix`.

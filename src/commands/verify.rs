@@ -6,6 +6,9 @@ use crate::cli::VerifyArgs;
 use crate::exit_code::ExitCode;
 use crate::verify::{VerifyOptions, verify};
 
+/// Where verify takes a key from, for the error when there is none.
+const CREDENTIALS_FIX: &str = "pass --credential-store with the key to check, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY";
+
 pub async fn run(args: VerifyArgs) -> Result<ExitCode, Error> {
     let config = super::resolve_target(&args.target)?;
     let other_computer = args.other_computer_uuid.clone();
@@ -21,8 +24,7 @@ pub async fn run(args: VerifyArgs) -> Result<ExitCode, Error> {
     let access_key_id = match &key {
         Some(key) => key.id.clone(),
         None => {
-            let fix = "pass --credential-store with the key to check, or set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY";
-            let credentials = super::found_credentials(&sdk_config, fix).await?;
+            let credentials = super::found_credentials(&sdk_config, CREDENTIALS_FIX).await?;
             credentials.access_key_id().to_owned()
         }
     };

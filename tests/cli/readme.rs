@@ -11,6 +11,14 @@ fn readme() -> String {
     std::fs::read_to_string(project_root().join("README.md")).unwrap()
 }
 
+/// The README's text from just after `start` to the next `end`.
+fn between<'a>(readme: &'a str, start: &str, end: &str) -> &'a str {
+    let (_, rest) = readme
+        .split_once(start)
+        .unwrap_or_else(|| panic!("the README has no {start:?}"));
+    rest.split(end).next().unwrap()
+}
+
 /// Every `.rs` file under `dir`, relative to `src/`.
 fn sources(dir: &std::path::Path, into: &mut BTreeSet<String>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -27,11 +35,7 @@ fn sources(dir: &std::path::Path, into: &mut BTreeSet<String>) {
 #[test]
 fn the_source_tree_in_the_readme_is_the_source_tree() {
     let readme = readme();
-    let block = readme
-        .split("## Development\n\n```\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("the Development section starts with the tree");
+    let block = between(&readme, "## Development\n\n```\n", "```");
     let mut named = BTreeSet::new();
     for line in block.lines() {
         let Some(entry) = line.strip_prefix("  ").filter(|e| !e.starts_with(' ')) else {
@@ -67,11 +71,7 @@ fn the_source_tree_in_the_readme_is_the_source_tree() {
 #[test]
 fn the_readme_lists_exactly_the_macos_only_code() {
     let readme = readme();
-    let sentence = readme
-        .split("The macOS-only code is ")
-        .nth(1)
-        .and_then(|rest| rest.split("(a test").next())
-        .expect("the README lists the macOS-only code");
+    let sentence = between(&readme, "The macOS-only code is ", "(a test");
     let listed: BTreeSet<String> = sentence
         .split('`')
         .skip(1)
@@ -118,11 +118,7 @@ fn the_faq_names_every_iam_tag_we_write() {
         .collect();
     assert!(tags.len() >= 8, "{tags:?}");
     let readme = readme();
-    let faq = readme
-        .split("**What does IAM show for each Mac?**")
-        .nth(1)
-        .and_then(|rest| rest.split("\n\n").next())
-        .expect("the FAQ answers what IAM shows");
+    let faq = between(&readme, "**What does IAM show for each Mac?**", "\n\n");
     let missing: Vec<&&str> = tags
         .iter()
         .filter(|tag| !faq.contains(&format!("`{tag}`")))
@@ -130,7 +126,7 @@ fn the_faq_names_every_iam_tag_we_write() {
     assert!(missing.is_empty(), "the FAQ leaves out {missing:?}");
 }
 
-/// The long flags of `arq-lockdown <subcommand>` as clap defines them (hidden ones too).
+/// The long flags of `arq-lockdown <subcommand>` as clap defines them (hidden ones left out).
 fn flags_of(subcommand: &str) -> BTreeSet<String> {
     use clap::CommandFactory;
     let cli = arq_lockdown::cli::Cli::command();
@@ -157,11 +153,7 @@ fn flags_in(text: &str) -> BTreeSet<String> {
 #[test]
 fn the_commands_synopsis_names_exactly_each_subcommands_flags() {
     let readme = readme();
-    let block = readme
-        .split("## Commands\n\n```sh\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("the Commands section starts with the synopsis");
+    let block = between(&readme, "## Commands\n\n```sh\n", "```");
     let mut synopsis: Vec<(String, String)> = Vec::new();
     for line in block.lines() {
         match line.strip_prefix("arq-lockdown ") {

@@ -26,6 +26,21 @@ fn token_enrollment() -> (String, Vec<u8>, ReplyKey) {
     (uuid, body, reply)
 }
 
+/// A service whose IAM calls go through a proxy holding every CreateUser, and its address.
+fn service_holding_create_user() -> (Proxy, Service, String) {
+    let proxy = Proxy::holding("CreateUser");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
+    let service = start_service_with(
+        &config,
+        dir,
+        &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
+    );
+    let address = service.url.trim_start_matches("http://").to_owned();
+    (proxy, service, address)
+}
+
 /// Starts a POST of `body` to `path` on the service at `address`: the connection to drop to hang up.
 fn start_request(address: &str, path: &str, body: &[u8]) -> std::net::TcpStream {
     use std::io::Write;
@@ -131,16 +146,7 @@ fn a_renewed_certificate_is_served_after_sighup_and_a_broken_one_never() {
 #[test]
 fn sigterm_refuses_new_connections_finishes_the_requests_in_flight_and_exits_0() {
     // Every CreateUser is held at the proxy: the two requests are inside their IAM work.
-    let proxy = Proxy::holding("CreateUser");
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("service.toml");
-    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
-    let service = start_service_with(
-        &config,
-        dir,
-        &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
-    );
-    let address = service.url.trim_start_matches("http://").to_owned();
+    let (proxy, service, address) = service_holding_create_user();
 
     // A Mac waiting for its key, and one that goes away once its work has begun.
     let (waiting, body, reply) = token_enrollment();
@@ -192,16 +198,7 @@ fn sigterm_refuses_new_connections_finishes_the_requests_in_flight_and_exits_0()
 #[test]
 fn a_request_whose_client_hung_up_is_still_logged_and_counted() {
     // Every CreateUser is held at the proxy: the client hangs up while its request is in IAM.
-    let proxy = Proxy::holding("CreateUser");
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("service.toml");
-    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
-    let service = start_service_with(
-        &config,
-        dir,
-        &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
-    );
-    let address = service.url.trim_start_matches("http://").to_owned();
+    let (proxy, service, address) = service_holding_create_user();
     let (gone, body, _) = token_enrollment();
     let leaving = start_request(&address, ENROLL, &body);
     wait_until_held(&proxy, &[&gone]);

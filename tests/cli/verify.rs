@@ -237,7 +237,7 @@ fn no_credentials_at_all_is_a_credentials_error_naming_where_this_command_takes_
     assert_eq!(exit_code(&output), ExitCode::Credentials);
     assert_eq!(
         stderr(&output),
-        "arq-lockdown: error: no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or pass --admin-credentials profile:NAME\n"
+        "arq-lockdown: error: no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or pass --admin-credentials profile:NAME naming a profile with keys\n"
     );
 }
 
@@ -324,4 +324,5 @@ fn a_bucket_in_another_region_is_probed_there_and_reported_once() {
         .cloned()
         .collect();
     assert!(left.is_empty(), "probe objects left behind: {left:?}");
+    assert_eq!(report_there["left_behind"], json!([]));
 }
