@@ -228,19 +228,20 @@ impl UserTags {
         }
         pairs
     }
+}
 
-    fn to_iam(&self) -> Vec<Tag> {
-        self.pairs()
-            .into_iter()
-            .map(|(key, value)| {
-                Tag::builder()
-                    .key(key)
-                    .value(value)
-                    .build()
-                    .expect("key and value are set")
-            })
-            .collect()
-    }
+/// `pairs` as IAM takes tags, each value made one IAM accepts ([`tag_value`]).
+fn iam_tags(pairs: &[(&str, String)]) -> Vec<Tag> {
+    pairs
+        .iter()
+        .map(|(key, value)| {
+            Tag::builder()
+                .key(*key)
+                .value(tag_value(value))
+                .build()
+                .expect("key and value are set")
+        })
+        .collect()
 }
 
 /// The bucket a scoped user is bound to, from its tags as IAM lists them (`audit` lists every
@@ -435,7 +436,7 @@ impl Iam {
             .user_name(user_name(uuid))
             .path(USER_PATH)
             .permissions_boundary(boundary)
-            .set_tags(Some(tags.to_iam()))
+            .set_tags(Some(iam_tags(&tags.pairs())))
             .send()
             .await;
         match created {
@@ -464,14 +465,7 @@ impl Iam {
 
     /// Adds or overwrites `tags` on the user (tags it does not name stay).
     pub async fn tag_user(&self, uuid: &ComputerUuid, tags: &UserTags) -> Result<(), IamError> {
-        self.client
-            .tag_user()
-            .user_name(user_name(uuid))
-            .set_tags(Some(tags.to_iam()))
-            .send()
-            .await
-            .map_err(|e| fail(classify("iam:TagUser", e), "iam:TagUser"))?;
-        Ok(())
+        self.add_tags(uuid, &tags.pairs()).await
     }
 
     /// Adds or overwrites the tags `pairs` (keys from this module) on the user.
@@ -480,20 +474,10 @@ impl Iam {
         uuid: &ComputerUuid,
         pairs: &[(&str, String)],
     ) -> Result<(), IamError> {
-        let tags = pairs
-            .iter()
-            .map(|(key, value)| {
-                Tag::builder()
-                    .key(*key)
-                    .value(tag_value(value))
-                    .build()
-                    .expect("key and value are set")
-            })
-            .collect();
         self.client
             .tag_user()
             .user_name(user_name(uuid))
-            .set_tags(Some(tags))
+            .set_tags(Some(iam_tags(pairs)))
             .send()
             .await
             .map_err(|e| fail(classify("iam:TagUser", e), "iam:TagUser"))?;

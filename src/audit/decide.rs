@@ -577,7 +577,7 @@ mod tests {
     /// A key made at `created`, last used at `used` (times in seconds after [`t`]'s origin).
     fn key(active: bool, created: i64, used: Option<i64>) -> KeyFacts {
         KeyFacts {
-            id: Some(format!("AKIAKEY{created:013}")),
+            id: Some(format!("AKIAEXAMPLE{created:09}")),
             active,
             created: Some(t(created)),
             last_used: used.map(|u| LastUse {
@@ -707,16 +707,16 @@ mod tests {
         let facts = changed(|u| u.keys = vec![key(true, 5, None), key(true, 6, Some(99 * DAY))]);
         let action = judge(&facts, &rules()).action.unwrap();
         assert!(
-            action.starts_with("AKIAKEY0000000000006 (last used 2027-"),
+            action.starts_with("AKIAEXAMPLE000000006 (last used 2027-"),
             "{action}"
         );
-        let delete = format!("--user-name arq-{UUID} --access-key-id AKIAKEY0000000000005");
+        let delete = format!("--user-name arq-{UUID} --access-key-id AKIAEXAMPLE000000005");
         assert!(action.ends_with(&delete), "{action}");
     }
 
     fn main_key(sources: &[KeySource], lookup: Lookup) -> MainKey {
         MainKey {
-            id: "AKIAMAIN000000000001".into(),
+            id: "AKIAMAIN1EXAMPLE0000".into(),
             sources: sources.to_vec(),
             recorded_by: 1,
             lookup,
@@ -728,7 +728,7 @@ mod tests {
     /// `key` under another id.
     fn second_key(key: MainKey) -> MainKey {
         MainKey {
-            id: "AKIAMAIN000000000002".into(),
+            id: "AKIAMAIN2EXAMPLE0000".into(),
             ..key
         }
     }
@@ -785,7 +785,7 @@ mod tests {
         assert_eq!(
             reasons,
             [
-                "AKIAMAIN000000000001 was used by s3 in eu-west-1 on 2027-01-15T08:00:51Z, after the last lockdown: a Mac still has it"
+                "AKIAMAIN1EXAMPLE0000 was used by s3 in eu-west-1 on 2027-01-15T08:00:51Z, after the last lockdown: a Mac still has it"
             ]
         );
         let mac = [
@@ -804,7 +804,7 @@ mod tests {
         let mut by_proof = good_user();
         by_proof
             .tags
-            .insert(REPLACED_KEY_TAG.into(), "AKIAMAIN000000000001".into());
+            .insert(REPLACED_KEY_TAG.into(), "AKIAMAIN1EXAMPLE0000".into());
         let mut by_token = by_proof.clone();
         by_token
             .tags
@@ -812,19 +812,19 @@ mod tests {
         let mut other = by_token.clone();
         other
             .tags
-            .insert(REPLACED_KEY_TAG.into(), "AKIACLAIM00000000001".into());
+            .insert(REPLACED_KEY_TAG.into(), "AKIACLAIMEXAMPLE0001".into());
         let keys = main_key_ids(
-            &["AKIAMAIN000000000001".into(), "AKIAFLAG000000000001".into()],
+            &["AKIAMAIN1EXAMPLE0000".into(), "AKIAFLAG1EXAMPLE0000".into()],
             &[&by_proof, &by_token, &other, &good_user()],
         );
         use KeySource::*;
         assert_eq!(
             keys.into_iter().collect::<Vec<_>>(),
             [
-                ("AKIACLAIM00000000001".to_owned(), (vec![Claimed], 1)),
-                ("AKIAFLAG000000000001".to_owned(), (vec![Flag], 0)),
+                ("AKIACLAIMEXAMPLE0001".to_owned(), (vec![Claimed], 1)),
+                ("AKIAFLAG1EXAMPLE0000".to_owned(), (vec![Flag], 0)),
                 (
-                    "AKIAMAIN000000000001".to_owned(),
+                    "AKIAMAIN1EXAMPLE0000".to_owned(),
                     (vec![Flag, Recorded, Claimed], 2)
                 ),
             ]

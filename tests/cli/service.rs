@@ -409,7 +409,7 @@ fn an_enrollment_token_enrolls_without_main_keys() {
     request["serial"] = json!("SERIAL-TOKEN");
     // With a token the key the Mac replaces is only its claim: kept as an audit hint when it has
     // the shape of a key id, never used to decide anything.
-    request["replaced_key_id"] = json!("AKIACLAIMEDBYTHEMAC1");
+    request["replaced_key_id"] = json!("AKIACLAIMEDEXAMPLE01");
     let (status, body) = http(
         "POST",
         ENROLL,
@@ -427,7 +427,7 @@ fn an_enrollment_token_enrolls_without_main_keys() {
             "arq-lockdown:computer-name": "Test Mac",
             "arq-lockdown:serial": "SERIAL-TOKEN",
             "arq-lockdown:policy-options": "default",
-            "arq-lockdown:replaced-key": "AKIACLAIMEDBYTHEMAC1",
+            "arq-lockdown:replaced-key": "AKIACLAIMEDEXAMPLE01",
         })
     );
 
