@@ -11,22 +11,20 @@ key for D seconds (as AWS does for a key it has just made), timing "accepted" to
 
   .tools/venv/bin/python bench/apply.py BINARY [RUNS] [AWS_CLI]
 """
-import http.server
 import json
 import os
 import plistlib
 import re
 import resource
-import socketserver
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
+
+import moto_proxy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "scripts", "moto-fixture.py")
@@ -96,29 +94,10 @@ def start_proxy(upstream, recorder, delay=0.0, gate=None):
     """A proxy in front of moto that records every call, adds `delay` seconds to each and lets
     `gate` refuse new keys."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body leave in two writes: with Nagle on, the body waits for the client's
-        # delayed ACK (40 ms on Linux) on every reused connection — a delay no AWS endpoint adds.
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args):
-            pass
-
-        def answer(self, status, headers, payload):
-            self.send_response(status)
-            for name, value in headers:
-                if name.lower() not in ("connection", "content-length", "transfer-encoding", "server", "date"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
-            self.wfile.flush()
-
+    class Recording(moto_proxy.Handler):
         def forward(self):
             started = time.perf_counter()
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = self.read_body()
             if delay:
                 time.sleep(delay)
             credential = re.search(r"Credential=([A-Z0-9]+)/", self.headers.get("Authorization", ""))
@@ -127,29 +106,12 @@ def start_proxy(upstream, recorder, delay=0.0, gate=None):
                 self.answer(403, [("Content-Type", "text/xml")], refusal(b"Action=" in body))
                 recorder.add("refused", time.perf_counter() - started)
                 return
-            request = urllib.request.Request(upstream + self.path, data=body or None, method=self.command)
-            for name, value in self.headers.items():
-                if name.lower() not in ("connection", "content-length"):
-                    request.add_header(name, value)
-            try:
-                response = urllib.request.urlopen(request)
-                status, headers, payload = response.status, response.headers, response.read()
-            except urllib.error.HTTPError as error:
-                status, headers, payload = error.code, error.headers, error.read()
-            self.answer(status, headers.items(), payload)
+            self.answer(*self.pass_on(body))
             if gate:
                 gate.used(key_id)
-            actions = [p[7:] for p in body.decode("utf-8", "replace").split("&") if p.startswith("Action=")]
-            recorder.add(actions[0] if actions else f"S3 {self.command}", time.perf_counter() - started)
+            recorder.add(self.action(body) or f"S3 {self.command}", time.perf_counter() - started)
 
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
-
-    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-        daemon_threads = True
-
-    server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
+    return moto_proxy.serve(Recording, upstream)
 
 
 def make_mac(work, admin):

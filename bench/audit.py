@@ -15,18 +15,17 @@ lockdown replaced) and an admin. Then:
   .tools/venv/bin/python bench/audit.py BINARY [N ...]
 """
 import http.client
-import http.server
 import json
 import os
-import socketserver
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 import uuid
+
+import moto_proxy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "scripts", "moto-fixture.py")
@@ -93,34 +92,13 @@ class Counter:
 def start_proxy(upstream, counter):
     """A proxy in front of moto that counts every call: IAM by action, S3 listings and objects."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):
-            pass
-
+    class Counting(moto_proxy.Handler):
         def forward(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            request = urllib.request.Request(upstream + self.path, data=body or None, method=self.command)
-            for name, value in self.headers.items():
-                if name.lower() not in ("connection", "content-length"):
-                    request.add_header(name, value)
-            try:
-                response = urllib.request.urlopen(request)
-                status, headers, payload = response.status, response.headers, response.read()
-            except urllib.error.HTTPError as error:
-                status, headers, payload = error.code, error.headers, error.read()
-            self.send_response(status)
-            for name, value in headers.items():
-                if name.lower() not in ("connection", "content-length", "transfer-encoding", "server", "date"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
-            actions = [p[7:] for p in body.decode("utf-8", "replace").split("&") if p.startswith("Action=")]
-            if actions:
-                counter.add(("IAM" if "Version=2010-05-08" in body.decode("utf-8", "replace") else "STS", actions[0]))
+            body = self.read_body()
+            self.answer(*self.pass_on(body))
+            action = self.action(body)
+            if action:
+                counter.add(("IAM" if "Version=2010-05-08" in body.decode("utf-8", "replace") else "STS", action))
             elif "list-type=2" in self.path:
                 counter.add(("S3", "ListObjectsV2 page"))
             elif self.path.split("?")[0].endswith("/computerinfo"):
@@ -128,14 +106,7 @@ def start_proxy(upstream, counter):
             else:
                 counter.add(("S3", f"{self.command} {self.path.split('?')[1] if '?' in self.path else 'other'}"))
 
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
-
-    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-        daemon_threads = True
-
-    server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}"
+    return moto_proxy.serve(Counting, upstream)
 
 
 def plain_client(endpoint, bucket, uuids, key):

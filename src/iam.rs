@@ -244,6 +244,13 @@ fn iam_tags(pairs: &[(&str, String)]) -> Vec<Tag> {
         .collect()
 }
 
+/// A user's tags as IAM hands them out, by key.
+pub fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect()
+}
+
 /// The bucket a scoped user is bound to, from its tags as IAM lists them (`audit` lists every
 /// user's at once).
 pub fn bound_bucket(tags: &BTreeMap<String, String>) -> Option<&str> {
@@ -358,14 +365,9 @@ impl Iam {
             },
         };
         Ok(Some(ScopedUser {
+            tags: tag_map(user.tags()),
             arn: user.arn,
             user_id: user.user_id,
-            tags: user
-                .tags
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| (t.key, t.value))
-                .collect(),
             ..ScopedUser::default()
         }))
     }
@@ -563,14 +565,9 @@ impl Iam {
                     continue;
                 }
                 users.push(ScopedUser {
+                    tags: tag_map(user.tags()),
                     arn: user.arn.unwrap_or_default(),
                     user_id: user.user_id.unwrap_or_default(),
-                    tags: user
-                        .tags
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|t| (t.key, t.value))
-                        .collect(),
                     ..ScopedUser::default()
                 });
             }

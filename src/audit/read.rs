@@ -272,11 +272,7 @@ pub async fn scoped_users(iam: &aws_sdk_iam::Client) -> Result<Vec<UserFacts>, A
                 name: user.user_name().unwrap_or_default().to_owned(),
                 arn: user.arn().unwrap_or_default().to_owned(),
                 created: user.create_date().and_then(timestamp),
-                tags: user
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key.clone(), t.value.clone()))
-                    .collect(),
+                tags: iam::tag_map(user.tags()),
                 inline_policies: user
                     .user_policy_list()
                     .iter()
