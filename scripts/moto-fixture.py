@@ -75,6 +75,7 @@ def serve():
     from werkzeug.serving import run_simple
 
     os.environ["MOTO_PORT"] = str(port)
+    make_create_user_atomic()
     moto_app = DomainDispatcherApplication(create_backend_app)
 
     def app(environ, start_response):
@@ -98,6 +99,24 @@ def serve():
         return [body]
 
     run_simple("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+def make_create_user_atomic():
+    """AWS's CreateUser is atomic: of two calls for one name, one gets EntityAlreadyExists. moto's
+    IAMBackend.create_user checks `if user_name in self.users`, then inserts, with no lock, under a
+    threaded server, so both can succeed (the second overwriting the first, tags included; seen
+    here in 1 of 10 rounds of two service instances racing). The service's binding rests on that
+    atomicity, so the emulator must have it: one lock around the whole check-then-insert."""
+    from moto.iam.models import IAMBackend
+
+    lock = threading.Lock()
+    create_user = IAMBackend.create_user
+
+    def atomic_create_user(self, *args, **kwargs):
+        with lock:
+            return create_user(self, *args, **kwargs)
+
+    IAMBackend.create_user = atomic_create_user
 
 
 ADMIN_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})

@@ -11,6 +11,7 @@
 //! - [`protocol`]: the wire format between a Mac and the provisioning service;
 //! - [`arq_app`]: Arq's processes (running? quit, relaunch);
 //! - [`receipt`]: the record that makes a re-run a no-op; `run_log`: the user's log file;
+//! - [`setback`]: what stopped the last `apply` that an admin must hear of (status, backoff);
 //! - [`apply`]: the lockdown, step by step;
 //! - [`service`]: the provisioning service (`serve`);
 //! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict;
@@ -42,6 +43,7 @@ pub mod run_log;
 pub mod secret;
 pub mod service;
 pub mod session;
+pub mod setback;
 pub mod system;
 pub mod verify;
 

@@ -59,6 +59,20 @@ impl EnrollmentKey {
     }
 }
 
+/// The fingerprint of an enrollment public key (base64), as a Mac reports it to the MDM's
+/// inventory and an admin pins it: `SHA256:` and the unpadded base64 of the key's SHA-256, the
+/// form OpenSSH shows keys in. `None` when `public` is not a 32-byte key.
+pub fn fingerprint(public: &str) -> Option<String> {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let bytes = base64_decode(public).filter(|b| b.len() == 32)?;
+    let digest = Sha256::digest(&bytes);
+    Some(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    ))
+}
+
 /// Whether `signature` is `public`'s signature over a request for `server_id`.
 pub fn verify(public: &str, server_id: &str, binding: &str, signature: &str) -> bool {
     let (Some(public), Some(signature)) = (base64_decode(public), base64_decode(signature)) else {
@@ -115,6 +129,25 @@ mod tests {
             &signature
         ));
         assert!(crate::protocol::is_public_key(&key.public()));
+    }
+
+    #[test]
+    fn a_fingerprint_is_the_sha256_of_the_public_key_in_openssh_form() {
+        // The all-zero key (its SHA-256, 66687aad…f925, checked with Python's hashlib).
+        let zero = base64_encode(&[0u8; 32]);
+        assert_eq!(
+            fingerprint(&zero).unwrap(),
+            "SHA256:Zmh6rfhivXdsj8GLjp+OIAiXFIVu4jOzkCpZHQ1fKSU"
+        );
+        let key = EnrollmentKey::generate();
+        let print = fingerprint(&key.public()).unwrap();
+        assert_eq!(print.len(), "SHA256:".len() + 43);
+        assert_ne!(
+            print,
+            fingerprint(&EnrollmentKey::generate().public()).unwrap()
+        );
+        assert_eq!(fingerprint(&base64_encode(b"short")), None);
+        assert_eq!(fingerprint("not base64"), None);
     }
 
     #[test]
