@@ -15,9 +15,17 @@
       The result also holds "foreign_admin": an all-powerful user of a second AWS account
       (111111111111), the attacker's own account in the tests.
 
+      moto runs behind scripts/aws_emulator.py: what AWS does and moto does not (ListBucket's
+      conditions and permissions boundaries, inactive keys refused, last use recorded once per
+      15 minutes, atomic CreateUser), and per account a new-key delay, IAM throttling and a clock.
+
       While it serves, POST /arq-fixture/seed-fleet (JSON, see seed_fleet) seeds computers straight
-      into moto's backends, bypassing IAM enforcement and HTTP (thousands in seconds), and GET
-      /arq-fixture/state?bucket=B dumps every scoped user and B's object keys (see state).
+      into moto's backends, bypassing IAM enforcement and HTTP (thousands in seconds); GET
+      /arq-fixture/state?bucket=B[&account=A] dumps every scoped user and B's object keys (see
+      state); POST /arq-fixture/settings {"account", "iam_calls_per_second", "new_key_delay_seconds"}
+      and POST /arq-fixture/clock {"account", "advance_seconds" | "speed"} set an account's AWS
+      behaviour and clock (GET /arq-fixture/clock?account=A reads it), GET
+      /arq-fixture/stats?account=A counts its calls by service, throttled and refused.
   moto-fixture.py make-user ENDPOINT PATH NAME
       Creates user NAME under PATH with one access key, in the account of the keys in
       AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and prints the key as JSON {"id", "secret"}.
@@ -39,6 +47,9 @@ import os
 import sys
 import threading
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import aws_emulator  # noqa: E402  (beside this script)
 
 FOREIGN_ACCOUNT = "111111111111"
 
@@ -70,13 +81,14 @@ def serve():
 
     threading.Thread(target=stop_when_parent_goes, daemon=True).start()
     threading.Thread(target=announce_when_ready, daemon=True).start()
-    # moto's own server (as moto_main runs it), with the fixture's two paths in front of it.
-    from moto.server import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    # moto's own server (as moto_main runs it), with what AWS does and moto does not
+    # (scripts/aws_emulator.py) and the fixture's paths in front of it.
+    aws_emulator.install()
+    from moto.server import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import run_simple
 
     os.environ["MOTO_PORT"] = str(port)
-    make_create_user_atomic()
-    moto_app = DomainDispatcherApplication(create_backend_app)
+    moto_app = aws_emulator.front(DomainDispatcherApplication(create_backend_app))
 
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -89,34 +101,19 @@ def serve():
             elif path == "/arq-fixture/state":
                 from urllib.parse import parse_qs
 
-                answer = state(parse_qs(environ.get("QUERY_STRING", ""))["bucket"][0])
+                query = parse_qs(environ.get("QUERY_STRING", ""))
+                answer = state(query["bucket"][0], query.get("account", ["123456789012"])[0])
             else:
-                raise KeyError(path)
+                answer = aws_emulator.fixture_endpoint(path, environ)
+                if answer is None:
+                    raise KeyError(path)
             status, body = "200 OK", json.dumps(answer).encode()
         except Exception as error:  # the test sees the reason
             status, body = "500 Internal Server Error", repr(error).encode()
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
-    run_simple("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
-
-
-def make_create_user_atomic():
-    """AWS's CreateUser is atomic: of two calls for one name, one gets EntityAlreadyExists. moto's
-    IAMBackend.create_user checks `if user_name in self.users`, then inserts, with no lock, under a
-    threaded server, so both can succeed (the second overwriting the first, tags included; seen
-    here in 1 of 10 rounds of two service instances racing). The service's binding rests on that
-    atomicity, so the emulator must have it: one lock around the whole check-then-insert."""
-    from moto.iam.models import IAMBackend
-
-    lock = threading.Lock()
-    create_user = IAMBackend.create_user
-
-    def atomic_create_user(self, *args, **kwargs):
-        with lock:
-            return create_user(self, *args, **kwargs)
-
-    IAMBackend.create_user = atomic_create_user
+    run_simple("127.0.0.1", port, app, threaded=True, request_handler=aws_emulator.request_handler())
 
 
 ADMIN_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
@@ -131,8 +128,9 @@ def backends(account):
 def seed_fleet(spec):
     """Seeds, in moto's backends directly (no HTTP, no enforcement):
     {"bucket": B, "region": R ("us-east-1", default), "account": "123456789012" (default),
-     "admins": [NAME or {"name", "policy"}, …]  -- users (all-powerful unless a policy is
-                   given), one key each (returned),
+     "managed_policies": {NAME: DOCUMENT}  -- managed policies (a permissions boundary, say),
+     "admins": [NAME or {"name", "policy", "boundary": ARN}, …]  -- users (all-powerful unless a
+                   policy is given), one key each (returned),
      "computers": [{"uuid": U,
                     "computerinfo": TEXT or null (no object),  "data": bool (U/objects/0001),
                     "glacier": bool (glacier/U/objects/0001),
@@ -145,16 +143,23 @@ def seed_fleet(spec):
     from moto.core.utils import utcnow
     from moto.iam.models import AccessKeyLastUsed
 
-    iam, s3 = backends(spec.get("account", "123456789012"))
+    account = spec.get("account", "123456789012")
+    aws_emulator.seeding(account)
+    iam, s3 = backends(account)
     bucket = spec["bucket"]
     if bucket not in s3.buckets:
         s3.create_bucket(bucket, spec.get("region", "us-east-1"))
     now = utcnow()
     result = {"admins": {}, "keys": {}}
+    for name, document in spec.get("managed_policies", {}).items():
+        iam.create_policy("", "/", document, name, [])
     for admin in spec.get("admins", []):
-        name, policy = (admin, ADMIN_POLICY) if isinstance(admin, str) else (admin["name"], admin["policy"])
-        iam.create_user("us-east-1", name)
-        iam.put_user_policy(name, "policy", policy)
+        admin = {"name": admin} if isinstance(admin, str) else admin
+        name = admin["name"]
+        user = iam.create_user("us-east-1", name)
+        if admin.get("boundary"):
+            user.permissions_boundary_arn = admin["boundary"]
+        iam.put_user_policy(name, "policy", admin.get("policy", ADMIN_POLICY))
         key = iam.create_access_key(name)
         result["admins"][name] = {"id": key.access_key_id, "secret": key.secret_access_key}
     for computer in spec.get("computers", []):

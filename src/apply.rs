@@ -554,9 +554,9 @@ async fn prove_or_discard(
 }
 
 /// Step 8: waits until AWS accepts `key` (new IAM keys take seconds to work), then runs the verify
-/// suite until every Arq call works or `timeout` passes. Another computer's data being reachable
-/// fails at once; a listing leak is only a warning (emulators cannot evaluate the condition that
-/// stops it). The first verify runs beside the first identity check — a key that already works is
+/// suite until every Arq call works or `timeout` passes. Another computer's data being reachable,
+/// or more than the computers' folder names being listable (a policy whose listing conditions
+/// are wrong), fails at once. The first verify runs beside the first identity check — a key that already works is
 /// proven without waiting for STS — and is set aside if STS does not accept the key yet; the
 /// waits after that are short and even, so the run goes on within a poll of the key working.
 async fn prove(
@@ -599,17 +599,6 @@ async fn prove(
             Verdict::Isolated => {
                 steps.note(format!(
                     "key {} verified: Arq's calls work, other computers' data is refused",
-                    key.id
-                ));
-                return Ok(());
-            }
-            Verdict::ListingLeak => {
-                steps.note(format!(
-                    "key {} verified: Arq's calls work, other computers' data is refused",
-                    key.id
-                ));
-                steps.warn(format!(
-                    "the endpoint let key {} list other computers' folders; AWS refuses that under this policy, emulators such as moto do not",
                     key.id
                 ));
                 return Ok(());

@@ -129,7 +129,7 @@ impl Verdict {
                 "Arq would fail with this key: a call it needs is refused (see above)"
             }
             Self::ListingLeak => {
-                "LISTING LEAK: this key can list more than the computers' folder names (emulators that ignore IAM conditions, such as moto, always show this)"
+                "LISTING LEAK: this key can list more than the computers' folder names (its s3:ListBucket conditions are wrong)"
             }
         }
     }

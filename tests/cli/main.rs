@@ -4,6 +4,8 @@
 //! - `support`: the moto fixture, temporary Arq homes and credential stores, the command builder;
 //! - `bad_input`: every malformed input gets one clear line, its class's exit code, and no write;
 //! - `dialogs`: the Keychain dialogs each deployment would show a Mac's user;
+//! - `emulator`: the emulator behaves like AWS where it matters (listing conditions, the boundary,
+//!   inactive and new keys, last use, an account's clock and throttling);
 //! - `policy`: the policy's content, an independent IAM evaluator for its listing conditions, a linter;
 //! - `verify`: the verdicts for a scoped key, the main key and the 2012 example's key, against moto;
 //! - `apply`: the lockdown end to end, idempotency, rotation, the fault matrix, refusals;
@@ -20,6 +22,7 @@ mod apply;
 mod audit;
 mod bad_input;
 mod dialogs;
+mod emulator;
 mod packaging;
 mod policy;
 mod readme;

@@ -50,7 +50,7 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
     );
     assert_eq!(
         mac.verify(),
-        ExitCode::ListingLeak,
+        ExitCode::Success,
         "the enrolled key does not work or reaches other data"
     );
 
@@ -74,7 +74,7 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
         tags,
         "rotation changed the binding tags"
     );
-    assert_eq!(mac.verify(), ExitCode::ListingLeak);
+    assert_eq!(mac.verify(), ExitCode::Success);
     let log = service().log.lock().unwrap().clone();
     assert_no_secret_in(
         "the service's log",

@@ -83,7 +83,7 @@ fn another_aws_accounts_user_of_the_same_name_cannot_rotate_or_retire_a_mac() {
     assert_eq!(keys_of(&victim.uuid), before);
     assert_eq!(
         victim.verify(),
-        ExitCode::ListingLeak,
+        ExitCode::Success,
         "the victim's key stopped working"
     );
 }
@@ -204,7 +204,7 @@ fn a_mac_whose_run_died_after_the_service_made_its_key_recovers_on_the_next_run(
         json!([mac.key().id]),
         "the orphaned key was not retired"
     );
-    assert_eq!(mac.verify(), ExitCode::ListingLeak);
+    assert_eq!(mac.verify(), ExitCode::Success);
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn a_captured_request_replayed_to_another_instance_yields_nothing_usable() {
             .unwrap()
             .contains(&json!(first.id))
     );
-    assert_eq!(mac.verify(), ExitCode::ListingLeak);
+    assert_eq!(mac.verify(), ExitCode::Success);
 }
 
 #[test]

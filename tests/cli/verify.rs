@@ -1,6 +1,7 @@
-//! `verify` against moto with IAM enforcement on: what a scoped key, the main key and the 2012
-//! example's key can really do. moto does not evaluate `Condition` blocks, so a listing the policy
-//! restricts by prefix shows as allowed here (the evaluator test in `policy` covers that part).
+//! `verify` against moto with IAM enforcement on: what a scoped key, the main key, the 2012
+//! example's key and a key whose listing condition is wrong can really do. The emulator evaluates
+//! ListBucket's conditions as AWS does (tests/cli/emulator.rs), so a listing the policy restricts
+//! by prefix and delimiter is refused here too.
 
 use serde_json::{Value, json};
 
@@ -89,22 +90,28 @@ fn a_scoped_key_lets_arq_work_and_reaches_no_other_computers_data() {
         "{report:#}"
     );
     assert_eq!(checks(&report, "data-isolation").len(), 6);
-    // moto ignores IAM conditions, so the listings they refuse go through here.
-    let leaks: Vec<String> = failed_calls(&report, "listing-isolation")
+    // The listings the prefix and delimiter conditions refuse are refused (the emulator
+    // evaluates ListBucket's conditions, as AWS does).
+    let listings: Vec<String> = checks(&report, "listing-isolation")
         .iter()
-        .map(|c| c.replace(OTHER_COMPUTER, "O"))
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["call"].as_str().unwrap().replace(OTHER_COMPUTER, "O"),
+                c["got"]["result"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(
-        leaks,
+        listings,
         [
-            "ListObjects prefix=\"\"",
-            "ListObjects prefix=\"O/\" delimiter=\"/\"",
-            "ListObjects prefix=\"glacier/O/\" delimiter=\"/\""
+            "ListObjects prefix=\"\" denied",
+            "ListObjects prefix=\"O/\" delimiter=\"/\" denied",
+            "ListObjects prefix=\"glacier/O/\" delimiter=\"/\" denied"
         ]
     );
-    // moto ignores the ListBucket prefix condition, so it lets the listing through.
-    assert_eq!(code, ExitCode::ListingLeak);
-    assert_eq!(report["verdict"], "listing-leak");
+    assert_eq!(code, ExitCode::Success);
+    assert_eq!(report["verdict"], "isolated");
     assert_eq!(
         report["other_computer_uuid"], OTHER_COMPUTER,
         "the root listing found the other computer"
@@ -157,6 +164,48 @@ fn the_2012_example_policy_breaks_arq() {
 }
 
 #[test]
+fn a_policy_whose_listing_condition_is_wrong_is_caught_by_verify() {
+    // The policy as `arq-lockdown policy` builds it, with the root listing's s3:delimiter
+    // condition forgotten: every object name in the bucket can then be listed.
+    let output = run(arq_lockdown().args([
+        "policy",
+        "--bucket",
+        BUCKET,
+        "--computer-uuid",
+        THIS_COMPUTER,
+    ]));
+    let mut policy: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let statements = policy["Statement"].as_array_mut().unwrap();
+    let computers = statements
+        .iter_mut()
+        .find(|s| s["Sid"] == "ArqListsComputers")
+        .unwrap();
+    computers["Condition"]["StringEquals"]
+        .as_object_mut()
+        .unwrap()
+        .remove("s3:delimiter");
+    let name = format!("wrong-condition-{}", fresh_uuid());
+    let seeded = seed_fleet(
+        &json!({"bucket": BUCKET, "admins": [{"name": name, "policy": policy.to_string()}]}),
+    );
+    let key = Key {
+        id: seeded["admins"][&name]["id"].as_str().unwrap().into(),
+        secret: seeded["admins"][&name]["secret"].as_str().unwrap().into(),
+    };
+    let (code, report) = verify_with(&key, &[]);
+    assert_eq!(code, ExitCode::ListingLeak, "{report:#}");
+    assert_eq!(
+        failed_calls(&report, "listing-isolation"),
+        ["ListObjects prefix=\"\""]
+    );
+    assert!(
+        failed_calls(&report, "arq-call").is_empty()
+            && failed_calls(&report, "data-isolation").is_empty()
+    );
+    assert_eq!(report["verdict"], "listing-leak");
+}
+
+#[test]
 fn read_only_writes_nothing() {
     let proxy = Proxy::recording();
     let (code, report) = verify_through(
@@ -202,7 +251,7 @@ fn the_standard_credential_chain_is_used_without_a_store() {
         .arg("--arq-home")
         .arg(home.path()));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(exit_code(&output), ExitCode::ListingLeak, "{text}");
+    assert_eq!(exit_code(&output), ExitCode::Success, "{text}");
     assert!(text.contains(&format!("key {}", key.id)));
     assert!(text.contains("GetObject 7A1E5C3B-9D2F-4E8A-B6C4-1F3D5E7A9B2C/computerinfo"));
 }

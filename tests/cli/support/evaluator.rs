@@ -24,6 +24,15 @@ pub fn evaluate(policy: &Value, requests: &[(&str, String, Option<&str>)]) -> Ve
 /// Evaluates `policy` for each (action, resource, request context) with the independent
 /// evaluator; one verdict per request, in order.
 pub fn evaluate_in_context(policy: &Value, requests: &[(&str, String, Value)]) -> Vec<String> {
+    evaluate_within(policy, None, requests)
+}
+
+/// As [`evaluate_in_context`], for a user whose permissions boundary is `boundary`.
+pub fn evaluate_within(
+    policy: &Value,
+    boundary: Option<&Value>,
+    requests: &[(&str, String, Value)],
+) -> Vec<String> {
     let count = requests.len();
     let requests: Vec<Value> = requests
         .iter()
@@ -38,7 +47,7 @@ pub fn evaluate_in_context(policy: &Value, requests: &[(&str, String, Value)]) -
         .stdout(Stdio::piped())
         .spawn()
         .expect("node is needed for the policy evaluator: run scripts/setup");
-    let input = json!({"policy": policy, "requests": requests}).to_string();
+    let input = json!({"policy": policy, "boundary": boundary, "requests": requests}).to_string();
     node.stdin
         .take()
         .unwrap()

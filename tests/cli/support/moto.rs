@@ -5,11 +5,24 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 
+use arq_lockdown::arq_config::BucketName;
+use arq_lockdown::policy::{PolicyDocument, PolicyOptions};
 use serde_json::Value;
 
 use super::*;
 
 static MOTO: OnceLock<Moto> = OnceLock::new();
+
+/// The buckets of the fleets the tests make in the fixture's account, which its permissions
+/// boundary covers.
+const FLEET_BUCKETS: [&str; 6] = [
+    BUCKET,
+    "another-arq-bucket.example",
+    "audit-empty.example",
+    "audit-flip.example",
+    "audit-rights.example",
+    "audit-states.example",
+];
 
 /// The emulator and what the fixture seeded into it.
 pub struct Moto {
@@ -73,7 +86,18 @@ pub fn moto() -> &'static Moto {
             "scoped.json",
             &["--bucket", BUCKET, "--computer-uuid", THIS_COMPUTER],
         );
-        let boundary = policy_file("boundary.json", &["--kind", "boundary", "--bucket", BUCKET]);
+        // The permissions boundary of every scoped user: one for all the test fleets' buckets (the
+        // emulator applies it to listings, as AWS does).
+        let boundary = dir.path().join("boundary.json");
+        let buckets: Vec<BucketName> = FLEET_BUCKETS
+            .iter()
+            .map(|b| BucketName::parse(b).unwrap())
+            .collect();
+        let document = PolicyDocument::boundary(
+            &buckets.iter().collect::<Vec<_>>(),
+            PolicyOptions::default(),
+        );
+        std::fs::write(&boundary, document.to_pretty_json()).unwrap();
         let seeded = Command::new(&python)
             .arg(&fixture)
             .args(["seed", &endpoint, BUCKET, THIS_COMPUTER, OTHER_COMPUTER])
@@ -209,4 +233,34 @@ pub fn fleet_state(bucket: &str) -> Value {
 /// The moto of this test binary, if a test started it.
 pub fn started() -> Option<&'static Moto> {
     MOTO.get()
+}
+
+/// POSTs `body` to the fixture's endpoint `path` (`/arq-fixture/settings`, `/arq-fixture/clock`):
+/// its JSON answer.
+pub fn fixture_post(path: &str, body: &Value) -> Value {
+    let (status, answer) = http_to(&moto().endpoint, "POST", path, body.to_string().as_bytes());
+    assert_eq!(status, 200, "{path}: {answer}");
+    serde_json::from_str(&answer).unwrap()
+}
+
+/// Moves `account`'s clock forward by `seconds`: moto's times (key creation, last use) and its
+/// answers' `Date` header, in that account only.
+pub fn advance_clock(account: &str, seconds: u64) {
+    fixture_post(
+        "/arq-fixture/clock",
+        &serde_json::json!({"account": account, "advance_seconds": seconds}),
+    );
+}
+
+/// How many calls `account` received, by service (`iam`, `s3`, `sts`), and how many were
+/// throttled (`throttled`) or refused as inactive or too new (`refused-inactive`, `refused-new`).
+pub fn call_counts(account: &str) -> Value {
+    let (status, body) = http_to(
+        &moto().endpoint,
+        "GET",
+        &format!("/arq-fixture/stats?account={account}"),
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
 }
