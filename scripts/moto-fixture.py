@@ -30,8 +30,8 @@
       Creates user NAME under PATH with one access key, in the account of the keys in
       AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and prints the key as JSON {"id", "secret"}.
   moto-fixture.py inspect ENDPOINT USER
-      Prints what IAM holds for USER (path /arq-lockdown/) as JSON: {"exists": …, "arn": …,
-      "user_id": …, "keys": […], "policies": {NAME: DOCUMENT}, "tags": {…}}. Admin keys come from AWS_ACCESS_KEY_ID and
+      Prints what IAM holds for USER as JSON: {"exists": …, "arn": …, "user_id": …, "keys": […],
+      "key_status": {ID: "Active" | "Inactive"}, "policies": {NAME: DOCUMENT}, "tags": {…}}. Admin keys come from AWS_ACCESS_KEY_ID and
       AWS_SECRET_ACCESS_KEY.
   moto-fixture.py list-objects ENDPOINT BUCKET
       Prints every object key in BUCKET as a JSON list (admin keys as for inspect).
@@ -284,13 +284,15 @@ def inspect(endpoint, user):
     except iam.exceptions.NoSuchEntityException:
         json.dump({"exists": False, "keys": [], "policies": {}, "tags": {}}, sys.stdout)
         return
-    keys = [k["AccessKeyId"] for k in iam.list_access_keys(UserName=user)["AccessKeyMetadata"]]
+    listed = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
+    keys = [k["AccessKeyId"] for k in listed]
     policies = {
         name: iam.get_user_policy(UserName=user, PolicyName=name)["PolicyDocument"]
         for name in iam.list_user_policies(UserName=user)["PolicyNames"]
     }
     json.dump(
-        {"exists": True, "arn": found["Arn"], "user_id": found["UserId"], "keys": keys, "policies": policies, "tags": tags},
+        {"exists": True, "arn": found["Arn"], "user_id": found["UserId"], "keys": keys,
+         "key_status": {k["AccessKeyId"]: k["Status"] for k in listed}, "policies": policies, "tags": tags},
         sys.stdout,
     )
 

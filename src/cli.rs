@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::arq_config::{BucketName, ComputerUuid};
+use crate::audit::decide::DEFAULT_QUIET_MINUTES;
 use crate::credential_store::StoreLocation;
 use crate::key_source::{AdminCredentials, SourceKind};
 
@@ -49,6 +50,13 @@ pub enum Command {
     /// Read-only unless --fix-policies. Exit 0: every computer is locked down and the main keys
     /// may be retired; 13: something needs action.
     Audit(AuditArgs),
+    /// Admin side, the rollout's last step: switch the main keys off once audit says they may go.
+    ///
+    /// Sets them Inactive when audit's verdict is ready (exit 13 with the reasons otherwise,
+    /// nothing changed); --undo sets them Active again. Switches the keys given with --main-key-id and those a lockdown replaced by proof; never
+    /// deletes one. Each change is recorded on the key's IAM user (tag
+    /// arq-lockdown:retired-key:KEY), and --undo switches on only what a retirement switched off.
+    RetireMainKeys(RetireArgs),
 }
 
 /// Which bucket and computer: Arq's config in a home folder, or both values given directly.
@@ -79,6 +87,9 @@ pub enum PolicyKind {
     /// The least `audit --bucket B` needs (with --fix-policies: also rewriting scoped users'
     /// inline policies).
     Audit,
+    /// The least `retire-main-keys --bucket B` (and --undo) needs: audit's reads, and switching
+    /// keys of users outside /arq-lockdown/ (narrow it to your main keys' users).
+    Retire,
 }
 
 #[derive(Debug, Args)]
@@ -268,6 +279,11 @@ pub struct AuditArgs {
     /// A scoped key not used for this many days (never used: since it was made) is key-unused.
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub stale_days: u32,
+    /// The main keys may go only when no use of them has been recorded for this many minutes,
+    /// nor since the last lockdown that replaced them (IAM records one use per 15 minutes; a Mac
+    /// with them uses them every backup, hourly by default). 240: surer, as IAM's data can lag.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_QUIET_MINUTES, value_parser = quiet_minutes())]
+    pub quiet_minutes: u32,
     /// Do not read each computer's computerinfo for its name (one S3 GET per computer).
     #[arg(long)]
     pub no_names: bool,
@@ -280,6 +296,35 @@ pub struct AuditArgs {
     /// Print one CSV row per computer, for a spreadsheet.
     #[arg(long)]
     pub csv: bool,
+}
+
+/// At most 30 days.
+fn quiet_minutes() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(0..=43_200)
+}
+
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    /// The fleet's bucket, exactly as Arq stores it (with --undo: or name the keys with
+    /// --main-key-id).
+    #[arg(long, value_name = "NAME", value_parser = parse_bucket, required_unless_present = "undo")]
+    pub bucket: Option<BucketName>,
+    /// A main key's access key id (repeat for more), beside those the lockdowns recorded.
+    #[arg(long = "main-key-id", value_name = "AKIA…", value_parser = parse_key_id)]
+    pub main_key_ids: Vec<String>,
+    /// Admin credentials: env (the standard AWS credential chain) or profile:NAME — not the main
+    /// keys themselves.
+    #[arg(long, value_name = "WHO", default_value = "env", value_parser = parse_admin_elsewhere)]
+    pub admin_credentials: AdminCredentials,
+    /// As for audit: how long no use of the main keys must be recorded.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_QUIET_MINUTES, value_parser = quiet_minutes())]
+    pub quiet_minutes: u32,
+    /// Set Active again the main keys a retirement set Inactive.
+    #[arg(long)]
+    pub undo: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_key_id(value: &str) -> Result<String, String> {

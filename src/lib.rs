@@ -15,6 +15,7 @@
 //! - [`apply`]: the lockdown, step by step;
 //! - [`service`]: the provisioning service (`serve`);
 //! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict;
+//! - [`retire`]: the main keys switched off (and on again), the rollout's last step;
 //! - [`session`]: running as root, acting for a user;
 //! - [`preferences`]: settings from configuration profiles;
 //! - [`system`]: this computer's name and serial;
@@ -38,6 +39,7 @@ pub mod policy;
 pub mod preferences;
 pub mod protocol;
 pub mod receipt;
+pub mod retire;
 pub mod run_lock;
 pub mod run_log;
 pub mod secret;
@@ -78,6 +80,8 @@ pub enum Error {
     Lock(#[from] run_lock::LockError),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    #[error(transparent)]
+    Retire(#[from] retire::RetireError),
     /// The standard chain found no credentials; `fix` says where this command takes them from.
     #[error("no AWS credentials found: {fix}")]
     NoCredentials { fix: &'static str },
@@ -107,6 +111,7 @@ impl Error {
             Self::Receipt(_) => ExitCode::Internal,
             Self::Lock(e) => e.exit_code(),
             Self::Audit(e) => e.exit_code(),
+            Self::Retire(e) => e.exit_code(),
             Self::NoCredentials { .. } => ExitCode::Credentials,
             Self::Preferences(e) => e.exit_code(),
             Self::MissingServiceUrl | Self::Usage(_) => ExitCode::Usage,

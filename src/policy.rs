@@ -268,6 +268,34 @@ impl PolicyDocument {
         Self(json!({"Version": "2012-10-17", "Statement": statements}))
     }
 
+    /// The least `retire-main-keys` needs for `bucket`: what a read-only audit without names needs
+    /// (IAM's reads, the scoped users' keys, the bucket's folders), and reading and switching the
+    /// keys of users outside `/arq-lockdown/` — never a scoped user's (an explicit Deny).
+    pub fn retire(bucket: &BucketName) -> Self {
+        let audit = Self::audit(bucket, false);
+        let mut statements: Vec<Value> = audit.0["Statement"]
+            .as_array()
+            .expect("audit's statements")
+            .iter()
+            .filter(|s| s["Sid"] != "AuditReadsComputerNames")
+            .cloned()
+            .collect();
+        let switching = ["iam:TagUser", "iam:UpdateAccessKey"];
+        statements.push(json!({
+            "Sid": "RetireSwitchesTheMainKeys",
+            "Effect": "Allow",
+            "Action": crate::retire::IAM_ACTIONS,
+            "Resource": "arn:aws:iam::*:user/*",
+        }));
+        statements.push(json!({
+            "Sid": "RetireNeverSwitchesAMacsKey",
+            "Effect": "Deny",
+            "Action": switching,
+            "Resource": format!("arn:aws:iam::*:user{}*", crate::iam::USER_PATH),
+        }));
+        Self(json!({"Version": "2012-10-17", "Statement": statements}))
+    }
+
     /// The document as JSON data, for comparing with what IAM holds.
     pub fn as_value(&self) -> &Value {
         &self.0

@@ -142,9 +142,26 @@ pub struct ComputerFacts {
 #[derive(Clone, Debug)]
 pub struct Rules {
     pub bucket: BucketName,
+    /// IAM's time (the `Date` of its answers) where known: the clock that recorded the keys' use.
     pub now: Timestamp,
     pub stale_days: u32,
+    /// How long no use of a main key must be recorded before the verdict trusts that nothing
+    /// uses it ([`DEFAULT_QUIET_MINUTES`]).
+    pub quiet_minutes: u32,
 }
+
+/// The quiet period's default. IAM records at most the first use of a key in each 15 minutes
+/// ("When an access key is used more than once in a 15-minute span, only the first use is
+/// recorded": AWS IAM User Guide, "Getting credential reports"), and a Mac that still holds a
+/// main key — not locked down, or an Arq Agent not restarted since its lockdown, which goes on
+/// with the key it read at start — uses it at least once per backup interval (Arq's default:
+/// hourly). 15 + 60 minutes, with room for a late backup: two hours.
+pub const DEFAULT_QUIET_MINUTES: u32 = 120;
+
+/// IAM's last-use data can lag behind real use (AWS: last-accessed data "usually appears within
+/// four hours", GenerateServiceLastAccessedDetails): the quiet period the verdict suggests to be
+/// surer.
+pub const SURER_QUIET_MINUTES: u32 = 240;
 
 /// Why a user's policies are not what `policy` builds, and whether `--fix-policies` may mend it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -399,6 +416,65 @@ pub struct MainKey {
     pub scoped: bool,
     /// It is the key audit itself runs with: its last use is this very run.
     pub audits: bool,
+    /// The computers whose lockdown replaced it in "Arq S3".
+    pub replaced_by: Vec<Replacement>,
+}
+
+/// A computer whose lockdown replaced a main key in "Arq S3", as its scoped user records it
+/// (`arq-lockdown:replaced-key`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replacement {
+    pub computer_uuid: String,
+    pub computer_name: Option<String>,
+    /// Recorded by proof — apply with that key, or the service after STS vouched for it — not a
+    /// token enrollment's claim.
+    pub proven: bool,
+    /// When IAM made the user, by IAM's clock: the lockdown's time, which nothing a Mac does to
+    /// its own key (a rotation, an enrollment) moves later.
+    pub at: Option<Timestamp>,
+    /// The user has an active key of its own: the lockdown gave the Mac its key.
+    pub has_own_key: bool,
+}
+
+/// When a main key went quiet, and when the verdict may trust that nothing uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quiet {
+    /// The later of its recorded last use and the last lockdown that replaced it by proof.
+    pub since: Timestamp,
+    /// Whether `since` is the recorded last use (else: that lockdown).
+    pub from_use: bool,
+    /// `since` plus the quiet period.
+    pub ready_after: Timestamp,
+}
+
+/// When `key` went quiet: the later of its recorded last use and the last proven lockdown that
+/// replaced it — so a use recorded before a Mac switched away from it counts from the switch —
+/// plus `quiet_minutes`. `None`: never used and never replaced by proof.
+pub fn quiet(key: &MainKey, quiet_minutes: u32) -> Option<Quiet> {
+    let used = match &key.lookup {
+        Lookup::Used { last, .. } => Some(last.at),
+        _ => None,
+    };
+    let replaced = key
+        .replaced_by
+        .iter()
+        .filter(|r| r.proven)
+        .filter_map(|r| r.at)
+        .max();
+    let (since, from_use) = match (used, replaced) {
+        (Some(used), Some(replaced)) if replaced > used => (replaced, false),
+        (Some(used), _) => (used, true),
+        (None, Some(replaced)) => (replaced, false),
+        (None, None) => return None,
+    };
+    let period = jiff::SignedDuration::from_mins(i64::from(quiet_minutes));
+    Some(Quiet {
+        since,
+        from_use,
+        ready_after: since
+            .saturating_add(period)
+            .expect("a whole number of minutes"),
+    })
 }
 
 impl MainKey {
@@ -426,26 +502,22 @@ impl MainKey {
     }
 }
 
-/// The fleet's verdict: may the main keys be retired? True when no computer is
-/// `not-locked-down` and no main key was used after the newest scoped key was created; the
-/// reasons when not.
+/// The fleet's verdict: may the main keys be retired? Whether a Mac still uses a main key can only
+/// be seen as a use IAM recorded, and IAM records at most the first in each 15 minutes; so, per
+/// main key judged: every computer whose lockdown replaced it by proof has a key of its own, and
+/// no use of it has been recorded for the quiet period, counted from the later of its recorded
+/// last use and that last lockdown ([`quiet`]) — by IAM's clock (`rules.now`). And no computer
+/// may be `not-locked-down`. Nothing a Mac does to its own key (a rotation, a new enrollment)
+/// makes it ready: no scoped key's creation is looked at. The reasons say when it may flip.
 pub fn verdict(
     not_locked_down: &[(String, Option<String>)],
     main_keys: &[MainKey],
-    newest_scoped_key: Option<Timestamp>,
+    rules: &Rules,
 ) -> (bool, Vec<String>) {
     let mut reasons = Vec::new();
-    if let Some((uuid, name)) = not_locked_down.first() {
-        let first = match name {
-            Some(name) => format!("\"{name}\" ({uuid})"),
-            None => uuid.clone(),
-        };
-        let more = match not_locked_down.len() {
-            1 => String::new(),
-            n => format!(" and {} more", n - 1),
-        };
+    if let Some(first) = some_computers(not_locked_down) {
         reasons.push(format!(
-            "{first}{more} not locked down: run arq-lockdown apply there first"
+            "{first} not locked down: run arq-lockdown apply there first"
         ));
     }
     let judged: Vec<&MainKey> = main_keys.iter().filter(|k| k.judged()).collect();
@@ -459,22 +531,8 @@ pub fn verdict(
                 "cannot tell whether {} is still used: IAM refused iam:GetAccessKeyLastUsed (the admin needs it, or the key is not in this account)",
                 key.id
             )),
-            Lookup::Used { last, .. }
-                if newest_scoped_key.is_none_or(|newest| last.at.as_second() > newest.as_second()) =>
-            {
-                let after = match newest_scoped_key {
-                    Some(_) => "after the last lockdown",
-                    None => "and no Mac is locked down yet",
-                };
-                reasons.push(format!(
-                    "{} was used by {} in {} on {}, {after}: a Mac still has it",
-                    key.id,
-                    last.service.as_deref().unwrap_or("an unknown service"),
-                    last.region.as_deref().unwrap_or("an unknown region"),
-                    second(last.at),
-                ));
-            }
-            _ => {}
+            Lookup::NotFound => {}
+            Lookup::Used { .. } | Lookup::NeverUsed { .. } => reasons.extend(held_back(key, rules)),
         }
     }
     if judged.is_empty() {
@@ -484,6 +542,87 @@ pub fn verdict(
         );
     }
     (reasons.is_empty(), reasons)
+}
+
+/// Why one main key IAM knows may not go yet: a Mac that replaced it has no key of its own, or
+/// its quiet period has not passed.
+fn held_back(key: &MainKey, rules: &Rules) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let unfinished: Vec<(String, Option<String>)> = key
+        .replaced_by
+        .iter()
+        .filter(|r| r.proven && !r.has_own_key)
+        .map(|r| (r.computer_uuid.clone(), r.computer_name.clone()))
+        .collect();
+    if let Some(first) = some_computers(&unfinished) {
+        reasons.push(format!(
+            "{first} replaced {} but has no active key of its own (its lockdown did not finish, so it may still use {}): run arq-lockdown apply there",
+            key.id, key.id
+        ));
+    }
+    let Some(quiet) = quiet(key, rules.quiet_minutes) else {
+        return reasons;
+    };
+    if rules.now < quiet.ready_after {
+        let since = match (&key.lookup, quiet.from_use) {
+            (Lookup::Used { last, .. }, true) => format!(
+                "{} was last used by {} in {} at {}",
+                key.id,
+                last.service.as_deref().unwrap_or("an unknown service"),
+                last.region.as_deref().unwrap_or("an unknown region"),
+                second(last.at),
+            ),
+            _ => format!(
+                "the last lockdown that replaced {} was at {}",
+                key.id,
+                second(quiet.since)
+            ),
+        };
+        reasons.push(format!(
+            "{since} (IAM records one use per 15 minutes, and a Mac that still has it uses it every backup): no use recorded since; ready after {} if none is recorded by then (--quiet-minutes {}; IAM's last-use data can lag, --quiet-minutes {SURER_QUIET_MINUTES} to be surer)",
+            second(quiet.ready_after),
+            rules.quiet_minutes,
+        ));
+    }
+    reasons
+}
+
+/// The first of `computers` by name and UUID, and how many more; `None` for none.
+fn some_computers(computers: &[(String, Option<String>)]) -> Option<String> {
+    let (uuid, name) = computers.first()?;
+    let first = match name {
+        Some(name) => format!("\"{name}\" ({uuid})"),
+        None => uuid.clone(),
+    };
+    Some(match computers.len() {
+        1 => first,
+        n => format!("{first} and {} more", n - 1),
+    })
+}
+
+/// The computers whose lockdown replaced each main key, from their users' tags: proven unless
+/// the service enrolled the user by token (then it is only that Mac's claim).
+pub fn replacements(computers: &[ComputerFacts]) -> BTreeMap<String, Vec<Replacement>> {
+    let mut found: BTreeMap<String, Vec<Replacement>> = BTreeMap::new();
+    for computer in computers {
+        let Some(user) = &computer.user else {
+            continue;
+        };
+        let Some(id) = user.tag(REPLACED_KEY_TAG) else {
+            continue;
+        };
+        let proven = !user
+            .tag(ENROLLED_BY_TAG)
+            .is_some_and(|by| by.starts_with("token:"));
+        found.entry(id.to_owned()).or_default().push(Replacement {
+            computer_uuid: computer.uuid.to_string(),
+            computer_name: computer_name(computer),
+            proven,
+            at: user.created,
+            has_own_key: user.keys.iter().any(|k| k.active),
+        });
+    }
+    found
 }
 
 /// The main keys to look up: `--main-key-id`s, then every key a scoped user of this bucket
@@ -557,6 +696,7 @@ mod tests {
             bucket: BucketName::parse("fleet.example").unwrap(),
             now: t(100 * DAY),
             stale_days: 30,
+            quiet_minutes: DEFAULT_QUIET_MINUTES,
         }
     }
 
@@ -722,6 +862,7 @@ mod tests {
             lookup,
             scoped: false,
             audits: false,
+            replaced_by: Vec::new(),
         }
     }
 
@@ -744,58 +885,157 @@ mod tests {
         }
     }
 
-    /// A name, the Macs not locked down, the main keys, the newest scoped key, the verdict.
+    const MINUTE: i64 = 60;
+
+    /// `minutes` before [`rules`]' now.
+    fn ago(minutes: i64) -> i64 {
+        100 * DAY - minutes * MINUTE
+    }
+
+    /// A lockdown that replaced the key `minutes` ago, `proven` or claimed, with or without a key
+    /// of its own.
+    fn replaced(minutes: i64, proven: bool, has_own_key: bool) -> Replacement {
+        Replacement {
+            computer_uuid: UUID.into(),
+            computer_name: Some("Bob's Mac".into()),
+            proven,
+            at: Some(t(ago(minutes))),
+            has_own_key,
+        }
+    }
+
+    fn with(key: MainKey, replaced_by: Vec<Replacement>) -> MainKey {
+        MainKey { replaced_by, ..key }
+    }
+
+    /// A name, the Macs not locked down, the main keys, the quiet period, the verdict.
     #[rustfmt::skip]
-    type VerdictCase = (&'static str, Vec<(String, Option<String>)>, Vec<MainKey>, Option<Timestamp>, bool);
+    type VerdictCase = (&'static str, Vec<(String, Option<String>)>, Vec<MainKey>, u32, bool);
 
     #[test]
     #[rustfmt::skip]
-    fn the_main_keys_may_go_only_when_every_mac_is_locked_down_and_none_used_them_since() {
+    fn a_main_key_may_go_only_after_a_quiet_period_with_every_mac_that_replaced_it_done() {
         use KeySource::*;
-        let newest = Some(t(50));
+        let q = DEFAULT_QUIET_MINUTES;
         let never = || Lookup::NeverUsed { owner: "fleet-admin".into() };
+        let flag = |lookup| main_key(&[Flag], lookup);
         let mac = vec![("U1".to_owned(), Some("Bob's Mac".to_owned()))];
         let cases: Vec<VerdictCase> = vec![
-            ("used before the last lockdown", vec![], vec![main_key(&[Flag], used(40))], newest, true),
-            ("used in the same second", vec![], vec![main_key(&[Flag], used(50))], newest, true),
-            ("used after", vec![], vec![main_key(&[Recorded], used(51))], newest, false),
-            ("never used", vec![], vec![main_key(&[Flag], never())], newest, true),
-            ("deleted", vec![], vec![main_key(&[Recorded], Lookup::NotFound)], newest, true),
-            ("IAM refused", vec![], vec![main_key(&[Flag], Lookup::Refused)], newest, false),
-            ("a Mac not locked down", mac, vec![main_key(&[Flag], never())], newest, false),
-            ("used, and no scoped key at all", vec![], vec![main_key(&[Flag], used(1))], None, false),
-            ("never used, no scoped key", vec![], vec![main_key(&[Flag], never())], None, true),
-            ("no main key known", vec![], vec![], newest, false),
-            ("a claim IAM does not know", vec![], vec![main_key(&[Claimed], Lookup::NotFound)], newest, false),
-            ("a claim IAM refuses, beside a known key", vec![], vec![main_key(&[Claimed], Lookup::Refused), second_key(main_key(&[Flag], used(10)))], newest, true),
-            ("a claim used after the last lockdown", vec![], vec![main_key(&[Claimed], used(60))], newest, false),
-            ("audit runs with the main key", vec![], vec![MainKey { audits: true, ..main_key(&[Flag], used(10)) }], newest, false),
-            ("a scoped key recorded as replaced", vec![], vec![MainKey { scoped: true, ..main_key(&[Recorded], used(99)) }, second_key(main_key(&[Flag], used(10)))], newest, true),
+            ("used 3 hours ago, nothing since", vec![], vec![flag(used(ago(180)))], q, true),
+            ("used 5 minutes after the last lockdown, as IAM records it", vec![], vec![with(flag(used(ago(20))), vec![replaced(10, true, true)])], q, false),
+            ("used exactly the quiet period ago", vec![], vec![flag(used(ago(120)))], q, true),
+            ("used a minute less than that ago", vec![], vec![flag(used(ago(119)))], q, false),
+            ("a use in IAM's future", vec![], vec![flag(used(ago(-1)))], q, false),
+            ("quiet long, but a proven lockdown 30 minutes ago", vec![], vec![with(flag(used(ago(300))), vec![replaced(30, true, true)])], q, false),
+            ("quiet long, the last proven lockdown 3 hours ago", vec![], vec![with(flag(used(ago(300))), vec![replaced(180, true, true), replaced(240, true, true)])], q, true),
+            ("a claimed lockdown 30 minutes ago does not restart it", vec![], vec![with(flag(used(ago(300))), vec![replaced(30, false, true)])], q, true),
+            ("a proven lockdown without a key of its own", vec![], vec![with(flag(used(ago(300))), vec![replaced(300, true, false)])], q, false),
+            ("a claimed one without a key of its own", vec![], vec![with(flag(used(ago(300))), vec![replaced(300, false, false)])], q, true),
+            ("never used, never replaced", vec![], vec![flag(never())], q, true),
+            ("never used, replaced by proof 10 minutes ago", vec![], vec![with(flag(never()), vec![replaced(10, true, true)])], q, false),
+            ("surer: used 3 hours ago, 240 minutes asked", vec![], vec![flag(used(ago(180)))], SURER_QUIET_MINUTES, false),
+            ("surer: used 5 hours ago", vec![], vec![flag(used(ago(300)))], SURER_QUIET_MINUTES, true),
+            ("no quiet period asked", vec![], vec![flag(used(ago(0)))], 0, true),
+            ("deleted", vec![], vec![main_key(&[Recorded], Lookup::NotFound)], q, true),
+            ("IAM refused", vec![], vec![flag(Lookup::Refused)], q, false),
+            ("a Mac not locked down", mac, vec![flag(never())], q, false),
+            ("no main key known", vec![], vec![], q, false),
+            ("a claim IAM does not know", vec![], vec![main_key(&[Claimed], Lookup::NotFound)], q, false),
+            ("a claim IAM refuses, beside a quiet key", vec![], vec![main_key(&[Claimed], Lookup::Refused), second_key(flag(used(ago(300))))], q, true),
+            ("a claim used minutes ago", vec![], vec![main_key(&[Claimed], used(ago(5)))], q, false),
+            ("audit runs with the main key", vec![], vec![MainKey { audits: true, ..flag(used(ago(300))) }], q, false),
+            ("a scoped key recorded as replaced", vec![], vec![MainKey { scoped: true, ..main_key(&[Recorded], used(ago(1))) }, second_key(flag(used(ago(300))))], q, true),
+            ("one of two keys used minutes ago", vec![], vec![flag(used(ago(300))), second_key(flag(used(ago(5))))], q, false),
         ];
-        for (name, not_locked_down, keys, newest, ready) in cases {
-            let (verdict, reasons) = verdict(&not_locked_down, &keys, newest);
+        for (name, not_locked_down, keys, quiet_minutes, ready) in cases {
+            let rules = Rules { quiet_minutes, ..rules() };
+            let (verdict, reasons) = verdict(&not_locked_down, &keys, &rules);
             assert_eq!(verdict, ready, "{name}: {reasons:?}");
             assert_eq!(reasons.is_empty(), ready, "{name}");
         }
     }
 
     #[test]
-    fn the_reason_names_the_key_the_service_the_region_and_the_time() {
-        let (_, reasons) = verdict(&[], &[main_key(&[KeySource::Flag], used(51))], Some(t(50)));
+    fn the_reasons_say_when_the_verdict_may_flip_and_how_to_be_surer() {
+        let key = main_key(&[KeySource::Flag], used(ago(20)));
+        let (_, reasons) = verdict(&[], std::slice::from_ref(&key), &rules());
         assert_eq!(
             reasons,
             [
-                "AKIAMAIN1EXAMPLE0000 was used by s3 in eu-west-1 on 2027-01-15T08:00:51Z, after the last lockdown: a Mac still has it"
+                "AKIAMAIN1EXAMPLE0000 was last used by s3 in eu-west-1 at 2027-04-25T07:40:00Z (IAM records one use per 15 minutes, and a Mac that still has it uses it every backup): no use recorded since; ready after 2027-04-25T09:40:00Z if none is recorded by then (--quiet-minutes 120; IAM's last-use data can lag, --quiet-minutes 240 to be surer)"
+            ]
+        );
+        let lockdown = with(
+            key,
+            vec![replaced(10, true, true), replaced(300, true, false)],
+        );
+        let (_, reasons) = verdict(&[], &[lockdown], &rules());
+        assert_eq!(
+            reasons,
+            [
+                format!("\"Bob's Mac\" ({UUID}) replaced AKIAMAIN1EXAMPLE0000 but has no active key of its own (its lockdown did not finish, so it may still use AKIAMAIN1EXAMPLE0000): run arq-lockdown apply there"),
+                "the last lockdown that replaced AKIAMAIN1EXAMPLE0000 was at 2027-04-25T07:50:00Z (IAM records one use per 15 minutes, and a Mac that still has it uses it every backup): no use recorded since; ready after 2027-04-25T09:50:00Z if none is recorded by then (--quiet-minutes 120; IAM's last-use data can lag, --quiet-minutes 240 to be surer)".to_owned(),
             ]
         );
         let mac = [
             ("U1".to_owned(), Some("Bob's Mac".to_owned())),
             ("U2".to_owned(), None),
         ];
-        let (_, reasons) = verdict(&mac, &[main_key(&[KeySource::Flag], used(1))], Some(t(50)));
+        let quiet = main_key(&[KeySource::Flag], used(ago(300)));
+        let (_, reasons) = verdict(&mac, &[quiet], &rules());
         assert_eq!(
             reasons,
             ["\"Bob's Mac\" (U1) and 1 more not locked down: run arq-lockdown apply there first"]
+        );
+    }
+
+    #[test]
+    fn each_lockdown_that_replaced_a_main_key_is_found_proven_or_claimed() {
+        let tagged = |id: &str, by: Option<&str>, keys: Vec<KeyFacts>| {
+            let mut user = good_user();
+            user.created = Some(t(5));
+            user.keys = keys;
+            user.tags.insert(REPLACED_KEY_TAG.into(), id.into());
+            if let Some(by) = by {
+                user.tags.insert(ENROLLED_BY_TAG.into(), by.into());
+            }
+            computer(true, Some(user))
+        };
+        let computers = [
+            tagged("AKIAMAIN1EXAMPLE0000", None, vec![key(true, 6, None)]),
+            tagged(
+                "AKIAMAIN1EXAMPLE0000",
+                Some("token:fleet"),
+                vec![key(false, 6, None)],
+            ),
+            tagged(
+                "AKIAMAIN2EXAMPLE0000",
+                Some("arn:aws:iam::123456789012:user/fleet"),
+                vec![],
+            ),
+            computer(true, Some(good_user())),
+            computer(true, None),
+        ];
+        let found = replacements(&computers);
+        let summary: Vec<(&str, bool, bool)> = found
+            .iter()
+            .flat_map(|(id, rs)| {
+                rs.iter()
+                    .map(move |r| (id.as_str(), r.proven, r.has_own_key))
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("AKIAMAIN1EXAMPLE0000", true, true),
+                ("AKIAMAIN1EXAMPLE0000", false, false),
+                ("AKIAMAIN2EXAMPLE0000", true, false),
+            ]
+        );
+        let first = &found["AKIAMAIN1EXAMPLE0000"][0];
+        assert_eq!(
+            (first.at, first.computer_name.as_deref()),
+            (Some(t(5)), Some("Bob's Mac"))
         );
     }
 

@@ -86,6 +86,8 @@ pub struct AuditOptions {
     pub fix_policies: bool,
     /// The access key id of the admin credentials audit runs with.
     pub admin_key_id: Option<String>,
+    /// How long no use of a main key must be recorded ([`decide::DEFAULT_QUIET_MINUTES`]).
+    pub quiet_minutes: u32,
 }
 
 /// One access key of a computer's scoped user, for the report.
@@ -137,6 +139,13 @@ pub struct MainKeyReport {
     pub last_used_region: Option<String>,
     /// The admin credentials of this run are this key (so its last use is this run's).
     pub admin_credentials: bool,
+    /// How many computers' lockdowns replaced it by proof (apply with it, or the service after STS
+    /// vouched for it).
+    pub replaced_by_proof: usize,
+    /// The later of its last use and the last lockdown that replaced it by proof.
+    pub quiet_since: Option<String>,
+    /// When it has been quiet for `quiet_minutes` (if no use is recorded meanwhile).
+    pub ready_after: Option<String>,
 }
 
 /// A `--fix-policies` change.
@@ -175,6 +184,8 @@ pub struct Report {
     pub ready_to_retire_main_keys: bool,
     /// Why not, when `ready_to_retire_main_keys` is false.
     pub not_ready_reasons: Vec<String>,
+    /// The quiet period the verdict asked of each main key (`--quiet-minutes`).
+    pub quiet_minutes: u32,
     pub computers: Vec<ComputerReport>,
     pub main_keys: Vec<MainKeyReport>,
     pub policy_fixes: Vec<PolicyFix>,
@@ -201,7 +212,8 @@ pub async fn audit(
 ) -> Result<Report, AuditError> {
     let bucket = options.bucket.as_str();
     let s3 = s3_for_bucket(sdk_config, bucket).await;
-    let iam_client = aws::iam_client(sdk_config);
+    let iam_clock = read::IamClock::default();
+    let iam_client = iam_clock.client(sdk_config);
     // Two lines of work side by side: the bucket (its folders, then each computerinfo) and IAM
     // (the users and the credential report, then the keys the report cannot tell and the main
     // keys' last use).
@@ -215,8 +227,9 @@ pub async fn audit(
 
     let rules = Rules {
         bucket: options.bucket.clone(),
-        now: Timestamp::now(),
+        now: iam_clock.now().unwrap_or_else(Timestamp::now),
         stale_days: options.stale_days,
+        quiet_minutes: options.quiet_minutes,
     };
     let policy_fixes = match options.fix_policies {
         true => fix_policies(&iam_client, &mut facts, &rules).await?,
@@ -230,9 +243,10 @@ pub async fn audit(
         &iam_facts.main_key_lookups,
         &iam_facts.scoped_user_names,
         options.admin_key_id.as_deref(),
+        decide::replacements(&facts),
     );
     let computers = computer_reports(&facts, &rules);
-    let (ready, reasons) = decide::verdict(&not_locked_down(&computers), &main_keys, newest);
+    let (ready, reasons) = decide::verdict(&not_locked_down(&computers), &main_keys, &rules);
 
     let summary = Summary {
         computers: computers.len(),
@@ -248,8 +262,12 @@ pub async fn audit(
         generated_at: decide::second(rules.now),
         ready_to_retire_main_keys: ready,
         not_ready_reasons: reasons,
+        quiet_minutes: rules.quiet_minutes,
         computers,
-        main_keys: main_keys.iter().map(main_key_report).collect(),
+        main_keys: main_keys
+            .iter()
+            .map(|k| main_key_report(k, rules.quiet_minutes))
+            .collect(),
         policy_fixes,
         summary,
     })
@@ -452,12 +470,13 @@ async fn fix_policies(
 }
 
 /// Each main key with its last use (refused where IAM gave none), whether a scoped user owns it,
-/// and whether audit runs with it.
+/// whether audit runs with it, and the lockdowns that replaced it.
 fn main_keys(
     ids: BTreeMap<String, (Vec<KeySource>, usize)>,
     lookups: &BTreeMap<String, Lookup>,
     scoped_user_names: &BTreeSet<String>,
     admin_key_id: Option<&str>,
+    mut replacements: BTreeMap<String, Vec<decide::Replacement>>,
 ) -> Vec<MainKey> {
     ids.into_iter()
         .map(|(id, (sources, recorded_by))| {
@@ -470,6 +489,7 @@ fn main_keys(
             };
             MainKey {
                 audits: admin_key_id == Some(id.as_str()),
+                replaced_by: replacements.remove(&id).unwrap_or_default(),
                 id,
                 sources,
                 recorded_by,
@@ -547,12 +567,13 @@ fn computer_report(facts: &ComputerFacts, judged: &decide::Judgement) -> Compute
     }
 }
 
-fn main_key_report(key: &MainKey) -> MainKeyReport {
+fn main_key_report(key: &MainKey, quiet_minutes: u32) -> MainKeyReport {
     let (owner, last) = match &key.lookup {
         Lookup::Used { owner, last } => (Some(owner.clone()), Some(last)),
         Lookup::NeverUsed { owner } => (Some(owner.clone()), None),
         _ => (None, None),
     };
+    let quiet = decide::quiet(key, quiet_minutes);
     MainKeyReport {
         access_key_id: key.id.clone(),
         sources: key.sources.clone(),
@@ -563,5 +584,8 @@ fn main_key_report(key: &MainKey) -> MainKeyReport {
         last_used_service: last.and_then(|l| l.service.clone()),
         last_used_region: last.and_then(|l| l.region.clone()),
         admin_credentials: key.audits,
+        replaced_by_proof: key.replaced_by.iter().filter(|r| r.proven).count(),
+        quiet_since: quiet.map(|q| decide::second(q.since)),
+        ready_after: quiet.map(|q| decide::second(q.ready_after)),
     }
 }

@@ -302,6 +302,50 @@ pub async fn scoped_users(iam: &aws_sdk_iam::Client) -> Result<Vec<UserFacts>, A
     }
 }
 
+/// IAM's own time: the `Date` of its latest answer. Key use is recorded on IAM's clock, so the
+/// quiet period is measured on it too — an admin's laptop with a skewed clock judges the same.
+#[derive(Clone, Debug, Default)]
+pub struct IamClock(Arc<std::sync::Mutex<Option<Timestamp>>>);
+
+impl IamClock {
+    /// An IAM client for `sdk_config` whose answers set this clock.
+    pub fn client(&self, sdk_config: &aws_config::SdkConfig) -> aws_sdk_iam::Client {
+        let config = aws::iam_client(sdk_config)
+            .config()
+            .to_builder()
+            .interceptor(self.clone())
+            .build();
+        aws_sdk_iam::Client::from_conf(config)
+    }
+
+    /// The time of IAM's latest answer, if one had a `Date`.
+    pub fn now(&self) -> Option<Timestamp> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl aws_sdk_iam::config::Intercept for IamClock {
+    fn name(&self) -> &'static str {
+        "IamClock"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &aws_sdk_iam::config::interceptors::BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_iam::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_iam::config::ConfigBag,
+    ) -> Result<(), aws_sdk_iam::error::BoxError> {
+        static HTTP_DATE: jiff::fmt::rfc2822::DateTimeParser =
+            jiff::fmt::rfc2822::DateTimeParser::new();
+        let date = context.response().headers().get("date");
+        if let Some(at) = date.and_then(|d| HTTP_DATE.parse_timestamp(d).ok()) {
+            let mut latest = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            *latest = Some(latest.map_or(at, |seen| seen.max(at)));
+        }
+        Ok(())
+    }
+}
+
 /// One user's row of the credential report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReportRow {

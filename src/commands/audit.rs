@@ -23,6 +23,7 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
         names: !args.no_names,
         fix_policies: args.fix_policies,
         admin_key_id: Some(admin_key_id),
+        quiet_minutes: args.quiet_minutes,
     };
     let progress = match !args.json && !args.csv && std::io::stderr().is_terminal() {
         true => {
@@ -165,8 +166,12 @@ fn main_key_line(key: &MainKeyReport) -> String {
         .user_name
         .as_deref()
         .map_or(String::new(), |u| format!(" (IAM user {u})"));
+    let quiet = match (&key.quiet_since, &key.ready_after) {
+        (Some(since), Some(after)) => format!("; quiet since {since}, ready after {after}"),
+        _ => String::new(),
+    };
     format!(
-        "main key {} ({}{recorded}): {}{owner}\n",
+        "main key {} ({}{recorded}): {}{owner}{quiet}\n",
         key.access_key_id,
         sources.join(", "),
         main_key_status(key)
@@ -192,7 +197,10 @@ fn main_key_status(key: &MainKeyReport) -> String {
 /// Whether the main keys may be retired, and why not.
 fn verdict_line(report: &Report) -> String {
     match report.ready_to_retire_main_keys {
-        true => "ready to retire the main keys: yes — deactivate them in IAM\n".to_owned(),
+        true => format!(
+            "ready to retire the main keys: yes — no use recorded for {} minutes: arq-lockdown retire-main-keys deactivates them (--undo reverses it)\n",
+            report.quiet_minutes
+        ),
         false => format!(
             "ready to retire the main keys: no — {}\n",
             report.not_ready_reasons.join("; ")

@@ -4,6 +4,7 @@
 mod apply;
 mod audit;
 mod policy;
+mod retire_main_keys;
 mod revoke;
 mod serve;
 mod status;
@@ -31,6 +32,7 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
         Command::Policy(args) => policy::run(args),
         Command::Verify(args) => verify::run(args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::RetireMainKeys(args) => retire_main_keys::run(args).await,
     }
 }
 

@@ -21,6 +21,7 @@ pub fn run(args: PolicyArgs) -> Result<ExitCode, Error> {
         PolicyKind::Audit => {
             PolicyDocument::audit(&super::resolve_bucket(&args.target)?, args.fix_policies)
         }
+        PolicyKind::Retire => PolicyDocument::retire(&super::resolve_bucket(&args.target)?),
         PolicyKind::Admin => PolicyDocument::admin(
             args.permissions_boundary
                 .as_deref()

@@ -13,6 +13,7 @@
 //! - `service_attacks`: another account, another Mac, raced and replayed requests, floods;
 //! - `service_lifecycle`: the service under systemd: certificates reloaded on SIGHUP, a drain on SIGTERM;
 //! - `audit`: a fleet's computers in every state, --fix-policies, least rights, the main-key verdict;
+//! - `main_keys`: the main-key verdict as AWS records key use, and `retire-main-keys`;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code;
 //! - `readme`: the README's source tree, macOS-only list and exit codes match the code;
@@ -23,6 +24,7 @@ mod audit;
 mod bad_input;
 mod dialogs;
 mod emulator;
+mod main_keys;
 mod packaging;
 mod policy;
 mod readme;

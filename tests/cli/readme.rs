@@ -168,7 +168,14 @@ fn the_commands_synopsis_names_exactly_each_subcommands_flags() {
     assert_eq!(
         named,
         [
-            "apply", "status", "revoke", "serve", "audit", "policy", "verify"
+            "apply",
+            "status",
+            "revoke",
+            "serve",
+            "audit",
+            "retire-main-keys",
+            "policy",
+            "verify"
         ]
     );
     for (name, text) in &synopsis {

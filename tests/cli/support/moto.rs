@@ -151,6 +151,12 @@ fn fixture_as(key: &Key, args: &[&str]) -> Output {
     output
 }
 
+/// What IAM holds for the user `name` of the account of `admin`: {"exists", "keys", "policies",
+/// "tags"}.
+pub fn iam_user_as(admin: &Key, name: &str) -> Value {
+    serde_json::from_slice(&fixture_as(admin, &["inspect", &moto().endpoint, name]).stdout).unwrap()
+}
+
 /// What IAM holds for a computer's scoped user: {"exists", "keys", "policies", "tags"}.
 pub fn scoped_user(uuid: &str) -> Value {
     iam_user(&format!("arq-{uuid}"))

@@ -1,0 +1,206 @@
+//! Retiring the fleet's main keys, the rollout's last step: a main key is set Inactive (never
+//! deleted) and Active again on undo, each change recorded on the key's IAM user as the tag
+//! `arq-lockdown:retired-key:<KEY ID>`, so that an undo switches on only what a retirement switched
+//! off — never a key an admin deactivated by hand (a lost Mac's, say). Which keys may go is audit's
+//! verdict ([`crate::audit::decide::verdict`]); this module only makes the change.
+
+use aws_sdk_iam::types::{StatusType, Tag};
+use serde::Serialize;
+
+use crate::iam::{self, CallError, IamError};
+
+/// The IAM actions a retirement (and its undo) needs on the main keys' users, beyond what audit
+/// needs (the README's least-rights policy and the refusal message come from this list).
+pub const IAM_ACTIONS: [&str; 4] = [
+    "iam:ListAccessKeys",
+    "iam:ListUserTags",
+    "iam:TagUser",
+    "iam:UpdateAccessKey",
+];
+
+/// The tag on a main key's user that records what retire-main-keys did to the key.
+pub fn tag_key(access_key_id: &str) -> String {
+    format!("arq-lockdown:retired-key:{access_key_id}")
+}
+
+const RETIRED: &str = "Inactive since";
+const RESTORED: &str = "Active again since";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError {
+    #[error(
+        "IAM refused {action} on the user {user} to these admin credentials: retire-main-keys needs {} on the main keys' users, and what audit needs; `arq-lockdown policy --kind retire --bucket BUCKET` prints the policy",
+        IAM_ACTIONS.join(", ")
+    )]
+    Refused { action: &'static str, user: String },
+    #[error(
+        "the main key {access_key_id} is not among the keys of its user {user} any more (deleted meanwhile?): run again"
+    )]
+    Gone { access_key_id: String, user: String },
+    #[error(transparent)]
+    Iam(IamError),
+}
+
+impl RetireError {
+    pub fn exit_code(&self) -> crate::exit_code::ExitCode {
+        crate::exit_code::ExitCode::Aws
+    }
+}
+
+/// What happened to one main key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyChange {
+    pub access_key_id: String,
+    pub user_name: String,
+    /// Its status before: `Active` or `Inactive`.
+    pub from: String,
+    /// Its status after.
+    pub to: String,
+    /// `changed`; `unchanged` (already as asked); `left-alone` (inactive, but not by
+    /// retire-main-keys: an undo does not switch it on).
+    pub result: &'static str,
+}
+
+fn failed(action: &'static str, user: &str, error: CallError) -> RetireError {
+    match error {
+        CallError::Error(IamError::Refused { .. }) => RetireError::Refused {
+            action,
+            user: user.to_owned(),
+        },
+        CallError::Error(e) => RetireError::Iam(e),
+        CallError::NoSuchEntity | CallError::AlreadyExists => RetireError::Iam(IamError::Failed {
+            action,
+            message: format!("the user {user} is gone"),
+        }),
+    }
+}
+
+/// The key's status (`Active`/`Inactive`) and this tool's record of it on its user, if any.
+async fn state_of(
+    client: &aws_sdk_iam::Client,
+    access_key_id: &str,
+    user: &str,
+) -> Result<(String, Option<String>), RetireError> {
+    const LIST: &str = "iam:ListAccessKeys";
+    const TAGS: &str = "iam:ListUserTags";
+    let (keys, tags) = tokio::join!(
+        client.list_access_keys().user_name(user).send(),
+        client.list_user_tags().user_name(user).send(),
+    );
+    let keys = keys.map_err(|e| failed(LIST, user, iam::classify(LIST, e)))?;
+    let tags = tags.map_err(|e| failed(TAGS, user, iam::classify(TAGS, e)))?;
+    let status = keys
+        .access_key_metadata()
+        .iter()
+        .find(|k| k.access_key_id() == Some(access_key_id))
+        .and_then(|k| k.status())
+        .ok_or_else(|| RetireError::Gone {
+            access_key_id: access_key_id.to_owned(),
+            user: user.to_owned(),
+        })?;
+    let record = iam::tag_map(tags.tags()).remove(&tag_key(access_key_id));
+    Ok((status.as_str().to_owned(), record))
+}
+
+async fn set_status(
+    client: &aws_sdk_iam::Client,
+    access_key_id: &str,
+    user: &str,
+    status: StatusType,
+) -> Result<(), RetireError> {
+    const ACTION: &str = "iam:UpdateAccessKey";
+    client
+        .update_access_key()
+        .user_name(user)
+        .access_key_id(access_key_id)
+        .status(status)
+        .send()
+        .await
+        .map_err(|e| failed(ACTION, user, iam::classify(ACTION, e)))?;
+    Ok(())
+}
+
+async fn record(
+    client: &aws_sdk_iam::Client,
+    access_key_id: &str,
+    user: &str,
+    value: String,
+) -> Result<(), RetireError> {
+    const ACTION: &str = "iam:TagUser";
+    let tag = Tag::builder()
+        .key(tag_key(access_key_id))
+        .value(value)
+        .build()
+        .expect("key and value are set");
+    client
+        .tag_user()
+        .user_name(user)
+        .tags(tag)
+        .send()
+        .await
+        .map_err(|e| failed(ACTION, user, iam::classify(ACTION, e)))?;
+    Ok(())
+}
+
+/// Sets `access_key_id` (of `user`) Inactive, recorded first — a record without the change
+/// harms nothing, a change without its record could not be undone — at IAM's time `at`.
+pub async fn deactivate(
+    client: &aws_sdk_iam::Client,
+    access_key_id: &str,
+    user: &str,
+    at: &str,
+) -> Result<KeyChange, RetireError> {
+    let (status, _) = state_of(client, access_key_id, user).await?;
+    let change = |to: &str, result| KeyChange {
+        access_key_id: access_key_id.to_owned(),
+        user_name: user.to_owned(),
+        from: status.clone(),
+        to: to.to_owned(),
+        result,
+    };
+    if status != "Active" {
+        return Ok(change(&status, "unchanged"));
+    }
+    record(
+        client,
+        access_key_id,
+        user,
+        format!("{RETIRED} {at} by retire-main-keys"),
+    )
+    .await?;
+    set_status(client, access_key_id, user, StatusType::Inactive).await?;
+    Ok(change("Inactive", "changed"))
+}
+
+/// Sets `access_key_id` Active again if a retirement switched it off (its record says so), the
+/// change first — a working key matters more than its record.
+pub async fn reactivate(
+    client: &aws_sdk_iam::Client,
+    access_key_id: &str,
+    user: &str,
+    at: &str,
+) -> Result<KeyChange, RetireError> {
+    let (status, retired) = state_of(client, access_key_id, user).await?;
+    let change = |to: &str, result| KeyChange {
+        access_key_id: access_key_id.to_owned(),
+        user_name: user.to_owned(),
+        from: status.clone(),
+        to: to.to_owned(),
+        result,
+    };
+    if status == "Active" {
+        return Ok(change("Active", "unchanged"));
+    }
+    if !retired.is_some_and(|r| r.starts_with(RETIRED)) {
+        return Ok(change(&status, "left-alone"));
+    }
+    set_status(client, access_key_id, user, StatusType::Active).await?;
+    record(
+        client,
+        access_key_id,
+        user,
+        format!("{RESTORED} {at} by retire-main-keys --undo"),
+    )
+    .await?;
+    Ok(change("Active", "changed"))
+}
