@@ -23,8 +23,8 @@ rests on, added in the process `moto-fixture.py serve` starts (moto stays the en
   second** (HTTP 400 `Throttling`, "Rate exceeded", as IAM answers), and **a clock** that tests
   move forward instead of waiting (`POST /arq-fixture/clock`: `advance_seconds`, or `speed`, a
   multiple of real time): moto's `utcnow` (key creation, last use) and every response's `Date`
-  header follow the clock of the account the request acts in. Counts of calls by service
-  (`GET /arq-fixture/stats?account=A`). Settings are per account so that a test that throttles
+  header follow the clock of the account the request acts in. Counts of calls by service, of
+  IAM calls by key (`iam:<KEY ID>`), of throttled and refused ones (`GET /arq-fixture/stats?account=A`). Settings are per account so that a test that throttles
   or moves time does it in an account of its own, beside tests sharing the same emulator.
 
 Test tooling only.
@@ -413,6 +413,8 @@ def front(moto_app):
                     settings.count("throttled")
             if not allowed:
                 return _error(start_response, "400 Bad Request", service, "Throttling", "Rate exceeded")
+            with _lock:
+                settings.count(f"iam:{key_id}")
         if key_id and _enforcing():
             why = refusal(key_id, service, account_id)
             if why:

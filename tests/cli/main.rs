@@ -15,6 +15,7 @@
 //! - `audit`: a fleet's computers in every state, --fix-policies, least rights, the main-key verdict;
 //! - `main_keys`: the main-key verdict as AWS records key use, and `retire-main-keys`;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
+//! - `rollout`: a whole fleet rehearsed, from the first Mac to the main keys retired;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code;
 //! - `readme`: the README's source tree, macOS-only list and exit codes match the code;
 //! - `snapshots`: whole outputs an admin sees (`--help`, `verify`, dry run, `status`), reviewed as diffs.
@@ -28,6 +29,7 @@ mod main_keys;
 mod packaging;
 mod policy;
 mod readme;
+mod rollout;
 mod root;
 mod service;
 mod service_attacks;
