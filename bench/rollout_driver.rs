@@ -143,6 +143,8 @@ pub struct Report {
     pub calls_at_full_lockdown: Option<(Value, u64)>,
     /// The stand-in Arqs' own S3 calls, in all.
     pub backup_calls: u64,
+    /// Failed backups by the call, how it failed (its HTTP status, or unanswered), and when.
+    pub failures: BTreeMap<String, u64>,
     /// The admin's (audit's) key, to tell its IAM calls from the Macs'.
     pub admin_key: String,
     pub service_peak_kb: Vec<u64>,
@@ -161,6 +163,17 @@ fn http(endpoint: &str, method: &str, path: &str, body: &Value) -> Value {
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_default();
     assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head} {body}");
     serde_json::from_str(body).unwrap()
+}
+
+/// Switches the emulator's IAM enforcement on (moto's `reset-auth`, a raw `0`); the test binary's
+/// emulator has it on already.
+fn enforce(endpoint: &str) {
+    let address = endpoint.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("the emulator answers");
+    write!(stream, "POST /moto-api/reset-auth HTTP/1.1\r\nHost: {address}\r\nContent-Type: text/plain\r\nContent-Length: 1\r\nConnection: close\r\n\r\n0").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "reset-auth: {answer}");
 }
 
 /// The fleet in the emulator: its account, bucket, boundary, keys, and the Iam Macs' data.
@@ -471,14 +484,14 @@ fn agent_run(plan: &Plan, mac: &Mac) -> Output {
 }
 
 /// One backup of the stand-in Arq with the key it holds: a PUT and a GET under its folder (or,
-/// a Mac new to the bucket before its lockdown, a listing of its folder and a GET); true when S3
-/// allowed both.
+/// a Mac new to the bucket before its lockdown, a listing of its folder and a GET); the call that
+/// failed, and how, if one did.
 async fn back_up(
     plan: &Plan,
     mac: &Mac,
     clients: &Mutex<BTreeMap<String, aws_sdk_s3::Client>>,
     n: u64,
-) -> bool {
+) -> Result<(), String> {
     let key = mac.key.lock().unwrap().clone();
     let cached = clients.lock().unwrap().get(&key.id).cloned();
     let client = match cached {
@@ -494,7 +507,20 @@ async fn back_up(
     };
     let writes = mac.kind == Kind::Iam || mac.locked_down_at.lock().unwrap().is_some();
     let object = format!("{}/objects/backup-{n:06}", mac.uuid);
-    let first = match writes {
+    // A refusal by its HTTP status; no answer at all (the emulator overloaded) by what the SDK said.
+    fn why<E>(
+        call: &str,
+        error: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> String {
+        use aws_sdk_s3::error::SdkError;
+        match (error.raw_response().map(|r| r.status().as_u16()), &error) {
+            (Some(status), _) => format!("{call} {status}"),
+            (None, SdkError::TimeoutError(_)) => format!("{call} timed out"),
+            (None, SdkError::DispatchFailure(_)) => format!("{call} unanswered"),
+            (None, _) => format!("{call} failed"),
+        }
+    }
+    match writes {
         true => client
             .put_object()
             .bucket(&plan.bucket)
@@ -505,7 +531,7 @@ async fn back_up(
             .send()
             .await
             .map(drop)
-            .map_err(|e| e.raw_response().map(|r| r.status().as_u16())),
+            .map_err(|e| why("PutObject", e))?,
         false => client
             .list_objects()
             .bucket(&plan.bucket)
@@ -514,26 +540,25 @@ async fn back_up(
             .send()
             .await
             .map(drop)
-            .map_err(|e| e.raw_response().map(|r| r.status().as_u16())),
+            .map_err(|e| why("ListObjects", e))?,
     };
     let read = if writes {
         object
     } else {
         format!("{}/computerinfo", mac.uuid)
     };
-    let second = client
+    match client
         .get_object()
         .bucket(&plan.bucket)
         .key(read)
         .send()
         .await
-        .map(drop)
+    {
+        Ok(_) => Ok(()),
         // A missing object is a read S3 allowed (404 only with s3:ListBucket on the prefix).
-        .or_else(|e| match e.raw_response().map(|r| r.status().as_u16()) {
-            Some(404) => Ok(()),
-            status => Err(status),
-        });
-    first.is_ok() && second.is_ok()
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(()),
+        Err(e) => Err(why("GetObject", e)),
+    }
 }
 
 /// An S3 client as the tool builds one (arq_lockdown::aws), for `key` against the emulator.
@@ -565,6 +590,8 @@ struct Run {
     applies: tokio::sync::Semaphore,
     /// The emulator's counts and the stand-ins' calls when the last Mac was locked down.
     at_full_lockdown: Mutex<Option<(Value, u64)>>,
+    /// Failed backups by the call, how it failed, and when.
+    failures: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Run {
@@ -609,16 +636,30 @@ async fn stand_in_arq(run: Arc<Run>, index: usize) {
                 mac.launch();
             }
             n += 1;
-            let ok = back_up(&run.plan, mac, &run.clients, n).await;
+            let backed_up = back_up(&run.plan, mac, &run.clients, n).await;
             run.backup_calls.fetch_add(2, Ordering::Relaxed);
             mac.backups.fetch_add(1, Ordering::Relaxed);
             let done = mac.locked_down_at.lock().unwrap().is_some();
-            match (ok, done) {
-                (false, false) => mac.failures_before.fetch_add(1, Ordering::Relaxed),
-                (false, true) => mac.failures_after.fetch_add(1, Ordering::Relaxed),
-                (true, _) => 0,
-            };
-            if run.retired.load(Ordering::SeqCst) {
+            let retired = run.retired.load(Ordering::SeqCst);
+            if let Err(why) = backed_up {
+                let when = match (done, retired) {
+                    (false, _) => "before its lockdown",
+                    (true, false) => "after its lockdown",
+                    (true, true) => "after the retirement",
+                };
+                let counter = if done {
+                    &mac.failures_after
+                } else {
+                    &mac.failures_before
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                *run.failures
+                    .lock()
+                    .unwrap()
+                    .entry(format!("{why}, {when}"))
+                    .or_default() += 1;
+            }
+            if retired {
                 mac.after_retirement.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -766,6 +807,7 @@ pub fn rehearse(plan: Plan, on_output: Arc<dyn Fn(&Output) + Send + Sync>) -> Re
     std::fs::create_dir_all(&plan.work).unwrap();
     let token = format!("rollout-token-{}", uuid::Uuid::new_v4());
     let fleet = seed(&plan);
+    enforce(&plan.endpoint);
     let services = [
         Service::start(&plan, &fleet, &token, "service-a"),
         Service::start(&plan, &fleet, &token, "service-b"),
@@ -785,6 +827,7 @@ pub fn rehearse(plan: Plan, on_output: Arc<dyn Fn(&Output) + Send + Sync>) -> Re
         backup_calls: AtomicU64::new(0),
         clients: Mutex::new(BTreeMap::new()),
         at_full_lockdown: Mutex::new(None),
+        failures: Mutex::new(BTreeMap::new()),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -829,6 +872,7 @@ pub fn rehearse(plan: Plan, on_output: Arc<dyn Fn(&Output) + Send + Sync>) -> Re
         calls: since_start(&stats(&run.plan)),
         calls_at_full_lockdown: at_full_lockdown.map(|(c, b)| (since_start(&c), b)),
         backup_calls: run.backup_calls.load(Ordering::SeqCst),
+        failures: run.failures.lock().unwrap().clone(),
         admin_key: run.fleet.auditor.id.clone(),
         service_peak_kb,
         final_audit: (exit, final_report),
@@ -943,7 +987,7 @@ impl Report {
              time to full lockdown: {lockdown:.1} s; the throttle's floor (the Macs' IAM calls {macs_iam} ÷ R): {floor:.1} s; ratio {:.2}\n\
              AWS calls per Mac until then: IAM {:.1}, STS {:.1}, S3 {:.1} (the stand-in Arqs' backups apart; the admin's audits made {admin_iam} IAM calls meanwhile)\n\
              retries: {} IAM calls throttled, {} requests with a key still new refused; {failed} of {runs} agent runs failed and were retried at the next interval\n\
-             backups: {backups} ({} S3 calls); failures after each Mac's lockdown: {after} (before: {before}); {own_arq} Macs' Arq restarted by their users, not by apply\n\
+             backups: {backups} ({} S3 calls); failures after each Mac's lockdown: {after} (before: {before}): {:?}; {own_arq} Macs' Arq restarted by their users, not by apply\n\
              the last Mac locked down: {last}; the last reason the verdict gave: {held}\n\
              service peak memory: {} kB\n\
              dialogs per Mac: mean {:.2}, max {} ({}, {}, {})\n\
@@ -964,6 +1008,7 @@ impl Report {
             count("throttled"),
             count("refused-new"),
             self.backup_calls,
+            self.failures,
             self.service_peak_kb
                 .iter()
                 .map(u64::to_string)

@@ -35,10 +35,10 @@ fn main() {
         no_relaunch: macs / 100,
         iam_calls_per_second: env("BENCH_IAM_RATE", "10").parse().unwrap(),
         new_key_delay: env("BENCH_NEW_KEY_DELAY", "5").parse().unwrap(),
-        // An hour of the fleet's clock a minute: the LaunchAgent's hourly run every 60 s, a
-        // backup every 30 minutes, the two-hour quiet period in two minutes.
+        // An hour of the fleet's clock a minute: the LaunchAgent's hourly run and Arq's hourly
+        // backup every 60 s, the two-hour quiet period in two minutes.
         clock_speed: 60.0,
-        backup_every: Duration::from_secs(30),
+        backup_every: Duration::from_secs(60),
         agent_every: Duration::from_secs(60),
         login_spread: Duration::from_secs(env("BENCH_LOGIN_SPREAD", "60").parse().unwrap()),
         concurrent_applies: 32,
