@@ -239,12 +239,6 @@ pub struct ErrorBody {
     pub access_key_ids: Vec<String>,
 }
 
-/// Whether `text` is a public key at all: an enrollment key (Ed25519) or a reply key (X25519)
-/// is 32 bytes, in base64.
-pub fn is_public_key(text: &str) -> bool {
-    base64_decode(text).is_some_and(|bytes| bytes.len() == 32)
-}
-
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -1,7 +1,8 @@
 //! The three requests — enroll, rotate, retire — each as its checks in order, from the body to
 //! what IAM does. The order is deliberate: a request is parsed, fresh and names a valid computer
-//! (and an allowed bucket) before anything else; it is remembered against replays only once its
-//! sender is authenticated, so callers who prove nothing cannot fill the replay memory; a token's
+//! (and an allowed bucket), and its keys are keys (none of small order), before anything else; it
+//! is remembered against replays only once its sender is authenticated, so callers who prove
+//! nothing cannot fill the replay memory; a token's
 //! allowance is spent only after the replay check; IAM work waits for a permit; and a sender who
 //! has proven nothing yet gets at most one IAM lookup. The checks themselves are
 //! [`super::checks`]', issuing a key [`super::issue`]'.
@@ -15,8 +16,13 @@ use crate::arq_config::{ArqConfig, ComputerUuid};
 use crate::iam::{self, ScopedUser, UserTags};
 use crate::protocol::{
     self, ENROLL, EnrollRequest, Envelope, KeyResponse, RETIRE, ROTATE, RetireRequest,
-    RotateRequest, enrollment,
+    RotateRequest, enrollment, sealed,
 };
+
+const ENROLLMENT_KEY_SHAPE: &str =
+    "enrollment_key must be an Ed25519 public key (32 bytes in base64) not of small order";
+const REPLY_KEY_SHAPE: &str =
+    "reply_key must be an X25519 public key (32 bytes in base64) not of small order";
 
 /// Who vouches for an enrollment, and the key the new one replaces in "Arq S3" (for `audit`).
 enum Enroller {
@@ -56,13 +62,11 @@ impl Service {
         let (envelope, request) = self.open::<EnrollRequest>(body)?;
         let config = self.computer(&request.computer_uuid, &request.bucket, who)?;
         let binding = protocol::binding(ENROLL, &envelope.request);
-        if ![&request.enrollment_key, &request.reply_key]
-            .into_iter()
-            .all(|key| protocol::is_public_key(key))
-        {
-            return Err(Refusal::bad_key(
-                "enrollment_key and reply_key must be 32-byte keys in base64",
-            ));
+        if !enrollment::is_public_key(&request.enrollment_key) {
+            return Err(Refusal::bad_key(ENROLLMENT_KEY_SHAPE));
+        }
+        if !sealed::is_reply_key(&request.reply_key) {
+            return Err(Refusal::bad_key(REPLY_KEY_SHAPE));
         }
         let signature = envelope.enrollment_signature.as_deref().unwrap_or_default();
         let server_id = &self.rules.server_id;
@@ -166,10 +170,8 @@ impl Service {
     ) -> Result<KeyResponse, Refusal> {
         let (envelope, request) = self.open::<RotateRequest>(body)?;
         let config = self.computer(&request.computer_uuid, &request.bucket, who)?;
-        if !protocol::is_public_key(&request.reply_key) {
-            return Err(Refusal::bad_key(
-                "reply_key must be a 32-byte key in base64",
-            ));
+        if !sealed::is_reply_key(&request.reply_key) {
+            return Err(Refusal::bad_key(REPLY_KEY_SHAPE));
         }
         let binding = protocol::binding(ROTATE, &envelope.request);
         let proof = envelope.proof.as_ref().ok_or_else(Refusal::proof_missing)?;
