@@ -1,7 +1,7 @@
 //! The listening socket and its connections: accepting (at most `max_connections` at once,
 //! backing off on accept errors), TLS when configured, HTTP/1.1 handed to the router, the limits
-//! on slow clients, the signals ([`super::lifecycle`]), and closing down on a stop. What a request
-//! does is [`super::routes`]'.
+//! on slow clients and on headers (a body's are [`super::routes`]'), the signals
+//! ([`super::lifecycle`]), and closing down on a stop. What a request does is [`super::routes`]'.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,10 @@ use super::{Service, ServiceError};
 
 /// A client must send its request headers within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A request's headers (and what a connection buffers of its body at once) fit in this; longer
+/// ones are answered 431 and the connection closed. The protocol's headers are a few hundred
+/// bytes; hyper's default would let each connection hold ~400 KB.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// A connection is closed after this long, whatever it is doing (slow-body clients).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
 /// Accept errors (file descriptors exhausted, say) are retried after this long, doubling.
@@ -132,6 +136,7 @@ where
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {

@@ -122,6 +122,23 @@ impl Refusal {
         )
     }
 
+    /// The request's body did not arrive in time (a client trickling it, or a dead network).
+    pub fn too_slow() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-too-slow",
+            "the request's body did not arrive in time: retry",
+        )
+    }
+
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request-too-large",
+            "the request's body is larger than any request of this protocol",
+        )
+    }
+
     pub fn not_this_computers_key() -> Self {
         Self::forbidden(
             "not-this-computers-key",

@@ -352,7 +352,7 @@ fn hostile_requests_are_refused_and_create_nothing() {
             403,
             "bad-enrollment-token",
         ),
-        ("huge body", huge, 413, ""),
+        ("huge body", huge, 413, "request-too-large"),
     ];
     for (name, body, status, code) in cases {
         let (got_status, got_body) = http("POST", ENROLL, &body);
