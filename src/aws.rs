@@ -133,6 +133,26 @@ pub fn s3_client(config: &SdkConfig, region: Option<Region>) -> aws_sdk_s3::Clie
     aws_sdk_s3::Client::from_conf(builder.build())
 }
 
+/// An S3 client in `bucket`'s own region (GetBucketLocation); the configured region when that is
+/// refused — the calls made with it then name the problem.
+pub async fn s3_for_bucket(sdk_config: &SdkConfig, bucket: &str) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::types::BucketLocationConstraint;
+    let global = s3_client(sdk_config, None);
+    let Ok(location) = global.get_bucket_location().bucket(bucket).send().await else {
+        return global;
+    };
+    let region = match location.location_constraint() {
+        None => "us-east-1".to_owned(),
+        Some(BucketLocationConstraint::Eu) => "eu-west-1".to_owned(),
+        Some(constraint) if constraint.as_str().is_empty() => "us-east-1".to_owned(),
+        Some(constraint) => constraint.as_str().to_owned(),
+    };
+    match sdk_config.region().map(|r| r.as_ref()) == Some(region.as_str()) {
+        true => global,
+        false => s3_client(sdk_config, Some(Region::new(region))),
+    }
+}
+
 pub fn sts_client(config: &SdkConfig) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::new(config)
 }

@@ -187,6 +187,14 @@ pub const POLICY_OPTIONS_TAG: &str = "arq-lockdown:policy-options";
 /// usually): `audit` asks IAM when each was last used.
 pub const REPLACED_KEY_TAG: &str = "arq-lockdown:replaced-key";
 
+/// The latest enrollment the service refused for this computer because another Mac holds it:
+/// `<unix seconds> <enrollment-key fingerprint>` (written by the service; `pin` removes it).
+pub const REFUSED_CLAIM_TAG: &str = "arq-lockdown:refused-claim";
+
+/// The enrollment-key fingerprint the admin pinned this computer to (written by `pin`): only that
+/// key may bind it.
+pub const PINNED_KEY_TAG: &str = "arq-lockdown:pinned-key";
+
 /// What a scoped user's tags say: who it is for, in words an admin browsing IAM understands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserTags {
@@ -319,6 +327,17 @@ impl ScopedUser {
         self.tags.get(ENROLLMENT_KEY_TAG).map(String::as_str)
     }
 
+    /// The latest refused claim on the computer: when (unix seconds) and by which fingerprint.
+    pub fn refused_claim(&self) -> Option<(i64, &str)> {
+        let (when, fingerprint) = self.tags.get(REFUSED_CLAIM_TAG)?.split_once(' ')?;
+        Some((when.parse().ok()?, fingerprint))
+    }
+
+    /// The enrollment-key fingerprint the admin pinned the computer to.
+    pub fn pinned_key(&self) -> Option<&str> {
+        self.tags.get(PINNED_KEY_TAG).map(String::as_str)
+    }
+
     /// Who enrolled it with the service.
     pub fn enrolled_by(&self) -> Option<&str> {
         self.tags.get(ENROLLED_BY_TAG).map(String::as_str)
@@ -327,6 +346,14 @@ impl ScopedUser {
     /// The value of one of the user's tags.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags.get(key).map(String::as_str)
+    }
+
+    /// The user once IAM has added `tags` to it (as [`Iam::tag_user`] does).
+    pub fn tagged_with(mut self, tags: &UserTags) -> Self {
+        for (key, value) in tags.pairs() {
+            self.tags.insert(key.to_owned(), value);
+        }
+        self
     }
 
     /// Whether the user's tags already say everything `tags` says.
@@ -374,10 +401,19 @@ impl Iam {
 
     /// The scoped user of `uuid` as IAM has it — tags, policy, keys — or `None`.
     pub async fn inspect(&self, uuid: &ComputerUuid) -> Result<Option<ScopedUser>, IamError> {
-        let name = user_name(uuid);
         let Some(user) = self.user(uuid).await? else {
             return Ok(None);
         };
+        self.with_policy_and_keys(uuid, user).await.map(Some)
+    }
+
+    /// `user` (as [`Iam::user`] read it) with its inline policy and its keys.
+    pub async fn with_policy_and_keys(
+        &self,
+        uuid: &ComputerUuid,
+        user: ScopedUser,
+    ) -> Result<ScopedUser, IamError> {
+        let name = user_name(uuid);
         let policy = match self
             .client
             .get_user_policy()
@@ -406,7 +442,7 @@ impl Iam {
         let is_active = |k: &aws_sdk_iam::types::AccessKeyMetadata| {
             k.status == Some(aws_sdk_iam::types::StatusType::Active)
         };
-        Ok(Some(ScopedUser {
+        Ok(ScopedUser {
             policy,
             active_key_ids: keys
                 .access_key_metadata
@@ -420,7 +456,7 @@ impl Iam {
                 .filter_map(|k| k.access_key_id)
                 .collect(),
             ..user
-        }))
+        })
     }
 
     /// Creates the scoped user of `uuid` with `tags` and the permissions boundary `boundary`, in

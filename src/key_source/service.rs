@@ -179,6 +179,7 @@ impl ServiceClient {
         let request = RetireRequest {
             computer_uuid: uuid.to_string(),
             access_key_id: key_id.to_owned(),
+            enrollment_key: enrollment.public(),
             issued_at: protocol::now_unix(),
             nonce: protocol::nonce(),
         };

@@ -95,7 +95,8 @@ fn seeded_user(bucket: &str, uuid: &str, policy: &str, keys: Value) -> Value {
 fn fleet_service(bucket: &str, principal: &str) -> Service {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("service.toml");
-    let text = service_config("127.0.0.1:0", "")
+    // Trust on first use: these computers have backups and nobody pinned them.
+    let text = service_config("127.0.0.1:0", "bind_without_pin = \"always\"")
         .replace(
             &format!("allowed_buckets = [\"{BUCKET}\"]"),
             &format!("allowed_buckets = [\"{bucket}\"]"),

@@ -9,6 +9,7 @@
 //! - `apply`: the lockdown end to end, idempotency, rotation, the fault matrix, refusals;
 //! - `service`: the provisioning service, its client, and hostile requests;
 //! - `service_attacks`: another account, another Mac, raced and replayed requests, floods;
+//! - `service_insiders`: a fleet member squatting another Mac's computer, limits that hold, small denials of service;
 //! - `service_lifecycle`: the service under systemd: certificates reloaded on SIGHUP, a drain on SIGTERM;
 //! - `audit`: a fleet's computers in every state, --fix-policies, least rights, the main-key verdict;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
@@ -26,6 +27,7 @@ mod readme;
 mod root;
 mod service;
 mod service_attacks;
+mod service_insiders;
 mod service_lifecycle;
 mod snapshots;
 mod support;
