@@ -73,9 +73,13 @@ pub enum PolicyKind {
     /// The permissions boundary every scoped user is created under: create it once per account
     /// (`aws iam create-policy --policy-name arq-lockdown-boundary …`).
     Boundary,
-    /// What the admin credentials of apply, revoke and serve need: scoped users only under the
-    /// boundary given with --permissions-boundary.
+    /// What the admin credentials of apply and revoke need: scoped users only under the boundary
+    /// given with --permissions-boundary.
     Admin,
+    /// What serve needs with the config given with --config: the admin policy for its boundary,
+    /// plus counting enrollments at start and listing its allowed buckets (the binding rule's
+    /// data check).
+    Service,
     /// The least `audit --bucket B` needs (with --fix-policies: also rewriting scoped users'
     /// inline policies).
     Audit,
@@ -91,6 +95,9 @@ pub struct PolicyArgs {
     /// With --kind admin: the permissions boundary's ARN.
     #[arg(long, value_name = "ARN", required_if_eq("kind", "admin"))]
     pub permissions_boundary: Option<String>,
+    /// With --kind service: the service's configuration file.
+    #[arg(long, value_name = "FILE", required_if_eq("kind", "service"))]
+    pub config: Option<PathBuf>,
     /// Also allow Arq 3's Glacier vaults, SNS topics and SQS queues (cannot be scoped to one Mac).
     #[arg(long)]
     pub legacy_glacier: bool,
