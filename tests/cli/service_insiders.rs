@@ -615,3 +615,49 @@ fn binding_without_a_pin_is_the_admins_choice_always_or_never() {
     let (status, answer) = http_to(&never.url, "POST", ENROLL, &body);
     assert_eq!(status, 200, "{answer}");
 }
+
+#[test]
+fn a_new_computer_costs_one_iam_lookup_and_two_listings_per_allowed_bucket_more() {
+    let _guard = no_arq_running();
+    let proxy = Proxy::recording();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
+    let proxied = start_service_with(
+        &config,
+        dir,
+        &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
+    );
+    let before = proxy.recorded().len();
+    let uuid = fresh_uuid();
+    let body = token_enrollment(&uuid, ENROLLMENT_TOKEN, &EnrollmentKey::generate());
+    assert_eq!(http_to(&proxied.url, "POST", ENROLL, &body).0, 200);
+    let calls: Vec<String> = proxy.recorded()[before..]
+        .iter()
+        .map(
+            |r| match r.body.split('&').find_map(|p| p.strip_prefix("Action=")) {
+                Some(action) => action.to_owned(),
+                None => format!(
+                    "{} {}",
+                    r.method,
+                    r.path.split('?').nth(1).unwrap_or_default()
+                ),
+            },
+        )
+        .collect();
+    let listings = [format!("{uuid}/"), format!("glacier/{uuid}/")].map(|prefix| {
+        format!(
+            "GET list-type=2&max-keys=1&prefix={}",
+            prefix.replace('/', "%2F")
+        )
+    });
+    let mut expected: Vec<String> = ["GetUser", "CreateUser", "PutUserPolicy", "CreateAccessKey"]
+        .map(str::to_owned)
+        .into_iter()
+        .chain(listings)
+        .collect();
+    let mut calls = calls;
+    calls.sort();
+    expected.sort();
+    assert_eq!(calls, expected);
+}
