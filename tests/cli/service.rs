@@ -366,6 +366,16 @@ fn hostile_requests_are_refused_and_create_nothing() {
             );
         }
     }
+    // The message says what kind of JSON error, and where — never what the input held.
+    let (_, junk) = http("POST", ENROLL, b"{not json");
+    assert!(junk.contains("not JSON at line 1 column 2"), "{junk}");
+    let unknown = signed(&request_with("admin", json!("secret-ish")), Some(admin));
+    let (_, unknown) = http("POST", ENROLL, &unknown);
+    assert!(
+        unknown.contains("not the expected fields or types"),
+        "{unknown}"
+    );
+    assert!(!unknown.contains("secret-ish"), "{unknown}");
     assert_eq!(http("GET", ENROLL, b"").0, 405);
     assert_eq!(http("GET", "/healthz", b""), (200, "ok\n".to_owned()));
 }
