@@ -31,13 +31,13 @@ pub struct ServiceConfig {
     /// Enrollment tokens, for fleets whose Macs never hold the main keys.
     #[serde(default)]
     pub enrollment_tokens: Vec<EnrollmentToken>,
-    /// Enrollments per hour through this instance by each fleet principal.
+    /// Enrollments per hour through this instance by each fleet principal (default 100).
     #[serde(default = "default_max_per_hour")]
     pub fleet_max_per_hour: u32,
-    /// Computers each fleet principal may enroll in all (counted in IAM's tags at start).
+    /// Users each fleet principal may create in all, counted in IAM's tags at start (default 1,000).
     #[serde(default = "default_max_enrollments")]
     pub fleet_max_enrollments: u64,
-    /// When a computer nobody holds may be bound without the admin's pin.
+    /// When a computer nobody holds may be bound without the admin's pin (default "when-no-data").
     #[serde(default)]
     pub bind_without_pin: BindWithoutPin,
     /// The managed policy every scoped user is created with as its permissions boundary.
@@ -69,10 +69,10 @@ pub struct EnrollmentToken {
     /// A name for logs and IAM tags (`arq-lockdown:enrolled-by` = `token:<name>`).
     pub name: String,
     pub sha256: TokenHash,
-    /// Computers this token may enroll in all (counted in IAM's tags, so across restarts).
+    /// Users this token may create in all, counted in IAM's tags so across restarts (default 1,000).
     #[serde(default = "default_max_enrollments")]
     pub max_enrollments: u64,
-    /// Enrollments per hour through this instance.
+    /// Enrollments per hour through this instance (default 100).
     #[serde(default = "default_max_per_hour")]
     pub max_per_hour: u32,
 }
