@@ -155,8 +155,10 @@ impl Service {
     }
 
     /// The computer's user, bound to this request's enrollment key by the rule, and what of its
-    /// enroller's limits the enrollment holds. A user made by someone else meanwhile is judged as
-    /// it is then.
+    /// enroller's limits the enrollment holds. The user is made first when the mode — and, by
+    /// default, the data check — allows it: a new computer costs IAM nothing more than before.
+    /// Otherwise, or when it exists already (another Mac's, this Mac's, the admin's pin), it is
+    /// judged as IAM has it.
     async fn bind(
         &self,
         config: &ArqConfig,
@@ -164,43 +166,43 @@ impl Service {
         enroller: &Enroller,
     ) -> Result<(ScopedUser, Reservation<'_>), Refusal> {
         let uuid = &config.computer_uuid;
-        let user = match self.iam.user(uuid).await? {
-            Some(user) => user,
-            None => match self.create(config, request, enroller).await? {
-                Some(made) => return Ok(made),
-                None => self.iam.user(uuid).await?.ok_or_else(|| {
-                    Refusal::busy("this computer's user is being made or deleted: retry")
-                })?,
-            },
+        let mode = self.config.bind_without_pin;
+        let may_create = match binding::unheld(mode) {
+            Unheld::Create => true,
+            Unheld::CreateIfNoData => !self.buckets.have_data(uuid).await?,
+            Unheld::NeedsPin => false,
         };
-        self.bind_held(config, request, enroller, user).await
+        if may_create && let Some(made) = self.create(config, request, enroller).await? {
+            return Ok(made);
+        }
+        match self.iam.user(uuid).await? {
+            Some(user) => self.bind_held(config, request, enroller, user).await,
+            None if may_create => Err(Refusal::busy(
+                "this computer's user is being made or deleted: retry",
+            )),
+            None => {
+                let always_pinned = mode == BindWithoutPin::Never;
+                Err(Refusal::binding(Refused::NeedsConfirmation, always_pinned))
+            }
+        }
     }
 
-    /// A computer nobody holds: its user made with its binding tags in the one `CreateUser` (so
-    /// IAM decides who binds it first), when the mode allows it and — by default — no allowed
-    /// bucket holds data of its UUID. The enroller's slot is held across the call. `None` when
-    /// someone made the user meanwhile (another instance, or the admin's pin).
+    /// The computer's user made with its binding tags in the one `CreateUser`, so IAM decides who
+    /// binds it first; the enroller's slot is held across the call. `None` when it exists.
     async fn create(
         &self,
         config: &ArqConfig,
         request: &EnrollRequest,
         enroller: &Enroller,
     ) -> Result<Option<(ScopedUser, Reservation<'_>)>, Refusal> {
-        let uuid = &config.computer_uuid;
-        let mode = self.config.bind_without_pin;
-        let needs_pin = match binding::unheld(mode) {
-            Unheld::Create => false,
-            Unheld::CreateIfNoData => self.buckets.have_data(uuid).await?,
-            Unheld::NeedsPin => true,
-        };
-        if needs_pin {
-            let always_pinned = mode == BindWithoutPin::Never;
-            return Err(Refusal::binding(Refused::NeedsConfirmation, always_pinned));
-        }
         let mut allowance = self.reserve(enroller, true)?;
         let tags = binding_tags(config, request, enroller, self.policy_options());
         let boundary = &self.config.permissions_boundary_arn;
-        match self.iam.create_user(uuid, &tags, boundary).await? {
+        match self
+            .iam
+            .create_user(&config.computer_uuid, &tags, boundary)
+            .await?
+        {
             Some(user) => {
                 allowance.created();
                 Ok(Some((user, allowance)))
