@@ -139,9 +139,8 @@ async fn main() {
         peak_memory_kb(&env("BENCH_SERVICE_PID"))
     );
 
-    // The same AWS calls straight to moto: STS GetCallerIdentity, IAM GetUser (none yet), the
-    // binding rule's two listings (UUID/ and glacier/UUID/, max-keys=1), CreateUser, PutUserPolicy,
-    // CreateAccessKey.
+    // The same AWS calls straight to moto: STS GetCallerIdentity, the binding rule's two listings
+    // (UUID/ and glacier/UUID/, max-keys=1, at once), CreateUser, PutUserPolicy, CreateAccessKey.
     let config =
         arq_lockdown::aws::load_config(arq_lockdown::aws::AwsCredentials::Key(&admin)).await;
     let iam = arq_lockdown::aws::iam_client(&config);
@@ -166,7 +165,6 @@ async fn main() {
                 root.is_ok() && glacier.is_ok()
             };
             sts.get_caller_identity().send().await.is_ok()
-                && iam.get_user().user_name(&user).send().await.is_err()
                 && listed.await
                 && iam
                     .create_user()

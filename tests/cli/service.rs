@@ -482,6 +482,94 @@ fn a_slow_client_is_cut_off_and_the_service_answers_others_meanwhile() {
     assert!(metrics.contains("arq_lockdown_requests_total"));
 }
 
+/// Sends one request on `stream` (kept alive) and reads its answer's status and body.
+fn keep_alive_request(
+    stream: &mut std::net::TcpStream,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return (0, String::new());
+    }
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut answer = vec![0; length];
+    reader.read_exact(&mut answer).unwrap();
+    (status, String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[test]
+fn a_request_in_flight_when_its_connection_reaches_its_lifetime_still_gets_its_answer() {
+    let _guard = no_arq_running();
+    let proxy = Proxy::holding("CreateAccessKey");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
+    let held = start_service_with(
+        &config,
+        dir,
+        &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
+    );
+    // A connection kept busy for 20 s (a request every 2 s), then an enrollment on it whose key
+    // is still being made when the connection passes its 30 s.
+    let address = held.url.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    let connected = std::time::Instant::now();
+    while connected.elapsed() < Duration::from_secs(20) {
+        assert_eq!(
+            keep_alive_request(&mut stream, "GET", "/healthz", b"").0,
+            200
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let uuid = fresh_uuid();
+    let enrollment = EnrollmentKey::generate();
+    let request = enroll_request(&uuid, &enrollment, &ReplyKey::generate());
+    let body = envelope(
+        ENROLL,
+        &uuid,
+        &request,
+        Some(&moto().admin),
+        Some(&enrollment),
+    );
+    let answer = std::thread::spawn(move || keep_alive_request(&mut stream, "POST", ENROLL, &body));
+    let deadline = connected + Duration::from_secs(30);
+    while proxy.held().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "CreateAccessKey never came in time"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(
+        (connected + Duration::from_secs(31)).duration_since(std::time::Instant::now()),
+    );
+    proxy.release("CreateAccessKey");
+    let (status, answer) = answer.join().unwrap();
+    assert_eq!(status, 200, "{answer:?}");
+    assert_eq!(keys_of(&uuid).as_array().unwrap().len(), 1);
+}
+
 #[test]
 fn the_service_speaks_tls_and_never_plain_http_off_loopback() {
     let _guard = no_arq_running();
