@@ -140,7 +140,7 @@ pub struct MacArgs {
     /// As root: the user to act for [default: the user at the console].
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
-    /// Internal: read what the root run handed over (secrets) from stdin.
+    /// Internal: this run was started by root, which talks to it over stdin and stdout.
     #[arg(long, hide = true)]
     pub handover_stdin: bool,
     /// Arq's credential item: keychain (the login Keychain, macOS) or file:PATH (a JSON stand-in).
@@ -224,8 +224,9 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print one line for a Jamf extension attribute: <result>STATE KEY AGE</result>, from the
-    /// receipt (no network, no Keychain secret).
+    /// Print one line for a Jamf extension attribute: <result>STATE key=… computer=… bucket=…
+    /// user=…; what to do</result>, from the receipt (no network, no Keychain secret); as root
+    /// with nobody logged in, the last user's line.
     #[arg(long, conflicts_with = "json")]
     pub jamf_ea: bool,
     /// Also ask AWS (one STS call) whether it still accepts the key in "Arq S3" — after a revoke

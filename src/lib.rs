@@ -16,6 +16,7 @@
 //! - [`service`]: the provisioning service (`serve`);
 //! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict;
 //! - [`session`]: running as root, acting for a user;
+//! - [`extension_attribute`]: the Jamf extension attribute line, and the last one root keeps;
 //! - [`preferences`]: settings from configuration profiles;
 //! - [`system`]: this computer's name and serial;
 //! - [`cli`] and [`commands`]: the command line and one function per subcommand.
@@ -29,6 +30,7 @@ pub mod cli;
 mod commands;
 pub mod credential_store;
 pub mod exit_code;
+pub mod extension_attribute;
 mod fault;
 mod fs;
 mod https;
@@ -69,6 +71,10 @@ pub enum Error {
     #[error(transparent)]
     Session(#[from] session::SessionError),
     #[error(transparent)]
+    Root(#[from] key_source::root::RootError),
+    #[error(transparent)]
+    Broker(#[from] key_source::root::BrokerError),
+    #[error(transparent)]
     Unreachable(#[from] aws::Unreachable),
     #[error(transparent)]
     ArqApp(#[from] arq_app::ArqAppError),
@@ -102,6 +108,8 @@ impl Error {
             Self::ServiceClient(e) => e.exit_code(),
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
+            Self::Root(e) => e.exit_code,
+            Self::Broker(e) => e.exit_code(),
             Self::Unreachable(_) => ExitCode::Aws,
             Self::ArqApp(e) => e.exit_code(),
             Self::Receipt(_) => ExitCode::Internal,

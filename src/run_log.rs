@@ -3,23 +3,30 @@
 //! the unified log too (subsystem `org.arq-lockdown`: `log show --predicate
 //! 'subsystem == "org.arq-lockdown"'`).
 //!
-//! On a Mac this runs as the user (root acts for users by running as them); where root works in
-//! place (file stores), a user's symlink on the way is refused. Lines hold key ids and ARNs, never
-//! secrets.
+//! It is opened once per run through [`crate::fs`]'s rules — no symlink someone else could have
+//! made is followed, only a folder and a file of this user's, a file with no other name — and
+//! every line goes to that open file. Root never writes a user's log: a root run acting for a
+//! user runs as them (see [`crate::session`]). Lines hold key ids and ARNs, never secrets.
 
-use std::fs::OpenOptions;
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::fs::Dir;
 
 /// Where the log lives, relative to the user's home folder.
 pub const LOG_RELATIVE_PATH: &str = "Library/Logs/arq-lockdown/arq-lockdown.log";
+
+/// The log's folder and name, relative to the home folder.
+const LOG_FOLDER: &str = "Library/Logs/arq-lockdown";
+const LOG_NAME: &str = "arq-lockdown.log";
+const PREVIOUS_LOG_NAME: &str = "arq-lockdown.log.1";
 
 /// Past this size the log is started afresh (one previous file is kept as `.1`).
 const MAX_LOG_BYTES: u64 = 1024 * 1024;
 
 pub struct RunLog {
-    path: PathBuf,
+    file: File,
     /// Every step (`info`), or only warnings and errors (`warning`).
     steps: bool,
 }
@@ -29,16 +36,16 @@ impl RunLog {
     /// `Library/Logs` folder (every Mac user's) gets one: the tool makes no folders of its own
     /// in homes that are not a Mac user's.
     pub fn open(home: &Path, steps: bool) -> Option<Self> {
-        let path = home.join(LOG_RELATIVE_PATH);
-        crate::session::refuse_user_symlinks(&path).ok()?;
-        if !home.join("Library/Logs").is_dir() {
-            return None;
+        Dir::open(&home.join("Library/Logs")).ok()?;
+        let folder = Dir::create(&home.join(LOG_FOLDER), 0o700).ok()?;
+        let mut file = folder.append(LOG_NAME, 0o600).ok()?;
+        if file.metadata().ok()?.len() > MAX_LOG_BYTES {
+            folder
+                .rename(LOG_NAME.as_ref(), PREVIOUS_LOG_NAME.as_ref())
+                .ok()?;
+            file = folder.append(LOG_NAME, 0o600).ok()?;
         }
-        std::fs::create_dir_all(path.parent()?).ok()?;
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
-            let _ = std::fs::rename(&path, path.with_extension("log.1"));
-        }
-        Some(Self { path, steps })
+        Some(Self { file, steps })
     }
 
     /// Logs a step, unless the log level is `warning`.
@@ -57,14 +64,7 @@ impl RunLog {
             std::process::id(),
             text.replace('\n', " ")
         );
-        if let Ok(mut file) = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)
-        {
-            let _ = file.write_all(line.as_bytes());
-        }
+        let _ = (&self.file).write_all(line.as_bytes());
     }
 }
 

@@ -4,12 +4,14 @@
 //! - `service`: the provisioning service under test, raw HTTP, and the protocol's requests;
 //! - `proxy`: an HTTP proxy in front of moto that records, and can throttle or hold a request;
 //! - `tls`: test certificates, and a TLS client that says which certificate it was shown;
+//! - `local_user`: a throwaway local user (root tests) and what such a user can do to root;
 //! - `evaluator`: the independent IAM policy evaluator.
 //!
 //! Here: the command builder that runs the binary with a clean AWS environment, Arq homes, file
 //! stores, snapshots and the secret-leak checks.
 
 mod evaluator;
+mod local_user;
 mod mac;
 mod moto;
 mod proxy;
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub use evaluator::*;
+pub use local_user::*;
 pub use mac::*;
 pub use moto::*;
 pub use proxy::*;
@@ -267,6 +270,7 @@ pub fn snapshot_settings() -> insta::Settings {
         ),
         (r"arq-lockdown-probe-[0-9a-f-]+", "arq-lockdown-probe-[ID]"),
         (r#""user": "[^"]*""#, r#""user": "[USER]""#),
+        (r"user=[^ ;<…]+", "user=[USER]"),
     ] {
         settings.add_filter(pattern, replacement);
     }
