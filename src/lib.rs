@@ -71,8 +71,6 @@ pub enum Error {
     #[error(transparent)]
     Session(#[from] session::SessionError),
     #[error(transparent)]
-    Root(#[from] key_source::root::RootError),
-    #[error(transparent)]
     Broker(#[from] key_source::root::BrokerError),
     #[error(transparent)]
     Unreachable(#[from] aws::Unreachable),
@@ -108,7 +106,6 @@ impl Error {
             Self::ServiceClient(e) => e.exit_code(),
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
-            Self::Root(e) => e.exit_code,
             Self::Broker(e) => e.exit_code(),
             Self::Unreachable(_) => ExitCode::Aws,
             Self::ArqApp(e) => e.exit_code(),

@@ -83,9 +83,19 @@ pub enum SessionError {
         "cannot talk to the root run that started this one ({0}): run arq-lockdown as root or as the user, not with --handover-stdin"
     )]
     Handover(String),
+    /// What the other run reported instead of an answer (root's refusal or error, or the run as
+    /// the user's), with its exit code.
+    #[error("{message}")]
+    Reported { message: String, code: ExitCode },
 }
 
 impl SessionError {
+    /// What the other run reported, `exit_code` as it sent it.
+    pub fn reported(message: String, exit_code: i32) -> Self {
+        let code = ExitCode::from_code(exit_code).unwrap_or(ExitCode::Internal);
+        Self::Reported { message, code }
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Self::NoUser => ExitCode::NoUser,
@@ -94,6 +104,7 @@ impl SessionError {
             | Self::TimedOut { .. }
             | Self::Garbled { .. }
             | Self::Handover(_) => ExitCode::Internal,
+            Self::Reported { code, .. } => *code,
         }
     }
 }

@@ -14,7 +14,6 @@ use crate::cli::StatusArgs;
 use crate::credential_store::{ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::extension_attribute::Line;
-use crate::key_source::root::RootError;
 use crate::policy::PolicyDocument;
 use crate::preferences::PreferenceFiles;
 use crate::receipt::Receipt;
@@ -178,25 +177,24 @@ async fn status_as_the_user(
     };
     let mut run = session::UserRun::start(user, &forwarded, &handover, within).await?;
     let answer = run.receive::<Answer>().await?;
-    let code = run.finish().await?;
+    // An answer counts even from a run that then hangs (it is killed at the deadline).
+    let ended = run.finish().await;
     match answer {
         Some(Answer::Status(mut status)) => {
             status.user = Some(user.name.clone());
             Ok(status)
         }
-        Some(Answer::Failed { message, exit_code }) => Err(RootError {
-            message,
-            exit_code: ExitCode::from_code(exit_code).unwrap_or(ExitCode::Internal),
+        Some(Answer::Failed { message, exit_code }) => {
+            Err(SessionError::reported(message, exit_code).into())
         }
-        .into()),
-        None => Err(RootError {
-            message: format!(
+        None => {
+            let code = ended?;
+            let message = format!(
                 "the run as {} ended without an answer (exit {code})",
                 user.name
-            ),
-            exit_code: ExitCode::Internal,
+            );
+            Err(SessionError::reported(message, ExitCode::Internal as i32).into())
         }
-        .into()),
     }
 }
 

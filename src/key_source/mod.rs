@@ -174,7 +174,7 @@ impl KeyIssuer<'_> {
                 Some(call) => issuer.issue(call, computer, current, note).await.map(Some),
                 None => Ok(None),
             },
-            Self::Root(issuer) => issuer.issue(computer, note),
+            Self::Root(issuer) => issuer.issue(note),
             Self::Adopt => Ok(None),
         }
     }
@@ -184,7 +184,7 @@ impl KeyIssuer<'_> {
         match self {
             Self::Iam(issuer) => issuer.discard(computer, new).await,
             Self::Service(issuer) => issuer.discard(computer, new).await,
-            Self::Root(issuer) => issuer.discard(computer, new),
+            Self::Root(issuer) => issuer.discard(new),
             Self::Adopt => Ok(()),
         }
     }
@@ -196,7 +196,7 @@ impl KeyIssuer<'_> {
         new: &IssuedKey,
     ) -> Vec<(String, Result<(), String>)> {
         if let Self::Root(issuer) = self {
-            return issuer.retire(computer);
+            return issuer.retire();
         }
         let mut results = Vec::new();
         for old in &new.retire {

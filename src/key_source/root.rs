@@ -26,6 +26,7 @@ use crate::credential_store::AccessKey;
 use crate::exit_code::ExitCode;
 use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::secret::Secret;
+use crate::session::{SessionError, to_root};
 
 /// What the run as the user asks root (one JSON line each).
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,14 +91,6 @@ impl Drop for HandedKey {
     }
 }
 
-/// What root answered instead: its error, with its exit code.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct RootError {
-    pub message: String,
-    pub exit_code: ExitCode,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error(
@@ -147,11 +140,7 @@ impl RootIssuer {
         self.owner.clone()
     }
 
-    pub fn issue(
-        &self,
-        _computer: &Computer<'_>,
-        note: &mut (dyn FnMut(String) + Send),
-    ) -> Result<Option<IssuedKey>, Error> {
+    pub fn issue(&self, note: &mut (dyn FnMut(String) + Send)) -> Result<Option<IssuedKey>, Error> {
         let computer_uuid = self.computer_uuid.clone();
         let Response::Issued { key, notes } = ask(&Request::Issue { computer_uuid })? else {
             return Err(unexpected());
@@ -168,7 +157,7 @@ impl RootIssuer {
         }))
     }
 
-    pub fn discard(&self, _computer: &Computer<'_>, new: &IssuedKey) -> Result<(), Error> {
+    pub fn discard(&self, new: &IssuedKey) -> Result<(), Error> {
         let request = Request::Discard {
             computer_uuid: self.computer_uuid.clone(),
             key_id: new.key.id.clone(),
@@ -179,42 +168,41 @@ impl RootIssuer {
         }
     }
 
-    pub fn retire(&self, _computer: &Computer<'_>) -> Vec<(String, Result<(), String>)> {
+    /// Asks root to retire the keys its plan replaces; each with its result.
+    pub fn retire(&self) -> Vec<(String, Result<(), String>)> {
         let computer_uuid = self.computer_uuid.clone();
+        let failed = |error: Error| {
+            let planned = self.plan.retire_key.iter();
+            planned
+                .map(|key| (key.clone(), Err(error.to_string())))
+                .collect()
+        };
         match ask(&Request::Retire { computer_uuid }) {
             Ok(Response::Retired { results }) => results
                 .into_iter()
                 .map(|(key, error)| (key, error.map_or(Ok(()), Err)))
                 .collect(),
-            Ok(_) => vec![(String::new(), Err(unexpected().to_string()))],
-            Err(e) => vec![(String::new(), Err(e.to_string()))],
+            Ok(_) => failed(unexpected()),
+            Err(error) => failed(error),
         }
     }
 }
 
 /// One request to root and its answer (a refusal as [`RootError`]).
 fn ask(request: &Request) -> Result<Response, Error> {
-    let mut channel = crate::session::to_root().ok_or_else(|| RootError {
-        message: "admin credentials held by root need a run started by root".into(),
-        exit_code: ExitCode::Internal,
-    })?;
+    let mut channel = to_root()
+        .ok_or_else(|| SessionError::Handover("this run was not started by root".into()))?;
     channel.send(request)?;
     match channel.receive::<Response>()? {
-        Response::Failed { message, exit_code } => Err(RootError {
-            message,
-            exit_code: ExitCode::from_code(exit_code).unwrap_or(ExitCode::Internal),
+        Response::Failed { message, exit_code } => {
+            Err(SessionError::reported(message, exit_code).into())
         }
-        .into()),
         response => Ok(response),
     }
 }
 
 fn unexpected() -> Error {
-    RootError {
-        message: "root answered out of turn".into(),
-        exit_code: ExitCode::Internal,
-    }
-    .into()
+    SessionError::Handover("root answered out of turn".into()).into()
 }
 
 /// What root decides about the computer itself (its arguments, the profile), not the user.
