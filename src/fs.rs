@@ -241,7 +241,7 @@ impl Dir {
         check(unsafe { libc::renameat(fd, from.as_ptr(), fd, to.as_ptr()) }).map(drop)
     }
 
-    /// The folder's size-independent facts, from its handle.
+    /// The folder's owner and mode (and the rest of `stat`), from its handle.
     fn stat(&self) -> io::Result<libc::stat> {
         fstat(&self.fd)
     }

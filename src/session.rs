@@ -476,14 +476,24 @@ fn in_path(program: &str) -> Option<PathBuf> {
         })
 }
 
-/// Passes the run's stderr on to ours, line by line, made safe to show, up to a cap.
+/// Passes the run's stderr on to ours, line by line (long lines in pieces), made safe to show,
+/// up to a cap; past it, the rest is read and dropped.
 async fn relay_safely(stderr: tokio::process::ChildStderr) {
-    let mut lines = tokio::io::BufReader::new(stderr).split(b'\n');
-    let mut relayed = 0;
-    while let Ok(Some(line)) = lines.next_segment().await {
-        relayed += line.len();
+    let mut reader = tokio::io::BufReader::new(stderr);
+    let (mut relayed, mut line) = (0, Vec::new());
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(MAX_MESSAGE_BYTES)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => break,
+            Ok(read) => relayed += read,
+        }
         if relayed <= MAX_RELAYED_BYTES {
-            eprintln!("{}", shown_safely(&String::from_utf8_lossy(&line)));
+            let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line));
+            eprintln!("{}", shown_safely(&text));
         }
     }
 }
