@@ -1,5 +1,6 @@
-//! Where scoped keys come from: straight from IAM with admin credentials ([`iam`]), or from the
-//! provisioning service, which holds the IAM rights so Macs need none ([`service`]).
+//! Where scoped keys come from: straight from IAM with admin credentials ([`iam`]), from the
+//! provisioning service, which holds the IAM rights so Macs need none ([`service`]), or — for a
+//! run as a user that root started — from root, which keeps the admin's credentials ([`root`]).
 //!
 //! `apply` resolves the source once into a [`KeyIssuer`] and then only asks it to plan, issue,
 //! discard (a key that failed verification) and retire (the keys the new one replaces).

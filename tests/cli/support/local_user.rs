@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -144,6 +145,7 @@ impl Racer {
             .arg(a)
             .arg(b)
             .stdout(Stdio::piped())
+            .process_group(0)
             .spawn()
             .expect("start the racer");
         let mut line = String::new();
@@ -156,9 +158,15 @@ impl Racer {
 }
 
 impl Drop for Racer {
+    /// Stops the racer itself, not only runuser — the whole process group — and returns once
+    /// none of it is left (no last swap after the test goes on).
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = -(self.child.id() as libc::pid_t);
+        // SAFETY: kill has no memory preconditions; the group is the racer's own.
+        unsafe { libc::kill(group, libc::SIGKILL) };
         let _ = self.child.wait();
+        // SAFETY: as above; signal 0 only asks whether the group still has a process.
+        wait_until("the racer is gone", || unsafe { libc::kill(group, 0) } != 0);
     }
 }
 
