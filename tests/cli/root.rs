@@ -57,6 +57,31 @@ fn root_only() -> tempfile::TempDir {
     dir
 }
 
+/// The user holds their run lock, as a run of theirs would: the lock, and the folder locked.
+fn hold_the_run_lock(mac: &Mac) -> (std::fs::File, PathBuf) {
+    let folder = mac.home.path().join("Library/Arq/config");
+    let lock = std::fs::File::open(&folder).unwrap();
+    lock.lock().unwrap();
+    (lock, folder)
+}
+
+/// The pid of `user`'s run once it waits for the lock on `lock_folder` (it holds the folder
+/// open meanwhile).
+fn run_waiting_for(user: &LocalUser, lock_folder: &Path) -> u32 {
+    let holds_it_open = |pid: &u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == lock_folder))
+        })
+    };
+    let mut waiting = None;
+    wait_until("the run as the user waits for its lock", || {
+        waiting = user.runs().into_iter().find(holds_it_open);
+        waiting.is_some()
+    });
+    waiting.unwrap()
+}
+
 /// `status --jamf-ea` as root for `user` of `mac`: the line printed (exit 0 checked).
 fn extension_attribute(mac: &Mac, user: &LocalUser) -> String {
     let output = run(arq_lockdown()
@@ -322,9 +347,7 @@ fn the_admins_credentials_never_reach_a_process_the_user_controls() {
         ),
     )
     .unwrap();
-    let lock_folder = mac.home.path().join("Library/Arq/config");
-    let lock = std::fs::File::open(&lock_folder).unwrap();
-    lock.lock().unwrap();
+    let (lock, lock_folder) = hold_the_run_lock(&mac);
     let admin = &moto().admin;
     let apply = mac
         .apply()
@@ -338,18 +361,8 @@ fn the_admins_credentials_never_reach_a_process_the_user_controls() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The run as the user holds its lock folder open while it waits for the lock.
-    let mut waiting = None;
-    wait_until("the run as the user waits for its lock", || {
-        waiting = user.runs().into_iter().find(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-                fds.flatten()
-                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == lock_folder))
-            })
-        });
-        waiting.is_some()
-    });
-    let secret_in_users_run = memory_holds(waiting.unwrap(), admin.secret.as_bytes());
+    let waiting = run_waiting_for(&user, &lock_folder);
+    let secret_in_users_run = memory_holds(waiting, admin.secret.as_bytes());
     drop(lock);
     let output = apply.wait_with_output().unwrap();
     assert_no_secret(&output, &[]);
@@ -385,9 +398,7 @@ fn root_serves_only_the_computer_of_the_config_it_read() {
     }
     let (mac, user) = users_mac();
     let before = mac.key();
-    let lock_folder = mac.home.path().join("Library/Arq/config");
-    let lock = std::fs::File::open(&lock_folder).unwrap();
-    lock.lock().unwrap();
+    let (lock, lock_folder) = hold_the_run_lock(&mac);
     let admin = &moto().admin;
     let apply = mac
         .apply()
@@ -398,14 +409,7 @@ fn root_serves_only_the_computer_of_the_config_it_read() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until("the run as the user waits for its lock", || {
-        user.runs().into_iter().any(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-                fds.flatten()
-                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == lock_folder))
-            })
-        })
-    });
+    run_waiting_for(&user, &lock_folder);
     // The run has read its config (this computer); now the config names another one.
     let other = fresh_uuid();
     let mut dict = plist::Dictionary::new();
@@ -517,7 +521,7 @@ fn root_reads_nothing_through_a_users_link() {
     let roots_store = roots.path().join("keychain.json");
     std::fs::write(
         &roots_store,
-        r#"{"Arq S3": {"account": "AKIAROOTONLYSTOREKEY", "password": "x"}}"#,
+        r#"{"Arq S3": {"account": "AKIAROOTONLYEXAMPLE1", "password": "x"}}"#,
     )
     .unwrap();
     let roots_config = roots.path().join("app_config.plist");
@@ -539,7 +543,7 @@ fn root_reads_nothing_through_a_users_link() {
     user.symlink(&roots_store, &link);
     let shown = status(&format!("file:{}", link.display()));
     let mut found = Vec::new();
-    if shown.contains("AKIAROOTONLYSTOREKEY") {
+    if shown.contains("AKIAROOTONLYEXAMPLE1") {
         found.push("root read a root-only store through the user's symlink".to_owned());
     }
     let config = mac.home.config_path();
