@@ -138,3 +138,67 @@ fn the_example_profile_keeps_the_agent_on_in_login_items() {
         "the LaunchAgent's label"
     );
 }
+
+/// postinstall's `load_agent`, run as written against a stand-in `launchctl` whose `bootstrap`
+/// fails `fails` times with launchd's "5: Input/output error" (the race after a bootout) and
+/// whose `print` says whether the job is `loaded`: (exit status, what it said, the calls).
+fn postinstall_load_agent(fails: u32, loaded: bool) -> (bool, String, String) {
+    let script =
+        std::fs::read_to_string(project_root().join("packaging/scripts/postinstall")).unwrap();
+    let start = script
+        .find("load_agent() {")
+        .expect("postinstall has load_agent");
+    let end = start + script[start..].find("\n}\n").unwrap() + 3;
+    let dir = tempfile::tempdir().unwrap();
+    let launchctl = dir.path().join("launchctl");
+    std::fs::write(
+        &launchctl,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{calls}'\ncase \"$1\" in\n  bootstrap)\n    n=$(($(cat '{count}' 2>/dev/null || echo 0) + 1)); echo $n > '{count}'\n    if [ $n -le {fails} ]; then echo 'Bootstrap failed: 5: Input/output error' >&2; exit 5; fi ;;\n  print) [ {loaded} = true ] ;;\nesac\n",
+            calls = dir.path().join("calls").display(),
+            count = dir.path().join("count").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &launchctl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "label=org.arq-lockdown agent=/Library/LaunchAgents/org.arq-lockdown.plist launchctl='{}' attempts=5 retry_delay=0\n{}\nload_agent 501",
+            launchctl.display(),
+            &script[start..end]
+        ))
+        .output()
+        .unwrap();
+    let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap_or_default();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        calls,
+    )
+}
+
+#[rustfmt::skip]
+#[test]
+fn postinstall_retries_the_bootstrap_and_kickstarts_a_job_still_loaded() {
+    let bootstrap = "bootstrap gui/501 /Library/LaunchAgents/org.arq-lockdown.plist\n";
+    let (ok, said, calls) = postinstall_load_agent(0, false);
+    assert!(ok && said.contains("loaded org.arq-lockdown into gui/501 (attempt 1 of 5)"), "{said}");
+    assert_eq!(calls, format!("bootout gui/501/org.arq-lockdown\n{bootstrap}"));
+    // The race: two failures, then it loads.
+    let (ok, said, calls) = postinstall_load_agent(2, false);
+    assert!(ok && said.contains("(attempt 3 of 5)"), "{said}");
+    assert_eq!(calls.matches("bootstrap ").count(), 3, "{calls}");
+    // An upgrade whose bootout did not take: still loaded, so restarted on the new binary.
+    let (ok, said, calls) = postinstall_load_agent(99, true);
+    assert!(ok && said.contains("restarted it on the new binary (kickstart -k)"), "{said}");
+    assert!(calls.ends_with("print gui/501/org.arq-lockdown\nkickstart -k gui/501/org.arq-lockdown\n"), "{calls}");
+    assert_eq!(calls.matches("bootstrap ").count(), 5, "{calls}");
+    // Neither: said plainly, with launchd's reason.
+    let (ok, said, _) = postinstall_load_agent(99, false);
+    assert!(!ok && said.contains("could not load org.arq-lockdown into gui/501 after 5 attempts (Bootstrap failed: 5: Input/output error); it runs at the next login"), "{said}");
+}
