@@ -139,6 +139,59 @@ fn the_example_profile_keeps_the_agent_on_in_login_items() {
     );
 }
 
+/// The Apple Events entitlement (without it the quit request to Arq fails with -1743 and no
+/// prompt) is in the plist the release signs with, and every signature is checked for it on a
+/// Mac: the release's after signing, CI's macOS job on an ad-hoc one.
+#[test]
+fn the_binary_is_signed_with_the_apple_events_entitlement_and_checked_for_it() {
+    let entitlements = plist("packaging/entitlements.plist");
+    assert_eq!(
+        entitlements
+            .get("com.apple.security.automation.apple-events")
+            .and_then(plist::Value::as_boolean),
+        Some(true)
+    );
+    assert_eq!(
+        entitlements.len(),
+        1,
+        "only what is needed: {entitlements:?}"
+    );
+    let read = |path: &str| std::fs::read_to_string(project_root().join(path)).unwrap();
+    let release = read(".github/workflows/release.yml");
+    let signing = release
+        .split("rcodesign sign --p12-file application.p12")
+        .nth(1)
+        .expect("the release signs the binary")
+        .split("rm -f application.p12")
+        .next()
+        .unwrap();
+    for flag in [
+        "--entitlements-xml-path packaging/entitlements.plist",
+        "--code-signature-flags runtime",
+        &format!("--binary-identifier {IDENTIFIER}"),
+    ] {
+        assert!(signing.contains(flag), "the release signs without {flag}");
+    }
+    assert!(
+        release.contains("packaging/check-signature arq-lockdown"),
+        "the release does not check its signature"
+    );
+    let ci = read(".github/workflows/ci.yml");
+    assert!(
+        ci.contains("--entitlements packaging/entitlements.plist")
+            && ci.contains(&format!("--identifier {IDENTIFIER}"))
+            && ci.contains("packaging/check-signature target/"),
+        "CI's macOS job does not check a signature with the entitlements"
+    );
+    let check = read("packaging/check-signature");
+    assert!(
+        check.contains("packaging/entitlements.plist")
+            && check.contains(&format!("Identifier={IDENTIFIER}"))
+            && check.contains("runtime"),
+        "check-signature compares with something else"
+    );
+}
+
 /// postinstall's `load_agent`, run as written against a stand-in `launchctl` whose `bootstrap`
 /// fails `fails` times with launchd's "5: Input/output error" (the race after a bootout) and
 /// whose `print` says whether the job is `loaded`: (exit status, what it said, the calls).
