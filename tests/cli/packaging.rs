@@ -68,6 +68,18 @@ fn the_example_profile_documents_exactly_the_keys_apply_reads() {
         .collect();
     let read: BTreeSet<&str> = KEYS.into_iter().collect();
     assert_eq!(documented, read);
+    let readme = std::fs::read_to_string(project_root().join("README.md")).unwrap();
+    let table = readme
+        .split("<!-- keys:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- keys:end -->").next())
+        .expect("the README has the profile's keys table");
+    let in_readme: BTreeSet<&str> = table
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|line| line.split('`').next())
+        .collect();
+    assert_eq!(in_readme, read, "the README's table of the profile's keys");
 }
 
 /// The uninstall script removes a user's folders only when no part of the way there is a
@@ -189,6 +201,83 @@ fn the_binary_is_signed_with_the_apple_events_entitlement_and_checked_for_it() {
             && check.contains(&format!("Identifier={IDENTIFIER}"))
             && check.contains("runtime"),
         "check-signature compares with something else"
+    );
+}
+
+fn payload(profile: &plist::Dictionary, kind: &str) -> plist::Dictionary {
+    profile["PayloadContent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_dictionary().unwrap())
+        .find(|p| p["PayloadType"].as_string() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind} payload"))
+        .clone()
+}
+
+#[test]
+fn the_example_profile_lets_arq_lockdown_ask_both_arq_and_arq_agent_to_quit() {
+    let profile = plist("packaging/example.mobileconfig");
+    let pppc = payload(&profile, "com.apple.TCC.configuration-profile-policy");
+    let entries = pppc["Services"].as_dictionary().unwrap()["AppleEvents"]
+        .as_array()
+        .unwrap();
+    let source = std::fs::read_to_string(project_root().join("src/arq_app.rs")).unwrap();
+    let mut receivers = Vec::new();
+    for entry in entries.iter().map(|e| e.as_dictionary().unwrap()) {
+        let text = |key: &str| entry[key].as_string().unwrap().to_owned();
+        assert_eq!(text("Identifier"), "/usr/local/bin/arq-lockdown");
+        assert_eq!(text("IdentifierType"), "path");
+        assert!(
+            text("CodeRequirement").starts_with(&format!(
+                "identifier \"{IDENTIFIER}\" and anchor apple generic"
+            )),
+            "the sender's requirement must name the identifier it is signed with: {entry:?}"
+        );
+        let receiver = text("AEReceiverIdentifier");
+        assert_eq!(text("AEReceiverIdentifierType"), "bundleID");
+        assert!(
+            text("AEReceiverCodeRequirement").starts_with(&format!("identifier \"{receiver}\" ")),
+            "{entry:?}"
+        );
+        assert_eq!(entry["Allowed"].as_boolean(), Some(true));
+        assert!(
+            source.contains(&format!("\"{receiver}\"")),
+            "the profile allows {receiver}, which arq_app.rs does not ask"
+        );
+        receivers.push(receiver);
+    }
+    receivers.sort();
+    assert_eq!(
+        receivers,
+        ["com.haystacksoftware.Arq", "com.haystacksoftware.ArqAgent"]
+    );
+}
+
+#[test]
+fn the_example_profile_lets_script_editor_show_the_notification() {
+    // `display notification` is credited to Script Editor, whose notifications macOS drops
+    // unless they are allowed.
+    let profile = plist("packaging/example.mobileconfig");
+    let settings = payload(&profile, "com.apple.notificationsettings")["NotificationSettings"]
+        .as_array()
+        .unwrap()[0]
+        .as_dictionary()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        settings["BundleIdentifier"].as_string(),
+        Some("com.apple.ScriptEditor2")
+    );
+    assert_eq!(settings["NotificationsEnabled"].as_boolean(), Some(true));
+    assert!(
+        settings["AlertType"].as_signed_integer().unwrap() >= 1,
+        "AlertType 0 shows nothing"
+    );
+    let source = std::fs::read_to_string(project_root().join("src/arq_app.rs")).unwrap();
+    assert!(
+        source.contains("display notification"),
+        "the notification is osascript's"
     );
 }
 
