@@ -59,6 +59,8 @@ pub enum ArqAppError {
         "Arq did not quit within {0} s ({1} still running); nothing was changed: quit it by hand, raise --wait, or allow SIGTERM with TerminateArq (--terminate-arq)"
     )]
     DidNotQuit(u64, String),
+    #[error("{0} still running after SIGTERM; nothing was changed: quit it by hand")]
+    SurvivedSigterm(String),
     #[error(
         "macOS refused arq-lockdown's request to quit {process} ({reason}); nothing was changed: install the example profile's PPPC payload (AppleEvents from /usr/local/bin/arq-lockdown to Arq and Arq Agent), or allow SIGTERM with TerminateArq"
     )]
@@ -88,6 +90,7 @@ impl ArqAppError {
         match self {
             Self::Running(_)
             | Self::DidNotQuit(..)
+            | Self::SurvivedSigterm(_)
             | Self::QuitRefused { .. }
             | Self::QuitDeclined { .. }
             | Self::QuitFailed { .. }
@@ -272,7 +275,7 @@ pub async fn quit(wait: Duration, terminate_allowed: bool) -> Result<(), ArqAppE
     }
     match wait_until_gone(SIGTERM_WAIT).await? {
         left if left.is_empty() => Ok(()),
-        left => Err(ArqAppError::DidNotQuit(wait.as_secs(), describe(&left))),
+        left => Err(ArqAppError::SurvivedSigterm(describe(&left))),
     }
 }
 
