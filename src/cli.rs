@@ -195,6 +195,11 @@ pub struct ApplyArgs {
     /// Ask Arq and Arq Agent to quit instead of failing when they run.
     #[arg(long)]
     pub quit_arq: bool,
+    /// With --quit-arq (or the profile's QuitArq): SIGTERM what did not quit when asked, or could
+    /// not be asked (never an Arq Agent that looks busy with a backup). Without it a refused
+    /// request stops the run (exit 7).
+    #[arg(long)]
+    pub terminate_arq: bool,
     /// With --quit-arq: how long to wait for them to quit [default: 30].
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub wait: Option<Duration>,

@@ -16,6 +16,7 @@ use crate::policy::PolicyDocument;
 use crate::preferences::PreferenceFiles;
 use crate::receipt::Receipt;
 use crate::session::SessionError;
+use crate::setback::{Setback, SetbackKind};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -32,6 +33,9 @@ enum State {
     Error,
     /// `--check`: the receipt says locked down, but AWS refuses the key (revoked, or deleted).
     KeyRefused,
+    /// Not locked down: the user denied arq-lockdown the "Arq S3" secret in the Keychain dialog
+    /// (the agent backs off; a run by hand asks again).
+    KeychainAccessDenied,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +138,15 @@ async fn status_of_the_user(args: &StatusArgs) -> Result<Status, Error> {
     let home = super::home(args.mac.arq_home.clone())?;
     let store = args.mac.credential_store.open();
     let mut status = status(&home, &store);
+    // Not locked down because the user said no: the state says so, for the inventory.
+    let denied = Setback::load(&home).filter(|s| s.kind == SetbackKind::KeychainDenied);
+    if let (State::NotLockedDown, Some(denied)) = (&status.state, denied) {
+        status.state = State::KeychainAccessDenied;
+        status.detail = Some(format!(
+            "{} ({} time(s) in a row)",
+            denied.detail, denied.count
+        ));
+    }
     // A profile apply cannot read stops apply with its own message; here it only cannot say "off".
     status.enabled = PreferenceFiles::for_user(status.user.as_deref().unwrap_or_default())
         .load()
@@ -201,6 +214,10 @@ fn jamf_extension_attribute(status: &Status) -> String {
         State::ArqMissing => "Arq missing".to_owned(),
         State::Error => format!("error: {}", status.detail.as_deref().unwrap_or("?")),
         State::KeyRefused => unreachable!("the extension attribute never checks with AWS"),
+        State::KeychainAccessDenied => format!(
+            "keychain-access-denied; {}",
+            status.detail.as_deref().unwrap_or("?")
+        ),
     };
     if !status.enabled {
         text += " (switched off)";

@@ -1,6 +1,7 @@
 //! Shared fixtures, one file per kind:
 //! - `moto`: the one moto of this test binary, and what IAM and S3 hold (through the fixture);
 //! - `mac`: a Mac as `apply` meets it (an Arq home, a file keychain, a relaunch command);
+//! - `managed`: a user of the test's own with a configuration profile (root only);
 //! - `service`: the provisioning service under test, raw HTTP, and the protocol's requests;
 //! - `proxy`: an HTTP proxy in front of moto that records, and can throttle or hold a request;
 //! - `tls`: test certificates, and a TLS client that says which certificate it was shown;
@@ -11,6 +12,7 @@
 
 mod evaluator;
 mod mac;
+mod managed;
 mod moto;
 mod proxy;
 mod service;
@@ -21,6 +23,7 @@ use std::process::{Command, Output, Stdio};
 
 pub use evaluator::*;
 pub use mac::*;
+pub use managed::*;
 pub use moto::*;
 pub use proxy::*;
 pub use service::*;
