@@ -8,6 +8,8 @@
 //! a Mac's "Arq S3".
 
 pub mod decide;
+pub mod history;
+pub mod html;
 pub mod read;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

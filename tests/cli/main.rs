@@ -11,6 +11,7 @@
 //! - `service_attacks`: another account, another Mac, raced and replayed requests, floods;
 //! - `service_lifecycle`: the service under systemd: certificates reloaded on SIGHUP, a drain on SIGTERM;
 //! - `audit`: a fleet's computers in every state, --fix-policies, least rights, the main-key verdict;
+//! - `audit_html`: the page (`--html`, `--history`) in headless Chromium: counts, rows, escaping;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code;
 //! - `readme`: the README's source tree, macOS-only list and exit codes match the code;
@@ -18,6 +19,7 @@
 
 mod apply;
 mod audit;
+mod audit_html;
 mod bad_input;
 mod dialogs;
 mod packaging;
