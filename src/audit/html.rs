@@ -381,7 +381,7 @@ fn chart(history: &[Entry]) -> Markup {
 /// The chart itself: x by time, y by count, a polyline per state and the verdict's days marked.
 fn chart_svg(history: &[Entry]) -> Markup {
     const W: f64 = 800.0;
-    const H: f64 = 300.0;
+    const H: f64 = 260.0;
     let (left, right, top, bottom) = (44.0, W - 16.0, 34.0, H - 28.0);
     let first = history[0].at().as_second();
     let span = (history[history.len() - 1].at().as_second() - first).max(1) as f64;

@@ -48,7 +48,11 @@ fn policy_for(uuid: &str) -> String {
 /// A computer in `state` (with data unless an orphan), named `name`, its user recording `main`
 /// as the key its lockdown replaced.
 fn computer(state: &str, name: &str, main: &str) -> Value {
-    let uuid = fresh_uuid();
+    // The hostile one first among its state's (by UUID), so that the verdict's reason names it.
+    let uuid = match name == HOSTILE {
+        true => format!("00000000{}", &fresh_uuid()[8..]),
+        false => fresh_uuid(),
+    };
     let key = |created: u32, used: Option<u32>| json!({"created_days_ago": created, "last_used_days_ago": used});
     let (policy, keys) = match state {
         "policy-drift" => (policy_for(&fresh_uuid()), json!([key(3, Some(1))])),
@@ -339,4 +343,38 @@ fn the_page_shows_the_verdict_each_states_count_and_the_rows_in_a_real_browser()
         dom.contains("id=\"mark-ready\""),
         "the day the main keys could go is marked"
     );
+}
+
+#[test]
+fn a_page_or_history_path_that_cannot_be_used_is_one_line_before_any_aws_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let d = dir.path().display();
+    #[rustfmt::skip]
+    let cases: Vec<(&str, PathBuf, String)> = vec![
+        ("--html", dir.path().join("missing/page.html"), format!("--html {d}/missing/page.html is in no folder that exists: create the folder, or fix the path")),
+        ("--html", dir.path().to_owned(), format!("--html {d} is a folder: name the page's file")),
+        ("--history", dir.path().join("missing"), format!("cannot use the audit history {d}/missing/audit-{FLEET}.jsonl: --history names no folder; create it (mkdir -p) or fix the path")),
+        ("--history", file.clone(), format!("cannot use the audit history {d}/a-file/audit-{FLEET}.jsonl: --history names no folder; create it (mkdir -p) or fix the path")),
+    ];
+    let before = snapshot(dir.path());
+    for (flag, path, message) in cases {
+        // An endpoint nothing answers on: a check made after an AWS call would exit 6.
+        let output = run(arq_lockdown()
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE00")
+            .env("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+            .args(["audit", "--bucket", FLEET, flag])
+            .arg(&path));
+        assert_eq!(
+            exit_code(&output),
+            ExitCode::Usage,
+            "{flag} {path:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), format!("arq-lockdown: error: {message}\n"));
+        assert!(output.stdout.is_empty());
+    }
+    assert_eq!(snapshot(dir.path()), before, "nothing was written");
 }
