@@ -107,7 +107,8 @@ def main():
             assert done.returncode in (0, 13), done.stderr.decode()
             rows = open(page).read().count("<tr data-state=")
             rendered, walls, blanks = render(page, work)
-            print(f"{n} computers, {world}:")
+            load = os.getloadavg()[0]
+            print(f"{n} computers, {world} (load average {load:.1f} on {os.cpu_count()} cores):")
             print(f"  page          {os.path.getsize(page) / 1e6:.2f} MB, {rows} rows, 366 runs of history: {page}")
             print(f"  render        median {statistics.median(rendered):.0f} ms of {RUNS} launches "
                   f"(min {min(rendered):.0f}, max {max(rendered):.0f}): address set to load event, layout forced")

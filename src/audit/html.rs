@@ -278,6 +278,8 @@ fn computers(report: &Report) -> Markup {
                     output #shown {}
                 }
                 div .scroll { table #computers-table {
+                    // Fixed widths: the browser lays out thousands of rows without measuring each.
+                    colgroup { col .c-name; col .c-uuid; col .c-state; col .c-action; col .c-keys; col .c-last; }
                     thead { tr { th { "Name" } th { "UUID" } th { "State" } th { "Action" } th { "Key ids" } th { "Last use" } } }
                     tbody { @for computer in needing { (computer_row(computer)) } }
                 } }
@@ -300,7 +302,7 @@ fn computer_row(computer: &super::ComputerReport) -> Markup {
     html! {
         tr data-state=(state) {
             td .name { @if let Some(name) = &computer.computer_name { (name) } @else { span .unknown { "unknown" } } }
-            td .uuid { code { (computer.computer_uuid) } }
+            td .uuid { (computer.computer_uuid) }
             td class={ "state st-" (state) } data-sort=(format!("{place:02}")) { (state) }
             td .action { (computer.action.as_deref().unwrap_or_default()) }
             td .keys {

@@ -79,16 +79,23 @@ fn computer(state: &str, name: &str, main: &str) -> Value {
     })
 }
 
-/// A history line as `--history` writes it, `days_ago` days before now.
-fn earlier_run(days_ago: i64, not_locked_down: u32, locked_down: u32, ready: bool) -> String {
-    let now = jiff::Timestamp::now().as_second();
+/// A history line as `--history` writes it, `days_ago` days before `now`; the main key `gone`
+/// (IAM knows it no more) or not.
+fn earlier_run(
+    now: i64,
+    days_ago: i64,
+    not_locked_down: u32,
+    locked_down: u32,
+    ready: bool,
+    gone: bool,
+) -> String {
     let at = jiff::Timestamp::from_second(now - days_ago * 86_400).unwrap();
     json!({
         "time": at.to_string(),
         "computers": not_locked_down + locked_down,
         "states": {"not-locked-down": not_locked_down, "locked-down": locked_down},
         "ready_to_retire_main_keys": ready,
-        "main_keys": {"used": 1},
+        "main_keys": {(if gone { "not-found" } else { "used" }): 1},
     })
     .to_string()
 }
@@ -198,13 +205,14 @@ fn the_page_shows_the_verdict_each_states_count_and_the_rows_in_a_real_browser()
 
     // Four earlier days, a line that is not JSON and one whose time is markup.
     let history = tempfile::tempdir().unwrap();
+    let now = jiff::Timestamp::now().as_second();
     let earlier = [
-        earlier_run(4, 21, 0, false),
+        earlier_run(now, 4, 21, 0, false, false),
         "{not json".to_owned(),
-        earlier_run(3, 14, 7, false),
-        earlier_run(2, 7, 14, false).replace("\"time\":\"", "\"time\":\"<script>"),
-        earlier_run(2, 7, 14, false),
-        earlier_run(1, 0, 21, true),
+        earlier_run(now, 3, 14, 7, false, false),
+        earlier_run(now, 2, 7, 14, false, false).replace("\"time\":\"", "\"time\":\"<script>"),
+        earlier_run(now, 2, 7, 14, true, false),
+        earlier_run(now, 1, 0, 21, true, true),
     ];
     let history_file = history.path().join(format!("audit-{FLEET}.jsonl"));
     std::fs::write(&history_file, earlier.join("\n") + "\n").unwrap();
@@ -339,10 +347,16 @@ fn the_page_shows_the_verdict_each_states_count_and_the_rows_in_a_real_browser()
             .count(),
         7
     );
-    assert!(
-        dom.contains("id=\"mark-ready\""),
-        "the day the main keys could go is marked"
-    );
+    // The first day the verdict said yes, the first day the main key was gone.
+    for (mark, days_ago) in [("ready", 2), ("retired", 1)] {
+        let day = jiff::Timestamp::from_second(now - days_ago * 86_400).unwrap();
+        let label = between(
+            &dom,
+            &format!("<g class=\"mark\" id=\"mark-{mark}\">"),
+            "</g>",
+        );
+        assert!(label.contains(&day.to_string()[..10]), "{mark}: {label}");
+    }
 }
 
 #[test]

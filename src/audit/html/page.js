@@ -7,9 +7,8 @@
   if (!table || !controls) return;
   var body = table.tBodies[0];
   var rows = Array.prototype.slice.call(body.rows);
-  var haystacks = rows.map(function (row) {
-    return (row.cells[0].textContent + " " + row.cells[1].textContent).toLowerCase();
-  });
+  var haystacks = null; // name and UUID of each row, made at the first search
+
   var state = document.getElementById("filter-state");
   var search = document.getElementById("filter-name");
   var shown = document.getElementById("shown");
@@ -19,6 +18,9 @@
     var wanted = state.value;
     var needle = search.value.trim().toLowerCase();
     var count = 0;
+    haystacks = haystacks || rows.map(function (row) {
+      return (row.cells[0].textContent + " " + row.cells[1].textContent).toLowerCase();
+    });
     rows.forEach(function (row, i) {
       var show = (!wanted || row.getAttribute("data-state") === wanted) &&
         haystacks[i].indexOf(needle) !== -1;
@@ -58,5 +60,5 @@
   state.addEventListener("change", filter);
   search.addEventListener("input", filter);
   controls.hidden = false;
-  filter();
+  shown.textContent = rows.length + " of " + rows.length + " shown";
 })();
