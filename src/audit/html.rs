@@ -33,7 +33,7 @@ pub struct Provenance<'a> {
 pub fn page(report: &Report, provenance: &Provenance, history: &[Entry]) -> String {
     let style = format!("{STYLE}{}", state_rules());
     let policy = format!(
-        "default-src 'none'; style-src '{}'; script-src '{}'; img-src data:; base-uri 'none'; form-action 'none'",
+        "default-src 'none'; style-src '{}'; script-src '{}'; base-uri 'none'; form-action 'none'",
         csp_hash(&style),
         csp_hash(SCRIPT)
     );
@@ -89,27 +89,36 @@ fn colour(state: State) -> &'static str {
     match state {
         State::LockedDown => "#1a7f37",
         State::NotLockedDown => "#cf222e",
-        _ => {
-            let others = State::ALL
-                .iter()
-                .filter(|s| !matches!(s, State::LockedDown | State::NotLockedDown));
-            let place = others.take_while(|s| **s != state).count();
-            OTHERS[place % OTHERS.len()]
-        }
+        _ => OTHERS[place_among_others(state) % OTHERS.len()],
     }
 }
 
 /// A line pattern for each state in the chart, so that lines differ by more than colour.
 fn dashes(state: State) -> &'static str {
-    const OTHERS: [&str; 6] = ["2 3", "7 3 2 3", "1 5", "12 4", "4 2 1 2", "6 6"];
+    const OTHERS: [&str; 8] = [
+        "2 3",
+        "7 3 2 3",
+        "1 5",
+        "12 4",
+        "4 2 1 2",
+        "6 6",
+        "3 1",
+        "10 2 2 2 2 2",
+    ];
     match state {
         State::LockedDown => "none",
         State::NotLockedDown => "9 4",
-        _ => {
-            let place = State::ALL.iter().position(|s| *s == state).unwrap_or(0);
-            OTHERS[place % OTHERS.len()]
-        }
+        _ => OTHERS[place_among_others(state) % OTHERS.len()],
     }
+}
+
+/// The place of `state` in [`State::ALL`] without locked-down and not-locked-down.
+fn place_among_others(state: State) -> usize {
+    State::ALL
+        .iter()
+        .filter(|s| !matches!(s, State::LockedDown | State::NotLockedDown))
+        .take_while(|s| **s != state)
+        .count()
 }
 
 /// Each state's colour for the table's state cells (state names are kebab-case words).
@@ -145,9 +154,14 @@ fn provenance_list(report: &Report, provenance: &Provenance) -> Markup {
 
 /// The verdict on the main keys, in words: yes, not yet, or done; why not; what to do next.
 fn verdict(report: &Report) -> Markup {
-    let retired = Entry::of(report).main_keys_retired() && report.ready_to_retire_main_keys;
+    let retired = Entry::of(report).main_keys_retired();
     let (class, word, headline) = match (retired, report.ready_to_retire_main_keys) {
-        (true, _) => ("retired", "Done", "The main keys are retired"),
+        (true, true) => ("retired", "Done", "The main keys are retired"),
+        (true, false) => (
+            "not-ready",
+            "Not done",
+            "The main keys are gone, but not everything was ready for it",
+        ),
         (false, true) => ("ready", "Yes", "The main keys may be retired now"),
         (false, false) => (
             "not-ready",
@@ -176,7 +190,7 @@ fn next_steps(report: &Report, retired: bool) -> Vec<Markup> {
         html! { (needing) " computer(s) need action: the table below says what to do on each, the most urgent first." }
     });
     let mut steps = Vec::new();
-    if retired {
+    if retired && report.ready_to_retire_main_keys {
         steps.push(
             html! { "Nothing is left to do for the main keys: IAM knows none of them any more." },
         );
@@ -580,6 +594,32 @@ mod tests {
             !page.contains("http://") && !page.contains("https://"),
             "nothing to load"
         );
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn the_verdict_says_yes_not_yet_or_done_and_gone_keys_are_never_not_yet_retired() {
+        use crate::audit::MainKeyReport;
+        let key = |status| MainKeyReport {
+            access_key_id: "AKIAMAIN1EXAMPLE0000".into(), sources: Vec::new(), recorded_by: 1, status,
+            user_name: Some("fleet-admin".into()), last_used: None, last_used_service: None,
+            last_used_region: None, admin_credentials: false,
+        };
+        let cases = [
+            ("never-used", true, "Yes", "The main keys may be retired now"),
+            ("used", false, "Not yet", "The main keys may not be retired yet"),
+            ("not-found", true, "Done", "The main keys are retired"),
+            ("not-found", false, "Not done", "The main keys are gone, but not everything was ready for it"),
+        ];
+        for (status, ready, word, headline) in cases {
+            let mut report = report(|n| format!("Mac {n}"));
+            report.main_keys = vec![key(status)];
+            report.ready_to_retire_main_keys = ready;
+            let page = render(&report);
+            assert!(page.contains(&format!("<p class=\"verdict-word\">{word}</p><h2 id=\"verdict-headline\">{headline}</h2>")), "{status} {ready}");
+            let deactivate = "aws iam update-access-key --user-name fleet-admin --access-key-id AKIAMAIN1EXAMPLE0000 --status Inactive";
+            assert_eq!(page.contains(deactivate), word == "Yes", "{status} {ready}");
+        }
     }
 
     #[test]
