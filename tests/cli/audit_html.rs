@@ -110,7 +110,7 @@ fn kept(name: &str) -> PathBuf {
 
 /// Headless Chromium, kept off the network: the page's DOM after its script ran, a screenshot of
 /// it to `screenshot`, and what the browser logged (Content-Security-Policy violations among it).
-pub fn chromium(page: &Path, screenshot: &Path, window: &str) -> (String, String) {
+fn chromium(page: &Path, screenshot: &Path, window: &str) -> (String, String) {
     let browser = ["chromium-headless-shell", "chromium"]
         .into_iter()
         .find(|name| {
