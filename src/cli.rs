@@ -285,6 +285,14 @@ pub struct AuditArgs {
     /// Print one CSV row per computer, for a spreadsheet.
     #[arg(long)]
     pub csv: bool,
+    /// Also write the fleet's page to FILE: one self-contained HTML file (the verdict, the counts
+    /// per state, the computers needing action; with --history, the rollout over time).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also record this run's counts in DIR/audit-BUCKET.jsonl (a line a run; runs over a month
+    /// old are thinned to one a day), which --html draws over time.
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
 }
 
 fn parse_key_id(value: &str) -> Result<String, String> {

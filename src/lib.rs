@@ -14,7 +14,7 @@
 //! - [`setback`]: what stopped the last `apply` that an admin must hear of (status, backoff);
 //! - [`apply`]: the lockdown, step by step;
 //! - [`service`]: the provisioning service (`serve`);
-//! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict;
+//! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict, the page;
 //! - [`session`]: running as root, acting for a user;
 //! - [`preferences`]: settings from configuration profiles;
 //! - [`system`]: this computer's name and serial;

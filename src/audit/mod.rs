@@ -3,11 +3,14 @@
 //! Owns the admin's view of one bucket's fleet: [`read`] gathers the computers in the bucket
 //! (folders and `computerinfo`), the scoped users with their policies, keys and last use, and the
 //! main keys' last use; [`decide`] gives each computer one state and the fleet its verdict;
+//! [`html`] renders the report as a page and [`history`] keeps its counts run by run;
 //! this file puts them together and, with `--fix-policies`, rewrites drifted inline policies —
-//! the only write it ever makes (never a key, a user, or a detach). Admin credentials only: never
+//! the only write to AWS it ever makes (never a key, a user, or a detach). Admin credentials only: never
 //! a Mac's "Arq S3".
 
 pub mod decide;
+pub mod history;
+pub mod html;
 pub mod read;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

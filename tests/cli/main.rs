@@ -11,6 +11,7 @@
 //! - `service_attacks`: another account, another Mac, raced and replayed requests, floods;
 //! - `service_lifecycle`: the service under systemd: certificates reloaded on SIGHUP, a drain on SIGTERM;
 //! - `audit`: a fleet's computers in every state, --fix-policies, least rights, the main-key verdict;
+//! - `audit_html`: the page (`--html`, `--history`) in headless Chromium: counts, rows, escaping;
 //! - `logs`: what the agent's runs leave in the user's log (nothing, when there is nothing to do);
 //! - `quit_arq`: Arq that does not quit when asked is forced only with consent, never when busy;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
@@ -20,6 +21,7 @@
 
 mod apply;
 mod audit;
+mod audit_html;
 mod bad_input;
 mod dialogs;
 mod logs;
