@@ -12,7 +12,7 @@
 //!  9. update "Arq S3" in place and read it back;
 //! 10. retire the keys the new one replaces (never the admin's main keys);
 //! 11. relaunch Arq;
-//! 12. write the receipt.
+//! 12. write the receipt (and forget the setback an earlier run met).
 //!
 //! Nothing before step 9 changes "Arq S3", so any failure leaves Arq with the key it had. A run
 //! killed anywhere is finished by the next: IAM steps are idempotent, and a key already in
@@ -41,6 +41,7 @@ use crate::receipt::{self, Receipt};
 use crate::run_lock::RunLock;
 use crate::run_log::RunLog;
 use crate::session;
+use crate::setback::Setback;
 use crate::verify::{self, Verdict, VerifyOptions};
 
 /// How often a new key is tried while AWS does not accept it yet.
@@ -256,6 +257,9 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
         None => (&current.id, owner.unwrap_or_default()),
     };
     write_receipt(&request, &config, &policy, final_id, &user_arn, &mut steps)?;
+    if let Err(e) = Setback::clear(&request.home) {
+        steps.warn(format!("cannot remove the last run's setback: {e}"));
+    }
     Ok(outcome(
         ApplyResult::LockedDown,
         &config,
@@ -350,8 +354,13 @@ async fn resolve_issuer<'a>(
     match &request.source {
         KeySource::Service(client) => {
             let owner = owner_for_the_service(request, client, computer, current).await?;
-            let store = request.store;
-            Ok((KeyIssuer::Service(ServiceIssuer { client, store }), owner))
+            let (store, home) = (request.store, request.home.as_path());
+            let issuer = ServiceIssuer {
+                client,
+                store,
+                home,
+            };
+            Ok((KeyIssuer::Service(issuer), owner))
         }
         KeySource::Iam {
             admin: AdminCredentials::ArqS3,

@@ -224,8 +224,8 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print one line for a Jamf extension attribute: <result>STATE KEY AGE</result>, from the
-    /// receipt (no network, no Keychain secret).
+    /// Print one line for a Jamf extension attribute: <result>STATE key=… computer=… bucket=…
+    /// enrollment-key=… user=NAME; what to do</result> (no network, no Keychain secret).
     #[arg(long, conflicts_with = "json")]
     pub jamf_ea: bool,
     /// Also ask AWS (one STS call) whether it still accepts the key in "Arq S3" — after a revoke

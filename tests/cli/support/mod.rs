@@ -267,6 +267,7 @@ pub fn snapshot_settings() -> insta::Settings {
         ),
         (r"arq-lockdown-probe-[0-9a-f-]+", "arq-lockdown-probe-[ID]"),
         (r#""user": "[^"]*""#, r#""user": "[USER]""#),
+        (r"\buser=[a-z_][a-z0-9_.-]*", "user=[USER]"),
     ] {
         settings.add_filter(pattern, replacement);
     }
