@@ -44,8 +44,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Admin side: is every Mac of a bucket locked down, and may the main keys be switched off?
     ///
-    /// One state per computer (orphan-user, not-locked-down, policy-drift, extra-keys,
-    /// key-unused, locked-down) with what to do, and the verdict ready_to_retire_main_keys.
+    /// One state per computer (orphan-user, not-locked-down, contested, pinned, unconfirmed,
+    /// policy-drift, extra-keys, key-unused, locked-down) with what to do, and the verdict
+    /// ready_to_retire_main_keys.
     /// Read-only unless --fix-policies. Exit 0: every computer is locked down and the main keys
     /// may be retired; 13: something needs action.
     Audit(AuditArgs),
@@ -274,6 +275,14 @@ pub struct AuditArgs {
     /// Rewrite drifted inline policies arq-lockdown (never a key, a user, or another policy).
     #[arg(long)]
     pub fix_policies: bool,
+    /// The MDM's inventory export (Jamf's advanced-search CSV with the status extension attribute,
+    /// or status --json objects): confirm each computer's key by what its own Mac reports.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// With --inventory: the CSV column holding the extension attribute [default: the column whose
+    /// cells are arq-lockdown status lines].
+    #[arg(long, value_name = "NAME", requires = "inventory")]
+    pub inventory_column: Option<String>,
     /// Print the report as one JSON object.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,

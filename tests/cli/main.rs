@@ -10,7 +10,8 @@
 //! - `service`: the provisioning service, its client, and hostile requests;
 //! - `service_attacks`: another account, another Mac, raced and replayed requests, floods;
 //! - `service_lifecycle`: the service under systemd: certificates reloaded on SIGHUP, a drain on SIGTERM;
-//! - `audit`: a fleet's computers in every state, --fix-policies, least rights, the main-key verdict;
+//! - `audit`: a fleet's computers in every state, --fix-policies, least rights, the main-key verdict,
+//!   a squat the inventory shows;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code;
 //! - `readme`: the README's source tree, macOS-only list and exit codes match the code;
