@@ -83,6 +83,8 @@ pub enum Error {
     Audit(#[from] audit::AuditError),
     #[error(transparent)]
     Inventory(#[from] inventory::InventoryError),
+    #[error(transparent)]
+    Pin(#[from] commands::pin::PinError),
     /// The standard chain found no credentials; `fix` says where this command takes them from.
     #[error("no AWS credentials found: {fix}")]
     NoCredentials { fix: &'static str },
@@ -113,6 +115,7 @@ impl Error {
             Self::Lock(e) => e.exit_code(),
             Self::Audit(e) => e.exit_code(),
             Self::Inventory(e) => e.exit_code(),
+            Self::Pin(e) => e.exit_code(),
             Self::NoCredentials { .. } => ExitCode::Credentials,
             Self::Preferences(e) => e.exit_code(),
             Self::MissingServiceUrl | Self::Usage(_) => ExitCode::Usage,

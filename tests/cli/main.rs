@@ -12,6 +12,7 @@
 //! - `service_lifecycle`: the service under systemd: certificates reloaded on SIGHUP, a drain on SIGTERM;
 //! - `audit`: a fleet's computers in every state, --fix-policies, least rights, the main-key verdict,
 //!   a squat the inventory shows;
+//! - `pin`: a computer given back to the Mac that reported it; conflicts left to the admin;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code;
 //! - `readme`: the README's source tree, macOS-only list and exit codes match the code;
@@ -22,6 +23,7 @@ mod audit;
 mod bad_input;
 mod dialogs;
 mod packaging;
+mod pin;
 mod policy;
 mod readme;
 mod root;
