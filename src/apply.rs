@@ -12,7 +12,7 @@
 //!  9. update "Arq S3" in place and read it back;
 //! 10. retire the keys the new one replaces (never the admin's main keys);
 //! 11. relaunch Arq;
-//! 12. write the receipt.
+//! 12. write the receipt (and forget the setback an earlier run met).
 //!
 //! Nothing before step 9 changes "Arq S3", so any failure leaves Arq with the key it had. A run
 //! killed anywhere is finished by the next: IAM steps are idempotent, and a key already in
@@ -428,8 +428,13 @@ async fn resolve_issuer<'a>(
     match &request.source {
         KeySource::Service(client) => {
             let owner = owner_for_the_service(request, client, computer, current).await?;
-            let store = request.store;
-            Ok((KeyIssuer::Service(ServiceIssuer { client, store }), owner))
+            let (store, home) = (request.store, request.home.as_path());
+            let issuer = ServiceIssuer {
+                client,
+                store,
+                home,
+            };
+            Ok((KeyIssuer::Service(issuer), owner))
         }
         KeySource::Iam {
             admin: AdminCredentials::ArqS3,

@@ -479,6 +479,9 @@ mod tests {
                     action: (state != State::LockedDown).then(|| format!("fix {}", name(n))),
                     in_bucket: true,
                     computerinfo: "read",
+                    enrollment_key: None,
+                    pinned_key: None,
+                    reported_by: Vec::new(),
                 });
             }
         }
@@ -504,6 +507,7 @@ mod tests {
             computers,
             main_keys: Vec::new(),
             policy_fixes: Vec::new(),
+            inventory: None,
         }
     }
 

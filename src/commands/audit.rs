@@ -13,6 +13,7 @@ use crate::audit::{self, AuditOptions, ComputerReport, MainKeyReport, PolicyFix,
 use crate::aws::{self, Identity};
 use crate::cli::AuditArgs;
 use crate::exit_code::ExitCode;
+use crate::inventory::Inventory;
 
 pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
     // The files first: a wrong path costs no AWS call.
@@ -35,6 +36,10 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
         names: !args.no_names,
         fix_policies: args.fix_policies,
         admin_key_id: Some(admin_key_id),
+        inventory: match &args.inventory {
+            Some(path) => Some(Inventory::read(path, args.inventory_column.as_deref())?),
+            None => None,
+        },
     };
     let progress = match !args.json && !args.csv && std::io::stderr().is_terminal() {
         true => {
@@ -153,6 +158,7 @@ fn to_text(report: &Report) -> String {
         text += "\n";
     }
     text += &summary_lines(report);
+    text += &inventory_lines(report);
     for key in &report.main_keys {
         text += &main_key_line(key);
     }
@@ -235,6 +241,29 @@ fn summary_lines(report: &Report) -> String {
         text += &format!(
             "{} computer(s) without a readable computerinfo: names from the IAM users' tags where there are any\n",
             report.summary.computerinfo_unread
+        );
+    }
+    text
+}
+
+/// With `--inventory`: what it held, and its first warnings.
+fn inventory_lines(report: &Report) -> String {
+    const SHOWN: usize = 20;
+    let Some(inventory) = &report.inventory else {
+        return String::new();
+    };
+    let mut text = format!(
+        "inventory: {} row(s) name a computer, {} of this bucket's reported; {} row(s) name none (not configured, nobody logged in, no value yet)\n",
+        inventory.records, inventory.computers_reported, inventory.without_computer
+    );
+    let warnings = inventory.warnings.len() + inventory.warnings_left_out;
+    for warning in inventory.warnings.iter().take(SHOWN) {
+        text += &format!("inventory warning: {warning}\n");
+    }
+    if warnings > SHOWN {
+        text += &format!(
+            "inventory: {} more warning(s) (all of them with --json)\n",
+            warnings - SHOWN
         );
     }
     text

@@ -1,5 +1,6 @@
 //! `arq-lockdown status`: is this Mac locked down? Local files only — the receipt, Arq's config,
-//! the id of the key in "Arq S3", the profile — unless `--check` asks AWS about the key too.
+//! the id of the key in "Arq S3", the fingerprint of this Mac's enrollment key (our own item, no
+//! dialog), the setback of the last apply, the profile — unless `--check` asks AWS about the key.
 
 use std::path::Path;
 
@@ -14,6 +15,7 @@ use crate::credential_store::{ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::policy::PolicyDocument;
 use crate::preferences::PreferenceFiles;
+use crate::protocol::enrollment::{self, EnrollmentKey};
 use crate::receipt::Receipt;
 use crate::session::SessionError;
 use crate::setback::{Setback, SetbackKind};
@@ -33,8 +35,11 @@ enum State {
     Error,
     /// `--check`: the receipt says locked down, but AWS refuses the key (revoked, or deleted).
     KeyRefused,
-    /// Not locked down: the user denied arq-lockdown the "Arq S3" secret in the Keychain dialog
-    /// (the agent backs off; a run by hand asks again).
+    /// The service refused: another Mac holds (or the admin pinned another Mac to) this computer.
+    ClaimedByAnotherMac,
+    /// The service refused: this computer has backups, and the admin has not confirmed this Mac.
+    AwaitingConfirmation,
+    /// The user denied arq-lockdown the "Arq S3" secret in the Keychain dialog.
     KeychainAccessDenied,
 }
 
@@ -48,6 +53,9 @@ struct Status {
     bucket: Option<String>,
     computer_uuid: Option<String>,
     access_key_id: Option<String>,
+    /// The fingerprint (`SHA256:…`) of this Mac's enrollment key, when it has one: what the admin
+    /// pins this computer to.
+    enrollment_key_fingerprint: Option<String>,
     user_arn: Option<String>,
     receipt_age_seconds: Option<u64>,
     arq_running: bool,
@@ -95,6 +103,7 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode, Error> {
             ("bucket", status.bucket.clone()),
             ("computer", status.computer_uuid.clone()),
             ("key in \"Arq S3\"", status.access_key_id.clone()),
+            ("enrollment key", status.enrollment_key_fingerprint.clone()),
             ("IAM user", status.user_arn.clone()),
             (
                 "AWS says",
@@ -138,15 +147,6 @@ async fn status_of_the_user(args: &StatusArgs) -> Result<Status, Error> {
     let home = super::home(args.mac.arq_home.clone())?;
     let store = args.mac.credential_store.open();
     let mut status = status(&home, &store);
-    // Not locked down because the user said no: the state says so, for the inventory.
-    let denied = Setback::load(&home).filter(|s| s.kind == SetbackKind::KeychainDenied);
-    if let (State::NotLockedDown, Some(denied)) = (&status.state, denied) {
-        status.state = State::KeychainAccessDenied;
-        status.detail = Some(format!(
-            "{} ({} time(s) in a row)",
-            denied.detail, denied.count
-        ));
-    }
     // A profile apply cannot read stops apply with its own message; here it only cannot say "off".
     status.enabled = PreferenceFiles::for_user(status.user.as_deref().unwrap_or_default())
         .load()
@@ -197,32 +197,46 @@ async fn check_with_aws(status: &mut Status, store: &dyn CredentialStore) -> Res
     Ok(())
 }
 
-/// "locked down per receipt AKIA… 3600s", "not locked down: why", "not configured", "Arq
-/// missing"; " (switched off)" when the profile sets Enabled = false.
+/// `STATE key=… computer=… bucket=… enrollment-key=… user=…; what to do` (the README's extension
+/// attribute): the state and the fields an inventory export is read by — each left out when
+/// unknown — then a few words for people, with nothing in them that reads as a field.
 fn jamf_extension_attribute(status: &Status) -> String {
-    let mut text = match status.state {
-        State::LockedDown => format!(
-            "locked down per receipt {} {}s",
-            status.access_key_id.as_deref().unwrap_or("?"),
-            status.receipt_age_seconds.unwrap_or(0)
-        ),
-        State::NotLockedDown => format!(
-            "not locked down: {}",
-            status.detail.as_deref().unwrap_or("?")
-        ),
-        State::NotConfigured => "not configured".to_owned(),
-        State::ArqMissing => "Arq missing".to_owned(),
-        State::Error => format!("error: {}", status.detail.as_deref().unwrap_or("?")),
+    let mut line = serde_json::to_value(&status.state)
+        .expect("serializes")
+        .as_str()
+        .unwrap_or("error")
+        .to_owned();
+    let fields = [
+        ("key", &status.access_key_id),
+        ("computer", &status.computer_uuid),
+        ("bucket", &status.bucket),
+        ("enrollment-key", &status.enrollment_key_fingerprint),
+        ("user", &status.user),
+    ];
+    for (name, value) in fields {
+        let value = value.as_deref().unwrap_or_default();
+        if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == ';') {
+            line += &format!(" {name}={value}");
+        }
+    }
+    let mut words: Vec<&str> = match status.state {
+        State::LockedDown | State::NotConfigured | State::ArqMissing => vec![],
+        State::ClaimedByAnotherMac => vec!["claimed by another Mac - tell your admin"],
+        State::AwaitingConfirmation => {
+            vec!["this Mac has backups - the admin must confirm it from the inventory"]
+        }
+        State::NotLockedDown | State::Error | State::KeychainAccessDenied => {
+            status.detail.as_deref().into_iter().collect()
+        }
         State::KeyRefused => unreachable!("the extension attribute never checks with AWS"),
-        State::KeychainAccessDenied => format!(
-            "keychain-access-denied; {}",
-            status.detail.as_deref().unwrap_or("?")
-        ),
     };
     if !status.enabled {
-        text += " (switched off)";
+        words.push("switched off by the configuration profile");
     }
-    jamf_line(&text)
+    if !words.is_empty() {
+        line += &format!("; {}", words.join("; ").replace('=', " "));
+    }
+    jamf_line(&line)
 }
 
 /// `<result>text</result>`: one line, free of the tags Jamf parses.
@@ -239,6 +253,7 @@ fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> 
         bucket: None,
         computer_uuid: None,
         access_key_id: None,
+        enrollment_key_fingerprint: None,
         user_arn: None,
         receipt_age_seconds: None,
         arq_running: arq_app::running().is_ok_and(|found| !found.is_empty()),
@@ -273,8 +288,11 @@ fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> 
         }
     };
     status.access_key_id = Some(key_id.clone());
+    status.enrollment_key_fingerprint =
+        store.as_ref().ok().and_then(|s| fingerprint_of(s.as_ref()));
     let Some(receipt) = Receipt::load(home) else {
         status.detail = Some("no receipt: run apply".to_owned());
+        setback_state(&mut status, home, &config);
         return status;
     };
     status.receipt_age_seconds = Some(receipt.age_seconds());
@@ -294,5 +312,33 @@ fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> 
                 .to_owned(),
         );
     }
+    setback_state(&mut status, home, &config);
     status
+}
+
+/// The fingerprint of the enrollment key kept in `store` (arq-lockdown's own item: reading it
+/// shows no dialog; "Arq S3"'s secret is never read here).
+fn fingerprint_of(store: &dyn CredentialStore) -> Option<String> {
+    let key = EnrollmentKey::from_stored(store.enrollment_key().ok()??)?;
+    enrollment::fingerprint(&key.public())
+}
+
+/// A Mac not locked down whose last apply met a setback for this computer says so instead.
+fn setback_state(status: &mut Status, home: &Path, config: &ArqConfig) {
+    if !matches!(status.state, State::NotLockedDown) {
+        return;
+    }
+    let Some(setback) = Setback::load(home).filter(|s| {
+        s.computer_uuid
+            .as_deref()
+            .is_none_or(|uuid| uuid == config.computer_uuid.as_str())
+    }) else {
+        return;
+    };
+    status.state = match setback.kind {
+        SetbackKind::ClaimedByAnotherMac => State::ClaimedByAnotherMac,
+        SetbackKind::AwaitingConfirmation => State::AwaitingConfirmation,
+        SetbackKind::KeychainDenied => State::KeychainAccessDenied,
+    };
+    status.detail = Some(setback.detail);
 }

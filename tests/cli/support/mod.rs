@@ -5,12 +5,14 @@
 //! - `service`: the provisioning service under test, raw HTTP, and the protocol's requests;
 //! - `proxy`: an HTTP proxy in front of moto that records, and can throttle or hold a request;
 //! - `tls`: test certificates, and a TLS client that says which certificate it was shown;
-//! - `evaluator`: the independent IAM policy evaluator.
+//! - `evaluator`: the independent IAM policy evaluator;
+//! - `inventory`: the MDM's side: each Mac's extension-attribute line, an inventory export.
 //!
 //! Here: the command builder that runs the binary with a clean AWS environment, Arq homes, file
 //! stores, snapshots and the secret-leak checks.
 
 mod evaluator;
+mod inventory;
 mod mac;
 mod managed;
 mod moto;
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub use evaluator::*;
+pub use inventory::*;
 pub use mac::*;
 pub use managed::*;
 pub use moto::*;
@@ -270,6 +273,7 @@ pub fn snapshot_settings() -> insta::Settings {
         ),
         (r"arq-lockdown-probe-[0-9a-f-]+", "arq-lockdown-probe-[ID]"),
         (r#""user": "[^"]*""#, r#""user": "[USER]""#),
+        (r"\buser=[a-z_][a-z0-9_.-]*", "user=[USER]"),
     ] {
         settings.add_filter(pattern, replacement);
     }
