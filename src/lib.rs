@@ -14,7 +14,9 @@
 //! - [`setback`]: what stopped the last `apply` that an admin must hear of (status, backoff);
 //! - [`apply`]: the lockdown, step by step;
 //! - [`service`]: the provisioning service (`serve`);
-//! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict;
+//! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict, the page;
+//! - [`inventory`]: what each Mac reported to the MDM (its UUID, key id, enrollment key), read
+//!   from the admin's export;
 //! - [`session`]: running as root, acting for a user;
 //! - [`extension_attribute`]: the Jamf extension attribute line, and the last one root keeps;
 //! - [`preferences`]: settings from configuration profiles;
@@ -35,6 +37,7 @@ mod fault;
 mod fs;
 mod https;
 pub mod iam;
+pub mod inventory;
 pub mod key_source;
 pub mod policy;
 pub mod preferences;
@@ -82,6 +85,10 @@ pub enum Error {
     Lock(#[from] run_lock::LockError),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    #[error(transparent)]
+    Inventory(#[from] inventory::InventoryError),
+    #[error(transparent)]
+    Pin(#[from] commands::pin::PinError),
     /// The standard chain found no credentials; `fix` says where this command takes them from.
     #[error("no AWS credentials found: {fix}")]
     NoCredentials { fix: &'static str },
@@ -112,6 +119,8 @@ impl Error {
             Self::Receipt(_) => ExitCode::Internal,
             Self::Lock(e) => e.exit_code(),
             Self::Audit(e) => e.exit_code(),
+            Self::Inventory(e) => e.exit_code(),
+            Self::Pin(e) => e.exit_code(),
             Self::NoCredentials { .. } => ExitCode::Credentials,
             Self::Preferences(e) => e.exit_code(),
             Self::MissingServiceUrl | Self::Usage(_) => ExitCode::Usage,

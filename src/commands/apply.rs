@@ -5,16 +5,20 @@ use std::time::Duration;
 
 use crate::Error;
 use crate::apply::{ApplyRequest, ApplyResult, Outcome, Relaunch, apply};
+use crate::arq_app;
+use crate::arq_config::{ArqConfig, ConfigError};
 use crate::cli::ApplyArgs;
 use crate::credential_store::CredentialStore;
 use crate::exit_code::ExitCode;
 use crate::key_source::root::{Request, Response, RootBroker, RootsChoices};
 use crate::key_source::{AdminCredentials, KeySource, ServiceClient, SourceKind};
 use crate::policy::PolicyOptions;
-use crate::preferences::{LogLevel, PreferenceFiles, Preferences};
-use crate::run_log::RunLog;
+use crate::preferences::{PreferenceFiles, Preferences};
+use crate::receipt;
+use crate::run_log::{self, RunLog, Severity};
 use crate::secret::Secret;
 use crate::session::{self, Handover, UserRun};
+use crate::setback::{Setback, SetbackKind};
 use crate::system;
 
 pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
@@ -33,9 +37,10 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
     let user = session::current_user().map(|u| u.name).unwrap_or_default();
     let preferences = PreferenceFiles::for_user(&user).load()?;
     let home = super::home(args.mac.arq_home.clone())?;
+    let log = RunLog::open(&home, preferences.log_level.unwrap_or_default());
     if args.managed {
-        if let Some(reason) = preferences.why_a_managed_run_waits() {
-            return nothing_done(reason, &home, args.json);
+        if let Some(reason) = why_this_managed_run_waits(&preferences, &home) {
+            return nothing_done(&reason, log.as_ref(), args.json);
         }
     } else if preferences.enabled == Some(false) {
         eprintln!(
@@ -43,12 +48,15 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
         );
     }
     let store = args.mac.credential_store.open()?;
-    let log = RunLog::open(&home, preferences.log_level != Some(LogLevel::Warning));
     let json = args.json;
     let request = request_from(args, preferences, home, store.as_ref(), enrollment_token)?;
     let outcome = apply(request, log.as_ref()).await.inspect_err(|error| {
         if let Some(log) = &log {
-            log.line(&format!("error: {error}"));
+            let severity = match error.exit_code() {
+                ExitCode::Internal => Severity::Fault,
+                _ => Severity::Error,
+            };
+            log.write(severity, &format!("error: {error}"));
         }
     })?;
     output(&match json {
@@ -235,6 +243,7 @@ fn request_from(
         dry_run: args.dry_run,
         quit_arq: (args.quit_arq || preferences.quit_arq == Some(true))
             .then(|| seconds(args.wait, preferences.wait_seconds, 30)),
+        terminate_arq: args.terminate_arq || preferences.terminate_arq == Some(true),
         verify_timeout: seconds(args.verify_timeout, preferences.verify_timeout_seconds, 60),
         lock_timeout: args.lock_timeout.unwrap_or(Duration::from_secs(120)),
         relaunch,
@@ -243,11 +252,46 @@ fn request_from(
     })
 }
 
-/// A managed run that waits for the profile: says why (stdout, and the log an admin reads), exit 0
-/// — nothing is wrong, and the agent tries again within the hour.
-fn nothing_done(reason: &str, home: &Path, json: bool) -> Result<ExitCode, Error> {
-    if let Some(log) = RunLog::open(home, true) {
-        log.line(&format!("nothing done: {reason}"));
+/// Why a managed run (the agent's, every hour) has nothing to do here, if it has not: the profile
+/// switches arq-lockdown off; this user has no Arq that arq-lockdown can lock down (none set up,
+/// or Arq 6 or later); no profile says where keys come from yet; or the user denied the Keychain
+/// dialog and the backoff ([`crate::setback::keychain_backoff_hours`]) has not run out.
+fn why_this_managed_run_waits(preferences: &Preferences, home: &Path) -> Option<String> {
+    if preferences.enabled == Some(false) {
+        return preferences.why_a_managed_run_waits().map(str::to_owned);
+    }
+    if let Some(version) = arq_app::unsupported_version() {
+        return Some(format!(
+            "Arq {version} is installed, and arq-lockdown locks down Arq 5 and earlier only (Arq 6 and later keep their keys elsewhere)"
+        ));
+    }
+    if let Err(ConfigError::NotFound { path }) = ArqConfig::read_from_home(home) {
+        return Some(format!(
+            "Arq is not set up for this user (no {})",
+            path.display()
+        ));
+    }
+    if let Some(reason) = preferences.why_a_managed_run_waits() {
+        return Some(reason.to_owned());
+    }
+    let setback = Setback::load(home).filter(|s| s.kind == SetbackKind::KeychainDenied)?;
+    let retry_after = setback.retry_after_unix();
+    (receipt::now_unix() < retry_after).then(|| {
+        format!(
+            "{} ({} time(s) in a row), so the agent does not ask again before {}; a run by hand asks at once",
+            setback.detail,
+            setback.count,
+            run_log::utc_timestamp(retry_after)
+        )
+    })
+}
+
+/// A managed run with nothing to do here: says why (stdout, and once a day the log an admin
+/// reads), exit 0 — nothing is wrong that this run could mend, and the agent looks again within
+/// the hour.
+fn nothing_done(reason: &str, log: Option<&RunLog>, json: bool) -> Result<ExitCode, Error> {
+    if let Some(log) = log {
+        log.once_a_day(Severity::Step, &format!("nothing done: {reason}"));
     }
     output(&match json {
         true => super::json_text(&serde_json::json!({"result": "nothing-done", "reason": reason})),

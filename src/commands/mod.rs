@@ -3,6 +3,7 @@
 
 mod apply;
 mod audit;
+pub(crate) mod pin;
 mod policy;
 mod revoke;
 mod serve;
@@ -31,6 +32,7 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
         Command::Policy(args) => policy::run(args),
         Command::Verify(args) => verify::run(args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Pin(args) => pin::run(args).await,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `arq-lockdown status`: is this Mac locked down? Local files only — the receipt, Arq's config,
-//! the id of the key in "Arq S3", the profile — unless `--check` asks AWS about the key too.
+//! the id of the key in "Arq S3", the fingerprint of this Mac's enrollment key (our own item, no
+//! dialog), the setback of the last apply, the profile — unless `--check` asks AWS about the key.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,8 +17,10 @@ use crate::exit_code::ExitCode;
 use crate::extension_attribute::Line;
 use crate::policy::PolicyDocument;
 use crate::preferences::PreferenceFiles;
+use crate::protocol::enrollment::{self, EnrollmentKey};
 use crate::receipt::Receipt;
 use crate::session::{self, SessionError};
+use crate::setback::{Setback, SetbackKind};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -34,6 +37,12 @@ enum State {
     Error,
     /// `--check`: the receipt says locked down, but AWS refuses the key (revoked, or deleted).
     KeyRefused,
+    /// The service refused: another Mac holds (or the admin pinned another Mac to) this computer.
+    ClaimedByAnotherMac,
+    /// The service refused: this computer has backups, and the admin has not confirmed this Mac.
+    AwaitingConfirmation,
+    /// The user denied arq-lockdown the "Arq S3" secret in the Keychain dialog.
+    KeychainAccessDenied,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -47,6 +56,9 @@ struct Status {
     bucket: Option<String>,
     computer_uuid: Option<String>,
     access_key_id: Option<String>,
+    /// The fingerprint (`SHA256:…`) of this Mac's enrollment key, when it has one: what the admin
+    /// pins this computer to.
+    enrollment_key_fingerprint: Option<String>,
     user_arn: Option<String>,
     receipt_age_seconds: Option<u64>,
     arq_running: bool,
@@ -75,7 +87,7 @@ const STATUS_WAIT: Duration = Duration::from_secs(60);
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "kebab-case", deny_unknown_fields)]
 enum Answer {
-    Status(Status),
+    Status(Box<Status>),
     Failed { message: String, exit_code: i32 },
 }
 
@@ -136,7 +148,7 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode, Error> {
 async fn answer_root(args: &StatusArgs) -> Result<ExitCode, Error> {
     session::receive_handover()?;
     let (answer, code) = match status_here(args).await {
-        Ok(status) => (Answer::Status(status), ExitCode::Success),
+        Ok(status) => (Answer::Status(Box::new(status)), ExitCode::Success),
         Err(error) => {
             let message = error.to_string();
             let exit_code = error.exit_code();
@@ -182,7 +194,7 @@ async fn status_as_the_user(
     match answer {
         Some(Answer::Status(mut status)) => {
             status.user = Some(user.name.clone());
-            Ok(status)
+            Ok(*status)
         }
         Some(Answer::Failed { message, exit_code }) => {
             Err(SessionError::reported(message, exit_code).into())
@@ -206,6 +218,7 @@ fn as_text(status: &Status) -> String {
         ("bucket", status.bucket.clone()),
         ("computer", status.computer_uuid.clone()),
         ("key in \"Arq S3\"", status.access_key_id.clone()),
+        ("enrollment key", status.enrollment_key_fingerprint.clone()),
         ("IAM user", status.user_arn.clone()),
         (
             "AWS says",
@@ -300,27 +313,36 @@ async fn check_with_aws(status: &mut Status, store: &dyn CredentialStore) -> Res
     Ok(())
 }
 
-/// The extension attribute line of `status` (see [`crate::extension_attribute`]): the state,
-/// the key id in "Arq S3", the computer, the bucket and the user; what to do, when not locked
-/// down; nothing that changes while the state does not (no ages).
+/// `STATE key=… computer=… bucket=… enrollment-key=… user=…; what to do` (the README's extension
+/// attribute, see [`crate::extension_attribute`]): the state and the fields an inventory export
+/// is read by — each left out when unknown — then a few words for people, with nothing in them
+/// that reads as a field; nothing that changes while the state does not (no ages).
 fn extension_attribute(status: &Status) -> Line {
-    let switched_off = (!status.enabled).then_some("switched off by the configuration profile");
-    let text = match status.state {
-        State::LockedDown => switched_off.map(str::to_owned),
-        _ => Some(
-            [status.detail.as_deref(), switched_off]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
+    let mut words: Vec<&str> = match status.state {
+        State::LockedDown | State::NotConfigured | State::ArqMissing => vec![],
+        State::ClaimedByAnotherMac => vec!["claimed by another Mac - tell your admin"],
+        State::AwaitingConfirmation => {
+            vec!["this Mac has backups - the admin must confirm it from the inventory"]
+        }
+        State::NotLockedDown | State::Error | State::KeychainAccessDenied => {
+            status.detail.as_deref().into_iter().collect()
+        }
+        State::KeyRefused => unreachable!("the extension attribute never checks with AWS"),
     };
+    if !status.enabled {
+        words.push("switched off by the configuration profile");
+    }
+    let text = words.join("; ").replace('=', " ");
     Line::new(&state_word(&status.state))
         .field("key", status.access_key_id.as_deref())
         .field("computer", status.computer_uuid.as_deref())
         .field("bucket", status.bucket.as_deref())
+        .field(
+            "enrollment-key",
+            status.enrollment_key_fingerprint.as_deref(),
+        )
         .field("user", status.user.as_deref())
-        .text(text.as_deref())
+        .text(Some(&text))
 }
 
 fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> Status {
@@ -331,6 +353,7 @@ fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> 
         bucket: None,
         computer_uuid: None,
         access_key_id: None,
+        enrollment_key_fingerprint: None,
         user_arn: None,
         receipt_age_seconds: None,
         arq_running: arq_app::running().is_ok_and(|found| !found.is_empty()),
@@ -365,8 +388,11 @@ fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> 
         }
     };
     status.access_key_id = Some(key_id.clone());
+    status.enrollment_key_fingerprint =
+        store.as_ref().ok().and_then(|s| fingerprint_of(s.as_ref()));
     let Some(receipt) = Receipt::load(home) else {
         status.detail = Some("no receipt: run apply".to_owned());
+        setback_state(&mut status, home, &config);
         return status;
     };
     status.receipt_age_seconds = Some(receipt.age_seconds());
@@ -386,5 +412,33 @@ fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> 
                 .to_owned(),
         );
     }
+    setback_state(&mut status, home, &config);
     status
+}
+
+/// The fingerprint of the enrollment key kept in `store` (arq-lockdown's own item: reading it
+/// shows no dialog; "Arq S3"'s secret is never read here).
+fn fingerprint_of(store: &dyn CredentialStore) -> Option<String> {
+    let key = EnrollmentKey::from_stored(store.enrollment_key().ok()??)?;
+    enrollment::fingerprint(&key.public())
+}
+
+/// A Mac not locked down whose last apply met a setback for this computer says so instead.
+fn setback_state(status: &mut Status, home: &Path, config: &ArqConfig) {
+    if !matches!(status.state, State::NotLockedDown) {
+        return;
+    }
+    let Some(setback) = Setback::load(home).filter(|s| {
+        s.computer_uuid
+            .as_deref()
+            .is_none_or(|uuid| uuid == config.computer_uuid.as_str())
+    }) else {
+        return;
+    };
+    status.state = match setback.kind {
+        SetbackKind::ClaimedByAnotherMac => State::ClaimedByAnotherMac,
+        SetbackKind::AwaitingConfirmation => State::AwaitingConfirmation,
+        SetbackKind::KeychainDenied => State::KeychainAccessDenied,
+    };
+    status.detail = Some(setback.detail);
 }

@@ -588,7 +588,7 @@ fn status_reports_the_lockdown_without_the_network() {
     assert_eq!(after["access_key_id"], mac.key().id.as_str());
     assert_eq!(after["arq_running"], false);
 
-    // For a Jamf extension attribute: one line, the state and the key id, computer, bucket.
+    // For a Jamf extension attribute: one line, the state and the fields an inventory reads.
     let jamf = run(arq_lockdown()
         .args(["status", "--jamf-ea", "--credential-store", &mac.store])
         .arg("--arq-home")
