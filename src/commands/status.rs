@@ -75,7 +75,7 @@ const STATUS_WAIT: Duration = Duration::from_secs(60);
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "kebab-case", deny_unknown_fields)]
 enum Answer {
-    Status(Status),
+    Status(Box<Status>),
     Failed { message: String, exit_code: i32 },
 }
 
@@ -136,7 +136,7 @@ pub async fn run(args: StatusArgs) -> Result<ExitCode, Error> {
 async fn answer_root(args: &StatusArgs) -> Result<ExitCode, Error> {
     session::receive_handover()?;
     let (answer, code) = match status_here(args).await {
-        Ok(status) => (Answer::Status(status), ExitCode::Success),
+        Ok(status) => (Answer::Status(Box::new(status)), ExitCode::Success),
         Err(error) => {
             let message = error.to_string();
             let exit_code = error.exit_code();
@@ -182,7 +182,7 @@ async fn status_as_the_user(
     match answer {
         Some(Answer::Status(mut status)) => {
             status.user = Some(user.name.clone());
-            Ok(status)
+            Ok(*status)
         }
         Some(Answer::Failed { message, exit_code }) => {
             Err(SessionError::reported(message, exit_code).into())
