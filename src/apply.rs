@@ -33,14 +33,13 @@ use crate::exit_code::ExitCode;
 use crate::fault;
 use crate::iam::{self, Iam, IamError};
 use crate::key_source::{
-    AdminCredentials, Computer, IamIssuer, IssuedKey, KeyIssuer, KeySource, Plan, ServiceCall,
-    ServiceClient, ServiceIssuer, SourceKind, default_boundary,
+    AdminCredentials, Computer, IamIssuer, IssuedKey, KeyIssuer, KeySource, Plan, RootIssuer,
+    ServiceCall, ServiceClient, ServiceIssuer, SourceKind, default_boundary,
 };
 use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::receipt::{self, Receipt};
 use crate::run_lock::RunLock;
 use crate::run_log::{RunLog, Severity};
-use crate::session;
 use crate::setback::{Setback, SetbackKind};
 use crate::verify::{self, Verdict, VerifyOptions};
 
@@ -358,7 +357,8 @@ fn read_config(
 ) -> Result<(ArqConfig, PolicyDocument), Error> {
     let config = ArqConfig::read_from_home(&request.home)?;
     let policy = PolicyDocument::scoped_to(&config, request.policy_options);
-    session::refuse_user_symlinks(&Receipt::path(&request.home))?;
+    crate::fs::refuse_untrusted_links(&Receipt::path(&request.home))
+        .map_err(crate::arq_config::ConfigError::UnsafePath)?;
     steps.note(format!(
         "Arq backs up to {} as computer {}",
         config.bucket, config.computer_uuid
@@ -441,11 +441,23 @@ async fn resolve_issuer<'a>(
             permissions_boundary,
         } => arq_s3_as_admin(request, permissions_boundary.as_deref(), computer, current).await,
         KeySource::Iam {
+            admin: AdminCredentials::Root,
+            ..
+        } => {
+            let issuer = RootIssuer::connect(computer, &current.id)?;
+            let owner = issuer.owner();
+            Ok((KeyIssuer::Root(issuer), owner))
+        }
+        KeySource::Iam {
             admin,
             permissions_boundary,
         } => {
             let boundary = permissions_boundary.as_deref();
-            let issuer = IamIssuer::connect(admin, boundary, computer).await?;
+            let sdk_config = admin
+                .sdk_config()
+                .await
+                .expect("env or profile: not arq-s3");
+            let issuer = IamIssuer::connect(&sdk_config, boundary, computer).await?;
             let owner = issuer.owner_of(&current.id);
             Ok((KeyIssuer::Iam(Box::new(issuer)), owner))
         }

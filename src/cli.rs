@@ -147,7 +147,7 @@ pub struct MacArgs {
     /// As root: the user to act for [default: the user at the console].
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
-    /// Internal: read what the root run handed over (secrets) from stdin.
+    /// Internal: this run was started by root, which talks to it over stdin and stdout.
     #[arg(long, hide = true)]
     pub handover_stdin: bool,
     /// Arq's credential item: keychain (the login Keychain, macOS) or file:PATH (a JSON stand-in).
@@ -237,7 +237,8 @@ pub struct ApplyArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print one line for a Jamf extension attribute: <result>STATE key=… computer=… bucket=…
-    /// enrollment-key=… user=NAME; what to do</result> (no network, no Keychain secret).
+    /// enrollment-key=… user=NAME; what to do</result> (no network, no Keychain secret); as root
+    /// with nobody logged in, the last user's line.
     #[arg(long, conflicts_with = "json")]
     pub jamf_ea: bool,
     /// Also ask AWS (one STS call) whether it still accepts the key in "Arq S3" — after a revoke

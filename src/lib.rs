@@ -18,6 +18,7 @@
 //! - [`inventory`]: what each Mac reported to the MDM (its UUID, key id, enrollment key), read
 //!   from the admin's export;
 //! - [`session`]: running as root, acting for a user;
+//! - [`extension_attribute`]: the Jamf extension attribute line, and the last one root keeps;
 //! - [`preferences`]: settings from configuration profiles;
 //! - [`system`]: this computer's name and serial;
 //! - [`cli`] and [`commands`]: the command line and one function per subcommand.
@@ -31,6 +32,7 @@ pub mod cli;
 mod commands;
 pub mod credential_store;
 pub mod exit_code;
+pub mod extension_attribute;
 mod fault;
 mod fs;
 mod https;
@@ -72,6 +74,8 @@ pub enum Error {
     #[error(transparent)]
     Session(#[from] session::SessionError),
     #[error(transparent)]
+    Broker(#[from] key_source::root::BrokerError),
+    #[error(transparent)]
     Unreachable(#[from] aws::Unreachable),
     #[error(transparent)]
     ArqApp(#[from] arq_app::ArqAppError),
@@ -109,6 +113,7 @@ impl Error {
             Self::ServiceClient(e) => e.exit_code(),
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
+            Self::Broker(e) => e.exit_code(),
             Self::Unreachable(_) => ExitCode::Aws,
             Self::ArqApp(e) => e.exit_code(),
             Self::Receipt(_) => ExitCode::Internal,

@@ -171,6 +171,7 @@ fn read_dict(path: &Path) -> Result<Option<plist::Dictionary>, PreferencesError>
         Ok(bytes) => bytes,
         Err(ReadError::NotFound) => return Ok(None),
         Err(ReadError::Io(e)) => return Err(error(e.to_string())),
+        Err(ReadError::Refused(refusal)) => return Err(error(refusal.to_string())),
         Err(ReadError::NotAFile | ReadError::TooLarge) => {
             return Err(error("not a preference file".into()));
         }

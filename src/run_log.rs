@@ -9,19 +9,24 @@
 //! repeats at every run and that nobody can act on hourly — no Arq for this user, no profile yet —
 //! is written [`RunLog::once_a_day`]: the log itself remembers when it last said so.
 //!
-//! On a Mac this runs as the user (root acts for users by running as them); where root works in
-//! place (file stores), a user's symlink on the way is refused. Lines hold key ids and ARNs, never
-//! secrets.
+//! It is opened once per run through [`crate::fs`]'s rules — no symlink someone else could have
+//! made is followed, only a folder and a file of this user's, a file with no other name — and
+//! every line goes to that open file. Root never writes a user's log: a root run acting for a
+//! user runs as them (see [`crate::session`]). Lines hold key ids and ARNs, never secrets.
 
-use std::fs::OpenOptions;
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::fs::Dir;
 
 use crate::preferences::LogLevel;
 
-/// Where the log lives, relative to the user's home folder.
+/// Where the log lives, relative to the user's home folder (its folder and name below).
 pub const LOG_RELATIVE_PATH: &str = "Library/Logs/arq-lockdown/arq-lockdown.log";
+const LOG_FOLDER: &str = "Library/Logs/arq-lockdown";
+const LOG_NAME: &str = "arq-lockdown.log";
+const PREVIOUS_LOG_NAME: &str = "arq-lockdown.log.1";
 
 /// Past this size the log is started afresh (one previous file is kept as `.1`).
 const MAX_LOG_BYTES: u64 = 1024 * 1024;
@@ -79,7 +84,7 @@ impl Severity {
 }
 
 pub struct RunLog {
-    path: PathBuf,
+    file: File,
     level: LogLevel,
 }
 
@@ -88,16 +93,16 @@ impl RunLog {
     /// `Library/Logs` folder (every Mac user's) gets one: the tool makes no folders of its own
     /// in homes that are not a Mac user's.
     pub fn open(home: &Path, level: LogLevel) -> Option<Self> {
-        let path = home.join(LOG_RELATIVE_PATH);
-        crate::session::refuse_user_symlinks(&path).ok()?;
-        if !home.join("Library/Logs").is_dir() {
-            return None;
+        Dir::open(&home.join("Library/Logs")).ok()?;
+        let folder = Dir::create(&home.join(LOG_FOLDER), 0o700).ok()?;
+        let mut file = folder.append(LOG_NAME, 0o600).ok()?;
+        if file.metadata().ok()?.len() > MAX_LOG_BYTES {
+            folder
+                .rename(LOG_NAME.as_ref(), PREVIOUS_LOG_NAME.as_ref())
+                .ok()?;
+            file = folder.append(LOG_NAME, 0o600).ok()?;
         }
-        std::fs::create_dir_all(path.parent()?).ok()?;
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
-            let _ = std::fs::rename(&path, path.with_extension("log.1"));
-        }
-        Some(Self { path, level })
+        Some(Self { file, level })
     }
 
     /// Writes one line of `severity`, when the log level lets it through: to the unified log and
@@ -114,16 +119,14 @@ impl RunLog {
             utc_timestamp(crate::receipt::now_unix()),
             std::process::id(),
         );
-        if let Ok(mut file) = self.open_file(true) {
-            let _ = file.write_all(line.as_bytes());
-        }
+        let _ = (&self.file).write_all(line.as_bytes());
     }
 
     /// Writes `text` unless the log already holds the same line from the last 24 hours (then
     /// only a Debug line in the unified log says that the run happened).
     pub fn once_a_day(&self, severity: Severity, text: &str) {
         let text = text.replace('\n', " ");
-        let recent = self.open_file(false).ok().and_then(|file| tail(file).ok());
+        let recent = tail(&self.file).ok();
         let now = crate::receipt::now_unix();
         if recent.is_some_and(|tail| said_since(&tail, &text, now.saturating_sub(DAY_SECONDS))) {
             if Severity::Debug.passes(self.level) {
@@ -133,20 +136,10 @@ impl RunLog {
         }
         self.write(severity, &text);
     }
-
-    fn open_file(&self, append: bool) -> std::io::Result<std::fs::File> {
-        OpenOptions::new()
-            .read(!append)
-            .create(append)
-            .append(append)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.path)
-    }
 }
 
 /// The last [`ONCE_A_DAY_LOOKBACK_BYTES`] of the log, as text.
-fn tail(mut file: std::fs::File) -> std::io::Result<String> {
+fn tail(mut file: &File) -> std::io::Result<String> {
     let length = file.metadata()?.len();
     file.seek(SeekFrom::Start(
         length.saturating_sub(ONCE_A_DAY_LOOKBACK_BYTES),

@@ -57,7 +57,6 @@ impl Setback {
     /// The setback recorded under `home`, if there is a readable one (a missing or corrupt file
     /// reads as none).
     pub fn load(home: &Path) -> Option<Self> {
-        crate::session::refuse_user_symlinks(&Self::path(home)).ok()?;
         let bytes = read_small_file(&Self::path(home), MAX_SETBACK_BYTES).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
@@ -82,7 +81,7 @@ impl Setback {
             detail,
         };
         let path = Self::path(home);
-        std::fs::create_dir_all(path.parent().expect("the setback path has a folder"))?;
+        crate::fs::Dir::create(path.parent().expect("the setback path has a folder"), 0o700)?;
         let text = serde_json::to_string_pretty(&setback).expect("a setback serializes");
         write_atomically(&path, text.as_bytes(), 0o600)?;
         Ok(setback)
@@ -104,10 +103,7 @@ impl Setback {
 
     /// Forgets the setback (a lockdown got through); none recorded is fine.
     pub fn clear(home: &Path) -> std::io::Result<()> {
-        match std::fs::remove_file(Self::path(home)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        crate::fs::remove_file(&Self::path(home))
     }
 }
 

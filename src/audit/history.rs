@@ -133,6 +133,12 @@ impl History {
             Err(crate::fs::ReadError::Io(e)) => {
                 return Err(error(e.to_string(), "check its permissions"));
             }
+            Err(crate::fs::ReadError::Refused(refusal)) => {
+                return Err(error(
+                    refusal.to_string(),
+                    "give the history folder's real path",
+                ));
+            }
             Err(crate::fs::ReadError::NotAFile) => {
                 return Err(error("not a regular file".to_owned(), "move it away"));
             }

@@ -7,26 +7,31 @@ use crate::Error;
 use crate::apply::{ApplyRequest, ApplyResult, Outcome, Relaunch, apply};
 use crate::arq_app;
 use crate::arq_config::{ArqConfig, ConfigError};
-use crate::aws::{self, AwsCredentials};
 use crate::cli::ApplyArgs;
 use crate::credential_store::CredentialStore;
 use crate::exit_code::ExitCode;
+use crate::key_source::root::{Request, Response, RootBroker, RootsChoices};
 use crate::key_source::{AdminCredentials, KeySource, ServiceClient, SourceKind};
 use crate::policy::PolicyOptions;
 use crate::preferences::{PreferenceFiles, Preferences};
 use crate::receipt;
 use crate::run_log::{self, RunLog, Severity};
 use crate::secret::Secret;
-use crate::session::{self, HandedOverKey, Handover};
+use crate::session::{self, Handover, UserRun};
 use crate::setback::{Setback, SetbackKind};
 use crate::system;
 
 pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
-    if let Some(user) =
-        super::user_to_act_for(args.mac.user.as_deref(), &args.mac.credential_store)?
+    // A run started by root is the user's run already (even when that user is root).
+    let mac = &args.mac;
+    if !mac.handover_stdin
+        && let Some((user, home)) = super::user_to_act_for(
+            mac.user.as_deref(),
+            &mac.credential_store,
+            mac.arq_home.as_deref(),
+        )?
     {
-        let handover = handover(&args.admin_credentials).await?;
-        super::run_again_as(&user, &handover)?;
+        return run_as_the_user(&args, &user, home).await;
     }
     let enrollment_token = take_handover(&mut args)?;
     let user = session::current_user().map(|u| u.name).unwrap_or_default();
@@ -54,25 +59,142 @@ pub async fn run(mut args: ApplyArgs) -> Result<ExitCode, Error> {
             log.write(severity, &format!("error: {error}"));
         }
     })?;
-    if json {
-        super::print_json(&outcome)?;
-    } else {
-        super::print(&summary(&outcome))?;
-    }
+    output(&match json {
+        true => super::json_text(&outcome),
+        false => summary(&outcome),
+    })?;
     Ok(ExitCode::Success)
 }
 
-/// The second run of a root run: takes the admin credentials it handed down (into `args`) and
-/// returns the enrollment token. Otherwise the token is the environment's.
+/// Prints `text`; in a run started by root, sends it up for root to print.
+fn output(text: &str) -> Result<(), Error> {
+    match session::to_root() {
+        Some(mut root) => Ok(root.send(&Request::Output {
+            text: text.to_owned(),
+        })?),
+        None => super::print(text),
+    }
+}
+
+/// In a run started by root: takes root's handover (the settings, root's offer to do the IAM
+/// work with admin credentials it keeps) and returns the enrollment token. Otherwise the token
+/// is the environment's.
 fn take_handover(args: &mut ApplyArgs) -> Result<Option<Secret>, Error> {
     if !args.mac.handover_stdin {
         return Ok(enrollment_token_from_env());
     }
-    let mut handover = Handover::from_stdin()?;
-    if let Some(admin) = handover.admin.take() {
-        args.admin_credentials = AdminCredentials::HandedOver(Box::new(admin.into()));
+    let mut handover = session::receive_handover()?;
+    let admin_elsewhere = matches!(
+        args.admin_credentials,
+        AdminCredentials::Chain | AdminCredentials::Profile(_)
+    );
+    if handover.iam_by_root && admin_elsewhere {
+        args.admin_credentials = AdminCredentials::Root;
     }
     Ok(handover.enrollment_token.take().map(Secret::new))
+}
+
+/// Root, for a user: runs this command again as them (see [`crate::session`]), answers its IAM
+/// requests with the admin credentials `env` or `profile:NAME` resolve here — root's environment
+/// and AWS config, which never go down — and prints its outcome. Returns the run's exit code.
+async fn run_as_the_user(
+    args: &ApplyArgs,
+    user: &session::User,
+    home: Option<PathBuf>,
+) -> Result<ExitCode, Error> {
+    let admin = match args.admin_credentials.sdk_config().await {
+        Some(config) => {
+            super::found_credentials(&config, super::ADMIN_CREDENTIALS_FIX).await?;
+            Some(config)
+        }
+        None => None,
+    };
+    let mut settings = session::settings_from_env();
+    if let Some(config) = &admin {
+        where_the_admins_aws_is(&mut settings, config);
+    }
+    let handover = Handover {
+        settings,
+        enrollment_token: enrollment_token_from_env().map(|t| t.expose().to_owned()),
+        iam_by_root: admin.is_some(),
+    };
+    // The profile is root's to read (/Library/Managed Preferences); the run reports its errors.
+    let preferences = PreferenceFiles::for_user(&user.name)
+        .load()
+        .unwrap_or_default();
+    let mac = &args.mac;
+    let forwarded = session::forwarded_arguments(
+        std::env::args_os().skip(1),
+        &mac.credential_store,
+        home.as_deref(),
+    );
+    let within = longest_run(args, &preferences);
+    let mut run = UserRun::start(user, &forwarded, &handover, within).await?;
+    let home = home.unwrap_or_else(|| user.home.clone());
+    let mut broker =
+        admin.map(|config| RootBroker::new(config, home, roots_choices(args, &preferences)));
+    while let Some(request) = run.receive::<Request>().await? {
+        match (request, broker.as_mut()) {
+            (Request::Output { text }, _) => super::print(&session::shown_safely(&text))?,
+            (request, Some(broker)) => run.send(&broker.answer(request).await).await?,
+            (_, None) => {
+                let message = "root holds no admin credentials for this run".to_owned();
+                let exit_code = ExitCode::Internal as i32;
+                run.send(&Response::Failed { message, exit_code }).await?;
+            }
+        }
+    }
+    let code = run.finish().await?;
+    Ok(ExitCode::from_code(code).unwrap_or(ExitCode::Internal))
+}
+
+/// The endpoint and region of the admin's AWS config (root's), for the run as the user to verify
+/// the new key where it was made — so the user's own `~/.aws/config` cannot point it elsewhere.
+fn where_the_admins_aws_is(settings: &mut Vec<(String, String)>, config: &aws_config::SdkConfig) {
+    let resolved = [
+        ("AWS_ENDPOINT_URL", config.endpoint_url().map(str::to_owned)),
+        ("AWS_REGION", config.region().map(|r| r.to_string())),
+    ];
+    for (name, value) in resolved {
+        if let Some(value) = value {
+            settings.retain(|(n, _)| n != name);
+            settings.push((name.to_owned(), value));
+        }
+    }
+}
+
+/// What root decides itself about the computer's IAM user: the policy options, boundary, tags
+/// and rotation, from its own arguments and the profile (never from the run as the user).
+fn roots_choices(args: &ApplyArgs, preferences: &Preferences) -> RootsChoices {
+    RootsChoices {
+        options: policy_options(args, preferences),
+        boundary: (args.permissions_boundary.clone())
+            .or_else(|| preferences.permissions_boundary.clone()),
+        name: args.computer_name.clone().or_else(system::computer_name),
+        serial: args.serial_number.clone().or_else(system::serial_number),
+        rotate: args.rotate,
+    }
+}
+
+/// How long root waits for its run as the user: the run's own waits (the lock, Arq quitting,
+/// the new key working), plus a margin for its AWS calls, each bounded by the SDK's time-outs.
+fn longest_run(args: &ApplyArgs, preferences: &Preferences) -> Duration {
+    const AWS_MARGIN: Duration = Duration::from_secs(300);
+    let seconds = |flag: Option<Duration>, preference: Option<u64>, default: u64| {
+        flag.unwrap_or(Duration::from_secs(preference.unwrap_or(default)))
+    };
+    args.lock_timeout.unwrap_or(Duration::from_secs(120))
+        + seconds(args.wait, preferences.wait_seconds, 30)
+        + seconds(args.verify_timeout, preferences.verify_timeout_seconds, 60)
+        + AWS_MARGIN
+}
+
+fn policy_options(args: &ApplyArgs, preferences: &Preferences) -> PolicyOptions {
+    PolicyOptions {
+        legacy_glacier: args.legacy_glacier || preferences.legacy_glacier == Some(true),
+        no_computer_listing: args.no_computer_listing
+            || preferences.no_computer_listing == Some(true),
+    }
 }
 
 /// The run's settings: each flag, else the profile's value, else the default.
@@ -86,6 +208,7 @@ fn request_from(
     let seconds = |flag: Option<Duration>, preference: Option<u64>, default: u64| {
         flag.unwrap_or(Duration::from_secs(preference.unwrap_or(default)))
     };
+    let policy_options = policy_options(&args, &preferences);
     let relaunch = match (
         args.no_relaunch || preferences.relaunch == Some(false),
         args.relaunch_command,
@@ -115,11 +238,7 @@ fn request_from(
         home,
         store,
         source,
-        policy_options: PolicyOptions {
-            legacy_glacier: args.legacy_glacier || preferences.legacy_glacier == Some(true),
-            no_computer_listing: args.no_computer_listing
-                || preferences.no_computer_listing == Some(true),
-        },
+        policy_options,
         rotate: args.rotate,
         dry_run: args.dry_run,
         quit_arq: (args.quit_arq || preferences.quit_arq == Some(true))
@@ -174,40 +293,11 @@ fn nothing_done(reason: &str, log: Option<&RunLog>, json: bool) -> Result<ExitCo
     if let Some(log) = log {
         log.once_a_day(Severity::Step, &format!("nothing done: {reason}"));
     }
-    if json {
-        super::print_json(&serde_json::json!({"result": "nothing-done", "reason": reason}))?;
-    } else {
-        super::print(&format!("nothing done: {reason}\n"))?;
-    }
+    output(&match json {
+        true => super::json_text(&serde_json::json!({"result": "nothing-done", "reason": reason})),
+        false => format!("nothing done: {reason}\n"),
+    })?;
     Ok(ExitCode::Success)
-}
-
-/// What a run as root hands to its second run as the user: admin credentials resolved here — from
-/// this (the admin's) environment or profile, which the second run's clean environment and the
-/// user's `~/.aws` would not have — and the enrollment token from the environment.
-async fn handover(admin: &AdminCredentials) -> Result<Handover, Error> {
-    let credentials = match admin {
-        AdminCredentials::Chain => Some(aws::load_config(AwsCredentials::Chain).await),
-        AdminCredentials::Profile(name) => {
-            Some(aws::load_config(AwsCredentials::Profile(name)).await)
-        }
-        AdminCredentials::ArqS3 | AdminCredentials::HandedOver(_) => None,
-    };
-    let admin = match credentials {
-        None => None,
-        Some(config) => {
-            let found = super::found_credentials(&config, super::ADMIN_CREDENTIALS_FIX).await?;
-            Some(HandedOverKey {
-                access_key_id: found.access_key_id().to_owned(),
-                secret_access_key: found.secret_access_key().to_owned(),
-                session_token: found.session_token().map(str::to_owned),
-            })
-        }
-    };
-    Ok(Handover {
-        admin,
-        enrollment_token: enrollment_token_from_env().map(|t| t.expose().to_owned()),
-    })
 }
 
 /// `ARQ_LOCKDOWN_ENROLLMENT_TOKEN`, when set and not empty.

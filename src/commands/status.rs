@@ -2,9 +2,10 @@
 //! the id of the key in "Arq S3", the fingerprint of this Mac's enrollment key (our own item, no
 //! dialog), the setback of the last apply, the profile — unless `--check` asks AWS about the key.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::arq_app;
@@ -13,14 +14,15 @@ use crate::aws::{self, AwsCredentials, Identity};
 use crate::cli::StatusArgs;
 use crate::credential_store::{ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
+use crate::extension_attribute::Line;
 use crate::policy::PolicyDocument;
 use crate::preferences::PreferenceFiles;
 use crate::protocol::enrollment::{self, EnrollmentKey};
 use crate::receipt::Receipt;
-use crate::session::SessionError;
+use crate::session::{self, SessionError};
 use crate::setback::{Setback, SetbackKind};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum State {
     /// The receipt covers the key in "Arq S3" and this computer's policy.
@@ -43,7 +45,8 @@ enum State {
     KeychainAccessDenied,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Status {
     state: State,
     /// The user this status is for (root acts for the console user).
@@ -65,7 +68,8 @@ struct Status {
     aws_check: Option<AwsCheck>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AwsCheck {
     accepted: bool,
     /// Whose key it is, when accepted.
@@ -74,76 +78,188 @@ struct AwsCheck {
     refused_with: Option<String>,
 }
 
+/// How long root's extension attribute waits for the run as the user, in all (Jamf runs every
+/// attribute in turn at each inventory); and `status` by hand (with `--check`, one STS call).
+const EXTENSION_ATTRIBUTE_WAIT: Duration = Duration::from_secs(5);
+const STATUS_WAIT: Duration = Duration::from_secs(60);
+
+/// What the run as the user sends root: its status, or why it has none.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "kebab-case", deny_unknown_fields)]
+enum Answer {
+    Status(Box<Status>),
+    Failed { message: String, exit_code: i32 },
+}
+
 pub async fn run(args: StatusArgs) -> Result<ExitCode, Error> {
-    let found = status_of_the_user(&args).await;
+    if args.mac.handover_stdin {
+        return answer_root(&args).await;
+    }
+    let mac = &args.mac;
+    let target = super::user_to_act_for(
+        mac.user.as_deref(),
+        &mac.credential_store,
+        mac.arq_home.as_deref(),
+    );
+    let for_user = target
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map(|(u, _)| u.name.clone());
+    let found = match target {
+        Ok(Some((user, home))) => status_as_the_user(&args, &user, home).await,
+        Ok(None) => status_here(&args).await,
+        Err(error) => Err(error),
+    };
     if args.jamf_ea {
         // Jamf keeps whatever the script printed: always one line, also with nobody logged in or
         // on an error, never an empty attribute.
         let line = match &found {
-            Ok(status) => jamf_extension_attribute(status),
-            Err(Error::Session(SessionError::NoUser)) => jamf_line("nobody logged in"),
-            Err(error) => jamf_line(&format!("error: {error}")),
+            Ok(status) => {
+                let line = extension_attribute(status);
+                if for_user.is_some() {
+                    crate::extension_attribute::remember(&line);
+                }
+                line
+            }
+            Err(Error::Session(SessionError::NoUser)) => crate::extension_attribute::last_known(),
+            Err(Error::Session(SessionError::TimedOut { user, .. })) => {
+                Line::new("timed-out").field("user", Some(user)).text(Some(
+                    "the run as the user did not answer in time and was stopped",
+                ))
+            }
+            Err(error) => Line::new("error")
+                .field("user", for_user.as_deref())
+                .text(Some(&error.to_string())),
         };
-        super::print(&line)?;
+        super::print(&line.render())?;
         return Ok(ExitCode::Success);
     }
     let status = found?;
     if args.json {
         super::print_json(&status)?;
     } else {
-        let mut text = format!(
-            "state: {}\n",
-            serde_json::to_value(&status.state)
-                .expect("serializes")
-                .as_str()
-                .unwrap_or("?")
-        );
-        for (label, value) in [
-            ("detail", status.detail.clone()),
-            ("bucket", status.bucket.clone()),
-            ("computer", status.computer_uuid.clone()),
-            ("key in \"Arq S3\"", status.access_key_id.clone()),
-            ("enrollment key", status.enrollment_key_fingerprint.clone()),
-            ("IAM user", status.user_arn.clone()),
-            (
-                "AWS says",
-                status.aws_check.as_ref().map(|check| match check {
-                    AwsCheck { arn: Some(arn), .. } => format!("the key works, as {arn}"),
-                    AwsCheck { refused_with, .. } => format!(
-                        "the key is refused ({})",
-                        refused_with.as_deref().unwrap_or("?")
-                    ),
-                }),
-            ),
-            (
-                "receipt age",
-                status.receipt_age_seconds.map(|s| format!("{s} s")),
-            ),
-        ] {
-            if let Some(value) = value {
-                text += &format!("{label}: {value}\n");
-            }
-        }
-        text += &format!(
-            "Arq running: {}\n",
-            if status.arq_running { "yes" } else { "no" }
-        );
-        if !status.enabled {
-            text += "switched off: the configuration profile sets Enabled = false\n";
-        }
-        super::print(&text)?;
+        super::print(&session::shown_safely(&as_text(&status)))?;
     }
     Ok(ExitCode::Success)
 }
 
-/// The status of the user at the console (root runs again as them, and exits with their run's
-/// code), or of this user.
-async fn status_of_the_user(args: &StatusArgs) -> Result<Status, Error> {
-    if let Some(user) =
-        super::user_to_act_for(args.mac.user.as_deref(), &args.mac.credential_store)?
-    {
-        super::run_again_as(&user, &crate::session::Handover::default())?;
+/// In a run started by root: sends root this user's status (or why there is none).
+async fn answer_root(args: &StatusArgs) -> Result<ExitCode, Error> {
+    session::receive_handover()?;
+    let (answer, code) = match status_here(args).await {
+        Ok(status) => (Answer::Status(Box::new(status)), ExitCode::Success),
+        Err(error) => {
+            let message = error.to_string();
+            let exit_code = error.exit_code();
+            (
+                Answer::Failed {
+                    message,
+                    exit_code: exit_code as i32,
+                },
+                exit_code,
+            )
+        }
+    };
+    session::to_root()
+        .ok_or_else(|| SessionError::Handover("no channel".into()))?
+        .send(&answer)?;
+    Ok(code)
+}
+
+/// Root, for a user: their status from a run as them, within a deadline; `user` is root's to say.
+async fn status_as_the_user(
+    args: &StatusArgs,
+    user: &session::User,
+    home: Option<PathBuf>,
+) -> Result<Status, Error> {
+    let handover = session::Handover {
+        settings: session::settings_from_env(),
+        enrollment_token: None,
+        iam_by_root: false,
+    };
+    let forwarded = session::forwarded_arguments(
+        std::env::args_os().skip(1),
+        &args.mac.credential_store,
+        home.as_deref(),
+    );
+    let within = match args.jamf_ea {
+        true => EXTENSION_ATTRIBUTE_WAIT,
+        false => STATUS_WAIT,
+    };
+    let mut run = session::UserRun::start(user, &forwarded, &handover, within).await?;
+    let answer = run.receive::<Answer>().await?;
+    // An answer counts even from a run that then hangs (it is killed at the deadline).
+    let ended = run.finish().await;
+    match answer {
+        Some(Answer::Status(mut status)) => {
+            status.user = Some(user.name.clone());
+            Ok(*status)
+        }
+        Some(Answer::Failed { message, exit_code }) => {
+            Err(SessionError::reported(message, exit_code).into())
+        }
+        None => {
+            let code = ended?;
+            let message = format!(
+                "the run as {} ended without an answer (exit {code})",
+                user.name
+            );
+            Err(SessionError::reported(message, ExitCode::Internal as i32).into())
+        }
     }
+}
+
+/// What `status` prints for people.
+fn as_text(status: &Status) -> String {
+    let mut text = format!("state: {}\n", state_word(&status.state));
+    for (label, value) in [
+        ("detail", status.detail.clone()),
+        ("bucket", status.bucket.clone()),
+        ("computer", status.computer_uuid.clone()),
+        ("key in \"Arq S3\"", status.access_key_id.clone()),
+        ("enrollment key", status.enrollment_key_fingerprint.clone()),
+        ("IAM user", status.user_arn.clone()),
+        (
+            "AWS says",
+            status.aws_check.as_ref().map(|check| match check {
+                AwsCheck { arn: Some(arn), .. } => format!("the key works, as {arn}"),
+                AwsCheck { refused_with, .. } => format!(
+                    "the key is refused ({})",
+                    refused_with.as_deref().unwrap_or("?")
+                ),
+            }),
+        ),
+        (
+            "receipt age",
+            status.receipt_age_seconds.map(|s| format!("{s} s")),
+        ),
+    ] {
+        if let Some(value) = value {
+            text += &format!("{label}: {value}\n");
+        }
+    }
+    text += &format!(
+        "Arq running: {}\n",
+        if status.arq_running { "yes" } else { "no" }
+    );
+    if !status.enabled {
+        text += "switched off: the configuration profile sets Enabled = false\n";
+    }
+    text
+}
+
+/// The state's kebab-case word.
+fn state_word(state: &State) -> String {
+    serde_json::to_value(state)
+        .expect("serializes")
+        .as_str()
+        .unwrap_or("error")
+        .to_owned()
+}
+
+/// The status of this user (of the home given).
+async fn status_here(args: &StatusArgs) -> Result<Status, Error> {
     let home = super::home(args.mac.arq_home.clone())?;
     let store = args.mac.credential_store.open();
     let mut status = status(&home, &store);
@@ -198,27 +314,10 @@ async fn check_with_aws(status: &mut Status, store: &dyn CredentialStore) -> Res
 }
 
 /// `STATE key=… computer=… bucket=… enrollment-key=… user=…; what to do` (the README's extension
-/// attribute): the state and the fields an inventory export is read by — each left out when
-/// unknown — then a few words for people, with nothing in them that reads as a field.
-fn jamf_extension_attribute(status: &Status) -> String {
-    let mut line = serde_json::to_value(&status.state)
-        .expect("serializes")
-        .as_str()
-        .unwrap_or("error")
-        .to_owned();
-    let fields = [
-        ("key", &status.access_key_id),
-        ("computer", &status.computer_uuid),
-        ("bucket", &status.bucket),
-        ("enrollment-key", &status.enrollment_key_fingerprint),
-        ("user", &status.user),
-    ];
-    for (name, value) in fields {
-        let value = value.as_deref().unwrap_or_default();
-        if !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == ';') {
-            line += &format!(" {name}={value}");
-        }
-    }
+/// attribute, see [`crate::extension_attribute`]): the state and the fields an inventory export
+/// is read by — each left out when unknown — then a few words for people, with nothing in them
+/// that reads as a field; nothing that changes while the state does not (no ages).
+fn extension_attribute(status: &Status) -> Line {
     let mut words: Vec<&str> = match status.state {
         State::LockedDown | State::NotConfigured | State::ArqMissing => vec![],
         State::ClaimedByAnotherMac => vec!["claimed by another Mac - tell your admin"],
@@ -233,16 +332,17 @@ fn jamf_extension_attribute(status: &Status) -> String {
     if !status.enabled {
         words.push("switched off by the configuration profile");
     }
-    if !words.is_empty() {
-        line += &format!("; {}", words.join("; ").replace('=', " "));
-    }
-    jamf_line(&line)
-}
-
-/// `<result>text</result>`: one line, free of the tags Jamf parses.
-fn jamf_line(text: &str) -> String {
-    let text = text.replace(['<', '>', '\n'], " ");
-    format!("<result>{text}</result>\n")
+    let text = words.join("; ").replace('=', " ");
+    Line::new(&state_word(&status.state))
+        .field("key", status.access_key_id.as_deref())
+        .field("computer", status.computer_uuid.as_deref())
+        .field("bucket", status.bucket.as_deref())
+        .field(
+            "enrollment-key",
+            status.enrollment_key_fingerprint.as_deref(),
+        )
+        .field("user", status.user.as_deref())
+        .text(Some(&text))
 }
 
 fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> Status {

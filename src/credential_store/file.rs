@@ -9,7 +9,6 @@
 //! "Deny" to the dialog: its secret reads fail as the Keychain's do, and are logged as such.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
@@ -54,12 +53,19 @@ impl FileStore {
     fn record_access(&self, what: &str) {
         let mut log = self.path.clone().into_os_string();
         log.push(ACCESS_LOG_SUFFIX);
-        if let Ok(mut file) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(log)
+        let log = PathBuf::from(log);
+        let (Some(folder), Some(name)) = (log.parent(), log.file_name().and_then(|n| n.to_str()))
+        else {
+            return;
+        };
+        let folder = if folder.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            folder
+        };
+        if let Ok(mut file) = crate::fs::Dir::open(folder)
+            .map_err(std::io::Error::from)
+            .and_then(|dir| dir.append(name, 0o600))
         {
             let _ = writeln!(file, "{what} {ARQ_S3_ITEM}");
         }
@@ -89,6 +95,10 @@ impl FileStore {
             ReadError::TooLarge => StoreError::Malformed {
                 path: self.path.clone(),
                 reason: "file too large".into(),
+            },
+            ReadError::Refused(refusal) => StoreError::Io {
+                path: self.path.clone(),
+                reason: refusal.to_string(),
             },
             ReadError::Io(e) => self.io_error(e),
         })?;

@@ -612,7 +612,7 @@ fn status_reports_the_lockdown_without_the_network() {
     assert_eq!(exit_code(&broken), ExitCode::Success);
     let line = String::from_utf8_lossy(&broken.stdout).into_owned();
     assert!(
-        line.starts_with("<result>error: HOME is not set")
+        line.starts_with("<result>error; HOME is not set")
             && line.ends_with("</result>\n")
             && line.lines().count() == 1,
         "{line}"

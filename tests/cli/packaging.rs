@@ -82,52 +82,7 @@ fn the_example_profile_documents_exactly_the_keys_apply_reads() {
     assert_eq!(in_readme, read, "the README's table of the profile's keys");
 }
 
-/// The uninstall script removes a user's folders only when no part of the way there is a
-/// symlink (root must not follow a link a user made). Its guard is run here as written.
-#[test]
-fn the_uninstaller_removes_nothing_reached_through_a_users_symlink() {
-    let script = std::fs::read_to_string(project_root().join("packaging/uninstall")).unwrap();
-    let start = script.find("real_folder_under() {").unwrap();
-    let end = start + script[start..].find("\n}\n").unwrap() + 3;
-    let guard = &script[start..end];
-    let home = tempfile::tempdir().unwrap();
-    let elsewhere = tempfile::tempdir().unwrap();
-    let h = home.path();
-    std::fs::create_dir_all(h.join("Library/Logs/arq-lockdown")).unwrap();
-    std::fs::create_dir_all(elsewhere.path().join("arq-lockdown")).unwrap();
-    std::os::unix::fs::symlink(elsewhere.path(), h.join("Library/Application Support")).unwrap();
-    let check = |path: &str| {
-        std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("{guard}\nreal_folder_under \"$1\" \"$2\""))
-            .arg("sh")
-            .arg(h)
-            .arg(h.join(path))
-            .status()
-            .unwrap()
-            .success()
-    };
-    assert!(
-        check("Library/Logs/arq-lockdown"),
-        "a real folder is removable"
-    );
-    assert!(
-        !check("Library/Application Support/arq-lockdown"),
-        "a symlink on the way"
-    );
-    assert!(!check("Library/Logs/missing"), "a missing folder");
-    std::fs::remove_dir_all(h.join("Library/Logs")).unwrap();
-    std::os::unix::fs::symlink(elsewhere.path(), h.join("Library/Logs")).unwrap();
-    assert!(
-        !check("Library/Logs/arq-lockdown"),
-        "a symlink as the parent"
-    );
-    // A symlink further up: the whole of Library is a user's link.
-    std::fs::create_dir_all(elsewhere.path().join("Logs/arq-lockdown")).unwrap();
-    std::fs::remove_dir_all(h.join("Library")).unwrap();
-    std::os::unix::fs::symlink(elsewhere.path(), h.join("Library")).unwrap();
-    assert!(!check("Library/Logs/arq-lockdown"), "a symlink further up");
-}
+// The uninstall script's symlink race is tested as root, in `root.rs`.
 
 #[test]
 fn the_example_profile_keeps_the_agent_on_in_login_items() {

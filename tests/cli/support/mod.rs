@@ -6,13 +6,15 @@
 //! - `proxy`: an HTTP proxy in front of moto that records, and can throttle or hold a request;
 //! - `tls`: test certificates, and a TLS client that says which certificate it was shown;
 //! - `evaluator`: the independent IAM policy evaluator;
-//! - `inventory`: the MDM's side: each Mac's extension-attribute line, an inventory export.
+//! - `inventory`: the MDM's side: each Mac's extension-attribute line, an inventory export;
+//! - `local_user`: a throwaway local user (root tests) and what such a user can do to root.
 //!
 //! Here: the command builder that runs the binary with a clean AWS environment, Arq homes, file
 //! stores, snapshots and the secret-leak checks.
 
 mod evaluator;
 mod inventory;
+mod local_user;
 mod mac;
 mod managed;
 mod moto;
@@ -25,6 +27,7 @@ use std::process::{Command, Output, Stdio};
 
 pub use evaluator::*;
 pub use inventory::*;
+pub use local_user::*;
 pub use mac::*;
 pub use managed::*;
 pub use moto::*;
