@@ -20,7 +20,6 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::credential_store::AccessKey;
-use crate::secret::Secret;
 
 /// Where requests go when nothing in the environment names a region; S3 answers every bucket's
 /// location from here, and IAM and STS are global.
@@ -30,32 +29,11 @@ const FALLBACK_REGION: &str = "us-east-1";
 /// in all (IAM's limits are unpublished token buckets; a few seconds of backoff gets through them).
 pub const MAX_ATTEMPTS: u32 = 6;
 
-/// A key with, for temporary credentials, its session token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StaticCredentials {
-    pub key: AccessKey,
-    pub session_token: Option<Secret>,
-}
-
-impl From<crate::session::HandedOverKey> for StaticCredentials {
-    fn from(handed: crate::session::HandedOverKey) -> Self {
-        Self {
-            key: AccessKey {
-                id: handed.access_key_id.clone(),
-                secret: Secret::new(handed.secret_access_key.clone()),
-            },
-            session_token: handed.session_token.clone().map(Secret::new),
-        }
-    }
-}
-
 /// Whose credentials a client uses.
 #[derive(Clone, Copy, Debug)]
 pub enum AwsCredentials<'a> {
     /// This key (from "Arq S3", or one just issued).
     Key(&'a AccessKey),
-    /// These credentials, session token included.
-    Static(&'a StaticCredentials),
     /// The standard chain: environment, shared files, SSO-less profiles, instance metadata.
     Chain,
     /// A named profile from the shared config files.
@@ -92,18 +70,6 @@ pub async fn load_config(credentials: AwsCredentials<'_>) -> SdkConfig {
                 &key.id,
                 key.secret.expose(),
                 None,
-                None,
-                "arq-lockdown",
-            ));
-        }
-        AwsCredentials::Static(credentials) => {
-            loader = loader.credentials_provider(Credentials::new(
-                &credentials.key.id,
-                credentials.key.secret.expose(),
-                credentials
-                    .session_token
-                    .as_ref()
-                    .map(|t| t.expose().to_owned()),
                 None,
                 "arq-lockdown",
             ));

@@ -14,8 +14,11 @@
 //! - [`setback`]: what stopped the last `apply` that an admin must hear of (status, backoff);
 //! - [`apply`]: the lockdown, step by step;
 //! - [`service`]: the provisioning service (`serve`);
-//! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict;
+//! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict, the page;
+//! - [`inventory`]: what each Mac reported to the MDM (its UUID, key id, enrollment key), read
+//!   from the admin's export;
 //! - [`session`]: running as root, acting for a user;
+//! - [`extension_attribute`]: the Jamf extension attribute line, and the last one root keeps;
 //! - [`preferences`]: settings from configuration profiles;
 //! - [`system`]: this computer's name and serial;
 //! - [`cli`] and [`commands`]: the command line and one function per subcommand.
@@ -29,10 +32,12 @@ pub mod cli;
 mod commands;
 pub mod credential_store;
 pub mod exit_code;
+pub mod extension_attribute;
 mod fault;
 mod fs;
 mod https;
 pub mod iam;
+pub mod inventory;
 pub mod key_source;
 pub mod policy;
 pub mod preferences;
@@ -69,6 +74,8 @@ pub enum Error {
     #[error(transparent)]
     Session(#[from] session::SessionError),
     #[error(transparent)]
+    Broker(#[from] key_source::root::BrokerError),
+    #[error(transparent)]
     Unreachable(#[from] aws::Unreachable),
     #[error(transparent)]
     ArqApp(#[from] arq_app::ArqAppError),
@@ -78,6 +85,10 @@ pub enum Error {
     Lock(#[from] run_lock::LockError),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    #[error(transparent)]
+    Inventory(#[from] inventory::InventoryError),
+    #[error(transparent)]
+    Pin(#[from] commands::pin::PinError),
     /// The standard chain found no credentials; `fix` says where this command takes them from.
     #[error("no AWS credentials found: {fix}")]
     NoCredentials { fix: &'static str },
@@ -102,11 +113,14 @@ impl Error {
             Self::ServiceClient(e) => e.exit_code(),
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
+            Self::Broker(e) => e.exit_code(),
             Self::Unreachable(_) => ExitCode::Aws,
             Self::ArqApp(e) => e.exit_code(),
             Self::Receipt(_) => ExitCode::Internal,
             Self::Lock(e) => e.exit_code(),
             Self::Audit(e) => e.exit_code(),
+            Self::Inventory(e) => e.exit_code(),
+            Self::Pin(e) => e.exit_code(),
             Self::NoCredentials { .. } => ExitCode::Credentials,
             Self::Preferences(e) => e.exit_code(),
             Self::MissingServiceUrl | Self::Usage(_) => ExitCode::Usage,

@@ -11,7 +11,12 @@
 //! - `service_attacks`: another account, another Mac, raced and replayed requests, floods;
 //! - `service_insiders`: a fleet member squatting another Mac's computer, limits that hold, small denials of service;
 //! - `service_lifecycle`: the service under systemd: certificates reloaded on SIGHUP, a drain on SIGTERM;
-//! - `audit`: a fleet's computers in every state, --fix-policies, least rights, the main-key verdict;
+//! - `audit`: a fleet's computers in every state, --fix-policies, least rights, the main-key verdict,
+//!   a squat the inventory shows;
+//! - `pin`: a computer given back to the Mac that reported it; conflicts left to the admin;
+//! - `audit_html`: the page (`--html`, `--history`) in headless Chromium: counts, rows, escaping;
+//! - `logs`: what the agent's runs leave in the user's log (nothing, when there is nothing to do);
+//! - `quit_arq`: Arq that does not quit when asked is forced only with consent, never when busy;
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code;
 //! - `readme`: the README's source tree, macOS-only list and exit codes match the code;
@@ -19,10 +24,14 @@
 
 mod apply;
 mod audit;
+mod audit_html;
 mod bad_input;
 mod dialogs;
+mod logs;
 mod packaging;
+mod pin;
 mod policy;
+mod quit_arq;
 mod readme;
 mod root;
 mod service;

@@ -291,6 +291,13 @@ fn the_admin_policy_makes_scoped_users_only_under_the_boundary() {
         ("iam:CreateAccessKey", user.clone(), json!({}), "Allowed"),
         ("iam:DeleteAccessKey", user.clone(), json!({}), "Allowed"),
         ("iam:DeleteUser", user.clone(), json!({}), "Allowed"),
+        ("iam:UntagUser", user.clone(), json!({}), "Allowed"),
+        (
+            "iam:UntagUser",
+            outside.clone(),
+            json!({}),
+            "ImplicitlyDenied",
+        ),
         (
             "iam:CreateAccessKey",
             outside,

@@ -135,6 +135,21 @@ impl Service {
     }
 }
 
+/// `serve` for another fleet: `bucket` allowed, `principal` the fleet's main keys, `extra`
+/// appended to the config.
+pub fn fleet_service(bucket: &str, principal: &str, extra: &str) -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    let text = service_config("127.0.0.1:0", extra)
+        .replace(
+            &format!("allowed_buckets = [\"{BUCKET}\"]"),
+            &format!("allowed_buckets = [\"{bucket}\"]"),
+        )
+        .replace("arn:aws:iam::123456789012:user/fleet-admin", principal);
+    std::fs::write(&config, text).unwrap();
+    start_service(&config, dir)
+}
+
 /// The permissions boundary the fixture creates (`arq-lockdown policy --kind boundary`).
 pub const BOUNDARY: &str = "arn:aws:iam::123456789012:policy/arq-lockdown-boundary";
 
