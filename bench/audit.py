@@ -10,7 +10,9 @@ lockdown replaced) and an admin. Then:
   - once more through a counting proxy: IAM calls by action, S3 listing pages and other S3 calls;
   - a plain client: CONCURRENCY threads with keep-alive connections GETting every
     `<UUID>/computerinfo` (signed, with the same Range header) from the same moto, RUNS times:
-    the median.
+    the median;
+  - `audit --json --inventory FILE`, FILE a Jamf export in which every Mac reports its own key
+    (so every computer stays locked-down): the median wall time, and its IAM calls counted.
 
   .tools/venv/bin/python bench/audit.py BINARY [N ...]
 """
@@ -55,6 +57,7 @@ def seed(endpoint, binary, bucket, n):
     keys = post(endpoint, "/arq-fixture/seed-fleet", {"bucket": bucket, "admins": ["bench-admin", "bench-main"]})
     main = keys["admins"]["bench-main"]["id"]
     uuids = [str(uuid.uuid4()).upper() for _ in range(n)]
+    key_ids = {}
     for chunk in range(0, n, 500):
         computers = []
         for i, computer in enumerate(uuids[chunk:chunk + 500], start=chunk):
@@ -75,8 +78,20 @@ def seed(endpoint, binary, bucket, n):
                     "keys": [{"created_days_ago": 3, "last_used_days_ago": 1}],
                 },
             })
-        post(endpoint, "/arq-fixture/seed-fleet", {"bucket": bucket, "computers": computers})
-    return keys["admins"]["bench-admin"], main, uuids, time.perf_counter() - started
+        seeded = post(endpoint, "/arq-fixture/seed-fleet", {"bucket": bucket, "computers": computers})
+        key_ids.update(seeded["keys"])
+    return keys["admins"]["bench-admin"], main, uuids, key_ids, time.perf_counter() - started
+
+
+def jamf_export(path, bucket, uuids, key_ids):
+    """The inventory as Jamf's advanced search exports it: each Mac's extension attribute line."""
+    import csv
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Computer Name", "Serial Number", "Arq Lockdown"])
+        for i, computer in enumerate(uuids):
+            line = f"locked-down key={key_ids[computer][0]} computer={computer} bucket={bucket} user=user{i}"
+            writer.writerow([f"Mac {i}", f"C02BENCH{i:05d}", line])
 
 
 class Counter:
@@ -157,15 +172,15 @@ def main():
                                 stderr=subprocess.DEVNULL, text=True)
         endpoint = moto.stdout.readline().strip()
         bucket = f"fleet-{n}.example"
-        admin, main, uuids, seeded = seed(endpoint, binary, bucket, n)
+        admin, main, uuids, key_ids, seeded = seed(endpoint, binary, bucket, n)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
                    AWS_ACCESS_KEY_ID=admin["id"], AWS_SECRET_ACCESS_KEY=admin["secret"])
         command = [binary, "audit", "--bucket", bucket, "--json"]
 
-        def audit(url):
+        def audit(url, extra=()):
             started = time.perf_counter()
-            done = subprocess.run(command, env=dict(env, AWS_ENDPOINT_URL=url), capture_output=True)
+            done = subprocess.run(command + list(extra), env=dict(env, AWS_ENDPOINT_URL=url), capture_output=True)
             wall = time.perf_counter() - started
             assert done.returncode in (0, 13), done.stderr.decode()
             report = json.loads(done.stdout)
@@ -193,6 +208,16 @@ def main():
                   f"{a} x{c}" for a, c in sorted(s3.items()) if a not in ("ListObjectsV2 page", "GetObject computerinfo")) + ")")
         print(f"  plain client  median {plain_wall:.2f} s ({CONCURRENCY} threads, the same {n} GETs)")
         print(f"  audit / plain client: {audit_wall / plain_wall:.2f}x (goal: at most 1.5x)")
+        inventory = os.path.join(os.path.dirname(binary), f"bench-inventory-{n}.csv")
+        jamf_export(inventory, bucket, uuids, key_ids)
+        with_inventory = ["--inventory", inventory]
+        inventory_walls = [audit(endpoint, with_inventory) for _ in range(RUNS)]
+        counter = Counter()
+        audit(start_proxy(endpoint, counter), with_inventory)
+        iam = {action: count for (service, action), count in counter.calls.items() if service == "IAM"}
+        print(f"  audit --inventory median {statistics.median(inventory_walls):.2f} s of {RUNS} runs; "
+              f"IAM calls {sum(iam.values())}: " + ", ".join(f"{a} x{c}" for a, c in sorted(iam.items())))
+        os.remove(inventory)
         moto.stdin.close()
         moto.wait()
 

@@ -139,18 +139,33 @@ async fn main() {
         peak_memory_kb(&env("BENCH_SERVICE_PID"))
     );
 
-    // The same AWS calls straight to moto: STS GetCallerIdentity, IAM CreateUser, PutUserPolicy,
-    // CreateAccessKey.
+    // The same AWS calls straight to moto: STS GetCallerIdentity, the binding rule's two listings
+    // (UUID/ and glacier/UUID/, max-keys=1, at once), CreateUser, PutUserPolicy, CreateAccessKey.
     let config =
         arq_lockdown::aws::load_config(arq_lockdown::aws::AwsCredentials::Key(&admin)).await;
     let iam = arq_lockdown::aws::iam_client(&config);
     let sts = arq_lockdown::aws::sts_client(&config);
+    let s3 = arq_lockdown::aws::s3_client(&config, None);
     let direct = |_| {
-        let (iam, sts) = (iam.clone(), sts.clone());
+        let (iam, sts, s3) = (iam.clone(), sts.clone(), s3.clone());
         async move {
-            let user = format!("arq-{}", uuid::Uuid::new_v4().to_string().to_uppercase());
+            let uuid = uuid::Uuid::new_v4().to_string().to_uppercase();
+            let user = format!("arq-{uuid}");
             let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/x/*"}]}"#;
+            let list = |prefix: String| {
+                s3.list_objects_v2()
+                    .bucket(BUCKET)
+                    .prefix(prefix)
+                    .max_keys(1)
+                    .send()
+            };
+            let listed = async {
+                let (root, glacier) =
+                    tokio::join!(list(format!("{uuid}/")), list(format!("glacier/{uuid}/")));
+                root.is_ok() && glacier.is_ok()
+            };
             sts.get_caller_identity().send().await.is_ok()
+                && listed.await
                 && iam
                     .create_user()
                     .user_name(&user)

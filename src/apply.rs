@@ -12,7 +12,7 @@
 //!  9. update "Arq S3" in place and read it back;
 //! 10. retire the keys the new one replaces (never the admin's main keys);
 //! 11. relaunch Arq;
-//! 12. write the receipt.
+//! 12. write the receipt (and forget the setback an earlier run met).
 //!
 //! Nothing before step 9 changes "Arq S3", so any failure leaves Arq with the key it had. A run
 //! killed anywhere is finished by the next: IAM steps are idempotent, and a key already in
@@ -28,19 +28,19 @@ use crate::Error;
 use crate::arq_app::{self, ArqAppError};
 use crate::arq_config::ArqConfig;
 use crate::aws::{self, AwsCredentials, Caller, Identity};
-use crate::credential_store::{AccessKey, ArqS3, CredentialStore};
+use crate::credential_store::{AccessKey, ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::fault;
 use crate::iam::{self, Iam, IamError};
 use crate::key_source::{
-    AdminCredentials, Computer, IamIssuer, IssuedKey, KeyIssuer, KeySource, Plan, ServiceCall,
-    ServiceClient, ServiceIssuer, SourceKind, default_boundary,
+    AdminCredentials, Computer, IamIssuer, IssuedKey, KeyIssuer, KeySource, Plan, RootIssuer,
+    ServiceCall, ServiceClient, ServiceIssuer, SourceKind, default_boundary,
 };
 use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::receipt::{self, Receipt};
 use crate::run_lock::RunLock;
-use crate::run_log::RunLog;
-use crate::session;
+use crate::run_log::{RunLog, Severity};
+use crate::setback::{Setback, SetbackKind};
 use crate::verify::{self, Verdict, VerifyOptions};
 
 /// How often a new key is tried while AWS does not accept it yet.
@@ -65,6 +65,8 @@ pub struct ApplyRequest<'a> {
     pub dry_run: bool,
     /// Ask Arq to quit and wait this long, instead of failing when it runs.
     pub quit_arq: Option<Duration>,
+    /// With `quit_arq`: SIGTERM what did not quit when asked (never a busy Arq Agent).
+    pub terminate_arq: bool,
     pub verify_timeout: Duration,
     /// How long to wait for another run of this user's to finish.
     pub lock_timeout: Duration,
@@ -162,47 +164,122 @@ pub struct Outcome {
     pub warnings: Vec<String>,
 }
 
-/// Progress: one line per step on stderr and in the user's log, kept for the outcome too.
+/// Progress: one line per step on stderr and in the user's log, kept for the outcome too. Until
+/// the run knows it has work to do, its steps are held back from the log: a run that finds the
+/// lockdown in place (every hour, on every Mac) writes one Debug line, not its three steps. A run
+/// that fails or goes on writes them after all (on drop, or at [`Steps::has_work`]).
 struct Steps<'a> {
     log: Option<&'a RunLog>,
+    held_back: Option<Vec<String>>,
     done: Vec<String>,
     warnings: Vec<String>,
 }
 
-impl Steps<'_> {
+impl<'a> Steps<'a> {
+    fn new(log: Option<&'a RunLog>) -> Self {
+        Self {
+            log,
+            held_back: Some(Vec::new()),
+            done: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
     fn note(&mut self, text: String) {
         eprintln!("arq-lockdown: {text}");
-        if let Some(log) = self.log {
-            log.step(&text);
+        match (&mut self.held_back, self.log) {
+            (Some(held_back), _) => held_back.push(text.clone()),
+            (None, Some(log)) => log.write(Severity::Step, &text),
+            (None, None) => {}
         }
         self.done.push(text);
     }
 
+    /// A warning: in the log once a day (a run that meets it every hour repeats it every hour),
+    /// without the steps held back.
     fn warn(&mut self, text: String) {
         eprintln!("arq-lockdown: warning: {text}");
         if let Some(log) = self.log {
-            log.line(&format!("warning: {text}"));
+            log.once_a_day(Severity::Warning, &format!("warning: {text}"));
         }
         self.warnings.push(text);
+    }
+
+    /// The run has work to do (or something to say): the steps held back go to the log now.
+    fn has_work(&mut self) {
+        if let (Some(held_back), Some(log)) = (self.held_back.take(), self.log) {
+            for text in held_back {
+                log.write(Severity::Step, &text);
+            }
+        }
+    }
+
+    /// The run found nothing to do: one Debug line instead of its steps.
+    fn nothing_to_do(&mut self) {
+        if let (Some(held_back), Some(log)) = (self.held_back.take(), self.log) {
+            log.write(Severity::Debug, &held_back.join("; "));
+        }
+    }
+}
+
+impl Drop for Steps<'_> {
+    fn drop(&mut self) {
+        self.has_work();
     }
 }
 
 pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Outcome, Error> {
-    let mut steps = Steps {
-        log,
-        done: Vec::new(),
-        warnings: Vec::new(),
+    let mut steps = Steps::new(log);
+    let result = lock_down(&request, &mut steps).await;
+    drop(steps);
+    remember_setback(&request, &result);
+    result
+}
+
+/// The setback's words for a denied Keychain read (`status` and the extension attribute show them).
+const KEYCHAIN_DENIED: &str = "keychain access denied by the user";
+
+/// A denied Keychain read is remembered, so that the agent backs off instead of asking every
+/// hour; a lockdown forgets whatever stopped an earlier run.
+fn remember_setback(request: &ApplyRequest<'_>, result: &Result<Outcome, Error>) {
+    let recorded = match result {
+        Err(Error::Store(StoreError::DeniedByUser { .. })) => {
+            let config = ArqConfig::read_from_home(&request.home).ok();
+            let uuid = config.as_ref().map(|c| c.computer_uuid.as_str());
+            let detail = KEYCHAIN_DENIED.to_owned();
+            let now = receipt::now_unix();
+            Setback::record(
+                &request.home,
+                SetbackKind::KeychainDenied,
+                uuid,
+                detail,
+                now,
+            )
+            .map(drop)
+        }
+        Ok(outcome) if matches!(outcome.result, ApplyResult::LockedDown) => {
+            Setback::clear(&request.home)
+        }
+        _ => Ok(()),
     };
-    let (config, policy) = read_config(&request, &mut steps)?;
+    if let Err(e) = recorded {
+        eprintln!("arq-lockdown: warning: could not record the setback ({e})");
+    }
+}
+
+async fn lock_down(request: &ApplyRequest<'_>, steps: &mut Steps<'_>) -> Result<Outcome, Error> {
+    let (config, policy) = read_config(request, steps)?;
     let _lock = RunLock::acquire(&request.home, request.lock_timeout).await?;
-    let current = read_arq_s3(request.store, &mut steps)?;
-    if let Some(receipt) = already_done(&request, &config, &policy, &current.id, &mut steps) {
+    let current = read_arq_s3(request.store, steps)?;
+    if let Some(receipt) = already_done(request, &config, &policy, &current.id, steps) {
+        steps.nothing_to_do();
         let result = ApplyResult::AlreadyLockedDown;
         return Ok(outcome(result, &config, &current.id, steps, |o| {
             o.user_arn = Some(receipt.user_arn);
             o.receipt = Some(Receipt::path(&request.home));
         }));
     }
+    steps.has_work();
     let mut computer = Computer {
         config: &config,
         policy: &policy,
@@ -211,7 +288,7 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
         serial: request.serial_number.as_deref(),
         replaced_key: None,
     };
-    let (issuer, owner) = resolve_issuer(&request, &computer, &current).await?;
+    let (issuer, owner) = resolve_issuer(request, &computer, &current).await?;
     // Not this computer's own key: the key this lockdown replaces, for `audit` to follow.
     computer.replaced_key = owner.is_none().then_some(current.id.as_str());
     let plan = issuer.plan(&computer, &current.id, owner.is_some(), request.rotate);
@@ -223,23 +300,23 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
         }));
     }
     if plan.new_key {
-        make_sure_arq_has_quit(request.quit_arq, &mut steps).await?;
+        make_sure_arq_has_quit(request.quit_arq, request.terminate_arq, steps).await?;
     }
     let issued = issuer
         .issue(&plan, &computer, &current, &mut |text| steps.note(text))
         .await?;
     prove_or_discard(
-        &request,
+        request,
         &issuer,
         &computer,
         &current,
         issued.as_ref(),
-        &mut steps,
+        steps,
     )
     .await?;
     fault::after("verified");
     let retired = match &issued {
-        Some(new) => switch_arq_s3(&request, &issuer, &computer, new, &mut steps).await?,
+        Some(new) => switch_arq_s3(request, &issuer, &computer, new, steps).await?,
         None => Vec::new(),
     };
     let main_keys_removed = issued.is_some() && owner.is_none();
@@ -249,13 +326,13 @@ pub async fn apply(request: ApplyRequest<'_>, log: Option<&RunLog>) -> Result<Ou
             current.id
         ));
     }
-    let relaunched_with = relaunch(&request.relaunch, &mut steps);
+    let relaunched_with = relaunch(&request.relaunch, steps);
     fault::after("relaunched");
     let (final_id, user_arn) = match &issued {
         Some(new) => (&new.key.id, new.user_arn.clone()),
         None => (&current.id, owner.unwrap_or_default()),
     };
-    write_receipt(&request, &config, &policy, final_id, &user_arn, &mut steps)?;
+    write_receipt(request, &config, &policy, final_id, &user_arn, steps)?;
     Ok(outcome(
         ApplyResult::LockedDown,
         &config,
@@ -280,7 +357,8 @@ fn read_config(
 ) -> Result<(ArqConfig, PolicyDocument), Error> {
     let config = ArqConfig::read_from_home(&request.home)?;
     let policy = PolicyDocument::scoped_to(&config, request.policy_options);
-    session::refuse_user_symlinks(&Receipt::path(&request.home))?;
+    crate::fs::refuse_untrusted_links(&Receipt::path(&request.home))
+        .map_err(crate::arq_config::ConfigError::UnsafePath)?;
     steps.note(format!(
         "Arq backs up to {} as computer {}",
         config.bucket, config.computer_uuid
@@ -350,19 +428,36 @@ async fn resolve_issuer<'a>(
     match &request.source {
         KeySource::Service(client) => {
             let owner = owner_for_the_service(request, client, computer, current).await?;
-            let store = request.store;
-            Ok((KeyIssuer::Service(ServiceIssuer { client, store }), owner))
+            let (store, home) = (request.store, request.home.as_path());
+            let issuer = ServiceIssuer {
+                client,
+                store,
+                home,
+            };
+            Ok((KeyIssuer::Service(issuer), owner))
         }
         KeySource::Iam {
             admin: AdminCredentials::ArqS3,
             permissions_boundary,
         } => arq_s3_as_admin(request, permissions_boundary.as_deref(), computer, current).await,
         KeySource::Iam {
+            admin: AdminCredentials::Root,
+            ..
+        } => {
+            let issuer = RootIssuer::connect(computer, &current.id)?;
+            let owner = issuer.owner();
+            Ok((KeyIssuer::Root(issuer), owner))
+        }
+        KeySource::Iam {
             admin,
             permissions_boundary,
         } => {
             let boundary = permissions_boundary.as_deref();
-            let issuer = IamIssuer::connect(admin, boundary, computer).await?;
+            let sdk_config = admin
+                .sdk_config()
+                .await
+                .expect("env or profile: not arq-s3");
+            let issuer = IamIssuer::connect(&sdk_config, boundary, computer).await?;
             let owner = issuer.owner_of(&current.id);
             Ok((KeyIssuer::Iam(Box::new(issuer)), owner))
         }
@@ -504,6 +599,7 @@ fn describe_plan(plan: &Plan, config: &ArqConfig) -> String {
 /// Step 6: Arq must not run while "Arq S3" changes.
 async fn make_sure_arq_has_quit(
     quit_arq: Option<Duration>,
+    terminate_arq: bool,
     steps: &mut Steps<'_>,
 ) -> Result<(), ArqAppError> {
     match quit_arq {
@@ -516,7 +612,7 @@ async fn make_sure_arq_has_quit(
                     running.len(),
                     wait.as_secs()
                 ));
-                arq_app::quit(wait).await?;
+                arq_app::quit(wait, terminate_arq).await?;
             }
         }
     }
@@ -640,7 +736,7 @@ async fn switch_arq_s3(
     // Arq is not on the record's new partition list yet: its next read asks once.
     let notice = "Arq will ask for your login keychain password once when it starts again: arq-lockdown changed its S3 key. That is expected.";
     steps.note(notice.to_owned());
-    arq_app::notify(notice);
+    arq_app::notify(notice).await;
     Ok(retired)
 }
 
@@ -745,7 +841,7 @@ fn outcome(
     result: ApplyResult,
     config: &ArqConfig,
     key_id: &str,
-    steps: Steps<'_>,
+    steps: &mut Steps<'_>,
     fill: impl FnOnce(&mut Outcome),
 ) -> Outcome {
     let mut outcome = Outcome {
@@ -760,8 +856,8 @@ fn outcome(
         plan: None,
         relaunched_with: None,
         receipt: None,
-        steps: steps.done,
-        warnings: steps.warnings,
+        steps: std::mem::take(&mut steps.done),
+        warnings: std::mem::take(&mut steps.warnings),
     };
     fill(&mut outcome);
     outcome

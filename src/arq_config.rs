@@ -48,7 +48,7 @@ pub enum ConfigError {
     #[error("HOME is not set: pass --arq-home with the user's home folder")]
     NoHome,
     #[error(transparent)]
-    UnsafePath(#[from] crate::session::SessionError),
+    UnsafePath(#[from] crate::fs::Refusal),
     #[error(
         "no Arq config at {path}: set Arq up for this user first, or point --arq-home at the right home folder"
     )]
@@ -104,7 +104,6 @@ pub enum ConfigError {
 impl ConfigError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::UnsafePath(e) => e.exit_code(),
             Self::NoHome
             | Self::NotFound { .. }
             | Self::Unreadable { .. }
@@ -251,7 +250,6 @@ impl ArqConfig {
     /// Reads and validates `<home>/Library/Arq/config/app_config.plist`.
     pub fn read_from_home(home: &Path) -> Result<Self, ConfigError> {
         let path = home.join(CONFIG_RELATIVE_PATH);
-        crate::session::refuse_user_symlinks(&path)?;
         let bytes = read_capped(&path)?;
         // The parser's own words (its internal error types) would not help an admin.
         let value = plist::Value::from_reader(io::Cursor::new(&bytes))
@@ -287,6 +285,7 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, ConfigError> {
             ReadError::NotFound => ConfigError::NotFound { path },
             ReadError::NotAFile => ConfigError::NotAFile { path },
             ReadError::TooLarge => ConfigError::TooLarge { path },
+            ReadError::Refused(refusal) => ConfigError::UnsafePath(refusal),
             ReadError::Io(source) => ConfigError::Unreadable { path, source },
         }
     })
@@ -423,8 +422,9 @@ mod tests {
             "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570"
         );
         assert_eq!(Quoted::new("a\"b").to_string(), "\"a\\\"b\"");
-        let unsafe_path = ConfigError::UnsafePath(crate::session::SessionError::NoUser);
-        assert_eq!(unsafe_path.exit_code(), ExitCode::NoUser);
+        let path = PathBuf::from("/Users/u/Library");
+        let unsafe_path = ConfigError::UnsafePath(crate::fs::Refusal::Link { path });
+        assert_eq!(unsafe_path.exit_code(), ExitCode::ConfigInvalid);
         assert_eq!(ConfigError::NoHome.exit_code(), ExitCode::ConfigMissing);
     }
 }

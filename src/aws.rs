@@ -20,7 +20,6 @@ use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::credential_store::AccessKey;
-use crate::secret::Secret;
 
 /// Where requests go when nothing in the environment names a region; S3 answers every bucket's
 /// location from here, and IAM and STS are global.
@@ -30,32 +29,11 @@ const FALLBACK_REGION: &str = "us-east-1";
 /// in all (IAM's limits are unpublished token buckets; a few seconds of backoff gets through them).
 pub const MAX_ATTEMPTS: u32 = 6;
 
-/// A key with, for temporary credentials, its session token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StaticCredentials {
-    pub key: AccessKey,
-    pub session_token: Option<Secret>,
-}
-
-impl From<crate::session::HandedOverKey> for StaticCredentials {
-    fn from(handed: crate::session::HandedOverKey) -> Self {
-        Self {
-            key: AccessKey {
-                id: handed.access_key_id.clone(),
-                secret: Secret::new(handed.secret_access_key.clone()),
-            },
-            session_token: handed.session_token.clone().map(Secret::new),
-        }
-    }
-}
-
 /// Whose credentials a client uses.
 #[derive(Clone, Copy, Debug)]
 pub enum AwsCredentials<'a> {
     /// This key (from "Arq S3", or one just issued).
     Key(&'a AccessKey),
-    /// These credentials, session token included.
-    Static(&'a StaticCredentials),
     /// The standard chain: environment, shared files, SSO-less profiles, instance metadata.
     Chain,
     /// A named profile from the shared config files.
@@ -96,18 +74,6 @@ pub async fn load_config(credentials: AwsCredentials<'_>) -> SdkConfig {
                 "arq-lockdown",
             ));
         }
-        AwsCredentials::Static(credentials) => {
-            loader = loader.credentials_provider(Credentials::new(
-                &credentials.key.id,
-                credentials.key.secret.expose(),
-                credentials
-                    .session_token
-                    .as_ref()
-                    .map(|t| t.expose().to_owned()),
-                None,
-                "arq-lockdown",
-            ));
-        }
         AwsCredentials::Chain => {}
         AwsCredentials::Profile(name) => loader = loader.profile_name(name),
     }
@@ -131,6 +97,26 @@ pub fn s3_client(config: &SdkConfig, region: Option<Region>) -> aws_sdk_s3::Clie
         builder = builder.region(region);
     }
     aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// An S3 client in `bucket`'s own region (GetBucketLocation); the configured region when that is
+/// refused — the calls made with it then name the problem.
+pub async fn s3_for_bucket(sdk_config: &SdkConfig, bucket: &str) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::types::BucketLocationConstraint;
+    let global = s3_client(sdk_config, None);
+    let Ok(location) = global.get_bucket_location().bucket(bucket).send().await else {
+        return global;
+    };
+    let region = match location.location_constraint() {
+        None => "us-east-1".to_owned(),
+        Some(BucketLocationConstraint::Eu) => "eu-west-1".to_owned(),
+        Some(constraint) if constraint.as_str().is_empty() => "us-east-1".to_owned(),
+        Some(constraint) => constraint.as_str().to_owned(),
+    };
+    match sdk_config.region().map(|r| r.as_ref()) == Some(region.as_str()) {
+        true => global,
+        false => s3_client(sdk_config, Some(Region::new(region))),
+    }
 }
 
 pub fn sts_client(config: &SdkConfig) -> aws_sdk_sts::Client {

@@ -45,8 +45,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Admin side: is every Mac of a bucket locked down, and may the main keys be switched off?
     ///
-    /// One state per computer (orphan-user, not-locked-down, policy-drift, extra-keys,
-    /// key-unused, locked-down) with what to do, and the verdict ready_to_retire_main_keys.
+    /// One state per computer (orphan-user, not-locked-down, contested, pinned, unconfirmed,
+    /// policy-drift, extra-keys, key-unused, locked-down) with what to do, and the verdict
+    /// ready_to_retire_main_keys.
     /// Read-only unless --fix-policies. Exit 0: every computer is locked down and the main keys
     /// may be retired; 13: something needs action.
     Audit(AuditArgs),
@@ -57,6 +58,12 @@ pub enum Command {
     /// deletes one. Each change is recorded on the key's IAM user (tag
     /// arq-lockdown:retired-key:KEY), and --undo switches on only what a retirement switched off.
     RetireMainKeys(RetireArgs),
+    /// Admin side: bind each computer to the enrollment key its own Mac reported to the MDM.
+    ///
+    /// From the inventory export (every computer with data that exactly one Mac reports), or one
+    /// computer by hand. A computer another key holds is taken back: its keys are deleted, and
+    /// only the pinned Mac may enroll it. Exit 13: two Macs report a computer (not pinned).
+    Pin(PinArgs),
 }
 
 /// Which bucket and computer: Arq's config in a home folder, or both values given directly.
@@ -81,9 +88,13 @@ pub enum PolicyKind {
     /// The permissions boundary every scoped user is created under: create it once per account
     /// (`aws iam create-policy --policy-name arq-lockdown-boundary …`).
     Boundary,
-    /// What the admin credentials of apply, revoke and serve need: scoped users only under the
-    /// boundary given with --permissions-boundary.
+    /// What the admin credentials of apply and revoke need: scoped users only under the boundary
+    /// given with --permissions-boundary.
     Admin,
+    /// What serve needs with the config given with --config: the admin policy for its boundary,
+    /// plus counting enrollments at start and listing its allowed buckets (the binding rule's
+    /// data check).
+    Service,
     /// The least `audit --bucket B` needs (with --fix-policies: also rewriting scoped users'
     /// inline policies).
     Audit,
@@ -102,6 +113,9 @@ pub struct PolicyArgs {
     /// With --kind admin: the permissions boundary's ARN.
     #[arg(long, value_name = "ARN", required_if_eq("kind", "admin"))]
     pub permissions_boundary: Option<String>,
+    /// With --kind service: the service's configuration file.
+    #[arg(long, value_name = "FILE", required_if_eq("kind", "service"))]
+    pub config: Option<PathBuf>,
     /// Also allow Arq 3's Glacier vaults, SNS topics and SQS queues (cannot be scoped to one Mac).
     #[arg(long)]
     pub legacy_glacier: bool,
@@ -151,7 +165,7 @@ pub struct MacArgs {
     /// As root: the user to act for [default: the user at the console].
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
-    /// Internal: read what the root run handed over (secrets) from stdin.
+    /// Internal: this run was started by root, which talks to it over stdin and stdout.
     #[arg(long, hide = true)]
     pub handover_stdin: bool,
     /// Arq's credential item: keychain (the login Keychain, macOS) or file:PATH (a JSON stand-in).
@@ -206,6 +220,11 @@ pub struct ApplyArgs {
     /// Ask Arq and Arq Agent to quit instead of failing when they run.
     #[arg(long)]
     pub quit_arq: bool,
+    /// With --quit-arq (or the profile's QuitArq): SIGTERM what did not quit when asked, or could
+    /// not be asked (never an Arq Agent that looks busy with a backup). Without it a refused
+    /// request stops the run (exit 7).
+    #[arg(long)]
+    pub terminate_arq: bool,
     /// With --quit-arq: how long to wait for them to quit [default: 30].
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub wait: Option<Duration>,
@@ -235,8 +254,9 @@ pub struct ApplyArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Print one line for a Jamf extension attribute: <result>STATE KEY AGE</result>, from the
-    /// receipt (no network, no Keychain secret).
+    /// Print one line for a Jamf extension attribute: <result>STATE key=… computer=… bucket=…
+    /// enrollment-key=… user=NAME; what to do</result> (no network, no Keychain secret); as root
+    /// with nobody logged in, the last user's line.
     #[arg(long, conflicts_with = "json")]
     pub jamf_ea: bool,
     /// Also ask AWS (one STS call) whether it still accepts the key in "Arq S3" — after a revoke
@@ -290,12 +310,76 @@ pub struct AuditArgs {
     /// Rewrite drifted inline policies arq-lockdown (never a key, a user, or another policy).
     #[arg(long)]
     pub fix_policies: bool,
+    /// The MDM's inventory export (Jamf's advanced-search CSV with the status extension attribute,
+    /// or status --json objects): confirm each computer's key by what its own Mac reports.
+    #[arg(long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// With --inventory: the CSV column holding the extension attribute [default: the column whose
+    /// cells are arq-lockdown status lines].
+    #[arg(long, value_name = "NAME", requires = "inventory")]
+    pub inventory_column: Option<String>,
     /// Print the report as one JSON object.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
     /// Print one CSV row per computer, for a spreadsheet.
     #[arg(long)]
     pub csv: bool,
+    /// Also write the fleet's page to FILE: one self-contained HTML file (the verdict, the counts
+    /// per state, the computers needing action; with --history, the rollout over time).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also record this run's counts in DIR/audit-BUCKET.jsonl (a line a run; runs over a month
+    /// old are thinned to one a day), which --html draws over time.
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// The fleet's bucket, exactly as Arq stores it.
+    #[arg(long, value_name = "NAME", value_parser = parse_bucket)]
+    pub bucket: BucketName,
+    /// The MDM's inventory export (Jamf's advanced-search CSV with the status extension attribute,
+    /// or status --json objects): pin every computer with data that exactly one Mac reports.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "computer_uuid",
+        conflicts_with = "computer_uuid"
+    )]
+    pub inventory: Option<PathBuf>,
+    /// With --inventory: the CSV column holding the extension attribute [default: the column whose
+    /// cells are arq-lockdown status lines].
+    #[arg(long, value_name = "NAME", requires = "inventory")]
+    pub inventory_column: Option<String>,
+    /// By hand: the computer to pin.
+    #[arg(long, value_name = "UUID", value_parser = parse_computer_uuid, requires = "enrollment_key")]
+    pub computer_uuid: Option<ComputerUuid>,
+    /// By hand: the fingerprint of its Mac's enrollment key, as that Mac's status shows it.
+    #[arg(long, value_name = "SHA256:…", value_parser = parse_fingerprint, requires = "computer_uuid")]
+    pub enrollment_key: Option<String>,
+    /// Admin credentials: env (the standard AWS credential chain) or profile:NAME.
+    #[arg(long, value_name = "WHO", default_value = "env", value_parser = parse_admin_elsewhere)]
+    pub admin_credentials: AdminCredentials,
+    /// The permissions boundary a pinned computer's user is created with [default:
+    /// arq-lockdown-boundary in the admin's account].
+    #[arg(long, value_name = "ARN")]
+    pub permissions_boundary: Option<String>,
+    /// Say what it would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_fingerprint(value: &str) -> Result<String, String> {
+    match crate::inventory::is_fingerprint(value) {
+        true => Ok(value.to_owned()),
+        false => Err(
+            "an enrollment-key fingerprint as arq-lockdown status shows it: SHA256: and 43 characters of base64".to_owned(),
+        ),
+    }
 }
 
 /// At most 30 days.

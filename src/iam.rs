@@ -27,13 +27,14 @@ pub const USER_PATH: &str = "/arq-lockdown/";
 /// The name of the one inline policy of a scoped user.
 pub const POLICY_NAME: &str = "arq-lockdown";
 
-/// The IAM actions `apply --source iam`, `revoke` and the service use, on
+/// The IAM actions `apply --source iam`, `revoke`, `pin` and the service use, on
 /// `arn:aws:iam::*:user/arq-lockdown/*`: the README's admin policy and the refusal message both
 /// come from this list.
-pub const ADMIN_ACTIONS: [&str; 11] = [
+pub const ADMIN_ACTIONS: [&str; 12] = [
     "iam:GetUser",
     "iam:CreateUser",
     "iam:TagUser",
+    "iam:UntagUser",
     "iam:GetUserPolicy",
     "iam:PutUserPolicy",
     "iam:ListUserPolicies",
@@ -187,6 +188,14 @@ pub const POLICY_OPTIONS_TAG: &str = "arq-lockdown:policy-options";
 /// usually): `audit` asks IAM when each was last used.
 pub const REPLACED_KEY_TAG: &str = "arq-lockdown:replaced-key";
 
+/// The latest enrollment the service refused for this computer because another Mac holds it:
+/// `<unix seconds> <enrollment-key fingerprint>` (written by the service; `pin` removes it).
+pub const REFUSED_CLAIM_TAG: &str = "arq-lockdown:refused-claim";
+
+/// The enrollment-key fingerprint the admin pinned this computer to (written by `pin`): only that
+/// key may bind it.
+pub const PINNED_KEY_TAG: &str = "arq-lockdown:pinned-key";
+
 /// What a scoped user's tags say: who it is for, in words an admin browsing IAM understands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UserTags {
@@ -257,6 +266,23 @@ pub fn bound_bucket(tags: &BTreeMap<String, String>) -> Option<&str> {
     tags.get(BUCKET_TAG).map(String::as_str)
 }
 
+/// The enrollment public key a scoped user is bound to, from its tags as IAM lists them.
+pub fn bound_enrollment_key(tags: &BTreeMap<String, String>) -> Option<&str> {
+    tags.get(ENROLLMENT_KEY_TAG).map(String::as_str)
+}
+
+/// The tags of a computer pinned to the enrollment key `fingerprint`: `tags` (its UUID, bucket and,
+/// from the inventory, the Mac's name and serial) and the pin.
+pub fn pinned_tags(tags: &UserTags, fingerprint: &str) -> Vec<(&'static str, String)> {
+    let mut pairs = tags.pairs();
+    pairs.push((PINNED_KEY_TAG, fingerprint.to_owned()));
+    pairs
+}
+
+/// The tags `pin` removes from a computer it takes back: the binding to another enrollment key,
+/// and the refused claims it settles.
+pub const UNPINNED_TAGS: [&str; 2] = [ENROLLMENT_KEY_TAG, REFUSED_CLAIM_TAG];
+
 /// IAM tag values allow letters, digits, separators and `_.:/=+-@` (`[\p{L}\p{Z}\p{N}_.:/=+\-@]`,
 /// 256 at most); anything else in a Mac's name — an apostrophe, a combining mark — becomes `_`.
 fn tag_value(text: &str) -> String {
@@ -309,6 +335,15 @@ impl ScopedUser {
         }
     }
 
+    /// A user holding exactly the tags `tags`, by key (for tests of decisions on IAM's answers).
+    #[cfg(test)]
+    pub(crate) fn with_tags(tags: BTreeMap<String, String>) -> Self {
+        Self {
+            tags,
+            ..Self::default()
+        }
+    }
+
     /// The bucket the user was made for.
     pub fn bound_bucket(&self) -> Option<&str> {
         bound_bucket(&self.tags)
@@ -319,14 +354,38 @@ impl ScopedUser {
         self.tags.get(ENROLLMENT_KEY_TAG).map(String::as_str)
     }
 
+    /// The latest refused claim on the computer: when (unix seconds) and by which fingerprint.
+    pub fn refused_claim(&self) -> Option<(i64, &str)> {
+        let (when, fingerprint) = self.tags.get(REFUSED_CLAIM_TAG)?.split_once(' ')?;
+        Some((when.parse().ok()?, fingerprint))
+    }
+
+    /// The enrollment-key fingerprint the admin pinned the computer to.
+    pub fn pinned_key(&self) -> Option<&str> {
+        self.tags.get(PINNED_KEY_TAG).map(String::as_str)
+    }
+
     /// Who enrolled it with the service.
     pub fn enrolled_by(&self) -> Option<&str> {
         self.tags.get(ENROLLED_BY_TAG).map(String::as_str)
     }
 
+    /// The enrollment-key fingerprint the admin pinned the computer to.
+    pub fn pinned_key(&self) -> Option<&str> {
+        self.tags.get(PINNED_KEY_TAG).map(String::as_str)
+    }
+
     /// The value of one of the user's tags.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags.get(key).map(String::as_str)
+    }
+
+    /// The user once IAM has added `tags` to it (as [`Iam::tag_user`] does).
+    pub fn tagged_with(mut self, tags: &UserTags) -> Self {
+        for (key, value) in tags.pairs() {
+            self.tags.insert(key.to_owned(), value);
+        }
+        self
     }
 
     /// Whether the user's tags already say everything `tags` says.
@@ -374,10 +433,19 @@ impl Iam {
 
     /// The scoped user of `uuid` as IAM has it — tags, policy, keys — or `None`.
     pub async fn inspect(&self, uuid: &ComputerUuid) -> Result<Option<ScopedUser>, IamError> {
-        let name = user_name(uuid);
         let Some(user) = self.user(uuid).await? else {
             return Ok(None);
         };
+        self.with_policy_and_keys(uuid, user).await.map(Some)
+    }
+
+    /// `user` (as [`Iam::user`] read it) with its inline policy and its keys.
+    pub async fn with_policy_and_keys(
+        &self,
+        uuid: &ComputerUuid,
+        user: ScopedUser,
+    ) -> Result<ScopedUser, IamError> {
+        let name = user_name(uuid);
         let policy = match self
             .client
             .get_user_policy()
@@ -406,7 +474,7 @@ impl Iam {
         let is_active = |k: &aws_sdk_iam::types::AccessKeyMetadata| {
             k.status == Some(aws_sdk_iam::types::StatusType::Active)
         };
-        Ok(Some(ScopedUser {
+        Ok(ScopedUser {
             policy,
             active_key_ids: keys
                 .access_key_metadata
@@ -420,7 +488,7 @@ impl Iam {
                 .filter_map(|k| k.access_key_id)
                 .collect(),
             ..user
-        }))
+        })
     }
 
     /// Creates the scoped user of `uuid` with `tags` and the permissions boundary `boundary`, in
@@ -432,13 +500,24 @@ impl Iam {
         tags: &UserTags,
         boundary: &str,
     ) -> Result<Option<ScopedUser>, IamError> {
+        self.create_tagged_user(uuid, &tags.pairs(), boundary).await
+    }
+
+    /// [`Iam::create_user`] with the tags `pairs` (keys from this module), such as
+    /// [`pinned_tags`].
+    pub async fn create_tagged_user(
+        &self,
+        uuid: &ComputerUuid,
+        pairs: &[(&str, String)],
+        boundary: &str,
+    ) -> Result<Option<ScopedUser>, IamError> {
         let created = self
             .client
             .create_user()
             .user_name(user_name(uuid))
             .path(USER_PATH)
             .permissions_boundary(boundary)
-            .set_tags(Some(iam_tags(&tags.pairs())))
+            .set_tags(Some(iam_tags(pairs)))
             .send()
             .await;
         match created {
@@ -447,10 +526,9 @@ impl Iam {
                 Ok(Some(ScopedUser {
                     arn: user.arn,
                     user_id: user.user_id,
-                    tags: tags
-                        .pairs()
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), v))
+                    tags: pairs
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), tag_value(v)))
                         .collect(),
                     ..ScopedUser::default()
                 }))
@@ -483,6 +561,34 @@ impl Iam {
             .send()
             .await
             .map_err(|e| fail(classify("iam:TagUser", e), "iam:TagUser"))?;
+        Ok(())
+    }
+
+    /// The ids of every access key of the user (ListAccessKeys), active or not.
+    pub async fn key_ids(&self, uuid: &ComputerUuid) -> Result<Vec<String>, IamError> {
+        let keys = self
+            .client
+            .list_access_keys()
+            .user_name(user_name(uuid))
+            .send()
+            .await
+            .map_err(|e| fail(classify("iam:ListAccessKeys", e), "iam:ListAccessKeys"))?;
+        Ok(keys
+            .access_key_metadata
+            .into_iter()
+            .filter_map(|k| k.access_key_id)
+            .collect())
+    }
+
+    /// Removes the tags `keys` from the user (keys it does not have are fine).
+    pub async fn untag(&self, uuid: &ComputerUuid, keys: &[&str]) -> Result<(), IamError> {
+        self.client
+            .untag_user()
+            .user_name(user_name(uuid))
+            .set_tag_keys(Some(keys.iter().map(|k| (*k).to_owned()).collect()))
+            .send()
+            .await
+            .map_err(|e| fail(classify("iam:UntagUser", e), "iam:UntagUser"))?;
         Ok(())
     }
 
@@ -643,6 +749,25 @@ mod tests {
             scoped_user_arn("123456789012", &uuid()),
             "arn:aws:iam::123456789012:user/arq-lockdown/arq-32D9D7A2-3B3E-4BE7-B85B-0605AF24F570"
         );
+    }
+
+    #[test]
+    fn a_pinned_user_names_its_pin_and_a_pin_takes_the_binding_and_the_claims_away() {
+        let tags = UserTags {
+            computer_uuid: uuid().to_string(),
+            bucket: "b.example".into(),
+            ..UserTags::default()
+        };
+        let print = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+        let pinned = pinned_tags(&tags, print);
+        assert_eq!(pinned.last(), Some(&(PINNED_KEY_TAG, print.to_owned())));
+        let mut map: BTreeMap<String, String> =
+            pinned.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        map.insert(ENROLLMENT_KEY_TAG.into(), "k".into());
+        assert_eq!(bound_enrollment_key(&map), Some("k"));
+        let user = ScopedUser::with_tags(map);
+        assert_eq!(user.pinned_key(), Some(print));
+        assert_eq!(UNPINNED_TAGS, [ENROLLMENT_KEY_TAG, REFUSED_CLAIM_TAG]);
     }
 
     #[test]

@@ -16,7 +16,11 @@
 //! - [`service`]: the provisioning service (`serve`);
 //! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict;
 //! - [`retire`]: the main keys switched off (and on again), the rollout's last step;
+//! - [`audit`]: the admin's view of a fleet: each computer's state, the main keys' verdict, the page;
+//! - [`inventory`]: what each Mac reported to the MDM (its UUID, key id, enrollment key), read
+//!   from the admin's export;
 //! - [`session`]: running as root, acting for a user;
+//! - [`extension_attribute`]: the Jamf extension attribute line, and the last one root keeps;
 //! - [`preferences`]: settings from configuration profiles;
 //! - [`system`]: this computer's name and serial;
 //! - [`cli`] and [`commands`]: the command line and one function per subcommand.
@@ -30,10 +34,12 @@ pub mod cli;
 mod commands;
 pub mod credential_store;
 pub mod exit_code;
+pub mod extension_attribute;
 mod fault;
 mod fs;
 mod https;
 pub mod iam;
+pub mod inventory;
 pub mod key_source;
 pub mod policy;
 pub mod preferences;
@@ -71,6 +77,8 @@ pub enum Error {
     #[error(transparent)]
     Session(#[from] session::SessionError),
     #[error(transparent)]
+    Broker(#[from] key_source::root::BrokerError),
+    #[error(transparent)]
     Unreachable(#[from] aws::Unreachable),
     #[error(transparent)]
     ArqApp(#[from] arq_app::ArqAppError),
@@ -82,6 +90,9 @@ pub enum Error {
     Audit(#[from] audit::AuditError),
     #[error(transparent)]
     Retire(#[from] retire::RetireError),
+    Inventory(#[from] inventory::InventoryError),
+    #[error(transparent)]
+    Pin(#[from] commands::pin::PinError),
     /// The standard chain found no credentials; `fix` says where this command takes them from.
     #[error("no AWS credentials found: {fix}")]
     NoCredentials { fix: &'static str },
@@ -106,12 +117,15 @@ impl Error {
             Self::ServiceClient(e) => e.exit_code(),
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),
+            Self::Broker(e) => e.exit_code(),
             Self::Unreachable(_) => ExitCode::Aws,
             Self::ArqApp(e) => e.exit_code(),
             Self::Receipt(_) => ExitCode::Internal,
             Self::Lock(e) => e.exit_code(),
             Self::Audit(e) => e.exit_code(),
             Self::Retire(e) => e.exit_code(),
+            Self::Inventory(e) => e.exit_code(),
+            Self::Pin(e) => e.exit_code(),
             Self::NoCredentials { .. } => ExitCode::Credentials,
             Self::Preferences(e) => e.exit_code(),
             Self::MissingServiceUrl | Self::Usage(_) => ExitCode::Usage,

@@ -190,8 +190,8 @@ impl PolicyDocument {
         Self(json!({"Version": "2012-10-17", "Statement": statements}))
     }
 
-    /// The least an admin (a person, a role for the service) needs for `apply --source iam`,
-    /// `revoke` and `serve`: scoped users may be created, and given a policy, only with
+    /// The least an admin (a person, or the service's role within [`PolicyDocument::service`])
+    /// needs for `apply --source iam`, `revoke` and `serve`: scoped users may be created, and given a policy, only with
     /// `boundary_arn` as their permissions boundary (AWS's documented delegation pattern); nothing
     /// outside `/arq-lockdown/` is reachable.
     pub fn admin(boundary_arn: &str) -> Self {
@@ -219,6 +219,32 @@ impl PolicyDocument {
                 },
             ],
         }))
+    }
+
+    /// The least `serve` needs: the admin policy for `boundary_arn`, and
+    /// `iam:GetAccountAuthorizationDetails` (each enroller's enrollments are counted from the
+    /// scoped users' tags at start; IAM grants it on `*` only) and, for the binding rule's data
+    /// check, `s3:ListBucket` and `s3:GetBucketLocation` on the allowed `buckets` — names only, no
+    /// object is read.
+    pub fn service(boundary_arn: &str, buckets: &[&BucketName]) -> Self {
+        let Self(mut document) = Self::admin(boundary_arn);
+        let statements = document["Statement"]
+            .as_array_mut()
+            .expect("a policy's statements are a list");
+        statements.push(json!({
+            "Sid": "CountEnrollmentsAtStart",
+            "Effect": "Allow",
+            "Action": ["iam:GetAccountAuthorizationDetails"],
+            "Resource": "*",
+        }));
+        let buckets: Vec<String> = buckets.iter().map(|b| bucket_arn(b.as_str())).collect();
+        statements.push(json!({
+            "Sid": "CheckComputersForBackups",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+            "Resource": buckets,
+        }));
+        Self(document)
     }
 
     /// The least `audit` needs for `bucket`: IAM's account-wide reads (the authorization details,

@@ -31,6 +31,7 @@ pub mod key {
     pub const ENROLLMENT_TOKEN: &str = "EnrollmentToken";
     pub const PERMISSIONS_BOUNDARY: &str = "PermissionsBoundary";
     pub const QUIT_ARQ: &str = "QuitArq";
+    pub const TERMINATE_ARQ: &str = "TerminateArq";
     pub const WAIT_SECONDS: &str = "WaitSeconds";
     pub const VERIFY_TIMEOUT_SECONDS: &str = "VerifyTimeoutSeconds";
     pub const RELAUNCH: &str = "Relaunch";
@@ -41,13 +42,14 @@ pub mod key {
 }
 
 /// Every key the reader reads (and the example profile documents).
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 14] = [
     key::SOURCE,
     key::SERVICE_URL,
     key::SERVICE_ID,
     key::ENROLLMENT_TOKEN,
     key::PERMISSIONS_BOUNDARY,
     key::QUIT_ARQ,
+    key::TERMINATE_ARQ,
     key::WAIT_SECONDS,
     key::VERIFY_TIMEOUT_SECONDS,
     key::RELAUNCH,
@@ -58,9 +60,12 @@ pub const KEYS: [&str; 13] = [
 ];
 
 /// What the log file and the unified log get.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogLevel {
-    /// Every step.
+    /// Every step, and a line for each run that had nothing to do.
+    Debug,
+    /// Every step (the default).
+    #[default]
     Info,
     /// Only problems.
     Warning,
@@ -75,6 +80,7 @@ pub struct Preferences {
     pub enrollment_token: Option<Secret>,
     pub permissions_boundary: Option<String>,
     pub quit_arq: Option<bool>,
+    pub terminate_arq: Option<bool>,
     pub wait_seconds: Option<u64>,
     pub verify_timeout_seconds: Option<u64>,
     pub relaunch: Option<bool>,
@@ -165,6 +171,7 @@ fn read_dict(path: &Path) -> Result<Option<plist::Dictionary>, PreferencesError>
         Ok(bytes) => bytes,
         Err(ReadError::NotFound) => return Ok(None),
         Err(ReadError::Io(e)) => return Err(error(e.to_string())),
+        Err(ReadError::Refused(refusal)) => return Err(error(refusal.to_string())),
         Err(ReadError::NotAFile | ReadError::TooLarge) => {
             return Err(error("not a preference file".into()));
         }
@@ -228,6 +235,7 @@ fn apply_file(
         }
     }
     into.quit_arq = boolean(key::QUIT_ARQ)?.or(into.quit_arq);
+    into.terminate_arq = boolean(key::TERMINATE_ARQ)?.or(into.terminate_arq);
     into.wait_seconds = seconds(key::WAIT_SECONDS)?.or(into.wait_seconds);
     into.verify_timeout_seconds =
         seconds(key::VERIFY_TIMEOUT_SECONDS)?.or(into.verify_timeout_seconds);
@@ -237,9 +245,10 @@ fn apply_file(
     into.enabled = boolean(key::ENABLED)?.or(into.enabled);
     into.log_level = match string(key::LOG_LEVEL)?.as_deref() {
         None => into.log_level,
+        Some("debug") => Some(LogLevel::Debug),
         Some("info") => Some(LogLevel::Info),
         Some("warning") => Some(LogLevel::Warning),
-        Some(_) => return Err(wrong(key::LOG_LEVEL, "\"info\" or \"warning\"")),
+        Some(_) => return Err(wrong(key::LOG_LEVEL, "\"debug\", \"info\" or \"warning\"")),
     };
     Ok(())
 }
@@ -359,6 +368,22 @@ mod tests {
                 .unwrap()
                 .contains("Enabled = false")
         );
+    }
+
+    #[rustfmt::skip]
+    #[test]
+    fn log_levels_and_terminate_arq_are_read_from_any_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = files(dir.path());
+        for (value, level) in [("debug", LogLevel::Debug), ("info", LogLevel::Info), ("warning", LogLevel::Warning)] {
+            write(&files.local, &[(key::LOG_LEVEL, value.into()), (key::TERMINATE_ARQ, true.into())]);
+            let prefs = files.load().unwrap();
+            assert_eq!((prefs.log_level, prefs.terminate_arq), (Some(level), Some(true)), "{value}");
+        }
+        write(&files.local, &[(key::LOG_LEVEL, "verbose".into())]);
+        let message = files.load().unwrap_err().to_string();
+        assert!(message.contains("LogLevel must be \"debug\", \"info\" or \"warning\""), "{message}");
+        assert_eq!(LogLevel::default(), LogLevel::Info);
     }
 
     #[test]

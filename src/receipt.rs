@@ -55,11 +55,13 @@ impl Receipt {
     }
 
     /// The receipt, if there is a readable one. A missing, unreadable or corrupt receipt only means
-    /// the work is done again, so it reads as none.
+    /// the work is done again, so it reads as none; so does one written in the future (it is the
+    /// user's file: a date ahead proves nothing, and a clock set back is healed by the next run).
     pub fn load(home: &Path) -> Option<Self> {
-        crate::session::refuse_user_symlinks(&Self::path(home)).ok()?;
         let bytes = read_small_file(&Self::path(home), MAX_RECEIPT_BYTES).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        serde_json::from_slice::<Self>(&bytes)
+            .ok()
+            .filter(|receipt| receipt.applied_at_unix <= now_unix())
     }
 
     pub fn save(&self, home: &Path) -> Result<(), ReceiptError> {
@@ -68,8 +70,8 @@ impl Receipt {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(path.parent().expect("the receipt path has a folder"))
-            .map_err(error)?;
+        crate::fs::Dir::create(path.parent().expect("the receipt path has a folder"), 0o700)
+            .map_err(|e| error(e.into()))?;
         let text = serde_json::to_string_pretty(self).expect("a receipt serializes");
         write_atomically(&path, text.as_bytes(), 0o600).map_err(error)
     }
@@ -178,6 +180,16 @@ mod tests {
             Receipt::load(home.path()),
             None,
             "a corrupt receipt means: do it again"
+        );
+        let future = Receipt {
+            applied_at_unix: now_unix() + 3600,
+            ..written
+        };
+        future.save(home.path()).unwrap();
+        assert_eq!(
+            Receipt::load(home.path()),
+            None,
+            "a receipt from the future"
         );
     }
 

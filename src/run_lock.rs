@@ -9,7 +9,6 @@
 //! held.
 
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -51,18 +50,17 @@ impl LockError {
 
 impl RunLock {
     /// Takes the lock of the user whose home is `home`, waiting up to `timeout` for a run that
-    /// holds it. The folder is opened read-only and never through a symlink in its last place.
+    /// holds it. The folder is opened read-only, reached by [`crate::fs`]'s rules (no symlink
+    /// someone else could have made is followed).
     pub async fn acquire(home: &Path, timeout: Duration) -> Result<Self, LockError> {
         let path = home.join(LOCK_RELATIVE_PATH);
         let error = |source| LockError::Open {
             path: path.clone(),
             source,
         };
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(error)?;
+        let file = crate::fs::Dir::open(&path)
+            .map_err(|e| error(e.into()))?
+            .into_file();
         let started = Instant::now();
         loop {
             match file.try_lock() {
@@ -106,10 +104,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_symlink_in_the_folders_place_is_not_followed() {
+    async fn a_symlink_someone_else_could_have_made_is_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
         let home = tempfile::tempdir().unwrap();
         let path = home.path().join(LOCK_RELATIVE_PATH);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // Others may write in the link's folder: the link could be anyone's.
+        let open = std::fs::Permissions::from_mode(0o777);
+        std::fs::set_permissions(path.parent().unwrap(), open).unwrap();
         let target = home.path().join("elsewhere");
         std::fs::create_dir(&target).unwrap();
         std::os::unix::fs::symlink(&target, &path).unwrap();

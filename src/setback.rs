@@ -57,7 +57,6 @@ impl Setback {
     /// The setback recorded under `home`, if there is a readable one (a missing or corrupt file
     /// reads as none).
     pub fn load(home: &Path) -> Option<Self> {
-        crate::session::refuse_user_symlinks(&Self::path(home)).ok()?;
         let bytes = read_small_file(&Self::path(home), MAX_SETBACK_BYTES).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
@@ -82,24 +81,61 @@ impl Setback {
             detail,
         };
         let path = Self::path(home);
-        std::fs::create_dir_all(path.parent().expect("the setback path has a folder"))?;
+        crate::fs::Dir::create(path.parent().expect("the setback path has a folder"), 0o700)?;
         let text = serde_json::to_string_pretty(&setback).expect("a setback serializes");
         write_atomically(&path, text.as_bytes(), 0o600)?;
         Ok(setback)
     }
 
-    /// Forgets the setback (a lockdown got through); none recorded is fine.
-    pub fn clear(home: &Path) -> std::io::Result<()> {
-        match std::fs::remove_file(Self::path(home)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+    /// When a managed run may meet this setback again (seconds since the epoch). A user who
+    /// denied the Keychain dialog is asked again only after [`keychain_backoff_hours`]; the other
+    /// kinds are the service's to judge at the next run.
+    pub fn retry_after_unix(&self) -> u64 {
+        match self.kind {
+            SetbackKind::KeychainDenied => self
+                .last_at_unix
+                .saturating_add(keychain_backoff_hours(self.count) * 3600),
+            SetbackKind::ClaimedByAnotherMac | SetbackKind::AwaitingConfirmation => {
+                self.last_at_unix
+            }
         }
     }
+
+    /// Forgets the setback (a lockdown got through); none recorded is fine.
+    pub fn clear(home: &Path) -> std::io::Result<()> {
+        crate::fs::remove_file(&Self::path(home))
+    }
+}
+
+/// Hours between Keychain dialogs after `count` denials in a row: 4, 8, 16, 32, 64, then 72 (three
+/// days) — so a user who said no by mistake is asked again the same day, and one who means it
+/// hears from arq-lockdown twice a week (the admin sees `keychain-access-denied` in inventory).
+pub fn keychain_backoff_hours(count: u32) -> u64 {
+    const FIRST: u64 = 4;
+    const MOST: u64 = 72;
+    // Past five doublings the cap holds anyway; stopping there keeps the shift in range.
+    (FIRST << count.saturating_sub(1).min(5)).min(MOST)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[rustfmt::skip]
+    #[test]
+    fn a_denied_keychain_backs_off_for_hours_growing_with_each_denial() {
+        for (count, hours) in [(0, 4), (1, 4), (2, 8), (3, 16), (4, 32), (5, 64), (6, 72), (7, 72), (63, 72), (64, 72), (u32::MAX, 72)] {
+            assert_eq!(keychain_backoff_hours(count), hours, "after {count} denials");
+        }
+        let denied = |count| Setback {
+            kind: SetbackKind::KeychainDenied, computer_uuid: None, first_at_unix: 0,
+            last_at_unix: 1_000, count, detail: String::new(),
+        };
+        assert_eq!(denied(1).retry_after_unix(), 1_000 + 4 * 3600);
+        assert_eq!(denied(3).retry_after_unix(), 1_000 + 16 * 3600);
+        let claimed = Setback { kind: SetbackKind::ClaimedByAnotherMac, ..denied(9) };
+        assert_eq!(claimed.retry_after_unix(), 1_000, "not the Keychain's: no backoff here");
+    }
 
     #[test]
     fn the_same_setback_counts_up_another_replaces_it_and_clear_forgets() {

@@ -10,9 +10,11 @@ use serde_json::Value;
 
 use crate::arq_config::{ArqConfig, BucketName, ComputerUuid};
 use crate::iam::{
-    self, ENROLLED_BY_TAG, NAME_TAG, POLICY_NAME, POLICY_OPTIONS_TAG, REPLACED_KEY_TAG,
+    self, ENROLLED_BY_TAG, NAME_TAG, PINNED_KEY_TAG, POLICY_NAME, POLICY_OPTIONS_TAG,
+    REFUSED_CLAIM_TAG, REPLACED_KEY_TAG,
 };
 use crate::policy::{PolicyDocument, PolicyOptions};
+use crate::protocol::enrollment::fingerprint;
 
 /// A computer's state: the first that applies, in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -22,6 +24,14 @@ pub enum State {
     OrphanUser,
     /// Data in the bucket, no scoped user: the Mac still has the main keys (or nothing).
     NotLockedDown,
+    /// Another Mac claims the computer: a refused enrollment recorded, its enrollment key bound
+    /// to other computers too, a binding against the admin's pin, or (with `--inventory`) two
+    /// Macs reporting it.
+    Contested,
+    /// Pinned by the admin to a Mac's enrollment key, waiting for that Mac's next run.
+    Pinned,
+    /// With `--inventory`: no Mac reports the key IAM holds for this computer.
+    Unconfirmed,
     /// The user's policy is not the one `policy` builds, or it has other policies or groups.
     PolicyDrift,
     /// More than one active key.
@@ -32,9 +42,12 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 6] = [
+    pub const ALL: [State; 9] = [
         State::OrphanUser,
         State::NotLockedDown,
+        State::Contested,
+        State::Pinned,
+        State::Unconfirmed,
         State::PolicyDrift,
         State::ExtraKeys,
         State::KeyUnused,
@@ -45,6 +58,9 @@ impl State {
         match self {
             State::OrphanUser => "orphan-user",
             State::NotLockedDown => "not-locked-down",
+            State::Contested => "contested",
+            State::Pinned => "pinned",
+            State::Unconfirmed => "unconfirmed",
             State::PolicyDrift => "policy-drift",
             State::ExtraKeys => "extra-keys",
             State::KeyUnused => "key-unused",
@@ -97,6 +113,25 @@ impl UserFacts {
     pub fn bound_bucket(&self) -> Option<&str> {
         iam::bound_bucket(&self.tags)
     }
+
+    /// The fingerprint of the enrollment key the service bound the user to.
+    pub fn enrollment_key(&self) -> Option<String> {
+        iam::bound_enrollment_key(&self.tags).map(|key| fingerprint(key).unwrap_or(key.to_owned()))
+    }
+
+    /// The enrollment-key fingerprint the admin pinned the computer to.
+    pub fn pinned_key(&self) -> Option<&str> {
+        self.tag(PINNED_KEY_TAG)
+    }
+
+    /// The ids of its active keys (`None` for a key whose id was not read).
+    fn active_key_ids(&self) -> Vec<Option<&str>> {
+        self.keys
+            .iter()
+            .filter(|k| k.active)
+            .map(|k| k.id.as_deref())
+            .collect()
+    }
 }
 
 /// What the computer's `computerinfo` said (a plist Arq writes with `computerName` and `userName`).
@@ -128,6 +163,28 @@ impl Info {
     }
 }
 
+/// One Mac of the MDM's inventory that reports a computer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MacReport {
+    /// Its name, serial and row, for people.
+    pub label: String,
+    /// The key id in its "Arq S3".
+    pub access_key_id: Option<String>,
+    /// Its enrollment key's fingerprint.
+    pub enrollment_key: Option<String>,
+    /// It writes the UUID as Arq does (upper case): only then may it confirm the computer.
+    pub as_arq_writes: bool,
+}
+
+/// What says whose a computer is, beside its IAM user.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Claims {
+    /// Other computers whose users are bound to the same enrollment key.
+    pub sharing_enrollment_key: Vec<String>,
+    /// With `--inventory`: the Macs reporting this computer (`None`: no inventory was read).
+    pub reported_by: Option<Vec<MacReport>>,
+}
+
 /// Everything read about one computer UUID.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ComputerFacts {
@@ -136,6 +193,7 @@ pub struct ComputerFacts {
     pub has_data: bool,
     pub info: Info,
     pub user: Option<UserFacts>,
+    pub claims: Claims,
 }
 
 /// The settings a judgement depends on.
@@ -227,6 +285,9 @@ pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
         }
         (Some(user), true) => user,
     };
+    if let Some(judged) = whose(facts, user, rules) {
+        return judged;
+    }
     if let Some(drift) = drift(user, &rules.bucket, &facts.uuid) {
         let mut action = match drift.fix {
             Some(_) => {
@@ -276,6 +337,151 @@ pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
             drift: None,
         },
     }
+}
+
+/// Whether the computer is another Mac's, in doubt, or waiting for its pinned Mac: `contested`,
+/// `pinned` or `unconfirmed`, in that order; `None` when nothing says it is not its own Mac's.
+fn whose(facts: &ComputerFacts, user: &UserFacts, rules: &Rules) -> Option<Judgement> {
+    let judgement = |state, action: String| Judgement {
+        state,
+        action: Some(action),
+        drift: None,
+    };
+    let pin = format!(
+        "arq-lockdown pin --bucket {} --computer-uuid {} --enrollment-key",
+        rules.bucket, facts.uuid
+    );
+    let contest = contest(facts, user);
+    if !contest.is_empty() {
+        return Some(judgement(
+            State::Contested,
+            format!(
+                "{}: find out which Mac is this computer's (audit --inventory, its status there), then {pin} THAT-MACS-FINGERPRINT; revoke a UUID no Mac uses any more",
+                contest.join("; ")
+            ),
+        ));
+    }
+    let active = user.active_key_ids();
+    if let (Some(pinned), None, true) =
+        (user.pinned_key(), user.enrollment_key(), active.is_empty())
+    {
+        return Some(judgement(
+            State::Pinned,
+            format!(
+                "pinned to enrollment key {pinned}: that Mac binds it at its next run (check arq-lockdown status there)"
+            ),
+        ));
+    }
+    let reported_by = facts.claims.reported_by.as_ref()?;
+    let confirmed = reported_by.iter().any(|mac| {
+        mac.as_arq_writes
+            && active.contains(&mac.access_key_id.as_deref())
+            && mac.access_key_id.is_some()
+    });
+    if confirmed || active.is_empty() {
+        return None;
+    }
+    let held: Vec<&str> = active
+        .iter()
+        .map(|id| id.unwrap_or("(id not read)"))
+        .collect();
+    let held = held.join(", ");
+    let action = match reported_by.first() {
+        None => format!(
+            "no Mac in the inventory reports this computer, so nothing confirms that its key {held} is its own Mac's: find that Mac and compare its status; a key no Mac holds is a squatter's: {pin} THAT-MACS-FINGERPRINT, or revoke it if the Mac is gone"
+        ),
+        Some(mac) => {
+            let reports = mac.access_key_id.as_deref().unwrap_or("no key");
+            let then = match &mac.enrollment_key {
+                Some(print) => format!("{pin} {print}"),
+                None => "lock that Mac down with arq-lockdown apply and admin credentials (it deletes the keys that are not in its \"Arq S3\")".to_owned(),
+            };
+            format!(
+                "its Mac {} reports {reports}, not {held}: the key IAM holds is not that Mac's (a squatter's?): {then}",
+                mac.label
+            )
+        }
+    };
+    Some(judgement(State::Unconfirmed, action))
+}
+
+/// Why another Mac may hold the computer: each reason in words (none: not contested).
+fn contest(facts: &ComputerFacts, user: &UserFacts) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if let Some(claim) = user.tag(REFUSED_CLAIM_TAG) {
+        let (at, print) = claim.split_once(' ').unwrap_or(("", claim));
+        let when = at
+            .parse::<i64>()
+            .ok()
+            .and_then(|s| Timestamp::from_second(s).ok())
+            .map_or(String::new(), |t| format!(" on {}", second(t)));
+        reasons.push(format!(
+            "the service refused another Mac's enrollment of it (enrollment key {print}){when}"
+        ));
+    }
+    let bound = user.enrollment_key();
+    if !facts.claims.sharing_enrollment_key.is_empty() {
+        reasons.push(format!(
+            "its enrollment key {} is bound to {} too (Arq reinstalled on that Mac, or a squat)",
+            bound.as_deref().unwrap_or("?"),
+            facts.claims.sharing_enrollment_key.join(", ")
+        ));
+    }
+    match (user.pinned_key(), &bound) {
+        (Some(pinned), Some(bound)) if pinned != bound => reasons.push(format!(
+            "it is bound to enrollment key {bound}, not to {pinned} it is pinned to"
+        )),
+        (Some(pinned), None) if user.keys.iter().any(|k| k.active) => reasons.push(format!(
+            "it is pinned to {pinned} but holds a key no enrollment made (the main keys?)"
+        )),
+        _ => {}
+    }
+    if let Some(macs) = facts.claims.reported_by.as_ref().filter(|m| m.len() > 1) {
+        let labels: Vec<String> = macs
+            .iter()
+            .map(|m| match &m.enrollment_key {
+                Some(print) => format!("{} ({print})", m.label),
+                None => m.label.clone(),
+            })
+            .collect();
+        reasons.push(format!(
+            "{} Macs report it: {}",
+            macs.len(),
+            labels.join(", ")
+        ));
+    }
+    reasons
+}
+
+/// Why the main keys must wait for computers whose owner is in doubt (`contested`, `unconfirmed`):
+/// a squatter's key would keep reading them after the main keys go. Each `(state, UUID, name)`.
+pub fn unsettled(computers: &[(State, String, Option<String>)]) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for (state, why) in [
+        (State::Contested, "another Mac claims them"),
+        (
+            State::Unconfirmed,
+            "no Mac in the inventory reports the key IAM holds for them",
+        ),
+    ] {
+        let these: Vec<_> = computers.iter().filter(|c| c.0 == state).collect();
+        let Some((_, uuid, name)) = these.first() else {
+            continue;
+        };
+        let first = match name {
+            Some(name) => format!("\"{name}\" ({uuid})"),
+            None => uuid.clone(),
+        };
+        let more = match these.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        reasons.push(format!(
+            "{first}{more} {}: {why}; settle them with arq-lockdown pin (or revoke) first",
+            state.as_str()
+        ));
+    }
+    reasons
 }
 
 /// With two active keys: keep the one used last, delete the other.
@@ -765,7 +971,48 @@ mod tests {
                 user_name: Some("bob".into()),
             },
             user,
+            claims: Claims::default(),
         }
+    }
+
+    /// The id of [`good_user`]'s key.
+    const GOOD_KEY: &str = "AKIAEXAMPLE000864000";
+    const PRINT: &str = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+    /// A 32-byte enrollment public key (base64) and another one.
+    const BOUND: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    const OTHER_BOUND: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+
+    /// A Mac of the inventory reporting the key `key`.
+    fn mac(key: Option<&str>) -> MacReport {
+        MacReport {
+            label: "\"Bob's Mac\", row 2".into(),
+            access_key_id: key.map(str::to_owned),
+            enrollment_key: Some(PRINT.into()),
+            as_arq_writes: true,
+        }
+    }
+
+    /// [`good_user`]'s computer as the inventory `macs` reports it.
+    fn reported(macs: Vec<MacReport>) -> ComputerFacts {
+        ComputerFacts {
+            claims: Claims {
+                reported_by: Some(macs),
+                ..Claims::default()
+            },
+            ..computer(true, Some(good_user()))
+        }
+    }
+
+    /// [`good_user`] after `change`, its computer with `claims`.
+    fn claimed(change: impl FnOnce(&mut UserFacts), claims: Claims) -> ComputerFacts {
+        ComputerFacts {
+            claims,
+            ..changed(change)
+        }
+    }
+
+    fn tag(user: &mut UserFacts, key: &str, value: &str) {
+        user.tags.insert(key.to_owned(), value.to_owned());
     }
 
     /// A computer with data whose user is [`good_user`] after `change`.
@@ -810,6 +1057,27 @@ mod tests {
             ("never used, made 2 days ago", changed(|u| u.keys = vec![key(true, 98 * DAY, None)]), LockedDown),
             ("no active key", changed(|u| u.keys = vec![key(false, 0, Some(99 * DAY))]), KeyUnused),
             ("no key at all", changed(|u| u.keys.clear()), KeyUnused),
+            // Whose it is: contested, pinned, unconfirmed.
+            ("a refused claim recorded", changed(|u| tag(u, REFUSED_CLAIM_TAG, &format!("1800000000 {PRINT}"))), Contested),
+            ("its enrollment key binds another computer too", claimed(|u| tag(u, "arq-lockdown:enrollment-key", BOUND), Claims { sharing_enrollment_key: vec!["U2".into()], ..Claims::default() }), Contested),
+            ("bound to a key other than the pin", changed(|u| { tag(u, "arq-lockdown:enrollment-key", OTHER_BOUND); tag(u, PINNED_KEY_TAG, PRINT); }), Contested),
+            ("bound to the pinned key", changed(|u| { tag(u, "arq-lockdown:enrollment-key", BOUND); tag(u, PINNED_KEY_TAG, &fingerprint(BOUND).unwrap()); }), LockedDown),
+            ("pinned, unbound, and a key no enrollment made", changed(|u| tag(u, PINNED_KEY_TAG, PRINT)), Contested),
+            ("pinned, waiting for its Mac", changed(|u| { tag(u, PINNED_KEY_TAG, PRINT); u.keys.clear(); }), Pinned),
+            ("pinned, an inactive key left", changed(|u| { tag(u, PINNED_KEY_TAG, PRINT); u.keys[0].active = false; }), Pinned),
+            ("an orphan beats a refused claim", ComputerFacts { has_data: false, ..changed(|u| tag(u, REFUSED_CLAIM_TAG, "1 x")) }, OrphanUser),
+            ("contested beats drift", changed(|u| { tag(u, REFUSED_CLAIM_TAG, "1 x"); u.groups.push("g".into()); }), Contested),
+            ("no inventory: nothing to confirm by", computer(true, Some(good_user())), LockedDown),
+            ("its Mac reports its key", reported(vec![mac(Some(GOOD_KEY))]), LockedDown),
+            ("its Mac reports another key", reported(vec![mac(Some("AKIAMAIN1EXAMPLE0000"))]), Unconfirmed),
+            ("its Mac reports no key", reported(vec![mac(None)]), Unconfirmed),
+            ("no Mac reports it", reported(vec![]), Unconfirmed),
+            ("only in lower case", reported(vec![MacReport { as_arq_writes: false, ..mac(Some(GOOD_KEY)) }]), Unconfirmed),
+            ("two Macs report it", reported(vec![mac(Some(GOOD_KEY)), mac(Some("AKIAMAIN1EXAMPLE0000"))]), Contested),
+            ("a key id not read", ComputerFacts { claims: reported(vec![mac(Some(GOOD_KEY))]).claims, ..changed(|u| u.keys[0].id = None) }, Unconfirmed),
+            ("unconfirmed beats drift", ComputerFacts { claims: reported(vec![]).claims, ..changed(|u| u.groups.push("g".into())) }, Unconfirmed),
+            ("two active keys, one reported", ComputerFacts { claims: reported(vec![mac(Some(GOOD_KEY))]).claims, ..changed(|u| u.keys.push(key(true, 20 * DAY, None))) }, ExtraKeys),
+            ("no active key: nothing to confirm", ComputerFacts { claims: reported(vec![]).claims, ..changed(|u| u.keys.clear()) }, KeyUnused),
         ];
         for (name, facts, expected) in cases {
             let judged = judge(&facts, &rules());
@@ -852,6 +1120,78 @@ mod tests {
         );
         let delete = format!("--user-name arq-{UUID} --access-key-id AKIAEXAMPLE000000005");
         assert!(action.ends_with(&delete), "{action}");
+    }
+
+    #[test]
+    fn the_actions_say_who_claims_it_and_how_to_pin_it() {
+        let action = |facts: ComputerFacts| judge(&facts, &rules()).action.unwrap();
+        let refused = action(changed(|u| {
+            tag(u, REFUSED_CLAIM_TAG, &format!("1800000000 {PRINT}"))
+        }));
+        assert!(
+            refused.starts_with(&format!("the service refused another Mac's enrollment of it (enrollment key {PRINT}) on 2027-01-15T08:00:00Z: find out which Mac"))
+                && refused.contains(&format!("arq-lockdown pin --bucket fleet.example --computer-uuid {UUID} --enrollment-key THAT-MACS-FINGERPRINT")),
+            "{refused}"
+        );
+        let shared = action(claimed(
+            |u| tag(u, "arq-lockdown:enrollment-key", BOUND),
+            Claims {
+                sharing_enrollment_key: vec!["U2".into(), "U3".into()],
+                ..Claims::default()
+            },
+        ));
+        assert!(
+            shared.starts_with(&format!(
+                "its enrollment key {} is bound to U2, U3 too",
+                fingerprint(BOUND).unwrap()
+            )),
+            "{shared}"
+        );
+        let twins = action(reported(vec![
+            mac(Some(GOOD_KEY)),
+            MacReport {
+                label: "\"Eve's Mac\", row 3".into(),
+                ..mac(None)
+            },
+        ]));
+        assert!(
+            twins.starts_with(&format!(
+                "2 Macs report it: \"Bob's Mac\", row 2 ({PRINT}), \"Eve's Mac\", row 3 ({PRINT})"
+            )),
+            "{twins}"
+        );
+        let other = action(reported(vec![mac(Some("AKIAMAIN1EXAMPLE0000"))]));
+        assert_eq!(
+            other,
+            format!(
+                "its Mac \"Bob's Mac\", row 2 reports AKIAMAIN1EXAMPLE0000, not {GOOD_KEY}: the key IAM holds is not that Mac's (a squatter's?): arq-lockdown pin --bucket fleet.example --computer-uuid {UUID} --enrollment-key {PRINT}"
+            )
+        );
+        let iam_mac = action(reported(vec![MacReport {
+            enrollment_key: None,
+            ..mac(Some("AKIAMAIN1EXAMPLE0000"))
+        }]));
+        assert!(iam_mac.ends_with("lock that Mac down with arq-lockdown apply and admin credentials (it deletes the keys that are not in its \"Arq S3\")"), "{iam_mac}");
+        let nobody = action(reported(vec![]));
+        assert!(nobody.starts_with(&format!("no Mac in the inventory reports this computer, so nothing confirms that its key {GOOD_KEY} is its own Mac's")), "{nobody}");
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn contested_and_unconfirmed_computers_hold_the_main_keys_back() {
+        use State::*;
+        type Computers = Vec<(State, String, Option<String>)>;
+        let cases: Vec<(&str, Computers, Vec<&str>)> = vec![
+            ("none", vec![(LockedDown, "U1".into(), None), (Pinned, "U2".into(), None), (KeyUnused, "U3".into(), None)], vec![]),
+            ("one contested", vec![(Contested, "U1".into(), Some("Bob's Mac".into()))], vec!["\"Bob's Mac\" (U1) contested: another Mac claims them; settle them with arq-lockdown pin (or revoke) first"]),
+            ("both, and more", vec![(Unconfirmed, "U1".into(), None), (Contested, "U2".into(), None), (Unconfirmed, "U3".into(), None)], vec![
+                "U2 contested: another Mac claims them; settle them with arq-lockdown pin (or revoke) first",
+                "U1 and 1 more unconfirmed: no Mac in the inventory reports the key IAM holds for them; settle them with arq-lockdown pin (or revoke) first",
+            ]),
+        ];
+        for (name, computers, expected) in cases {
+            assert_eq!(unsettled(&computers), expected, "{name}");
+        }
     }
 
     fn main_key(sources: &[KeySource], lookup: Lookup) -> MainKey {

@@ -3,11 +3,15 @@
 //! Owns the admin's view of one bucket's fleet: [`read`] gathers the computers in the bucket
 //! (folders and `computerinfo`), the scoped users with their policies, keys and last use, and the
 //! main keys' last use; [`decide`] gives each computer one state and the fleet its verdict;
-//! this file puts them together and, with `--fix-policies`, rewrites drifted inline policies —
-//! the only write it ever makes (never a key, a user, or a detach). Admin credentials only: never
-//! a Mac's "Arq S3".
+//! [`html`] renders the report as a page and [`history`] keeps its counts run by run;
+//! this file puts them together — with `--inventory`, beside what each Mac reported to the MDM
+//! ([`crate::inventory`]) — and, with `--fix-policies`, rewrites drifted inline policies — the
+//! only write to AWS it ever makes (never a key, a user, or a detach). Admin credentials only:
+//! never a Mac's "Arq S3".
 
 pub mod decide;
+pub mod history;
+pub mod html;
 pub mod read;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -17,12 +21,15 @@ use aws_config::{Region, SdkConfig};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use self::decide::{ComputerFacts, Info, KeySource, Lookup, MainKey, Rules, State, UserFacts};
+use self::decide::{
+    Claims, ComputerFacts, Info, KeySource, Lookup, MacReport, MainKey, Rules, State, UserFacts,
+};
 use self::read::Presence;
 use crate::arq_config::{BucketName, ComputerUuid};
 use crate::aws;
 use crate::exit_code::ExitCode;
 use crate::iam::{self, IamError};
+use crate::inventory::{Inventory, ReportedBy, ReportingMac};
 
 /// The IAM actions a read-only audit needs (the README's least-rights policy and the refusal
 /// message come from this list); `--fix-policies` also needs [`FIX_ACTION`].
@@ -88,6 +95,8 @@ pub struct AuditOptions {
     pub admin_key_id: Option<String>,
     /// How long no use of a main key must be recorded ([`decide::DEFAULT_QUIET_MINUTES`]).
     pub quiet_minutes: u32,
+    /// `--inventory`: what the Macs reported to the MDM, to confirm each computer by.
+    pub inventory: Option<Inventory>,
 }
 
 /// One access key of a computer's scoped user, for the report.
@@ -118,6 +127,26 @@ pub struct ComputerReport {
     pub in_bucket: bool,
     /// `read`, `missing`, `malformed`, `refused` or `skipped` (`--no-names`).
     pub computerinfo: &'static str,
+    /// The fingerprint of the enrollment key the service bound it to.
+    pub enrollment_key: Option<String>,
+    /// The fingerprint the admin's `pin` confirmed.
+    pub pinned_key: Option<String>,
+    /// With `--inventory`: each Mac that reports this computer.
+    pub reported_by: Vec<ReportedBy>,
+}
+
+/// What `--inventory` read.
+#[derive(Clone, Debug, Serialize)]
+pub struct InventoryReport {
+    /// Rows (or objects) naming a computer, in any bucket.
+    pub records: usize,
+    /// Rows naming none: not configured, nobody logged in, no value yet.
+    pub without_computer: usize,
+    /// Computers of this bucket that some Mac reports.
+    pub computers_reported: usize,
+    /// One line per row that could not be used as it was, or Mac listed twice.
+    pub warnings: Vec<String>,
+    pub warnings_left_out: usize,
 }
 
 /// One main key, for the report.
@@ -190,6 +219,8 @@ pub struct Report {
     pub main_keys: Vec<MainKeyReport>,
     pub policy_fixes: Vec<PolicyFix>,
     pub summary: Summary,
+    /// With `--inventory`: what it read.
+    pub inventory: Option<InventoryReport>,
 }
 
 impl Report {
@@ -224,6 +255,11 @@ pub async fn audit(
     progress.finish_and_clear();
     let (users, not_ours) = users_by_computer(iam_facts.candidates, &bucket_facts.in_bucket);
     let mut facts = computer_facts(&bucket_facts, users, options.names);
+    let reporting = options
+        .inventory
+        .as_ref()
+        .map(|inventory| inventory.macs_by_computer(&options.bucket));
+    add_claims(&mut facts, reporting.as_ref());
 
     let rules = Rules {
         bucket: options.bucket.clone(),
@@ -245,8 +281,12 @@ pub async fn audit(
         options.admin_key_id.as_deref(),
         decide::replacements(&facts),
     );
-    let computers = computer_reports(&facts, &rules);
-    let (ready, reasons) = decide::verdict(&not_locked_down(&computers), &main_keys, &rules);
+    let computers = computer_reports(&facts, &rules, reporting.as_ref());
+    let (mut ready, mut reasons) =
+        decide::verdict(&not_locked_down(&computers), &main_keys, &rules);
+    let unsettled = decide::unsettled(&states(&computers));
+    ready &= unsettled.is_empty();
+    reasons.extend(unsettled);
 
     let summary = Summary {
         computers: computers.len(),
@@ -270,12 +310,16 @@ pub async fn audit(
             .collect(),
         policy_fixes,
         summary,
+        inventory: options
+            .inventory
+            .as_ref()
+            .map(|inventory| inventory_report(inventory, &options.bucket, reporting.as_ref())),
     })
 }
 
 /// An S3 client in the bucket's own region (GetBucketLocation; the configured region when that
 /// is refused — the listing then names the problem).
-async fn s3_for_bucket(sdk_config: &SdkConfig, bucket: &str) -> aws_sdk_s3::Client {
+pub(crate) async fn s3_for_bucket(sdk_config: &SdkConfig, bucket: &str) -> aws_sdk_s3::Client {
     use aws_sdk_s3::types::BucketLocationConstraint;
     let global = aws::s3_client(sdk_config, None);
     let Ok(location) = global.get_bucket_location().bucket(bucket).send().await else {
@@ -383,6 +427,10 @@ async fn read_iam(
         read::main_keys(iam_client, &ids),
     );
     filled?;
+    if options.inventory.is_some() {
+        // The inventory names the key each Mac holds: compare ids (the report has none).
+        read::key_ids(iam_client, &mut candidates).await?;
+    }
     Ok(IamFacts {
         candidates,
         elsewhere: others.len(),
@@ -435,6 +483,7 @@ fn computer_facts(
                 info,
                 user: users.remove(&uuid),
                 uuid,
+                claims: Claims::default(),
             }
         })
         .collect()
@@ -501,13 +550,102 @@ fn main_keys(
 }
 
 /// Each computer judged, for the report: by state, then UUID.
-fn computer_reports(facts: &[ComputerFacts], rules: &Rules) -> Vec<ComputerReport> {
+fn computer_reports(
+    facts: &[ComputerFacts],
+    rules: &Rules,
+    reporting: Option<&Reporting<'_>>,
+) -> Vec<ComputerReport> {
     let mut computers: Vec<ComputerReport> = facts
         .iter()
-        .map(|c| computer_report(c, &decide::judge(c, rules)))
+        .map(|c| {
+            let mut report = computer_report(c, &decide::judge(c, rules));
+            report.reported_by = reported_by(reporting, &c.uuid);
+            report
+        })
         .collect();
     computers.sort_by(|a, b| (a.state, &a.computer_uuid).cmp(&(b.state, &b.computer_uuid)));
     computers
+}
+
+/// The Macs of the inventory reporting each computer of the bucket, by UUID in upper case.
+type Reporting<'a> = BTreeMap<String, Vec<ReportingMac<'a>>>;
+
+/// What says whose each computer is beside its user: the other computers bound to its
+/// enrollment key, and (with the inventory) the Macs reporting it.
+fn add_claims(facts: &mut [ComputerFacts], reporting: Option<&Reporting<'_>>) {
+    let mut by_enrollment_key: HashMap<String, Vec<String>> = HashMap::new();
+    for computer in facts.iter() {
+        if let Some(key) = computer.user.as_ref().and_then(UserFacts::enrollment_key) {
+            let uuids = by_enrollment_key.entry(key).or_default();
+            uuids.push(computer.uuid.to_string());
+        }
+    }
+    for computer in facts.iter_mut() {
+        let uuid = computer.uuid.to_string();
+        if let Some(key) = computer.user.as_ref().and_then(UserFacts::enrollment_key) {
+            computer.claims.sharing_enrollment_key = by_enrollment_key[&key]
+                .iter()
+                .filter(|other| **other != uuid)
+                .cloned()
+                .collect();
+        }
+        computer.claims.reported_by = reporting.map(|reporting| {
+            macs_reporting(reporting, &computer.uuid)
+                .iter()
+                .map(|mac| MacReport {
+                    label: mac.label(),
+                    access_key_id: mac.access_key_id().map(str::to_owned),
+                    enrollment_key: mac.enrollment_key().map(str::to_owned),
+                    as_arq_writes: mac.as_arq_writes(),
+                })
+                .collect()
+        });
+    }
+}
+
+/// The Macs reporting `uuid` (IAM's user names ignore case: so does the match).
+fn macs_reporting<'r, 'a>(
+    reporting: &'r Reporting<'a>,
+    uuid: &ComputerUuid,
+) -> &'r [ReportingMac<'a>] {
+    reporting
+        .get(&uuid.as_str().to_ascii_uppercase())
+        .map_or(&[], Vec::as_slice)
+}
+
+/// The Macs reporting `uuid`, for the report.
+fn reported_by(reporting: Option<&Reporting<'_>>, uuid: &ComputerUuid) -> Vec<ReportedBy> {
+    reporting.map_or(Vec::new(), |reporting| {
+        macs_reporting(reporting, uuid)
+            .iter()
+            .map(ReportingMac::summary)
+            .collect()
+    })
+}
+
+/// What the inventory held, and its warnings (rows it could not use, Macs listed twice).
+fn inventory_report(
+    inventory: &Inventory,
+    bucket: &BucketName,
+    reporting: Option<&Reporting<'_>>,
+) -> InventoryReport {
+    let mut warnings = inventory.warnings.clone();
+    warnings.extend(inventory.duplicates(bucket));
+    InventoryReport {
+        records: inventory.records.len(),
+        without_computer: inventory.without_computer,
+        computers_reported: reporting.map_or(0, BTreeMap::len),
+        warnings,
+        warnings_left_out: inventory.warnings_left_out,
+    }
+}
+
+/// Each computer's state, UUID and name, for the verdict.
+fn states(computers: &[ComputerReport]) -> Vec<(State, String, Option<String>)> {
+    computers
+        .iter()
+        .map(|c| (c.state, c.computer_uuid.clone(), c.computer_name.clone()))
+        .collect()
 }
 
 /// The computers not locked down, by UUID and name, for the verdict.
@@ -564,6 +702,13 @@ fn computer_report(facts: &ComputerFacts, judged: &decide::Judgement) -> Compute
         action: judged.action.clone(),
         in_bucket: facts.has_data,
         computerinfo: facts.info.as_str(),
+        enrollment_key: facts.user.as_ref().and_then(UserFacts::enrollment_key),
+        pinned_key: facts
+            .user
+            .as_ref()
+            .and_then(|u| u.pinned_key())
+            .map(str::to_owned),
+        reported_by: Vec::new(),
     }
 }
 

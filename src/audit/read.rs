@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -26,6 +25,10 @@ use crate::iam::{self, CallError, IamError};
 
 /// computerinfo reads at once.
 pub const CONCURRENCY: usize = 32;
+
+/// ListAccessKeys calls at once with `--inventory` (IAM throttles each account's calls; a few
+/// at a time keep well within it).
+pub const KEY_ID_CONCURRENCY: usize = 8;
 
 /// A computerinfo is a small plist; only this much of one is read.
 const MAX_COMPUTERINFO_BYTES: u64 = 64 * 1024;
@@ -129,38 +132,58 @@ pub async fn computerinfo(
     uuids: Vec<ComputerUuid>,
     read_one: Arc<dyn Fn() + Send + Sync>,
 ) -> Result<HashMap<ComputerUuid, Info>, AuditError> {
-    let uuids = Arc::new(uuids);
-    let next = Arc::new(AtomicUsize::new(0));
+    let (s3, bucket) = (s3.clone(), bucket.to_owned());
+    let read = move |uuid: ComputerUuid| {
+        let (s3, bucket, read_one) = (s3.clone(), bucket.clone(), read_one.clone());
+        async move {
+            let info = read_computerinfo(&s3, &bucket, &uuid).await?;
+            read_one();
+            Ok((uuid, info))
+        }
+    };
+    let failed = |message| AuditError::S3Failed {
+        action: "s3:GetObject",
+        message,
+    };
+    let infos = bounded(uuids, CONCURRENCY, read, failed).await?;
+    Ok(infos.into_iter().collect())
+}
+
+/// `work` on each of `items`, `concurrency` at a time, the results in any order; the first error
+/// stops the run (`failed` names a task that died).
+async fn bounded<T, R, F, Fut>(
+    items: Vec<T>,
+    concurrency: usize,
+    work: F,
+    failed: fn(String) -> AuditError,
+) -> Result<Vec<R>, AuditError>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<R, AuditError>> + Send + 'static,
+{
+    let workers_wanted = concurrency.min(items.len());
+    let queue = Arc::new(std::sync::Mutex::new(items.into_iter()));
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..CONCURRENCY.min(uuids.len()) {
-        let (s3, bucket, uuids, next, read_one) = (
-            s3.clone(),
-            bucket.to_owned(),
-            uuids.clone(),
-            next.clone(),
-            read_one.clone(),
-        );
+    for _ in 0..workers_wanted {
+        let (queue, work) = (queue.clone(), work.clone());
         workers.spawn(async move {
             let mut done = Vec::new();
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(uuid) = uuids.get(i) else {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                let Some(item) = next else {
                     return Ok::<_, AuditError>(done);
                 };
-                done.push((uuid.clone(), read_computerinfo(&s3, &bucket, uuid).await?));
-                read_one();
+                done.push(work(item).await?);
             }
         });
     }
-    let mut infos = HashMap::with_capacity(uuids.len());
+    let mut results = Vec::new();
     while let Some(result) = workers.join_next().await {
-        let done = result.map_err(|e| AuditError::S3Failed {
-            action: "s3:GetObject",
-            message: e.to_string(),
-        })??;
-        infos.extend(done);
+        results.extend(result.map_err(|e| failed(e.to_string()))??);
     }
-    Ok(infos)
+    Ok(results)
 }
 
 async fn read_computerinfo(
@@ -546,6 +569,72 @@ pub async fn fill_keys(
         }
     }
     Ok(())
+}
+
+/// With `--inventory`: the ids of each user's keys, which the credential report does not have —
+/// one ListAccessKeys per user with a key, [`KEY_ID_CONCURRENCY`] at a time. A key the report has
+/// (made in the same second) keeps the report's last use; one it has not is asked for.
+pub async fn key_ids(iam: &aws_sdk_iam::Client, users: &mut [UserFacts]) -> Result<(), AuditError> {
+    let wanted: Vec<(usize, String)> = users
+        .iter()
+        .enumerate()
+        .filter(|(_, user)| user.keys.iter().any(|k| k.id.is_none()))
+        .map(|(i, user)| (i, user.name.clone()))
+        .collect();
+    let client = iam.clone();
+    let list = move |(i, name): (usize, String)| {
+        let iam = client.clone();
+        async move { Ok((i, list_keys(&iam, &name).await?)) }
+    };
+    let failed = |message| {
+        AuditError::Iam(IamError::Failed {
+            action: "iam:ListAccessKeys",
+            message,
+        })
+    };
+    for (i, listed) in bounded(wanted, KEY_ID_CONCURRENCY, list, failed).await? {
+        let user = &mut users[i];
+        let mut keys = Vec::new();
+        for mut key in listed {
+            let second = key.created.map(|t| t.as_second());
+            let reported = user
+                .keys
+                .iter()
+                .find(|k| k.id.is_none() && k.created.map(|t| t.as_second()) == second);
+            key.last_used = match reported {
+                Some(reported) => reported.last_used.clone(),
+                None => match last_use(iam, key.id.as_deref().unwrap_or_default()).await? {
+                    Lookup::Used { last, .. } => Some(last),
+                    _ => None,
+                },
+            };
+            keys.push(key);
+        }
+        user.keys = keys;
+    }
+    Ok(())
+}
+
+/// A user's keys as ListAccessKeys has them: ids, state, creation (no last use).
+async fn list_keys(iam: &aws_sdk_iam::Client, user: &str) -> Result<Vec<KeyFacts>, AuditError> {
+    let listed = iam
+        .list_access_keys()
+        .user_name(user)
+        .send()
+        .await
+        .map_err(|e| iam_fail("iam:ListAccessKeys", e))?;
+    Ok(listed
+        .access_key_metadata()
+        .iter()
+        .filter_map(|key| {
+            Some(KeyFacts {
+                id: Some(key.access_key_id()?.to_owned()),
+                active: key.status() == Some(&StatusType::Active),
+                created: key.create_date().and_then(timestamp),
+                last_used: None,
+            })
+        })
+        .collect())
 }
 
 /// The main keys' last use, all at once.

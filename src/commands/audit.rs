@@ -1,16 +1,29 @@
 //! `arq-lockdown audit`: the fleet's state for people (a table of what needs action, then the
-//! summary), for scripts (`--json`) and for a spreadsheet (`--csv`). Progress on stderr only on a
-//! terminal, and never with `--json` or `--csv`.
+//! summary), for scripts (`--json`) and for a spreadsheet (`--csv`); with `--html` also as a page,
+//! with `--history` recorded day by day. Progress on stderr only on a terminal, and never with
+//! `--json` or `--csv`.
 
 use std::io::IsTerminal;
+use std::path::Path;
 
 use crate::Error;
 use crate::audit::decide::{KeySource, State};
-use crate::audit::{self, AuditOptions, ComputerReport, MainKeyReport, PolicyFix, Report};
+use crate::audit::history::{Entry, History};
+use crate::audit::{self, AuditOptions, ComputerReport, MainKeyReport, PolicyFix, Report, html};
+use crate::aws::{self, Identity};
 use crate::cli::AuditArgs;
 use crate::exit_code::ExitCode;
+use crate::inventory::Inventory;
 
 pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
+    // The files first: a wrong path costs no AWS call.
+    if let Some(file) = &args.html {
+        check_page_path(file)?;
+    }
+    let mut history = match &args.history {
+        Some(dir) => Some(load_history(dir, args.bucket.as_str())?),
+        None => None,
+    };
     let sdk_config = super::admin_config(&args.admin_credentials).await;
     let admin_key_id = super::found_credentials(&sdk_config, super::ADMIN_CREDENTIALS_FIX)
         .await?
@@ -24,6 +37,10 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
         fix_policies: args.fix_policies,
         admin_key_id: Some(admin_key_id),
         quiet_minutes: args.quiet_minutes,
+        inventory: match &args.inventory {
+            Some(path) => Some(Inventory::read(path, args.inventory_column.as_deref())?),
+            None => None,
+        },
     };
     let progress = match !args.json && !args.csv && std::io::stderr().is_terminal() {
         true => {
@@ -41,7 +58,33 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
         }
         false => indicatif::ProgressBar::hidden(),
     };
-    let report = audit::audit(&sdk_config, &options, &progress).await?;
+    // Who made the page: STS names the caller (it needs no permission), beside the audit.
+    let caller = async {
+        match args.html.is_some() {
+            true => Some(aws::identify(&sdk_config).await),
+            false => None,
+        }
+    };
+    let (report, caller) = tokio::join!(audit::audit(&sdk_config, &options, &progress), caller);
+    let report = report?;
+    if let Some(history) = &mut history {
+        history.add(Entry::of(&report));
+        history.save().map_err(Error::Output)?;
+    }
+    if let Some(file) = &args.html {
+        let provenance = html::Provenance {
+            generated_by: &caller_arn(caller),
+            version: env!("CARGO_PKG_VERSION"),
+        };
+        let entries = history.as_ref().map_or(&[][..], History::entries);
+        let page = html::page(&report, &provenance, entries);
+        crate::fs::write_atomically(file, page.as_bytes(), 0o644).map_err(|e| {
+            Error::Output(std::io::Error::new(
+                e.kind(),
+                format!("the page {}: {e}", file.display()),
+            ))
+        })?;
+    }
     if args.json {
         super::print_json(&report)?;
     } else if args.csv {
@@ -52,6 +95,62 @@ pub async fn run(args: AuditArgs) -> Result<ExitCode, Error> {
     Ok(report.exit_code())
 }
 
+/// `--html FILE` must name a file in a folder this user can write.
+fn check_page_path(file: &Path) -> Result<(), Error> {
+    let folder = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let problem = match () {
+        _ if file.is_dir() => "is a folder: name the page's file",
+        _ if !folder.is_dir() => "is in no folder that exists: create the folder, or fix the path",
+        _ if !writable(folder) => "is in a folder this user cannot write: pass --html another path",
+        _ => return Ok(()),
+    };
+    Err(Error::Usage(format!("--html {} {problem}", file.display())))
+}
+
+/// The history of `bucket` in `dir`, which must be a folder this user can write; a note on
+/// stderr when lines were skipped.
+fn load_history(dir: &Path, bucket: &str) -> Result<History, Error> {
+    if dir.is_dir() && !writable(dir) {
+        return Err(Error::Usage(format!(
+            "--history {} is a folder this user cannot write: pass another",
+            dir.display()
+        )));
+    }
+    let history = History::load(dir, bucket).map_err(|e| Error::Usage(e.to_string()))?;
+    if history.skipped > 0 {
+        eprintln!(
+            "arq-lockdown: warning: skipped {} unreadable line(s) of {}; this run writes it without them",
+            history.skipped,
+            audit::history::path(dir, bucket).display()
+        );
+    }
+    Ok(history)
+}
+
+/// Whether this user may create files in `folder` (as the kernel judges it, root included).
+fn writable(folder: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(folder.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+    unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) == 0 }
+}
+
+/// The caller ARN for the page, or why it is unknown.
+fn caller_arn(caller: Option<Result<Identity, aws::Unreachable>>) -> String {
+    match caller {
+        Some(Ok(Identity::Known(caller))) => caller.arn,
+        Some(Ok(Identity::Refused(code))) => {
+            format!("unknown (STS refused GetCallerIdentity: {code})")
+        }
+        Some(Err(_)) | None => "unknown (STS could not be reached)".to_owned(),
+    }
+}
+
 /// One line per computer needing action, the policy fixes, then the summary and the verdict.
 fn to_text(report: &Report) -> String {
     let mut text = action_table(&report.computers);
@@ -60,6 +159,7 @@ fn to_text(report: &Report) -> String {
         text += "\n";
     }
     text += &summary_lines(report);
+    text += &inventory_lines(report);
     for key in &report.main_keys {
         text += &main_key_line(key);
     }
@@ -142,6 +242,29 @@ fn summary_lines(report: &Report) -> String {
         text += &format!(
             "{} computer(s) without a readable computerinfo: names from the IAM users' tags where there are any\n",
             report.summary.computerinfo_unread
+        );
+    }
+    text
+}
+
+/// With `--inventory`: what it held, and its first warnings.
+fn inventory_lines(report: &Report) -> String {
+    const SHOWN: usize = 20;
+    let Some(inventory) = &report.inventory else {
+        return String::new();
+    };
+    let mut text = format!(
+        "inventory: {} row(s) name a computer, {} of this bucket's reported; {} row(s) name none (not configured, nobody logged in, no value yet)\n",
+        inventory.records, inventory.computers_reported, inventory.without_computer
+    );
+    let warnings = inventory.warnings.len() + inventory.warnings_left_out;
+    for warning in inventory.warnings.iter().take(SHOWN) {
+        text += &format!("inventory warning: {warning}\n");
+    }
+    if warnings > SHOWN {
+        text += &format!(
+            "inventory: {} more warning(s) (all of them with --json)\n",
+            warnings - SHOWN
         );
     }
     text

@@ -3,6 +3,7 @@
 
 mod apply;
 mod audit;
+pub(crate) mod pin;
 mod policy;
 mod retire_main_keys;
 mod revoke;
@@ -10,7 +11,7 @@ mod serve;
 mod status;
 mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use aws_credential_types::provider::ProvideCredentials;
 
@@ -33,6 +34,7 @@ pub async fn run(command: Command) -> Result<ExitCode, Error> {
         Command::Verify(args) => verify::run(args).await,
         Command::Audit(args) => audit::run(args).await,
         Command::RetireMainKeys(args) => retire_main_keys::run(args).await,
+        Command::Pin(args) => pin::run(args).await,
     }
 }
 
@@ -42,7 +44,7 @@ async fn admin_config(admin: &AdminCredentials) -> aws_config::SdkConfig {
     let credentials = match admin {
         AdminCredentials::Profile(name) => AwsCredentials::Profile(name),
         AdminCredentials::Chain => AwsCredentials::Chain,
-        AdminCredentials::ArqS3 | AdminCredentials::HandedOver(_) => {
+        AdminCredentials::ArqS3 | AdminCredentials::Root => {
             unreachable!("the command line refuses them here")
         }
     };
@@ -96,30 +98,30 @@ fn home(arq_home: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
         .ok_or(ConfigError::NoHome)
 }
 
-/// As root with the Keychain as the store (or with --user): the user this command must run as,
-/// in that user's session (see [`crate::session`]). `None`: the command runs here.
+/// As root, when the work is a user's: that user, and the home folder to name to their run (see
+/// [`crate::session`]). `--user`, or the console user when the Keychain is the store; with a
+/// file store the owner of the home folder (`--arq-home`, else `$HOME`) — root works in place
+/// only on a home of its own. `None`: the command runs here.
 fn user_to_act_for(
     user: Option<&str>,
     store: &StoreLocation,
-) -> Result<Option<session::User>, Error> {
+    arq_home: Option<&Path>,
+) -> Result<Option<(session::User, Option<PathBuf>)>, Error> {
     let is_root = session::is_root();
-    // Root with a file store works in place (tests, Linux); file access is guarded instead.
     if is_root && user.is_none() && *store != StoreLocation::Keychain {
-        return Ok(None);
+        let Ok(home) = home(arq_home.map(Path::to_owned)) else {
+            return Ok(None);
+        };
+        return Ok(session::owner_of(&home).map(|owner| (owner, Some(home))));
     }
     match session::choose(is_root, user, session::console_user().as_deref())? {
         Target::Here => Ok(None),
         Target::Nobody => Err(SessionError::NoUser.into()),
-        Target::User(name) => Ok(Some(
+        Target::User(name) => Ok(Some((
             session::user_by_name(&name).ok_or(SessionError::UnknownUser(name))?,
-        )),
+            arq_home.map(Path::to_owned),
+        ))),
     }
-}
-
-/// Runs this command again as `user`, handing `handover` over, and exits with its exit code.
-fn run_again_as(user: &session::User, handover: &session::Handover) -> Result<(), Error> {
-    let code = session::run_as(user, &session::arguments_without_user(), handover)?;
-    std::process::exit(code);
 }
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
@@ -133,8 +135,13 @@ fn print(text: &str) -> Result<(), Error> {
 
 /// Writes `value` as indented JSON to stdout.
 fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
-    print(&format!(
+    print(&json_text(value))
+}
+
+/// `value` as indented JSON, one line feed at the end.
+fn json_text(value: &impl serde::Serialize) -> String {
+    format!(
         "{}\n",
         serde_json::to_string_pretty(value).expect("output serializes")
-    ))
+    )
 }

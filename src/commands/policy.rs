@@ -1,9 +1,11 @@
-//! `arq-lockdown policy`: print a policy: a computer's, the permissions boundary, or the admin's.
+//! `arq-lockdown policy`: print a policy: a computer's, the permissions boundary, the admin's, the
+//! service's or audit's.
 
 use crate::Error;
 use crate::cli::{PolicyArgs, PolicyKind};
 use crate::exit_code::ExitCode;
 use crate::policy::{PolicyDocument, PolicyOptions};
+use crate::service::ServiceConfig;
 
 pub fn run(args: PolicyArgs) -> Result<ExitCode, Error> {
     let options = PolicyOptions {
@@ -27,6 +29,12 @@ pub fn run(args: PolicyArgs) -> Result<ExitCode, Error> {
                 .as_deref()
                 .expect("clap requires it with --kind admin"),
         ),
+        PolicyKind::Service => {
+            let path = args.config.expect("clap requires it with --kind service");
+            let config = ServiceConfig::load(&path)?;
+            let buckets: Vec<_> = config.allowed_buckets.iter().collect();
+            PolicyDocument::service(&config.permissions_boundary_arn, &buckets)
+        }
     };
     let json = if args.compact {
         policy.to_compact_json()

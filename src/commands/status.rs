@@ -1,9 +1,11 @@
 //! `arq-lockdown status`: is this Mac locked down? Local files only — the receipt, Arq's config,
-//! the id of the key in "Arq S3", the profile — unless `--check` asks AWS about the key too.
+//! the id of the key in "Arq S3", the fingerprint of this Mac's enrollment key (our own item, no
+//! dialog), the setback of the last apply, the profile — unless `--check` asks AWS about the key.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::arq_app;
@@ -12,12 +14,15 @@ use crate::aws::{self, AwsCredentials, Identity};
 use crate::cli::StatusArgs;
 use crate::credential_store::{ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
+use crate::extension_attribute::Line;
 use crate::policy::PolicyDocument;
 use crate::preferences::PreferenceFiles;
+use crate::protocol::enrollment::{self, EnrollmentKey};
 use crate::receipt::Receipt;
-use crate::session::SessionError;
+use crate::session::{self, SessionError};
+use crate::setback::{Setback, SetbackKind};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum State {
     /// The receipt covers the key in "Arq S3" and this computer's policy.
@@ -32,9 +37,16 @@ enum State {
     Error,
     /// `--check`: the receipt says locked down, but AWS refuses the key (revoked, or deleted).
     KeyRefused,
+    /// The service refused: another Mac holds (or the admin pinned another Mac to) this computer.
+    ClaimedByAnotherMac,
+    /// The service refused: this computer has backups, and the admin has not confirmed this Mac.
+    AwaitingConfirmation,
+    /// The user denied arq-lockdown the "Arq S3" secret in the Keychain dialog.
+    KeychainAccessDenied,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Status {
     state: State,
     /// The user this status is for (root acts for the console user).
@@ -44,6 +56,9 @@ struct Status {
     bucket: Option<String>,
     computer_uuid: Option<String>,
     access_key_id: Option<String>,
+    /// The fingerprint (`SHA256:…`) of this Mac's enrollment key, when it has one: what the admin
+    /// pins this computer to.
+    enrollment_key_fingerprint: Option<String>,
     user_arn: Option<String>,
     receipt_age_seconds: Option<u64>,
     arq_running: bool,
@@ -53,7 +68,8 @@ struct Status {
     aws_check: Option<AwsCheck>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AwsCheck {
     accepted: bool,
     /// Whose key it is, when accepted.
@@ -62,75 +78,188 @@ struct AwsCheck {
     refused_with: Option<String>,
 }
 
+/// How long root's extension attribute waits for the run as the user, in all (Jamf runs every
+/// attribute in turn at each inventory); and `status` by hand (with `--check`, one STS call).
+const EXTENSION_ATTRIBUTE_WAIT: Duration = Duration::from_secs(5);
+const STATUS_WAIT: Duration = Duration::from_secs(60);
+
+/// What the run as the user sends root: its status, or why it has none.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "kebab-case", deny_unknown_fields)]
+enum Answer {
+    Status(Box<Status>),
+    Failed { message: String, exit_code: i32 },
+}
+
 pub async fn run(args: StatusArgs) -> Result<ExitCode, Error> {
-    let found = status_of_the_user(&args).await;
+    if args.mac.handover_stdin {
+        return answer_root(&args).await;
+    }
+    let mac = &args.mac;
+    let target = super::user_to_act_for(
+        mac.user.as_deref(),
+        &mac.credential_store,
+        mac.arq_home.as_deref(),
+    );
+    let for_user = target
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map(|(u, _)| u.name.clone());
+    let found = match target {
+        Ok(Some((user, home))) => status_as_the_user(&args, &user, home).await,
+        Ok(None) => status_here(&args).await,
+        Err(error) => Err(error),
+    };
     if args.jamf_ea {
         // Jamf keeps whatever the script printed: always one line, also with nobody logged in or
         // on an error, never an empty attribute.
         let line = match &found {
-            Ok(status) => jamf_extension_attribute(status),
-            Err(Error::Session(SessionError::NoUser)) => jamf_line("nobody logged in"),
-            Err(error) => jamf_line(&format!("error: {error}")),
+            Ok(status) => {
+                let line = extension_attribute(status);
+                if for_user.is_some() {
+                    crate::extension_attribute::remember(&line);
+                }
+                line
+            }
+            Err(Error::Session(SessionError::NoUser)) => crate::extension_attribute::last_known(),
+            Err(Error::Session(SessionError::TimedOut { user, .. })) => {
+                Line::new("timed-out").field("user", Some(user)).text(Some(
+                    "the run as the user did not answer in time and was stopped",
+                ))
+            }
+            Err(error) => Line::new("error")
+                .field("user", for_user.as_deref())
+                .text(Some(&error.to_string())),
         };
-        super::print(&line)?;
+        super::print(&line.render())?;
         return Ok(ExitCode::Success);
     }
     let status = found?;
     if args.json {
         super::print_json(&status)?;
     } else {
-        let mut text = format!(
-            "state: {}\n",
-            serde_json::to_value(&status.state)
-                .expect("serializes")
-                .as_str()
-                .unwrap_or("?")
-        );
-        for (label, value) in [
-            ("detail", status.detail.clone()),
-            ("bucket", status.bucket.clone()),
-            ("computer", status.computer_uuid.clone()),
-            ("key in \"Arq S3\"", status.access_key_id.clone()),
-            ("IAM user", status.user_arn.clone()),
-            (
-                "AWS says",
-                status.aws_check.as_ref().map(|check| match check {
-                    AwsCheck { arn: Some(arn), .. } => format!("the key works, as {arn}"),
-                    AwsCheck { refused_with, .. } => format!(
-                        "the key is refused ({})",
-                        refused_with.as_deref().unwrap_or("?")
-                    ),
-                }),
-            ),
-            (
-                "receipt age",
-                status.receipt_age_seconds.map(|s| format!("{s} s")),
-            ),
-        ] {
-            if let Some(value) = value {
-                text += &format!("{label}: {value}\n");
-            }
-        }
-        text += &format!(
-            "Arq running: {}\n",
-            if status.arq_running { "yes" } else { "no" }
-        );
-        if !status.enabled {
-            text += "switched off: the configuration profile sets Enabled = false\n";
-        }
-        super::print(&text)?;
+        super::print(&session::shown_safely(&as_text(&status)))?;
     }
     Ok(ExitCode::Success)
 }
 
-/// The status of the user at the console (root runs again as them, and exits with their run's
-/// code), or of this user.
-async fn status_of_the_user(args: &StatusArgs) -> Result<Status, Error> {
-    if let Some(user) =
-        super::user_to_act_for(args.mac.user.as_deref(), &args.mac.credential_store)?
-    {
-        super::run_again_as(&user, &crate::session::Handover::default())?;
+/// In a run started by root: sends root this user's status (or why there is none).
+async fn answer_root(args: &StatusArgs) -> Result<ExitCode, Error> {
+    session::receive_handover()?;
+    let (answer, code) = match status_here(args).await {
+        Ok(status) => (Answer::Status(Box::new(status)), ExitCode::Success),
+        Err(error) => {
+            let message = error.to_string();
+            let exit_code = error.exit_code();
+            (
+                Answer::Failed {
+                    message,
+                    exit_code: exit_code as i32,
+                },
+                exit_code,
+            )
+        }
+    };
+    session::to_root()
+        .ok_or_else(|| SessionError::Handover("no channel".into()))?
+        .send(&answer)?;
+    Ok(code)
+}
+
+/// Root, for a user: their status from a run as them, within a deadline; `user` is root's to say.
+async fn status_as_the_user(
+    args: &StatusArgs,
+    user: &session::User,
+    home: Option<PathBuf>,
+) -> Result<Status, Error> {
+    let handover = session::Handover {
+        settings: session::settings_from_env(),
+        enrollment_token: None,
+        iam_by_root: false,
+    };
+    let forwarded = session::forwarded_arguments(
+        std::env::args_os().skip(1),
+        &args.mac.credential_store,
+        home.as_deref(),
+    );
+    let within = match args.jamf_ea {
+        true => EXTENSION_ATTRIBUTE_WAIT,
+        false => STATUS_WAIT,
+    };
+    let mut run = session::UserRun::start(user, &forwarded, &handover, within).await?;
+    let answer = run.receive::<Answer>().await?;
+    // An answer counts even from a run that then hangs (it is killed at the deadline).
+    let ended = run.finish().await;
+    match answer {
+        Some(Answer::Status(mut status)) => {
+            status.user = Some(user.name.clone());
+            Ok(*status)
+        }
+        Some(Answer::Failed { message, exit_code }) => {
+            Err(SessionError::reported(message, exit_code).into())
+        }
+        None => {
+            let code = ended?;
+            let message = format!(
+                "the run as {} ended without an answer (exit {code})",
+                user.name
+            );
+            Err(SessionError::reported(message, ExitCode::Internal as i32).into())
+        }
     }
+}
+
+/// What `status` prints for people.
+fn as_text(status: &Status) -> String {
+    let mut text = format!("state: {}\n", state_word(&status.state));
+    for (label, value) in [
+        ("detail", status.detail.clone()),
+        ("bucket", status.bucket.clone()),
+        ("computer", status.computer_uuid.clone()),
+        ("key in \"Arq S3\"", status.access_key_id.clone()),
+        ("enrollment key", status.enrollment_key_fingerprint.clone()),
+        ("IAM user", status.user_arn.clone()),
+        (
+            "AWS says",
+            status.aws_check.as_ref().map(|check| match check {
+                AwsCheck { arn: Some(arn), .. } => format!("the key works, as {arn}"),
+                AwsCheck { refused_with, .. } => format!(
+                    "the key is refused ({})",
+                    refused_with.as_deref().unwrap_or("?")
+                ),
+            }),
+        ),
+        (
+            "receipt age",
+            status.receipt_age_seconds.map(|s| format!("{s} s")),
+        ),
+    ] {
+        if let Some(value) = value {
+            text += &format!("{label}: {value}\n");
+        }
+    }
+    text += &format!(
+        "Arq running: {}\n",
+        if status.arq_running { "yes" } else { "no" }
+    );
+    if !status.enabled {
+        text += "switched off: the configuration profile sets Enabled = false\n";
+    }
+    text
+}
+
+/// The state's kebab-case word.
+fn state_word(state: &State) -> String {
+    serde_json::to_value(state)
+        .expect("serializes")
+        .as_str()
+        .unwrap_or("error")
+        .to_owned()
+}
+
+/// The status of this user (of the home given).
+async fn status_here(args: &StatusArgs) -> Result<Status, Error> {
     let home = super::home(args.mac.arq_home.clone())?;
     let store = args.mac.credential_store.open();
     let mut status = status(&home, &store);
@@ -184,34 +313,36 @@ async fn check_with_aws(status: &mut Status, store: &dyn CredentialStore) -> Res
     Ok(())
 }
 
-/// "locked down per receipt AKIA… 3600s", "not locked down: why", "not configured", "Arq
-/// missing"; " (switched off)" when the profile sets Enabled = false.
-fn jamf_extension_attribute(status: &Status) -> String {
-    let mut text = match status.state {
-        State::LockedDown => format!(
-            "locked down per receipt {} {}s",
-            status.access_key_id.as_deref().unwrap_or("?"),
-            status.receipt_age_seconds.unwrap_or(0)
-        ),
-        State::NotLockedDown => format!(
-            "not locked down: {}",
-            status.detail.as_deref().unwrap_or("?")
-        ),
-        State::NotConfigured => "not configured".to_owned(),
-        State::ArqMissing => "Arq missing".to_owned(),
-        State::Error => format!("error: {}", status.detail.as_deref().unwrap_or("?")),
+/// `STATE key=… computer=… bucket=… enrollment-key=… user=…; what to do` (the README's extension
+/// attribute, see [`crate::extension_attribute`]): the state and the fields an inventory export
+/// is read by — each left out when unknown — then a few words for people, with nothing in them
+/// that reads as a field; nothing that changes while the state does not (no ages).
+fn extension_attribute(status: &Status) -> Line {
+    let mut words: Vec<&str> = match status.state {
+        State::LockedDown | State::NotConfigured | State::ArqMissing => vec![],
+        State::ClaimedByAnotherMac => vec!["claimed by another Mac - tell your admin"],
+        State::AwaitingConfirmation => {
+            vec!["this Mac has backups - the admin must confirm it from the inventory"]
+        }
+        State::NotLockedDown | State::Error | State::KeychainAccessDenied => {
+            status.detail.as_deref().into_iter().collect()
+        }
         State::KeyRefused => unreachable!("the extension attribute never checks with AWS"),
     };
     if !status.enabled {
-        text += " (switched off)";
+        words.push("switched off by the configuration profile");
     }
-    jamf_line(&text)
-}
-
-/// `<result>text</result>`: one line, free of the tags Jamf parses.
-fn jamf_line(text: &str) -> String {
-    let text = text.replace(['<', '>', '\n'], " ");
-    format!("<result>{text}</result>\n")
+    let text = words.join("; ").replace('=', " ");
+    Line::new(&state_word(&status.state))
+        .field("key", status.access_key_id.as_deref())
+        .field("computer", status.computer_uuid.as_deref())
+        .field("bucket", status.bucket.as_deref())
+        .field(
+            "enrollment-key",
+            status.enrollment_key_fingerprint.as_deref(),
+        )
+        .field("user", status.user.as_deref())
+        .text(Some(&text))
 }
 
 fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> Status {
@@ -222,6 +353,7 @@ fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> 
         bucket: None,
         computer_uuid: None,
         access_key_id: None,
+        enrollment_key_fingerprint: None,
         user_arn: None,
         receipt_age_seconds: None,
         arq_running: arq_app::running().is_ok_and(|found| !found.is_empty()),
@@ -256,8 +388,11 @@ fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> 
         }
     };
     status.access_key_id = Some(key_id.clone());
+    status.enrollment_key_fingerprint =
+        store.as_ref().ok().and_then(|s| fingerprint_of(s.as_ref()));
     let Some(receipt) = Receipt::load(home) else {
         status.detail = Some("no receipt: run apply".to_owned());
+        setback_state(&mut status, home, &config);
         return status;
     };
     status.receipt_age_seconds = Some(receipt.age_seconds());
@@ -277,5 +412,33 @@ fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> 
                 .to_owned(),
         );
     }
+    setback_state(&mut status, home, &config);
     status
+}
+
+/// The fingerprint of the enrollment key kept in `store` (arq-lockdown's own item: reading it
+/// shows no dialog; "Arq S3"'s secret is never read here).
+fn fingerprint_of(store: &dyn CredentialStore) -> Option<String> {
+    let key = EnrollmentKey::from_stored(store.enrollment_key().ok()??)?;
+    enrollment::fingerprint(&key.public())
+}
+
+/// A Mac not locked down whose last apply met a setback for this computer says so instead.
+fn setback_state(status: &mut Status, home: &Path, config: &ArqConfig) {
+    if !matches!(status.state, State::NotLockedDown) {
+        return;
+    }
+    let Some(setback) = Setback::load(home).filter(|s| {
+        s.computer_uuid
+            .as_deref()
+            .is_none_or(|uuid| uuid == config.computer_uuid.as_str())
+    }) else {
+        return;
+    };
+    status.state = match setback.kind {
+        SetbackKind::ClaimedByAnotherMac => State::ClaimedByAnotherMac,
+        SetbackKind::AwaitingConfirmation => State::AwaitingConfirmation,
+        SetbackKind::KeychainDenied => State::KeychainAccessDenied,
+    };
+    status.detail = Some(setback.detail);
 }

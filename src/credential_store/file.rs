@@ -3,9 +3,12 @@
 //!
 //! Used on Linux, in tests and in the demo. Written atomically (temporary file, fsync, rename) with
 //! mode 0600; other items in the file are kept. Parsed secrets are wiped once copied out.
+//!
+//! It models the Keychain's dialogs: every secret read and every write is logged beside the store
+//! (a dialog each on a Mac), and an item with `"deny-read": true` stands for a user who answers
+//! "Deny" to the dialog: its secret reads fail as the Keychain's do, and are logged as such.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
@@ -20,6 +23,9 @@ use crate::secret::Secret;
 
 /// The access log's name: the store's, plus this.
 pub const ACCESS_LOG_SUFFIX: &str = ".access-log";
+
+/// The item field that makes every secret read fail as a user's "Deny" does.
+const DENY_READ_FIELD: &str = "deny-read";
 
 /// A keychain file is a few hundred bytes.
 const MAX_STORE_BYTES: u64 = 64 * 1024;
@@ -40,18 +46,26 @@ impl FileStore {
         }
     }
 
-    /// Appends `what` ("read-secret", "write") to the access log beside the store: on a Mac each
-    /// secret read of "Arq S3" would be a dialog, and each write one keychain-password dialog when
-    /// Arq next reads it, so the tests count them here.
+    /// Appends `what` ("read-secret", "denied-secret", "write") to the access log beside the
+    /// store: on a Mac each secret read of "Arq S3" would be a dialog (answered "Deny" for
+    /// "denied-secret"), and each write one keychain-password dialog when Arq next reads it, so the
+    /// tests count them here.
     fn record_access(&self, what: &str) {
         let mut log = self.path.clone().into_os_string();
         log.push(ACCESS_LOG_SUFFIX);
-        if let Ok(mut file) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(log)
+        let log = PathBuf::from(log);
+        let (Some(folder), Some(name)) = (log.parent(), log.file_name().and_then(|n| n.to_str()))
+        else {
+            return;
+        };
+        let folder = if folder.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            folder
+        };
+        if let Ok(mut file) = crate::fs::Dir::open(folder)
+            .map_err(std::io::Error::from)
+            .and_then(|dir| dir.append(name, 0o600))
         {
             let _ = writeln!(file, "{what} {ARQ_S3_ITEM}");
         }
@@ -81,6 +95,10 @@ impl FileStore {
             ReadError::TooLarge => StoreError::Malformed {
                 path: self.path.clone(),
                 reason: "file too large".into(),
+            },
+            ReadError::Refused(refusal) => StoreError::Io {
+                path: self.path.clone(),
+                reason: refusal.to_string(),
             },
             ReadError::Io(e) => self.io_error(e),
         })?;
@@ -141,6 +159,10 @@ impl CredentialStore for FileStore {
         let store = self.describe();
         let key = match map.get(ARQ_S3_ITEM) {
             None => Err(StoreError::NoItem { store }),
+            Some(item) if item.get(DENY_READ_FIELD) == Some(&Value::Bool(true)) => {
+                self.record_access("denied-secret");
+                Err(StoreError::DeniedByUser { store })
+            }
             Some(item) => match (item.get("account"), item.get("password")) {
                 (Some(Value::String(id)), Some(Value::String(secret))) => {
                     self.record_access("read-secret");
@@ -267,6 +289,26 @@ mod tests {
         );
         let log = fs::read_to_string(store.path.with_extension("json.access-log")).unwrap();
         assert_eq!(log, "write Arq S3\nread-secret Arq S3\n", "the access log");
+    }
+
+    #[test]
+    fn a_denied_read_fails_as_the_keychains_does_and_is_logged() {
+        let (_dir, store) = store_with(&format!(
+            r#"{{"Arq S3": {{"account": "{KEY_ID}", "password": "{SECRET}", "deny-read": true}}}}"#
+        ));
+        assert_eq!(
+            store.account().unwrap(),
+            KEY_ID,
+            "the account needs no dialog"
+        );
+        let error = store.read().unwrap_err();
+        assert!(
+            matches!(error, StoreError::DeniedByUser { .. }),
+            "{error:?}"
+        );
+        assert!(!error.to_string().contains(SECRET), "{error}");
+        let log = fs::read_to_string(store.path.with_extension("json.access-log")).unwrap();
+        assert_eq!(log, "denied-secret Arq S3\n");
     }
 
     #[test]

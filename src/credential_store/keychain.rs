@@ -26,6 +26,18 @@ use crate::secret::Secret;
 /// The account of the enrollment key item.
 const ENROLLMENT_ACCOUNT: &str = "enrollment-key";
 
+/// `errSecUserCanceled` (SecBase.h): the user dismissed the Keychain's dialog. Apple's headers have
+/// it; security-framework-sys does not.
+const ERR_SEC_USER_CANCELED: i32 = -128;
+
+/// Whether a failed secret read is the user's answer to the dialog rather than a fault: "Deny"
+/// or Escape (`errSecUserCanceled`, as keybase/go-keychain#91 observed), or the authorization that
+/// the dialog stands for refused (`errSecAuthFailed`; hrantzsch/keychain#9 maps both to "access
+/// denied" too).
+fn denied_by_the_user(code: i32) -> bool {
+    code == ERR_SEC_USER_CANCELED || code == security_framework_sys::base::errSecAuthFailed
+}
+
 pub struct KeychainStore;
 
 impl KeychainStore {
@@ -97,12 +109,15 @@ impl CredentialStore for KeychainStore {
     /// The secret too: Arq's item trusts only Arq and Arq Agent, so this shows the user a dialog.
     fn read(&self) -> Result<AccessKey, StoreError> {
         let id = self.account()?;
-        let data = self
-            .search()?
-            .load_data(true)
-            .limit(1)
-            .search()
-            .map_err(|e| self.keychain_error(e))?;
+        let data =
+            self.search()?.load_data(true).limit(1).search().map_err(
+                |e| match denied_by_the_user(e.code()) {
+                    true => StoreError::DeniedByUser {
+                        store: self.describe(),
+                    },
+                    false => self.keychain_error(e),
+                },
+            )?;
         let Some(SearchResult::Data(bytes)) = data.into_iter().next() else {
             return Err(StoreError::BadItem {
                 store: self.describe(),

@@ -42,7 +42,8 @@ pub trait CredentialStore {
     fn describe(&self) -> String;
     /// The access key id Arq uses now: the item's account attribute alone (no dialog).
     fn account(&self) -> Result<String, StoreError>;
-    /// The key Arq uses now, secret included (on a Mac, a dialog).
+    /// The key Arq uses now, secret included (on a Mac, a dialog: the user's "Deny" is
+    /// [`StoreError::DeniedByUser`]).
     fn read(&self) -> Result<AccessKey, StoreError>;
     /// Replaces account and secret of the existing item, in place.
     fn update(&self, key: &AccessKey) -> Result<(), StoreError>;
@@ -76,6 +77,10 @@ pub enum StoreError {
         "credential store {path} is not valid JSON of the form {{\"{ARQ_S3_ITEM}\": {{\"account\": …, \"password\": …}}}} ({reason})"
     )]
     Malformed { path: PathBuf, reason: String },
+    #[error(
+        "the user denied arq-lockdown the secret of \"{ARQ_S3_ITEM}\" in the Keychain dialog ({store}): the agent asks again in a few hours, or deploy with the service and an enrollment token, which reads no secret"
+    )]
+    DeniedByUser { store: String },
     #[error("{store} has no \"{ARQ_S3_ITEM}\" item: set Arq up with its S3 keys first")]
     NoItem { store: String },
     #[error(

@@ -8,10 +8,10 @@
 
 use aws_config::SdkConfig;
 
-use super::{AdminCredentials, Computer, IssuedKey, Plan};
+use super::{Computer, IssuedKey, Plan};
 use crate::Error;
 use crate::apply::ApplyError;
-use crate::aws::{self, AwsCredentials, Identity};
+use crate::aws::{self, Identity};
 use crate::credential_store::AccessKey;
 use crate::iam::{Iam, ScopedUser, UserTags};
 
@@ -26,27 +26,17 @@ pub struct IamIssuer {
 }
 
 impl IamIssuer {
-    /// Connects with admin credentials from outside "Arq S3" and reads the computer's user. The
-    /// default boundary names the admin's account, which STS tells meanwhile.
+    /// Connects with admin credentials from outside "Arq S3" (`sdk_config`) and reads the
+    /// computer's user. The default boundary names the admin's account, which STS tells
+    /// meanwhile.
     pub async fn connect(
-        admin: &AdminCredentials,
+        sdk_config: &SdkConfig,
         boundary: Option<&str>,
         computer: &Computer<'_>,
     ) -> Result<Self, Error> {
-        let sdk_config = match admin {
-            AdminCredentials::Profile(name) => {
-                aws::load_config(AwsCredentials::Profile(name)).await
-            }
-            AdminCredentials::HandedOver(credentials) => {
-                aws::load_config(AwsCredentials::Static(credentials)).await
-            }
-            AdminCredentials::Chain | AdminCredentials::ArqS3 => {
-                aws::load_config(AwsCredentials::Chain).await
-            }
-        };
-        let iam = Iam::new(&sdk_config);
+        let iam = Iam::new(sdk_config);
         let (boundary, existing) = tokio::join!(
-            boundary_arn(boundary, &sdk_config),
+            boundary_arn(boundary, sdk_config),
             iam.inspect(&computer.config.computer_uuid),
         );
         Ok(Self::new(iam, boundary?, existing?))

@@ -1,5 +1,6 @@
-//! Where scoped keys come from: straight from IAM with admin credentials ([`iam`]), or from the
-//! provisioning service, which holds the IAM rights so Macs need none ([`service`]).
+//! Where scoped keys come from: straight from IAM with admin credentials ([`iam`]), from the
+//! provisioning service, which holds the IAM rights so Macs need none ([`service`]), or — for a
+//! run as a user that root started — from root, which keeps the admin's credentials ([`root`]).
 //!
 //! `apply` resolves the source once into a [`KeyIssuer`] and then only asks it to plan, issue,
 //! discard (a key that failed verification) and retire (the keys the new one replaces).
@@ -7,17 +8,18 @@
 //! carrying the policy from [`crate::policy`], and one fresh access key for it.
 
 pub mod iam;
+pub mod root;
 pub mod service;
 
 use serde::Serialize;
 
 use crate::Error;
 use crate::arq_config::ArqConfig;
-use crate::aws::StaticCredentials;
 use crate::credential_store::{AccessKey, ArqS3};
 use crate::policy::{PolicyDocument, PolicyOptions};
 
 pub use self::iam::{IamIssuer, default_boundary};
+pub use self::root::RootIssuer;
 pub use self::service::{ServiceClient, ServiceIssuer};
 
 /// Which source: what `--source` and the profile's `Source` name.
@@ -51,9 +53,22 @@ pub enum AdminCredentials {
     Chain,
     /// A named AWS profile.
     Profile(String),
-    /// What a run as root resolved (`env` or `profile:NAME` there) and handed to its run as the
-    /// user (see [`crate::session::Handover`]).
-    HandedOver(Box<StaticCredentials>),
+    /// The root run that started this one holds them (`env` or `profile:NAME` there) and does
+    /// the IAM work itself: this run asks it (see [`root`]).
+    Root,
+}
+
+impl AdminCredentials {
+    /// The SDK configuration of credentials from outside "Arq S3" (`env`, `profile:NAME`), from
+    /// this process's environment and AWS config; `None` for the others.
+    pub async fn sdk_config(&self) -> Option<aws_config::SdkConfig> {
+        let credentials = match self {
+            Self::Chain => crate::aws::AwsCredentials::Chain,
+            Self::Profile(name) => crate::aws::AwsCredentials::Profile(name),
+            Self::ArqS3 | Self::Root => return None,
+        };
+        Some(crate::aws::load_config(credentials).await)
+    }
 }
 
 /// A key just issued for a computer's scoped user.
@@ -80,7 +95,7 @@ pub struct Computer<'a> {
 }
 
 /// What IAM (or the service) and this Mac need, decided before anything changes.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct Plan {
     pub create_user: bool,
     pub retag_user: bool,
@@ -96,7 +111,7 @@ pub struct Plan {
 }
 
 /// What `apply` asks the provisioning service for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServiceCall {
     /// A first key (or a key again after a run that died), proven by the main keys now in "Arq
@@ -110,6 +125,8 @@ pub enum ServiceCall {
 pub enum KeyIssuer<'a> {
     Iam(Box<IamIssuer>),
     Service(ServiceIssuer<'a>),
+    /// The root run that started this one, with the admin's credentials it keeps.
+    Root(RootIssuer),
     /// "Arq S3" already holds this computer's scoped key and nothing is to change in IAM: the
     /// key is verified and adopted (a run that died after "Arq S3" changed is finished this way).
     Adopt,
@@ -138,6 +155,8 @@ impl KeyIssuer<'_> {
         match self {
             Self::Iam(issuer) => issuer.plan(computer, current_id, new_key),
             Self::Service(_) => service_plan(current_id, owned, rotate),
+            // Root planned it, from its own view of IAM and its own arguments.
+            Self::Root(issuer) => issuer.plan.clone(),
             Self::Adopt => Plan::default(),
         }
     }
@@ -156,6 +175,7 @@ impl KeyIssuer<'_> {
                 Some(call) => issuer.issue(call, computer, current, note).await.map(Some),
                 None => Ok(None),
             },
+            Self::Root(issuer) => issuer.issue(note),
             Self::Adopt => Ok(None),
         }
     }
@@ -165,6 +185,7 @@ impl KeyIssuer<'_> {
         match self {
             Self::Iam(issuer) => issuer.discard(computer, new).await,
             Self::Service(issuer) => issuer.discard(computer, new).await,
+            Self::Root(issuer) => issuer.discard(new),
             Self::Adopt => Ok(()),
         }
     }
@@ -175,12 +196,15 @@ impl KeyIssuer<'_> {
         computer: &Computer<'_>,
         new: &IssuedKey,
     ) -> Vec<(String, Result<(), String>)> {
+        if let Self::Root(issuer) = self {
+            return issuer.retire();
+        }
         let mut results = Vec::new();
         for old in &new.retire {
             let result = match self {
                 Self::Iam(issuer) => issuer.retire(computer, old).await,
                 Self::Service(issuer) => issuer.retire(computer, old).await,
-                Self::Adopt => Ok(()),
+                Self::Root(_) | Self::Adopt => Ok(()),
             };
             results.push((old.clone(), result));
         }

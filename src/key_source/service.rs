@@ -3,6 +3,7 @@
 //! request signed by the key in "Arq S3" (or an enrollment token), signs enrollments with this
 //! Mac's enrollment key, and opens the sealed answer with a reply key that lives only in memory.
 
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,13 +17,14 @@ use crate::arq_config::ComputerUuid;
 use crate::credential_store::{AccessKey, ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::https::HttpsClient;
-use crate::protocol::enrollment::EnrollmentKey;
+use crate::protocol::enrollment::{EnrollmentKey, fingerprint};
 use crate::protocol::sealed::ReplyKey;
 use crate::protocol::{
     self, ENROLL, EnrollRequest, Envelope, ErrorBody, KeyResponse, RETIRE, ROTATE, RetireRequest,
     RotateRequest,
 };
 use crate::secret::Secret;
+use crate::setback::{Setback, SetbackKind};
 
 /// The STS host proofs are signed for; the service replays them to its own STS endpoint.
 const STS_HOST: &str = "sts.amazonaws.com";
@@ -54,6 +56,21 @@ impl ServiceClientError {
             Self::Insecure(_) | Self::BadUrl(_) => ExitCode::ConfigInvalid,
             Self::Refused { status: 403, .. } => ExitCode::Credentials,
             _ => ExitCode::Aws,
+        }
+    }
+
+    /// The setback `apply` records when the service refuses for this reason (contracts §4):
+    /// another Mac holds the computer, or the admin has not confirmed this Mac yet.
+    pub fn setback(&self) -> Option<SetbackKind> {
+        let Self::Refused { code, .. } = self else {
+            return None;
+        };
+        match code.as_str() {
+            "computer-already-enrolled" | "computer-pinned-to-another-mac" => {
+                Some(SetbackKind::ClaimedByAnotherMac)
+            }
+            "computer-needs-confirmation" => Some(SetbackKind::AwaitingConfirmation),
+            _ => None,
         }
     }
 
@@ -179,6 +196,7 @@ impl ServiceClient {
         let request = RetireRequest {
             computer_uuid: uuid.to_string(),
             access_key_id: key_id.to_owned(),
+            enrollment_key: enrollment.public(),
             issued_at: protocol::now_unix(),
             nonce: protocol::nonce(),
         };
@@ -263,11 +281,13 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// The service as `apply`'s key issuer: the client, and the store that keeps this Mac's
-/// enrollment key.
+/// The service as `apply`'s key issuer: the client, the store that keeps this Mac's enrollment
+/// key, and the home folder where a refusal the admin must hear of is kept (see
+/// [`crate::setback`]).
 pub struct ServiceIssuer<'a> {
     pub client: &'a ServiceClient,
     pub store: &'a dyn CredentialStore,
+    pub home: &'a Path,
 }
 
 impl ServiceIssuer<'_> {
@@ -304,16 +324,51 @@ impl ServiceIssuer<'_> {
                         "retired key {old}, left by an earlier run, to make room"
                     ));
                 }
-                ask().await?
+                ask().await
             }
-            result => result?,
-        };
+            result => result,
+        }
+        .inspect_err(|refusal| self.record_setback(refusal, uuid, &enrollment, note))?;
         note(format!(
             "the service issued key {} for {}",
             issued.key.id, issued.user_arn
         ));
         crate::fault::after("service-issued");
         Ok(issued)
+    }
+
+    /// A refusal the admin must act on, kept for `status` and the MDM's inventory with this Mac's
+    /// enrollment-key fingerprint (what the admin pins the computer to).
+    fn record_setback(
+        &self,
+        refusal: &ServiceClientError,
+        uuid: &ComputerUuid,
+        enrollment: &EnrollmentKey,
+        note: &mut (dyn FnMut(String) + Send),
+    ) {
+        let Some(kind) = refusal.setback() else {
+            return;
+        };
+        let print = fingerprint(&enrollment.public()).unwrap_or_default();
+        let detail = match kind {
+            SetbackKind::AwaitingConfirmation => format!(
+                "this Mac has backups: the admin must confirm it from the inventory (arq-lockdown pin, enrollment key {print}); {refusal}"
+            ),
+            _ => format!(
+                "claimed by another Mac — tell your admin, who pins this computer to this Mac's enrollment key {print} (arq-lockdown pin); {refusal}"
+            ),
+        };
+        let now = crate::receipt::now_unix();
+        match Setback::record(self.home, kind, Some(uuid.as_str()), detail, now) {
+            Ok(_) => note(format!(
+                "kept the refusal for status and the inventory in {}",
+                Setback::path(self.home).display()
+            )),
+            Err(e) => note(format!(
+                "cannot keep the refusal in {}: {e}",
+                Setback::path(self.home).display()
+            )),
+        }
     }
 
     /// Retires a new key that failed verification (it never reached "Arq S3").
@@ -358,5 +413,39 @@ impl ServiceIssuer<'_> {
             self.store.describe()
         ));
         Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, code: &str) -> ServiceClientError {
+        ServiceClientError::Refused {
+            status,
+            code: code.to_owned(),
+            message: "m".to_owned(),
+            access_key_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn refusals_the_admin_must_hear_of_become_setbacks() {
+        use SetbackKind::*;
+        let cases: Vec<(ServiceClientError, Option<SetbackKind>)> = vec![
+            (refused(403, "computer-already-enrolled"), Some(ClaimedByAnotherMac)),
+            (refused(403, "computer-pinned-to-another-mac"), Some(ClaimedByAnotherMac)),
+            (refused(403, "computer-needs-confirmation"), Some(AwaitingConfirmation)),
+            (refused(403, "not-a-fleet-principal"), None),
+            (refused(403, "bucket-mismatch"), None),
+            (refused(429, "token-limit"), None),
+            (refused(409, "key-limit"), None),
+            (ServiceClientError::BadAnswer(500), None),
+            (ServiceClientError::Unreachable { url: "u".into(), reason: "r".into() }, None),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.setback(), kind, "{error}");
+        }
     }
 }

@@ -3,7 +3,12 @@
 //! tag) at first enrollment; enrolling that UUID again, or retiring its keys without one of them,
 //! needs a signature by the private half. The serial number, printed on the case, proves nothing;
 //! and unlike a shared secret, nothing that crosses the wire lets anyone sign.
+//!
+//! A public key of small order (the identity point, say) proves nothing either: with R = the
+//! identity and S = 0 its "signature" verifies for every message, and ring accepts it. Such keys
+//! are refused wherever a key is taken or a signature checked ([`is_public_key`]).
 
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 
@@ -73,8 +78,22 @@ pub fn fingerprint(public: &str) -> Option<String> {
     ))
 }
 
-/// Whether `signature` is `public`'s signature over a request for `server_id`.
+/// Whether `public` (base64) is an Ed25519 public key whose signatures prove anything: 32 bytes
+/// that decode to a point of the curve outside its small-order subgroup (RFC 8032 §5.1.3 for the
+/// decoding; the eight small-order points are curve25519-dalek's `EIGHT_TORSION`).
+pub fn is_public_key(public: &str) -> bool {
+    base64_decode(public)
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .and_then(|bytes| CompressedEdwardsY(bytes).decompress())
+        .is_some_and(|point| !point.is_small_order())
+}
+
+/// Whether `signature` is `public`'s signature over a request for `server_id`; never for a key of
+/// small order.
 pub fn verify(public: &str, server_id: &str, binding: &str, signature: &str) -> bool {
+    if !is_public_key(public) {
+        return false;
+    }
     let (Some(public), Some(signature)) = (base64_decode(public), base64_decode(signature)) else {
         return false;
     };
@@ -128,7 +147,37 @@ mod tests {
             "/v1/enroll:sha256=00",
             &signature
         ));
-        assert!(crate::protocol::is_public_key(&key.public()));
+        assert!(is_public_key(&key.public()));
+    }
+
+    #[test]
+    fn keys_of_small_order_are_no_keys_and_their_forged_signatures_never_verify() {
+        use curve25519_dalek::constants::EIGHT_TORSION;
+        // R = the identity, S = 0: what "signs" every message for the identity key.
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let forged = base64_encode(&forged);
+        for point in EIGHT_TORSION {
+            let public = base64_encode(point.compress().as_bytes());
+            assert!(!is_public_key(&public), "{public}");
+            assert!(!verify(
+                &public,
+                "arq.example.com",
+                "/v1/enroll:sha256=00",
+                &forged
+            ));
+        }
+        // The identity encoded non-canonically (y = p + 1) is the identity too.
+        let mut non_canonical = [0xffu8; 32];
+        non_canonical[0] = 0xee;
+        non_canonical[31] = 0x7f;
+        assert!(!is_public_key(&base64_encode(&non_canonical)));
+        // Not a point at all (y = 2 has no x on the curve), and not 32 bytes.
+        let mut off_curve = [0u8; 32];
+        off_curve[0] = 2;
+        assert!(!is_public_key(&base64_encode(&off_curve)));
+        assert!(!is_public_key(&base64_encode(&[9u8; 31])));
+        assert!(!is_public_key("not base64"));
     }
 
     #[test]

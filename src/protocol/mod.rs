@@ -12,7 +12,8 @@
 //! - `POST /v1/rotate` [`RotateRequest`] → [`KeyResponse`]: a new key, proven by the computer's
 //!   current scoped key and signed by its enrollment key (a copy of "Arq S3" alone is not enough).
 //! - `POST /v1/retire` [`RetireRequest`] → `{}`: deletes one of the computer's keys, signed by its
-//!   enrollment key.
+//!   enrollment key, which the request names (so the signature is checked before anything is
+//!   looked up).
 //! - Errors: a status and [`ErrorBody`].
 //!
 //! A key's secret only ever travels sealed to a one-time public key the Mac put in its signed
@@ -195,6 +196,9 @@ pub struct RotateRequest {
 pub struct RetireRequest {
     pub computer_uuid: String,
     pub access_key_id: String,
+    /// The Mac's enrollment public key (base64), whose signature the envelope carries: the service
+    /// checks the signature against it first, then that the computer is bound to it.
+    pub enrollment_key: String,
     pub issued_at: i64,
     pub nonce: String,
 }
@@ -237,12 +241,6 @@ pub struct ErrorBody {
     /// With `key-limit`: the keys that fill the user's two slots.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_key_ids: Vec<String>,
-}
-
-/// Whether `text` is a public key at all: an enrollment key (Ed25519) or a reply key (X25519)
-/// is 32 bytes, in base64.
-pub fn is_public_key(text: &str) -> bool {
-    base64_decode(text).is_some_and(|bytes| bytes.len() == 32)
 }
 
 /// Lower-case hex.

@@ -1,15 +1,17 @@
 //! The checks the handlers share, each refusing with its reason code: the request parsed and
 //! fresh, the computer and bucket it names, a proof's caller as STS names it, the caller as the
-//! computer's own user, the bound enrollment key's signature, first use against replays — and the
-//! IAM permits a request waits for. Which handler runs which, in what order, is
-//! [`super::handlers`]'.
+//! computer's own user, the bound enrollment key's signature, first use against replays (held
+//! while the request is served, remembered only if it was) — and the IAM permits a request waits
+//! for. Which handler runs which, in what order, is [`super::handlers`]'.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::SemaphorePermit;
 
 use super::Service;
 use super::refusal::Refusal;
+use super::replay::ReplayCache;
 use super::routes::Requester;
 use crate::arq_config::{ArqConfig, ComputerUuid};
 use crate::aws::Caller;
@@ -122,11 +124,16 @@ impl Service {
         }
     }
 
-    /// Refuses a proof or signature this instance has seen before.
-    pub(super) fn first_use(&self, signature: &str) -> Result<(), Refusal> {
+    /// Refuses a proof or signature this instance has served, or is serving, before; holds it
+    /// against replays while its request is served.
+    pub(super) fn first_use(&self, signature: &str) -> Result<FirstUse<'_>, Refusal> {
         let mut replays = self.replays.lock().expect("replay cache lock");
-        match replays.first_use(signature, Instant::now()) {
-            true => Ok(()),
+        match replays.hold(signature, Instant::now()) {
+            true => Ok(FirstUse {
+                replays: &self.replays,
+                signature: signature.to_owned(),
+                served: false,
+            }),
             false => Err(ProofRefusal::Replayed.into()),
         }
     }
@@ -138,6 +145,33 @@ impl Service {
             _ => Err(Refusal::busy(
                 "too many requests waiting for IAM: retry later",
             )),
+        }
+    }
+}
+
+/// A request's signature, held against replays while the request is served: remembered once it is
+/// [`FirstUse::served`], let go when it drops unserved (a refused request leaves nothing behind).
+pub(super) struct FirstUse<'a> {
+    replays: &'a Mutex<ReplayCache>,
+    signature: String,
+    served: bool,
+}
+
+impl FirstUse<'_> {
+    pub fn served(mut self) {
+        self.served = true;
+        let mut replays = self.replays.lock().expect("replay cache lock");
+        replays.remember(&self.signature, Instant::now());
+    }
+}
+
+impl Drop for FirstUse<'_> {
+    fn drop(&mut self) {
+        if !self.served {
+            self.replays
+                .lock()
+                .expect("replay cache lock")
+                .release(&self.signature);
         }
     }
 }

@@ -31,6 +31,15 @@ pub struct ServiceConfig {
     /// Enrollment tokens, for fleets whose Macs never hold the main keys.
     #[serde(default)]
     pub enrollment_tokens: Vec<EnrollmentToken>,
+    /// Enrollments per hour through this instance by each fleet principal (default 100).
+    #[serde(default = "default_max_per_hour")]
+    pub fleet_max_per_hour: u32,
+    /// Users each fleet principal may create in all, counted in IAM's tags at start (default 1,000).
+    #[serde(default = "default_max_enrollments")]
+    pub fleet_max_enrollments: u64,
+    /// When a computer nobody holds may be bound without the admin's pin (default "when-no-data").
+    #[serde(default)]
+    pub bind_without_pin: BindWithoutPin,
     /// The managed policy every scoped user is created with as its permissions boundary.
     pub permissions_boundary_arn: String,
     /// Write policies that refuse even the root listing (see `--no-computer-listing`).
@@ -60,12 +69,43 @@ pub struct EnrollmentToken {
     /// A name for logs and IAM tags (`arq-lockdown:enrolled-by` = `token:<name>`).
     pub name: String,
     pub sha256: TokenHash,
-    /// Computers this token may enroll in all (counted in IAM's tags, so across restarts).
-    #[serde(default)]
-    pub max_enrollments: Option<u64>,
-    /// Enrollments per hour through this instance.
-    #[serde(default)]
-    pub max_per_hour: Option<u32>,
+    /// Users this token may create in all, counted in IAM's tags so across restarts (default 1,000).
+    #[serde(default = "default_max_enrollments")]
+    pub max_enrollments: u64,
+    /// Enrollments per hour through this instance (default 100).
+    #[serde(default = "default_max_per_hour")]
+    pub max_per_hour: u32,
+}
+
+impl EnrollmentToken {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_per_hour: self.max_per_hour,
+            max_enrollments: self.max_enrollments,
+        }
+    }
+}
+
+/// What one enroller (a token, or one fleet principal) may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Enrollments per hour through one instance.
+    pub max_per_hour: u32,
+    /// Computers it may bind by creating their user, in all.
+    pub max_enrollments: u64,
+}
+
+/// When a computer UUID nobody holds yet may be bound without the admin's pin (contracts §4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BindWithoutPin {
+    /// Only when the UUID has no data in any allowed bucket: nobody but its own Mac can know it.
+    #[default]
+    WhenNoData,
+    /// Always: trust on first use, for a short supervised rollout.
+    Always,
+    /// Never: every computer is pinned first.
+    Never,
 }
 
 /// The SHA-256 of a token, from 64 hex digits.
@@ -114,8 +154,24 @@ fn default_sts_concurrency() -> usize {
 fn default_max_connections() -> usize {
     1024
 }
+/// Enough for a rollout wave through one instance; an admin raises it for more.
+fn default_max_per_hour() -> u32 {
+    100
+}
+/// Enough for a fleet of 1,000 computers, far from IAM's 5,000 users; an admin raises it for more.
+fn default_max_enrollments() -> u64 {
+    1000
+}
 
 impl ServiceConfig {
+    /// What each fleet principal may do.
+    pub fn fleet_limits(&self) -> Limits {
+        Limits {
+            max_per_hour: self.fleet_max_per_hour,
+            max_enrollments: self.fleet_max_enrollments,
+        }
+    }
+
     /// Reads and checks the config file.
     pub fn load(path: &Path) -> Result<Self, ServiceError> {
         let text = std::fs::read_to_string(path).map_err(|e| ServiceError::Config {
@@ -175,6 +231,15 @@ impl ServiceConfig {
                     .into(),
             );
         }
+        let limits = config.enrollment_tokens.iter().map(EnrollmentToken::limits);
+        if limits
+            .chain([config.fleet_limits()])
+            .any(|l| l.max_per_hour == 0 || l.max_enrollments == 0)
+        {
+            return Err(
+                "max_per_hour and max_enrollments (of a token, or fleet_ for the main keys) must be at least 1: remove a token instead of setting 0".into(),
+            );
+        }
         if config.iam_concurrency == 0 || config.sts_concurrency == 0 || config.max_connections == 0
         {
             return Err(
@@ -231,6 +296,32 @@ mod tests {
             "akiaexample.comhaystacksoftwarearq"
         );
         assert!(config.tls.is_none());
+        assert_eq!(config.bind_without_pin, BindWithoutPin::WhenNoData);
+        let defaults = Limits {
+            max_per_hour: 100,
+            max_enrollments: 1000,
+        };
+        assert_eq!(config.fleet_limits(), defaults);
+        let token = format!(
+            "{MINIMAL}\n[[enrollment_tokens]]\nname = \"t\"\nsha256 = \"{}\"\nmax_per_hour = 5",
+            "0".repeat(64)
+        );
+        let config = ServiceConfig::parse(&token).unwrap();
+        assert_eq!(
+            config.enrollment_tokens[0].limits(),
+            Limits {
+                max_per_hour: 5,
+                ..defaults
+            },
+            "a token without max_enrollments gets the default, not none"
+        );
+        for (text, mode) in [
+            ("always", BindWithoutPin::Always),
+            ("never", BindWithoutPin::Never),
+        ] {
+            let config = ServiceConfig::parse(&format!("{MINIMAL}\nbind_without_pin = \"{text}\""));
+            assert_eq!(config.unwrap().bind_without_pin, mode);
+        }
     }
 
     #[test]
@@ -248,6 +339,10 @@ mod tests {
             (r#"sts_endpoint = "http://sts.example.com""#, "must be https://"),
             ("proof_max_age_seconds = 99999999999999", "1 to 900"),
             ("surprise = 1", "unknown field"),
+            ("fleet_max_per_hour = 0", "at least 1"),
+            ("fleet_max_enrollments = 0", "at least 1"),
+            (&format!("[[enrollment_tokens]]\nname = \"t\"\nsha256 = \"{}\"\nmax_enrollments = 0", "0".repeat(64)), "at least 1"),
+            (r#"bind_without_pin = "sometimes""#, "unknown variant"),
             (r#"enrollment_token_sha256 = ["00"]"#, "unknown field"),
             ("[[enrollment_tokens]]\nname = \"t\"\nsha256 = \"abc\"", "64 hex digits"),
             (&format!("[[enrollment_tokens]]\nname = \"t\"\nsha256 = \"{}\"\n[[enrollment_tokens]]\nname = \"t\"\nsha256 = \"{}\"", "0".repeat(64), "1".repeat(64)), "distinct names"),

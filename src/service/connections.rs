@@ -1,7 +1,7 @@
 //! The listening socket and its connections: accepting (at most `max_connections` at once,
 //! backing off on accept errors), TLS when configured, HTTP/1.1 handed to the router, the limits
-//! on slow clients, the signals ([`super::lifecycle`]), and closing down on a stop. What a request
-//! does is [`super::routes`]'.
+//! on slow clients and on headers (a body's are [`super::routes`]'), the signals
+//! ([`super::lifecycle`]), and closing down on a stop. What a request does is [`super::routes`]'.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +16,15 @@ use super::{Service, ServiceError};
 
 /// A client must send its request headers within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// A connection is closed after this long, whatever it is doing (slow-body clients).
+/// A request's headers (and what a connection buffers of its body at once) fit in this; longer
+/// ones are answered 431 and the connection closed. The protocol's headers are a few hundred
+/// bytes; hyper's default would let each connection hold ~400 KB.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// A connection takes no new request after this long; the request under way gets its answer
+/// (a key made and never handed out would be lost to its Mac).
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// ... and is cut this much later, whatever it is doing.
+const LAST_ANSWER_GRACE: Duration = Duration::from_secs(30);
 /// Accept errors (file descriptors exhausted, say) are retried after this long, doubling.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
@@ -99,7 +106,8 @@ async fn accept(
     }
 }
 
-/// One connection, TLS first when configured, for at most [`CONNECTION_LIFETIME`].
+/// One connection, TLS first when configured: its requests for [`CONNECTION_LIFETIME`], and the
+/// last one's answer for at most [`LAST_ANSWER_GRACE`] more.
 async fn connection(
     stream: TcpStream,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -107,36 +115,43 @@ async fn connection(
     _permit: OwnedSemaphorePermit,
     ticket: Ticket,
 ) {
+    let last_request = tokio::time::Instant::now() + CONNECTION_LIFETIME;
     let connection = async {
         match tls {
             Some(acceptor) => {
                 if let Ok(Ok(stream)) =
                     tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await
                 {
-                    serve_connection(stream, app, ticket).await;
+                    serve_connection(stream, app, ticket, last_request).await;
                 }
             }
-            None => serve_connection(stream, app, ticket).await,
+            None => serve_connection(stream, app, ticket, last_request).await,
         }
     };
-    let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
+    let _ = tokio::time::timeout(CONNECTION_LIFETIME + LAST_ANSWER_GRACE, connection).await;
 }
 
-/// Serves HTTP/1.1 on one connection; once the service is stopping, the request under way is
-/// finished and the connection closed (an idle one at once).
-async fn serve_connection<S>(stream: S, app: Router, mut ticket: Ticket)
-where
+/// Serves HTTP/1.1 on one connection; once the service is stopping, or at `last_request`, the
+/// request under way is finished and the connection closed (an idle one at once).
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    mut ticket: Ticket,
+    last_request: tokio::time::Instant,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper_util::service::TowerToHyperService::new(app);
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
         _ = connection.as_mut() => return,
         () = ticket.stopping() => connection.as_mut().graceful_shutdown(),
+        () = tokio::time::sleep_until(last_request) => connection.as_mut().graceful_shutdown(),
     }
     let _ = connection.await;
 }

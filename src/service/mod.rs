@@ -4,9 +4,12 @@
 //! that Mac's computer UUID ([`crate::iam`]). Who may get which key (the wire format is
 //! [`crate::protocol`]):
 //! - **enroll**: the fleet's main keys (a proof by a `fleet_principals` ARN) or an enrollment
-//!   token, always with a signature by the Mac's enrollment key. IAM decides who binds a computer
-//!   first: the user is created with its binding tags (bucket, enrollment public key) in one
-//!   `CreateUser`; whoever finds it existing must sign with the bound enrollment key.
+//!   token, always with a signature by the Mac's enrollment key. Neither proves which Mac is which
+//!   (every fleet member may hold them), so a computer UUID is bound only where nobody else can
+//!   know it yet or the admin pinned it ([`binding`]): by default a UUID with no data in any
+//!   allowed bucket, its user created with its binding tags in one `CreateUser` (IAM decides who
+//!   binds it first), or a user the admin pinned to this key's fingerprint. Whoever finds it bound
+//!   must sign with the bound key; a refused claim is recorded on the user for `audit`.
 //! - **rotate**: only that computer's own scoped user in this service's own account — the whole
 //!   ARN and the user's unique id (AIDA…), from one of its active long-term keys — together with
 //!   the bound enrollment key may get a new key.
@@ -17,19 +20,23 @@
 //! replayed anywhere yields nothing usable and cannot take a working key away. IAM is the only
 //! state, so any number of instances can run side by side.
 //!
-//! Every request is treated as hostile: bodies are capped, connections are capped and those that
-//! trickle are cut, accept errors back off, JSON with unknown fields is refused, STS and IAM work
-//! waits for one of a few permits, and the log line per request names the computer, the caller
-//! and the result — never a secret.
+//! Every request is treated as hostile: headers and bodies are capped and must arrive in time,
+//! connections are capped, accept errors back off, JSON with unknown fields and keys of small order
+//! are refused, STS and IAM work waits for one of a few permits, every enroller has limits
+//! ([`tokens`]) that refused requests do not spend, and the log line per request names the
+//! computer, the caller and the result — never a secret.
 //!
 //! Under systemd ([`lifecycle`]): SIGHUP reads the TLS certificate and key again ([`tls`]), and
 //! SIGTERM stops accepting and lets the requests in flight finish before the process exits.
 //!
 //! The parts: [`connections`] accepts and serves connections; [`routes`] maps paths to handlers
 //! and gives every request its task, log line and count; [`handlers`] holds enroll, rotate and
-//! retire, each as its checks in order, from the checks in [`checks`]; [`issue`] makes the key;
-//! [`refusal`] names every reason code a request can be refused with.
+//! retire, each as its checks in order, from the checks in [`checks`] and the rule in
+//! [`binding`] (whose data check is [`buckets`]'); [`issue`] makes the key; [`refusal`] names every
+//! reason code a request can be refused with.
 
+mod binding;
+mod buckets;
 mod checks;
 mod config;
 mod connections;
@@ -43,20 +50,22 @@ mod sts;
 mod tls;
 mod tokens;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-pub use self::config::{EnrollmentToken, ServiceConfig, TlsFiles, TokenHash};
+use self::binding::{ClaimBudget, Confirmed};
+use self::buckets::{BucketError, Buckets};
+pub use self::config::{BindWithoutPin, EnrollmentToken, ServiceConfig, TlsFiles, TokenHash};
 use self::lifecycle::InFlight;
 use self::replay::ReplayCache;
 use self::sts::Sts;
 use self::tls::{Tls, TlsError};
-use self::tokens::Tokens;
+use self::tokens::Enrollers;
 use crate::aws::{self, AwsCredentials, Identity};
 use crate::exit_code::ExitCode;
 use crate::https::HttpsClient;
@@ -92,12 +101,16 @@ pub enum ServiceError {
     Unreachable(#[from] aws::Unreachable),
     #[error(transparent)]
     Iam(#[from] IamError),
+    #[error("the allowed buckets: {0}")]
+    Buckets(#[from] BucketError),
 }
 
 impl ServiceError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::OwnCredentials(_) | Self::Unreachable(_) | Self::Iam(_) => ExitCode::Aws,
+            Self::OwnCredentials(_) | Self::Unreachable(_) | Self::Iam(_) | Self::Buckets(_) => {
+                ExitCode::Aws
+            }
             Self::Signals(_) => ExitCode::Internal,
             _ => ExitCode::ConfigInvalid,
         }
@@ -111,8 +124,15 @@ struct Service {
     /// The service's own AWS account: scoped users anywhere else are strangers.
     account: String,
     config: ServiceConfig,
-    tokens: Tokens,
+    /// The tokens, and every enroller's limits.
+    enrollers: Enrollers,
     iam: Iam,
+    /// The allowed buckets, for the binding rule's data check.
+    buckets: Buckets,
+    /// How many refused claims may still be recorded this minute.
+    claims: Mutex<ClaimBudget>,
+    /// Bindings confirmed lately, for retires.
+    confirmed: Mutex<Confirmed>,
     iam_permits: Semaphore,
     /// IAM lookups made before the caller has proven anything (retire's binding lookup).
     unproven_lookups: Semaphore,
@@ -135,8 +155,9 @@ pub async fn serve(config: ServiceConfig, insecure_http: bool) -> Result<(), Ser
 }
 
 impl Service {
-    /// The service's state at start: its own account (its credentials must work), its IAM and
-    /// STS clients and their permits, and each enrollment token's use so far.
+    /// The service's state at start: its own account (its credentials must work), its IAM, S3
+    /// and STS clients and their permits (the buckets listable when the data check needs it), and
+    /// each enroller's use so far.
     async fn start(config: ServiceConfig) -> Result<Self, ServiceError> {
         let sdk_config = aws::load_config(AwsCredentials::Chain).await;
         let account = match aws::identify(&sdk_config).await? {
@@ -144,7 +165,11 @@ impl Service {
             Identity::Refused(reason) => return Err(ServiceError::OwnCredentials(reason)),
         };
         let iam = Iam::new(&sdk_config);
-        let tokens = tokens(&iam, &config).await?;
+        let buckets = Buckets::connect(&sdk_config, &config.allowed_buckets).await;
+        if config.bind_without_pin == BindWithoutPin::WhenNoData {
+            buckets.check().await?;
+        }
+        let enrollers = enrollers(&iam, &config).await?;
         let max_age = Duration::from_secs(config.proof_max_age_seconds);
         let http = HttpsClient::new(Duration::from_secs(10))
             .map_err(|e| ServiceError::Tls(e.to_string()))?;
@@ -156,8 +181,11 @@ impl Service {
             },
             sts: Sts::new(http, &config.sts_endpoint, config.sts_concurrency),
             account,
-            tokens,
+            enrollers,
             iam,
+            buckets,
+            claims: Mutex::new(ClaimBudget::new(Instant::now())),
+            confirmed: Mutex::new(Confirmed::default()),
             iam_permits: Semaphore::new(config.iam_concurrency),
             unproven_lookups: Semaphore::new(UNPROVEN_LOOKUPS),
             // A proof is valid from max_age before its date to max_age after; whole seconds round.
@@ -172,18 +200,14 @@ impl Service {
     }
 }
 
-/// The enrollment tokens, each with the computers it enrolled already: counted from the users'
-/// tags in IAM when a token has a total limit.
-async fn tokens(iam: &Iam, config: &ServiceConfig) -> Result<Tokens, IamError> {
-    let enrolled = match Tokens::count_enrollments(&config.enrollment_tokens) {
-        true => iam.scoped_users().await?,
-        false => Vec::new(),
-    };
-    Ok(Tokens::new(config.enrollment_tokens.clone(), |name| {
-        let by = format!("token:{name}");
-        enrolled
-            .iter()
-            .filter(|u| u.enrolled_by() == Some(by.as_str()))
-            .count() as u64
-    }))
+/// The enrollment tokens, and each enroller with the users it created already, counted from the
+/// users' tags in IAM (a user the admin's pin made is not its enroller's).
+async fn enrollers(iam: &Iam, config: &ServiceConfig) -> Result<Enrollers, IamError> {
+    let mut at_start: HashMap<String, u64> = HashMap::new();
+    for user in iam.scoped_users().await? {
+        if let (Some(by), None) = (user.enrolled_by(), user.pinned_key()) {
+            *at_start.entry(by.to_owned()).or_default() += 1;
+        }
+    }
+    Ok(Enrollers::new(config.enrollment_tokens.clone(), at_start))
 }

@@ -5,6 +5,8 @@
 
 use axum::http::StatusCode;
 
+use super::binding::Refused;
+use super::buckets::BucketError;
 use super::sts::StsError;
 use crate::iam::IamError;
 use crate::protocol::proof::ProofRefusal;
@@ -115,10 +117,52 @@ impl Refusal {
         )
     }
 
-    pub fn computer_already_enrolled() -> Self {
-        Self::forbidden(
-            "computer-already-enrolled",
-            "this computer UUID is bound to another Mac: an admin must revoke it first",
+    /// A fleet principal (the main keys) at its limits.
+    pub fn fleet_limit() -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "fleet-limit",
+            "the main keys have reached their enrollment limit (service.toml, fleet_max_*): retry later, or ask the admin",
+        )
+    }
+
+    /// A binding refused by the rule (contracts §4).
+    pub fn binding(refused: Refused, mode_never: bool) -> Self {
+        let (code, message) = match refused {
+            Refused::AlreadyEnrolled => (
+                "computer-already-enrolled",
+                "this computer UUID is bound to another Mac's enrollment key: if this is the right Mac, the admin pins it to this Mac's key (arq-lockdown status shows it)",
+            ),
+            Refused::PinnedToAnother => (
+                "computer-pinned-to-another-mac",
+                "the admin pinned this computer UUID to another Mac's enrollment key: if this is the right Mac, the admin pins it to this Mac's key (arq-lockdown status shows it)",
+            ),
+            Refused::NeedsConfirmation if mode_never => (
+                "computer-needs-confirmation",
+                "this service enrolls only computers the admin pinned: the admin pins this Mac's enrollment key (arq-lockdown status shows it), and the next run enrolls",
+            ),
+            Refused::NeedsConfirmation => (
+                "computer-needs-confirmation",
+                "this computer UUID has backups already, so the admin must confirm this Mac: they pin its enrollment key (arq-lockdown status shows it), and the next run enrolls",
+            ),
+        };
+        Self::forbidden(code, message)
+    }
+
+    /// The request's body did not arrive in time (a client trickling it, or a dead network).
+    pub fn too_slow() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-too-slow",
+            "the request's body did not arrive in time: retry",
+        )
+    }
+
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request-too-large",
+            "the request's body is larger than any request of this protocol",
         )
     }
 
@@ -180,6 +224,20 @@ impl From<StsError> for Refusal {
                 )
             },
             StsError::Rejected => ProofRefusal::Rejected.into(),
+        }
+    }
+}
+
+impl From<BucketError> for Refusal {
+    /// The caller learns only that the check failed; the service's log has which bucket and why.
+    fn from(error: BucketError) -> Self {
+        Self {
+            detail: Some(error.to_string()),
+            ..Self::new(
+                StatusCode::BAD_GATEWAY,
+                "bucket-check-failed",
+                "the service could not check the buckets for this computer's backups: retry later; the service's log has the detail",
+            )
         }
     }
 }

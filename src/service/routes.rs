@@ -1,13 +1,15 @@
-//! Routing and the HTTP envelope: which path runs which handler, the body limit, and what every
-//! request gets whatever its handler decides — its work, one JSON log line (never a secret) and a
-//! count in `/metrics`, all run to their end on a task of its own even when the client goes away,
-//! and the answer: the handler's JSON, or the refusal's status and [`ErrorBody`].
+//! Routing and the HTTP envelope: which path runs which handler, the body's limits (its size, and
+//! the time it may take to arrive), and what every request gets whatever its handler decides — its
+//! work, one JSON log line (never a secret) and a count in `/metrics`, all run to their end on a
+//! task of its own even when the client goes away, and the answer: the handler's JSON, or the
+//! refusal's status and [`ErrorBody`].
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,6 +21,9 @@ use crate::protocol::{ENROLL, ErrorBody, RETIRE, ROTATE};
 
 /// Request bodies are a few kilobytes; anything over this is refused unread.
 const MAX_BODY_BYTES: usize = 16 * 1024;
+/// A body must have arrived this long after its headers (which have their own time,
+/// [`super::connections`]'): a client that trickles it holds a connection no longer.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who asked for what, for the log line.
 #[derive(Default)]
@@ -34,13 +39,20 @@ pub fn router(service: Arc<Service>) -> Router {
         .route(RETIRE, post(retire))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(service)
 }
 
-async fn enroll(State(service): State<Arc<Service>>, body: Bytes) -> Response {
-    let work = service.clone();
-    answer(service, "enroll", async move {
+/// The request's body, read within its limits.
+async fn read(body: Body) -> Result<Bytes, Refusal> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(Refusal::too_large()),
+        Err(_) => Err(Refusal::too_slow()),
+    }
+}
+
+async fn enroll(State(service): State<Arc<Service>>, body: Body) -> Response {
+    answer(service, "enroll", body, |work, body| async move {
         let mut who = Requester::default();
         let result = work.enroll(&body, &mut who).await;
         (who, result.map(axum::Json))
@@ -48,9 +60,8 @@ async fn enroll(State(service): State<Arc<Service>>, body: Bytes) -> Response {
     .await
 }
 
-async fn rotate(State(service): State<Arc<Service>>, body: Bytes) -> Response {
-    let work = service.clone();
-    answer(service, "rotate", async move {
+async fn rotate(State(service): State<Arc<Service>>, body: Body) -> Response {
+    answer(service, "rotate", body, |work, body| async move {
         let mut who = Requester::default();
         let result = work.rotate(&body, &mut who).await;
         (who, result.map(axum::Json))
@@ -58,9 +69,8 @@ async fn rotate(State(service): State<Arc<Service>>, body: Bytes) -> Response {
     .await
 }
 
-async fn retire(State(service): State<Arc<Service>>, body: Bytes) -> Response {
-    let work = service.clone();
-    answer(service, "retire", async move {
+async fn retire(State(service): State<Arc<Service>>, body: Body) -> Response {
+    answer(service, "retire", body, |work, body| async move {
         let mut who = Requester::default();
         let result = work.retire(&body, &mut who).await;
         (who, result.map(|()| axum::Json(serde_json::json!({}))))
@@ -71,12 +81,31 @@ async fn retire(State(service): State<Arc<Service>>, body: Bytes) -> Response {
 /// Runs a request's work on a task of its own, and logs and counts it there: a client that goes
 /// away, or a connection cut at its lifetime, stops neither an IAM write half-way (a key made but
 /// never handed out) nor the request's log line. The task holds a ticket, so a stop waits for it.
-async fn answer<T: IntoResponse>(
+/// A body that does not arrive whole within its limits is refused, and the connection closed.
+async fn answer<T, Work>(
     service: Arc<Service>,
     endpoint: &'static str,
-    work: impl Future<Output = (Requester, Result<T, Refusal>)> + Send + 'static,
-) -> Response {
+    body: Body,
+    work: impl FnOnce(Arc<Service>, Bytes) -> Work,
+) -> Response
+where
+    T: IntoResponse,
+    Work: Future<Output = (Requester, Result<T, Refusal>)> + Send + 'static,
+{
     let started = Instant::now();
+    let body = match read(body).await {
+        Ok(body) => body,
+        Err(refusal) => {
+            let unread = Err::<(), _>(refusal);
+            let mut response = finish(&service, endpoint, Requester::default(), started, unread);
+            let close = axum::http::HeaderValue::from_static("close");
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, close);
+            return response;
+        }
+    };
+    let work = work(service.clone(), body);
     let ticket = service.in_flight.ticket();
     let detached = service.clone();
     let task = async move {

@@ -588,8 +588,7 @@ fn status_reports_the_lockdown_without_the_network() {
     assert_eq!(after["access_key_id"], mac.key().id.as_str());
     assert_eq!(after["arq_running"], false);
 
-    // For a Jamf extension attribute: one line, saying it comes from the receipt, the key id,
-    // the receipt's age.
+    // For a Jamf extension attribute: one line, the state and the fields an inventory reads.
     let jamf = run(arq_lockdown()
         .args(["status", "--jamf-ea", "--credential-store", &mac.store])
         .arg("--arq-home")
@@ -597,9 +596,10 @@ fn status_reports_the_lockdown_without_the_network() {
     let line = String::from_utf8_lossy(&jamf.stdout).into_owned();
     assert!(
         line.starts_with(&format!(
-            "<result>locked down per receipt {} ",
-            mac.key().id
-        )) && line.ends_with("s</result>\n"),
+            "<result>locked-down key={} computer={} bucket={BUCKET} user=",
+            mac.key().id,
+            mac.uuid
+        )) && line.ends_with("</result>\n"),
         "{line}"
     );
     // On an error, too, the attribute gets one line (and Jamf a zero exit code).
@@ -612,7 +612,7 @@ fn status_reports_the_lockdown_without_the_network() {
     assert_eq!(exit_code(&broken), ExitCode::Success);
     let line = String::from_utf8_lossy(&broken.stdout).into_owned();
     assert!(
-        line.starts_with("<result>error: HOME is not set")
+        line.starts_with("<result>error; HOME is not set")
             && line.ends_with("</result>\n")
             && line.lines().count() == 1,
         "{line}"

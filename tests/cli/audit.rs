@@ -91,20 +91,6 @@ fn seeded_user(bucket: &str, uuid: &str, policy: &str, keys: Value) -> Value {
     })
 }
 
-/// `serve` for another fleet: `bucket` allowed, `principal` the fleet's main keys.
-fn fleet_service(bucket: &str, principal: &str) -> Service {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("service.toml");
-    let text = service_config("127.0.0.1:0", "")
-        .replace(
-            &format!("allowed_buckets = [\"{BUCKET}\"]"),
-            &format!("allowed_buckets = [\"{bucket}\"]"),
-        )
-        .replace("arn:aws:iam::123456789012:user/fleet-admin", principal);
-    std::fs::write(&config, text).unwrap();
-    start_service(&config, dir)
-}
-
 fn reasons_of(report: &Value) -> String {
     report["not_ready_reasons"].to_string()
 }
@@ -117,7 +103,7 @@ fn applied(output: Output) {
 fn every_state_in_text_json_and_csv_and_fix_policies_mends_drift_and_nothing_else() {
     let _guard = no_arq_running();
     const FLEET: &str = "audit-states.example";
-    let [a, b, c, d, e, f, g, h, i, j] = std::array::from_fn(|_| fresh_uuid());
+    let [a, b, c, d, e, f, g, h, i, j, k, l, m, n] = std::array::from_fn(|_| fresh_uuid());
     let with_data = |uuid: &str, name: &str| json!({"uuid": uuid, "computerinfo": computerinfo(name, "someone"), "data": true, "glacier": true});
     let recent = json!([{"created_days_ago": 3, "last_used_days_ago": 1}]);
     let mut drifted = with_data(&f, "Fay's Mac");
@@ -130,6 +116,22 @@ fn every_state_in_text_json_and_csv_and_fix_policies_mends_drift_and_nothing_els
         &policy_for(FLEET, &i),
         json!([{"created_days_ago": 40}]),
     );
+    // Whose they are: a refused claim recorded (K), pinned and waiting (L), one enrollment key
+    // bound to two computers (M, N).
+    let tagged = |uuid: &str, name: &str, tags: &[(&str, &str)], keys: Value| {
+        let mut computer = with_data(uuid, name);
+        computer["user"] = seeded_user(FLEET, uuid, &policy_for(FLEET, uuid), keys);
+        for (key, value) in tags {
+            computer["user"]["tags"][*key] = json!(value);
+        }
+        computer
+    };
+    let print = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+    let claim = format!("1800000000 {print}");
+    let shared = [(
+        "arq-lockdown:enrollment-key",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    )];
     let seeded = seed_fleet(&json!({
         "bucket": FLEET,
         "admins": ["audit-states-main"],
@@ -139,6 +141,10 @@ fn every_state_in_text_json_and_csv_and_fix_policies_mends_drift_and_nothing_els
             {"uuid": e, "user": seeded_user(FLEET, &e, &policy_for(FLEET, &e), recent.clone())},
             drifted, unused,
             {"uuid": j, "computerinfo": "\u{0}junk, not a plist", "data": true},
+            tagged(&k, "Kim's Mac", &[("arq-lockdown:refused-claim", &claim)], recent.clone()),
+            tagged(&l, "Lee's Mac", &[("arq-lockdown:pinned-key", print)], json!([])),
+            tagged(&m, "Max's Mac", &shared, recent.clone()),
+            tagged(&n, "Ned's Mac", &shared, recent.clone()),
         ],
     }));
     let main = key_of(&seeded["admins"]["audit-states-main"]);
@@ -148,7 +154,12 @@ fn every_state_in_text_json_and_csv_and_fix_policies_mends_drift_and_nothing_els
     let mac = |uuid: &str| Mac::in_bucket(FLEET, uuid, &main);
     let (mac_a, mac_b, mac_c, mac_g, mac_h) = (mac(&a), mac(&b), mac(&c), mac(&g), mac(&h));
     applied(mac_a.run_apply(&[]));
-    let service = fleet_service(FLEET, "arn:aws:iam::123456789012:user/audit-states-main");
+    // Trust on first use: these computers have backups and nobody pinned them.
+    let service = fleet_service(
+        FLEET,
+        "arn:aws:iam::123456789012:user/audit-states-main",
+        "bind_without_pin = \"always\"",
+    );
     applied(run(mac_b
         .apply_via(&service.url)
         .args(["--serial-number", "SERIAL-B"])));
@@ -173,6 +184,10 @@ fn every_state_in_text_json_and_csv_and_fix_policies_mends_drift_and_nothing_els
         (&h, "extra-keys"),
         (&i, "key-unused"),
         (&j, "not-locked-down"),
+        (&k, "contested"),
+        (&l, "pinned"),
+        (&m, "contested"),
+        (&n, "contested"),
     ];
     for (uuid, state) in expected {
         assert_eq!(
@@ -204,6 +219,25 @@ fn every_state_in_text_json_and_csv_and_fix_policies_mends_drift_and_nothing_els
             .unwrap()
             .contains("apply on \"Dora's Mac\""),
         "{dora}"
+    );
+    let kim = computer(&report, &k);
+    assert!(
+        kim["action"].as_str().unwrap().starts_with(&format!(
+            "the service refused another Mac's enrollment of it (enrollment key {print})"
+        )),
+        "{kim}"
+    );
+    assert_eq!(computer(&report, &l)["pinned_key"], print);
+    assert_eq!(
+        computer(&report, &m)["enrollment_key"],
+        computer(&report, &n)["enrollment_key"]
+    );
+    assert!(
+        computer(&report, &m)["action"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("is bound to {n} too")),
+        "{report:#}"
     );
     let junk = computer(&report, &j);
     assert_eq!(
@@ -280,7 +314,7 @@ fn every_state_in_text_json_and_csv_and_fix_policies_mends_drift_and_nothing_els
             .unwrap()
             .ends_with("and 1 more not locked down: run arq-lockdown apply there first")
     );
-    let counts = json!({"orphan-user": 1, "not-locked-down": 2, "policy-drift": 2, "extra-keys": 1, "key-unused": 1, "locked-down": 3});
+    let counts = json!({"orphan-user": 1, "not-locked-down": 2, "contested": 3, "pinned": 1, "unconfirmed": 0, "policy-drift": 2, "extra-keys": 1, "key-unused": 1, "locked-down": 3});
     assert_eq!(report["summary"]["states"], counts);
     assert_eq!(report["summary"]["computerinfo_unread"], 1);
     assert_eq!(report["policy_fixes"], json!([]));
@@ -297,7 +331,7 @@ fn every_state_in_text_json_and_csv_and_fix_policies_mends_drift_and_nothing_els
             _ => assert!(line.unwrap().starts_with(state), "{text}"),
         }
     }
-    assert!(text.contains("bucket audit-states.example: 10 computer(s): 1 orphan-user, 2 not-locked-down, 2 policy-drift, 1 extra-keys, 1 key-unused, 3 locked-down"), "{text}");
+    assert!(text.contains("bucket audit-states.example: 14 computer(s): 1 orphan-user, 2 not-locked-down, 3 contested, 1 pinned, 2 policy-drift, 1 extra-keys, 1 key-unused, 3 locked-down"), "{text}");
     assert!(
         text.contains(&format!(
             "main key {} (recorded, claimed by token-enrolled Macs, replaced on 5 Mac(s)): last used",
@@ -621,4 +655,84 @@ fn an_empty_bucket_a_missing_one_and_bad_flags() {
     }
     let output = audit_as(&moto().admin, "Not_A_Bucket", &[]);
     assert_eq!(exit_code(&output), ExitCode::Usage);
+}
+
+#[test]
+fn a_squat_with_copied_main_keys_is_unconfirmed_once_the_inventory_is_read() {
+    let _guard = no_arq_running();
+    const FLEET: &str = "audit-squat.example";
+    let [victim, squatter] = std::array::from_fn(|_| fresh_uuid());
+    let seeded = seed_fleet(&json!({
+        "bucket": FLEET,
+        "admins": ["audit-squat-main"],
+        "computers": [
+            {"uuid": victim, "computerinfo": computerinfo("Vic's Mac", "vic"), "data": true},
+            {"uuid": squatter, "computerinfo": computerinfo("Sam's Mac", "sam"), "data": true},
+        ],
+    }));
+    let main = key_of(&seeded["admins"]["audit-squat-main"]);
+    // The squatter's own Mac, locked down as it should be …
+    let own = Mac::in_bucket(FLEET, &squatter, &main);
+    applied(own.run_apply(&[]));
+    // … and, with the main keys it had before its lockdown, an Arq home naming the victim's UUID.
+    let squat = Mac::in_bucket(FLEET, &victim, &main);
+    applied(squat.run_apply(&[]));
+    assert_eq!(
+        squat.verify(),
+        ExitCode::ListingLeak,
+        "the squatter's key reads and writes the victim's backups (moto shows a listing leak for any scoped key)"
+    );
+    // The victim has not run apply yet: its Arq still has the main keys.
+    let real = Mac::in_bucket(FLEET, &victim, &main);
+
+    // IAM alone cannot tell the squatter's user from the victim's: both computers look locked
+    // down, and the verdict lets the main keys go.
+    let (code, plain) = audit_json(FLEET, &[]);
+    assert_eq!(
+        computer(&plain, &victim)["state"],
+        "locked-down",
+        "{plain:#}"
+    );
+    assert_eq!(
+        (code, &plain["ready_to_retire_main_keys"]),
+        (ExitCode::Success, &json!(true)),
+        "{plain:#}"
+    );
+
+    // The MDM's inventory: the victim reports the main key, not the squatter's.
+    let inventory = jamf_export(&[
+        ("Vic's Mac", "C02VICTIM0001", &jamf_ea(&real)),
+        ("Sam's Mac", "C02SQUATTER01", &jamf_ea(&own)),
+    ]);
+    let (code, report) = audit_json(FLEET, &["--inventory", inventory.arg()]);
+    assert_eq!(code, ExitCode::NeedsAction);
+    let judged = computer(&report, &victim);
+    assert_eq!(judged["state"], "unconfirmed", "{report:#}");
+    let action = judged["action"].as_str().unwrap();
+    // An IAM-sourced Mac reports no enrollment key: its own lockdown deletes the key it lacks.
+    assert!(
+        action.contains(&squat.key().id) && action.contains("arq-lockdown apply"),
+        "{action}"
+    );
+    assert_eq!(computer(&report, &squatter)["state"], "locked-down");
+    assert_eq!(report["ready_to_retire_main_keys"], false);
+    assert!(
+        report["not_ready_reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains(victim.as_str())),
+        "{report:#}"
+    );
+    let text = audit_as(&moto().admin, FLEET, &["--inventory", inventory.arg()]);
+    let line = stdout(&text)
+        .lines()
+        .find(|l| l.contains(victim.as_str()))
+        .map(str::to_owned);
+    assert!(
+        line.as_deref()
+            .is_some_and(|l| l.starts_with("unconfirmed ")),
+        "{}",
+        stdout(&text)
+    );
 }

@@ -291,6 +291,13 @@ fn the_admin_policy_makes_scoped_users_only_under_the_boundary() {
         ("iam:CreateAccessKey", user.clone(), json!({}), "Allowed"),
         ("iam:DeleteAccessKey", user.clone(), json!({}), "Allowed"),
         ("iam:DeleteUser", user.clone(), json!({}), "Allowed"),
+        ("iam:UntagUser", user.clone(), json!({}), "Allowed"),
+        (
+            "iam:UntagUser",
+            outside.clone(),
+            json!({}),
+            "ImplicitlyDenied",
+        ),
         (
             "iam:CreateAccessKey",
             outside,
@@ -324,6 +331,53 @@ fn the_admin_policy_makes_scoped_users_only_under_the_boundary() {
     for ((action, resource, context, expected), got) in cases.iter().zip(&verdicts) {
         assert_eq!(got, expected, "{action} on {resource} with {context}");
     }
+}
+
+#[test]
+fn the_service_policy_adds_listing_its_buckets_and_counting_enrollments_to_the_admins() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
+    let output = run(arq_lockdown()
+        .args(["policy", "--kind", "service", "--config"])
+        .arg(&config));
+    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    let service: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let admin = policy(&["--kind", "admin", "--permissions-boundary", BOUNDARY]);
+    for statement in admin["Statement"].as_array().unwrap() {
+        assert!(
+            service["Statement"].as_array().unwrap().contains(statement),
+            "{statement}"
+        );
+    }
+    let user = "arn:aws:iam::123456789012:user/arq-lockdown/arq-X".to_owned();
+    let folder = |prefix: &str| json!({"s3:prefix": prefix, "s3:max-keys": "1"});
+    #[rustfmt::skip]
+    let cases: Vec<(&str, String, Value, &str)> = vec![
+        ("s3:ListBucket", bucket_arn(), folder(&format!("{THIS_COMPUTER}/")), "Allowed"),
+        ("s3:ListBucket", bucket_arn(), folder(&format!("glacier/{THIS_COMPUTER}/")), "Allowed"),
+        ("s3:GetBucketLocation", bucket_arn(), json!({}), "Allowed"),
+        ("iam:GetAccountAuthorizationDetails", "*".into(), json!({}), "Allowed"),
+        ("s3:ListBucket", "arn:aws:s3:::another-bucket".into(), folder(""), "ImplicitlyDenied"),
+        ("s3:GetObject", object(&format!("{THIS_COMPUTER}/computerinfo")), json!({}), "ImplicitlyDenied"),
+        ("s3:PutObject", object("x"), json!({}), "ImplicitlyDenied"),
+        ("iam:CreateUser", user.clone(), json!({}), "ImplicitlyDenied"),
+        ("iam:CreateUser", user, json!({"iam:PermissionsBoundary": BOUNDARY}), "Allowed"),
+    ];
+    let requests: Vec<_> = cases
+        .iter()
+        .map(|(a, r, c, _)| (*a, r.clone(), c.clone()))
+        .collect();
+    let verdicts = evaluate_in_context(&service, &requests);
+    for ((action, resource, context, expected), got) in cases.iter().zip(&verdicts) {
+        assert_eq!(got, expected, "{action} on {resource} with {context}");
+    }
+    // A config that does not load is refused as serve refuses it.
+    std::fs::write(&config, "listen = 1").unwrap();
+    let refused = run(arq_lockdown()
+        .args(["policy", "--kind", "service", "--config"])
+        .arg(&config));
+    assert_eq!(exit_code(&refused), ExitCode::ConfigInvalid);
 }
 
 #[test]

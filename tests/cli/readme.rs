@@ -126,6 +126,24 @@ fn the_faq_names_every_iam_tag_we_write() {
     assert!(missing.is_empty(), "the FAQ leaves out {missing:?}");
 }
 
+#[test]
+fn the_admin_policy_text_names_every_admin_action() {
+    let readme = readme();
+    let sentence = between(&readme, "The admin policy allows ", "It cannot remove");
+    let missing: Vec<&str> = arq_lockdown::iam::ADMIN_ACTIONS
+        .iter()
+        .filter(|action| {
+            !sentence.contains(&format!("`{}`", action.trim_start_matches("iam:")))
+                && !sentence.contains(&format!("`{action}`"))
+        })
+        .copied()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the README's admin policy leaves out {missing:?}"
+    );
+}
+
 /// The long flags of `arq-lockdown <subcommand>` as clap defines them (hidden ones left out).
 fn flags_of(subcommand: &str) -> BTreeSet<String> {
     use clap::CommandFactory;
@@ -173,6 +191,7 @@ fn the_commands_synopsis_names_exactly_each_subcommands_flags() {
             "revoke",
             "serve",
             "audit",
+            "pin",
             "retire-main-keys",
             "policy",
             "verify"

@@ -352,7 +352,7 @@ fn hostile_requests_are_refused_and_create_nothing() {
             403,
             "bad-enrollment-token",
         ),
-        ("huge body", huge, 413, ""),
+        ("huge body", huge, 413, "request-too-large"),
     ];
     for (name, body, status, code) in cases {
         let (got_status, got_body) = http("POST", ENROLL, &body);
@@ -366,6 +366,16 @@ fn hostile_requests_are_refused_and_create_nothing() {
             );
         }
     }
+    // The message says what kind of JSON error, and where — never what the input held.
+    let (_, junk) = http("POST", ENROLL, b"{not json");
+    assert!(junk.contains("not JSON at line 1 column 2"), "{junk}");
+    let unknown = signed(&request_with("admin", json!("secret-ish")), Some(admin));
+    let (_, unknown) = http("POST", ENROLL, &unknown);
+    assert!(
+        unknown.contains("not the expected fields or types"),
+        "{unknown}"
+    );
+    assert!(!unknown.contains("secret-ish"), "{unknown}");
     assert_eq!(http("GET", ENROLL, b"").0, 405);
     assert_eq!(http("GET", "/healthz", b""), (200, "ok\n".to_owned()));
 }
@@ -470,6 +480,94 @@ fn a_slow_client_is_cut_off_and_the_service_answers_others_meanwhile() {
     let (status, metrics) = http("GET", "/metrics", b"");
     assert_eq!(status, 200);
     assert!(metrics.contains("arq_lockdown_requests_total"));
+}
+
+/// Sends one request on `stream` (kept alive) and reads its answer's status and body.
+fn keep_alive_request(
+    stream: &mut std::net::TcpStream,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return (0, String::new());
+    }
+    let status = line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut length = 0;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut answer = vec![0; length];
+    reader.read_exact(&mut answer).unwrap();
+    (status, String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[test]
+fn a_request_in_flight_when_its_connection_reaches_its_lifetime_still_gets_its_answer() {
+    let _guard = no_arq_running();
+    let proxy = Proxy::holding("CreateAccessKey");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
+    let held = start_service_with(
+        &config,
+        dir,
+        &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
+    );
+    // A connection kept busy for 20 s (a request every 2 s), then an enrollment on it whose key
+    // is still being made when the connection passes its 30 s.
+    let address = held.url.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    let connected = std::time::Instant::now();
+    while connected.elapsed() < Duration::from_secs(20) {
+        assert_eq!(
+            keep_alive_request(&mut stream, "GET", "/healthz", b"").0,
+            200
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let uuid = fresh_uuid();
+    let enrollment = EnrollmentKey::generate();
+    let request = enroll_request(&uuid, &enrollment, &ReplyKey::generate());
+    let body = envelope(
+        ENROLL,
+        &uuid,
+        &request,
+        Some(&moto().admin),
+        Some(&enrollment),
+    );
+    let answer = std::thread::spawn(move || keep_alive_request(&mut stream, "POST", ENROLL, &body));
+    let deadline = connected + Duration::from_secs(30);
+    while proxy.held().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "CreateAccessKey never came in time"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(
+        (connected + Duration::from_secs(31)).duration_since(std::time::Instant::now()),
+    );
+    proxy.release("CreateAccessKey");
+    let (status, answer) = answer.join().unwrap();
+    assert_eq!(status, 200, "{answer:?}");
+    assert_eq!(keys_of(&uuid).as_array().unwrap().len(), 1);
 }
 
 #[test]

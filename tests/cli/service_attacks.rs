@@ -67,12 +67,13 @@ fn another_aws_accounts_user_of_the_same_name_cannot_rotate_or_retire_a_mac() {
         "rotate"
     );
     let victims_key = before[0].as_str().unwrap();
+    let stranger = EnrollmentKey::generate();
     let retire = envelope(
         RETIRE,
         &victim.uuid,
-        &retire_request(&victim.uuid, victims_key),
+        &retire_request(&victim.uuid, victims_key, &stranger),
         Some(&attacker),
-        None,
+        Some(&stranger),
     );
     let (status, answer) = http("POST", RETIRE, &retire);
     assert_eq!(
@@ -148,7 +149,7 @@ fn a_token_or_main_key_holder_cannot_re_enroll_a_bound_mac() {
     let retire = envelope(
         RETIRE,
         &victim.uuid,
-        &retire_request(&victim.uuid, victims_key),
+        &retire_request(&victim.uuid, victims_key, &attacker),
         None,
         Some(&attacker),
     );
@@ -421,10 +422,11 @@ fn a_copy_of_the_key_in_arq_s3_alone_can_neither_rotate_nor_retire() {
         (status, error_code(&answer)),
         (403, "enrollment-signature-invalid".into())
     );
+    // Naming the Mac's enrollment key without its signature.
     let retire = envelope(
         RETIRE,
         &mac.uuid,
-        &retire_request(&mac.uuid, &stolen.id),
+        &retire_request(&mac.uuid, &stolen.id, &mac.enrollment_key()),
         Some(&stolen),
         None,
     );
@@ -467,7 +469,7 @@ fn a_retire_nobody_signed_costs_at_most_one_iam_lookup_and_says_nothing_of_enrol
         let retire = envelope(
             RETIRE,
             &uuid,
-            &retire_request(&uuid, &enrolled.key().id),
+            &retire_request(&uuid, &enrolled.key().id, &stranger),
             None,
             Some(&stranger),
         );

@@ -149,10 +149,34 @@ impl Mac {
     /// How often "Arq S3"'s secret was read (each a dialog on a Mac) and the item written (each a
     /// keychain-password dialog when Arq next reads it), from the file store's access log.
     pub fn keychain_access(&self) -> (usize, usize) {
+        (
+            self.keychain_log_count("read-secret "),
+            self.keychain_log_count("write "),
+        )
+    }
+
+    /// How often the user answered "Deny" to the dialog, from the file store's access log.
+    pub fn keychain_denials(&self) -> usize {
+        self.keychain_log_count("denied-secret ")
+    }
+
+    fn keychain_log_count(&self, what: &str) -> usize {
         let log = std::fs::read_to_string(self.store_dir.path().join("keychain.json.access-log"))
             .unwrap_or_default();
-        let count = |what: &str| log.lines().filter(|l| l.starts_with(what)).count();
-        (count("read-secret "), count("write "))
+        log.lines().filter(|l| l.starts_with(what)).count()
+    }
+
+    /// Makes the user answer "Deny" to every dialog for the secret of "Arq S3" (`true`), or
+    /// "Allow" again (`false`): the file store's model of the Keychain's dialog.
+    pub fn user_denies_the_dialog(&self, denies: bool) {
+        let path = self.store_dir.path().join("keychain.json");
+        let mut items: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        match denies {
+            true => items["Arq S3"]["deny-read"] = Value::Bool(true),
+            false => drop(items["Arq S3"].as_object_mut().unwrap().remove("deny-read")),
+        }
+        std::fs::write(path, items.to_string()).unwrap();
     }
 
     /// Gives the Mac's home folder and keychain to `uid` (root tests that act for a user).
@@ -179,6 +203,15 @@ impl Mac {
         let mut items: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         items["Arq S3"] = serde_json::json!({"account": key.id, "password": key.secret});
+        std::fs::write(path, items.to_string()).unwrap();
+    }
+
+    /// Removes "Arq S3" from the store (other items stay).
+    pub fn remove_arq_s3(&self) {
+        let path = self.store_dir.path().join("keychain.json");
+        let mut items: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        items.as_object_mut().unwrap().remove("Arq S3");
         std::fs::write(path, items.to_string()).unwrap();
     }
 

@@ -1,16 +1,22 @@
 //! Shared fixtures, one file per kind:
 //! - `moto`: the one moto of this test binary, and what IAM and S3 hold (through the fixture);
 //! - `mac`: a Mac as `apply` meets it (an Arq home, a file keychain, a relaunch command);
+//! - `managed`: a user of the test's own with a configuration profile (root only);
 //! - `service`: the provisioning service under test, raw HTTP, and the protocol's requests;
 //! - `proxy`: an HTTP proxy in front of moto that records, and can throttle or hold a request;
 //! - `tls`: test certificates, and a TLS client that says which certificate it was shown;
-//! - `evaluator`: the independent IAM policy evaluator.
+//! - `evaluator`: the independent IAM policy evaluator;
+//! - `inventory`: the MDM's side: each Mac's extension-attribute line, an inventory export;
+//! - `local_user`: a throwaway local user (root tests) and what such a user can do to root.
 //!
 //! Here: the command builder that runs the binary with a clean AWS environment, Arq homes, file
 //! stores, snapshots and the secret-leak checks.
 
 mod evaluator;
+mod inventory;
+mod local_user;
 mod mac;
+mod managed;
 mod moto;
 mod proxy;
 mod service;
@@ -20,7 +26,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 pub use evaluator::*;
+pub use inventory::*;
+pub use local_user::*;
 pub use mac::*;
+pub use managed::*;
 pub use moto::*;
 pub use proxy::*;
 pub use service::*;
@@ -267,6 +276,7 @@ pub fn snapshot_settings() -> insta::Settings {
         ),
         (r"arq-lockdown-probe-[0-9a-f-]+", "arq-lockdown-probe-[ID]"),
         (r#""user": "[^"]*""#, r#""user": "[USER]""#),
+        (r"\buser=[a-z_][a-z0-9_.-]*", "user=[USER]"),
     ] {
         settings.add_filter(pattern, replacement);
     }

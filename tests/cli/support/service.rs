@@ -40,6 +40,14 @@ pub fn service() -> &'static Service {
     })
 }
 
+/// Another instance of the service on this test binary's moto, serving the config `text`.
+pub fn start_service_from(text: &str) -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    std::fs::write(&config, text).unwrap();
+    start_service(&config, dir)
+}
+
 /// Starts `arq-lockdown serve --config CONFIG` with moto's admin keys and waits until it listens.
 pub fn start_service(config: &Path, dir: tempfile::TempDir) -> Service {
     start_service_with(config, dir, "")
@@ -127,15 +135,34 @@ impl Service {
     }
 }
 
+/// `serve` for another fleet: `bucket` allowed, `principal` the fleet's main keys, `extra`
+/// appended to the config.
+pub fn fleet_service(bucket: &str, principal: &str, extra: &str) -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    let text = service_config("127.0.0.1:0", extra)
+        .replace(
+            &format!("allowed_buckets = [\"{BUCKET}\"]"),
+            &format!("allowed_buckets = [\"{bucket}\"]"),
+        )
+        .replace("arn:aws:iam::123456789012:user/fleet-admin", principal);
+    std::fs::write(&config, text).unwrap();
+    start_service(&config, dir)
+}
+
 /// The permissions boundary the fixture creates (`arq-lockdown policy --kind boundary`).
 pub const BOUNDARY: &str = "arn:aws:iam::123456789012:policy/arq-lockdown-boundary";
+
+/// The fleet principal's hourly limit in [`service_config`]: one instance enrolls hundreds of
+/// computers per test run, more than the default allows.
+pub const FLEET_MAX_PER_HOUR: &str = "fleet_max_per_hour = 100000";
 
 /// A service config for this test binary's moto; `extra` is appended (a [tls] table, say).
 pub fn service_config(listen: &str, extra: &str) -> String {
     format!(
         "listen = \"{listen}\"\nserver_id = \"{SERVER_ID}\"\nsts_endpoint = \"{}\"\nallowed_buckets = [\"{BUCKET}\"]\n\
-         fleet_principals = [\"arn:aws:iam::123456789012:user/fleet-admin\"]\npermissions_boundary_arn = \"{BOUNDARY}\"\n{extra}\n\
-         [[enrollment_tokens]]\nname = \"tests\"\nsha256 = \"{}\"\n",
+         fleet_principals = [\"arn:aws:iam::123456789012:user/fleet-admin\"]\npermissions_boundary_arn = \"{BOUNDARY}\"\n{FLEET_MAX_PER_HOUR}\n{extra}\n\
+         [[enrollment_tokens]]\nname = \"tests\"\nsha256 = \"{}\"\nmax_per_hour = 100000\n",
         moto().endpoint,
         sha256_hex(ENROLLMENT_TOKEN)
     )
@@ -228,9 +255,10 @@ pub fn rotate_request(uuid: &str, reply: &ReplyKey) -> Value {
     serde_json::json!({"computer_uuid": uuid, "bucket": BUCKET, "reply_key": reply.public(), "issued_at": issued_at, "nonce": nonce})
 }
 
-pub fn retire_request(uuid: &str, access_key_id: &str) -> Value {
+/// A retire of `access_key_id`, naming `enrollment` as the key that signs it.
+pub fn retire_request(uuid: &str, access_key_id: &str, enrollment: &EnrollmentKey) -> Value {
     let (issued_at, nonce) = freshness();
-    serde_json::json!({"computer_uuid": uuid, "access_key_id": access_key_id, "issued_at": issued_at, "nonce": nonce})
+    serde_json::json!({"computer_uuid": uuid, "access_key_id": access_key_id, "enrollment_key": enrollment.public(), "issued_at": issued_at, "nonce": nonce})
 }
 
 /// The reason code of a refusal's body.
