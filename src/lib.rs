@@ -90,6 +90,7 @@ pub enum Error {
     Audit(#[from] audit::AuditError),
     #[error(transparent)]
     Retire(#[from] retire::RetireError),
+    #[error(transparent)]
     Inventory(#[from] inventory::InventoryError),
     #[error(transparent)]
     Pin(#[from] commands::pin::PinError),

@@ -198,14 +198,8 @@ fn next_steps(report: &Report, retired: bool) -> Vec<Markup> {
         steps.push(html! { "Keep running this audit daily: a new Mac shows up as not-locked-down until arq-lockdown runs there." });
     } else if report.ready_to_retire_main_keys {
         steps.push(html! {
-            "Audit again a day after the last lockdown"
-            @if let Some(newest) = &report.summary.newest_scoped_key_created { " (the newest scoped key was made " (newest) ")" }
-            ": IAM records key use hours late. Then deactivate the main keys in IAM, and keep them a while before deleting them:"
-            ul .commands { @for key in report.main_keys.iter().filter(|k| matches!(k.status, "used" | "never-used")) {
-                li { code { "aws iam update-access-key"
-                    @if let Some(user) = &key.user_name { " --user-name " (user) }
-                    " --access-key-id " (key.access_key_id) " --status Inactive" } }
-            } }
+            "Switch the main keys off (" code { "--undo" } " switches them on again); once they have been inactive a week with no Mac failing, delete them in IAM:"
+            ul .commands { li { code { "arq-lockdown retire-main-keys --bucket " (report.bucket) } } }
         });
         steps.extend(table);
     } else {
@@ -495,6 +489,7 @@ mod tests {
             generated_at: "2026-05-02T06:00:00Z".into(),
             ready_to_retire_main_keys: false,
             not_ready_reasons: vec![format!("{} not locked down", name(1))],
+            quiet_minutes: 120,
             summary: Summary {
                 computers: computers.len(),
                 states,
@@ -607,7 +602,8 @@ mod tests {
         let key = |status| MainKeyReport {
             access_key_id: "AKIAMAIN1EXAMPLE0000".into(), sources: Vec::new(), recorded_by: 1, status,
             user_name: Some("fleet-admin".into()), last_used: None, last_used_service: None,
-            last_used_region: None, admin_credentials: false,
+            last_used_region: None, admin_credentials: false, replaced_by_proof: 0, quiet_since: None,
+            ready_after: None,
         };
         let cases = [
             ("never-used", true, "Yes", "The main keys may be retired now"),
@@ -621,7 +617,7 @@ mod tests {
             report.ready_to_retire_main_keys = ready;
             let page = render(&report);
             assert!(page.contains(&format!("<p class=\"verdict-word\">{word}</p><h2 id=\"verdict-headline\">{headline}</h2>")), "{status} {ready}");
-            let deactivate = "aws iam update-access-key --user-name fleet-admin --access-key-id AKIAMAIN1EXAMPLE0000 --status Inactive";
+            let deactivate = "arq-lockdown retire-main-keys --bucket fleet.example";
             assert_eq!(page.contains(deactivate), word == "Yes", "{status} {ready}");
         }
     }

@@ -48,6 +48,7 @@ pub async fn run(args: RetireArgs) -> Result<ExitCode, Error> {
                 fix_policies: false,
                 admin_key_id: Some(admin_key_id),
                 quiet_minutes: args.quiet_minutes,
+                inventory: None,
             };
             let progress = indicatif::ProgressBar::hidden();
             let report = audit::audit(&sdk_config, &options, &progress).await?;
