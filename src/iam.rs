@@ -370,11 +370,6 @@ impl ScopedUser {
         self.tags.get(ENROLLED_BY_TAG).map(String::as_str)
     }
 
-    /// The enrollment-key fingerprint the admin pinned the computer to.
-    pub fn pinned_key(&self) -> Option<&str> {
-        self.tags.get(PINNED_KEY_TAG).map(String::as_str)
-    }
-
     /// The value of one of the user's tags.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags.get(key).map(String::as_str)
