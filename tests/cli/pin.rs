@@ -222,6 +222,18 @@ fn pin_takes_a_squatted_computer_back_for_the_mac_that_reported_it() {
         "pinned"
     );
 
+    // Text for people: one line per computer, then the counts.
+    let text = stdout(&pin_as(
+        &moto().admin,
+        FLEET,
+        &["--inventory", inventory.arg()],
+    ));
+    assert!(
+        text.contains(&format!("unchanged {uuid}"))
+            && text.ends_with("0 pinned, 1 unchanged, 0 conflicts, 0 skipped\n"),
+        "{text}"
+    );
+
     // The squatter, with an enrollment key of its own, the token and the main keys, cannot take
     // it again through the service.
     let again = Mac::in_bucket(FLEET, &uuid, &main);
@@ -254,18 +266,6 @@ fn pin_takes_a_squatted_computer_back_for_the_mac_that_reported_it() {
         "{claim:?}"
     );
     assert_eq!(now, after, "the refused enrollment changed IAM");
-
-    // Text for people: one line per computer, then the counts.
-    let text = stdout(&pin_as(
-        &moto().admin,
-        FLEET,
-        &["--inventory", inventory.arg()],
-    ));
-    assert!(
-        text.contains(&format!("unchanged {uuid}"))
-            && text.ends_with("0 pinned, 1 unchanged, 0 conflicts, 0 skipped\n"),
-        "{text}"
-    );
 }
 
 /// A pinned computer is bound by the pinned enrollment key only.
