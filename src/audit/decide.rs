@@ -267,6 +267,9 @@ pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
             );
         }
         (None, _) => {
+            if let Some(twice) = reported_twice(facts) {
+                return contested(rules, facts, &[twice]);
+            }
             let who = match computer_name(facts) {
                 Some(name) => format!("\"{name}\""),
                 None => "the Mac (name unknown)".to_owned(),
@@ -339,6 +342,27 @@ pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
     }
 }
 
+/// The admin's `pin` of this computer, but for the fingerprint.
+fn pin_command(rules: &Rules, facts: &ComputerFacts) -> String {
+    format!(
+        "arq-lockdown pin --bucket {} --computer-uuid {} --enrollment-key",
+        rules.bucket, facts.uuid
+    )
+}
+
+/// `contested`, for these reasons.
+fn contested(rules: &Rules, facts: &ComputerFacts, reasons: &[String]) -> Judgement {
+    Judgement {
+        state: State::Contested,
+        action: Some(format!(
+            "{}: find out which Mac is this computer's (audit --inventory, its status there), then {} THAT-MACS-FINGERPRINT; revoke a UUID no Mac uses any more",
+            reasons.join("; "),
+            pin_command(rules, facts)
+        )),
+        drift: None,
+    }
+}
+
 /// Whether the computer is another Mac's, in doubt, or waiting for its pinned Mac: `contested`,
 /// `pinned` or `unconfirmed`, in that order; `None` when nothing says it is not its own Mac's.
 fn whose(facts: &ComputerFacts, user: &UserFacts, rules: &Rules) -> Option<Judgement> {
@@ -347,19 +371,10 @@ fn whose(facts: &ComputerFacts, user: &UserFacts, rules: &Rules) -> Option<Judge
         action: Some(action),
         drift: None,
     };
-    let pin = format!(
-        "arq-lockdown pin --bucket {} --computer-uuid {} --enrollment-key",
-        rules.bucket, facts.uuid
-    );
+    let pin = pin_command(rules, facts);
     let contest = contest(facts, user);
     if !contest.is_empty() {
-        return Some(judgement(
-            State::Contested,
-            format!(
-                "{}: find out which Mac is this computer's (audit --inventory, its status there), then {pin} THAT-MACS-FINGERPRINT; revoke a UUID no Mac uses any more",
-                contest.join("; ")
-            ),
-        ));
+        return Some(contested(rules, facts, &contest));
     }
     let active = user.active_key_ids();
     if let (Some(pinned), None, true) =
@@ -408,7 +423,11 @@ fn whose(facts: &ComputerFacts, user: &UserFacts, rules: &Rules) -> Option<Judge
 /// Why another Mac may hold the computer: each reason in words (none: not contested).
 fn contest(facts: &ComputerFacts, user: &UserFacts) -> Vec<String> {
     let mut reasons = Vec::new();
-    if let Some(claim) = user.tag(REFUSED_CLAIM_TAG) {
+    let bound = user.enrollment_key();
+    // A claim refused once the pinned Mac holds the computer is a squat that failed: the service
+    // binds nobody else now, so it is no doubt about the owner.
+    let settled = user.pinned_key().is_some() && user.pinned_key() == bound.as_deref();
+    if let Some(claim) = user.tag(REFUSED_CLAIM_TAG).filter(|_| !settled) {
         let (at, print) = claim.split_once(' ').unwrap_or(("", claim));
         let when = at
             .parse::<i64>()
@@ -419,7 +438,6 @@ fn contest(facts: &ComputerFacts, user: &UserFacts) -> Vec<String> {
             "the service refused another Mac's enrollment of it (enrollment key {print}){when}"
         ));
     }
-    let bound = user.enrollment_key();
     if !facts.claims.sharing_enrollment_key.is_empty() {
         reasons.push(format!(
             "its enrollment key {} is bound to {} too (Arq reinstalled on that Mac, or a squat)",
@@ -436,21 +454,21 @@ fn contest(facts: &ComputerFacts, user: &UserFacts) -> Vec<String> {
         )),
         _ => {}
     }
-    if let Some(macs) = facts.claims.reported_by.as_ref().filter(|m| m.len() > 1) {
-        let labels: Vec<String> = macs
-            .iter()
-            .map(|m| match &m.enrollment_key {
-                Some(print) => format!("{} ({print})", m.label),
-                None => m.label.clone(),
-            })
-            .collect();
-        reasons.push(format!(
-            "{} Macs report it: {}",
-            macs.len(),
-            labels.join(", ")
-        ));
-    }
+    reasons.extend(reported_twice(facts));
     reasons
+}
+
+/// "N Macs report it: …" when the inventory has more than one Mac naming the computer.
+fn reported_twice(facts: &ComputerFacts) -> Option<String> {
+    let macs = facts.claims.reported_by.as_ref().filter(|m| m.len() > 1)?;
+    let labels: Vec<String> = macs
+        .iter()
+        .map(|m| match &m.enrollment_key {
+            Some(print) => format!("{} ({print})", m.label),
+            None => m.label.clone(),
+        })
+        .collect();
+    Some(format!("{} Macs report it: {}", macs.len(), labels.join(", ")))
 }
 
 /// Why the main keys must wait for computers whose owner is in doubt (`contested`, `unconfirmed`):
@@ -1062,6 +1080,8 @@ mod tests {
             ("its enrollment key binds another computer too", claimed(|u| tag(u, "arq-lockdown:enrollment-key", BOUND), Claims { sharing_enrollment_key: vec!["U2".into()], ..Claims::default() }), Contested),
             ("bound to a key other than the pin", changed(|u| { tag(u, "arq-lockdown:enrollment-key", OTHER_BOUND); tag(u, PINNED_KEY_TAG, PRINT); }), Contested),
             ("bound to the pinned key", changed(|u| { tag(u, "arq-lockdown:enrollment-key", BOUND); tag(u, PINNED_KEY_TAG, &fingerprint(BOUND).unwrap()); }), LockedDown),
+            ("a claim refused after the pinned Mac bound it", changed(|u| { tag(u, "arq-lockdown:enrollment-key", BOUND); tag(u, PINNED_KEY_TAG, &fingerprint(BOUND).unwrap()); tag(u, REFUSED_CLAIM_TAG, &format!("1800000000 {PRINT}")); }), LockedDown),
+            ("a claim refused, bound but not pinned", changed(|u| { tag(u, "arq-lockdown:enrollment-key", BOUND); tag(u, REFUSED_CLAIM_TAG, &format!("1800000000 {PRINT}")); }), Contested),
             ("pinned, unbound, and a key no enrollment made", changed(|u| tag(u, PINNED_KEY_TAG, PRINT)), Contested),
             ("pinned, waiting for its Mac", changed(|u| { tag(u, PINNED_KEY_TAG, PRINT); u.keys.clear(); }), Pinned),
             ("pinned, an inactive key left", changed(|u| { tag(u, PINNED_KEY_TAG, PRINT); u.keys[0].active = false; }), Pinned),
@@ -1074,6 +1094,8 @@ mod tests {
             ("no Mac reports it", reported(vec![]), Unconfirmed),
             ("only in lower case", reported(vec![MacReport { as_arq_writes: false, ..mac(Some(GOOD_KEY)) }]), Unconfirmed),
             ("two Macs report it", reported(vec![mac(Some(GOOD_KEY)), mac(Some("AKIAMAIN1EXAMPLE0000"))]), Contested),
+            ("two Macs report it, no user yet", ComputerFacts { user: None, ..reported(vec![mac(None), mac(None)]) }, Contested),
+            ("one Mac reports it, no user yet", ComputerFacts { user: None, ..reported(vec![mac(None)]) }, NotLockedDown),
             ("a key id not read", ComputerFacts { claims: reported(vec![mac(Some(GOOD_KEY))]).claims, ..changed(|u| u.keys[0].id = None) }, Unconfirmed),
             ("unconfirmed beats drift", ComputerFacts { claims: reported(vec![]).claims, ..changed(|u| u.groups.push("g".into())) }, Unconfirmed),
             ("two active keys, one reported", ComputerFacts { claims: reported(vec![mac(Some(GOOD_KEY))]).claims, ..changed(|u| u.keys.push(key(true, 20 * DAY, None))) }, ExtraKeys),

@@ -222,6 +222,18 @@ fn pin_takes_a_squatted_computer_back_for_the_mac_that_reported_it() {
         "pinned"
     );
 
+    // Text for people: one line per computer, then the counts.
+    let text = stdout(&pin_as(
+        &moto().admin,
+        FLEET,
+        &["--inventory", inventory.arg()],
+    ));
+    assert!(
+        text.contains(&format!("unchanged {uuid}"))
+            && text.ends_with("0 pinned, 1 unchanged, 0 conflicts, 0 skipped\n"),
+        "{text}"
+    );
+
     // The squatter, with an enrollment key of its own, the token and the main keys, cannot take
     // it again through the service.
     let again = Mac::in_bucket(FLEET, &uuid, &main);
@@ -239,19 +251,21 @@ fn pin_takes_a_squatted_computer_back_for_the_mac_that_reported_it() {
         "{}",
         stderr(&retried)
     );
-    assert_eq!(fleet_of(FLEET), after, "the refused enrollment changed IAM");
-
-    // Text for people: one line per computer, then the counts.
-    let text = stdout(&pin_as(
-        &moto().admin,
-        FLEET,
-        &["--inventory", inventory.arg()],
-    ));
+    // The service records the refused claim (and nothing else) for the admin to see; the pinned
+    // computer stays its own Mac's.
+    let mut now = fleet_of(FLEET);
+    let claim = now["users"][format!("arq-{uuid}")]["tags"]
+        .as_object_mut()
+        .unwrap()
+        .remove("arq-lockdown:refused-claim");
     assert!(
-        text.contains(&format!("unchanged {uuid}"))
-            && text.ends_with("0 pinned, 1 unchanged, 0 conflicts, 0 skipped\n"),
-        "{text}"
+        claim
+            .as_ref()
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.ends_with(&format!(" {}", fingerprint_of(&again)))),
+        "{claim:?}"
     );
+    assert_eq!(now, after, "the refused enrollment changed IAM");
 }
 
 /// A pinned computer is bound by the pinned enrollment key only.

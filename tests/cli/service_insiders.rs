@@ -18,12 +18,19 @@ use crate::support::*;
 /// A computer whose Arq has backed up into BUCKET (its computerinfo and data are there, so every
 /// fleet member sees its UUID in the listing) but that nobody has enrolled yet.
 fn backed_up_computer() -> String {
-    let uuid = fresh_uuid();
+    let uuid = uuid_listed_last();
     seed_fleet(&json!({
         "bucket": BUCKET,
         "computers": [{"uuid": uuid, "computerinfo": "Victim's Mac", "data": true}],
     }));
     uuid
+}
+
+/// A fresh UUID for a computer whose data goes into BUCKET, that sorts after OTHER_COMPUTER: the
+/// `verify` tests of this binary probe the first other computer BUCKET's listing shows, and expect
+/// that one.
+fn uuid_listed_last() -> String {
+    format!("F{}", &fresh_uuid()[1..])
 }
 
 /// A fleet member's Mac whose Arq home names `uuid` (copied from the listing) and whose "Arq S3"
@@ -160,7 +167,7 @@ fn watching_the_listing_gains_nothing_on_a_new_mac_nor_on_one_just_revoked() {
     let _guard = no_arq_running();
     let url = &service().url;
     // A new Mac's first backup appears; the watcher sees its folder and claims it at once.
-    let new_mac = fresh_uuid();
+    let new_mac = uuid_listed_last();
     seed_fleet(
         &json!({"bucket": BUCKET, "computers": [{"uuid": new_mac, "computerinfo": "New Mac"}]}),
     );
@@ -177,7 +184,7 @@ fn watching_the_listing_gains_nothing_on_a_new_mac_nor_on_one_just_revoked() {
 
     // A Mac enrolled before its first backup (nobody could know its UUID), backs up, and the admin
     // revokes it; the watcher claims the freed UUID at once.
-    let mac = Mac::new();
+    let mac = Mac::with_uuid(&uuid_listed_last());
     assert_eq!(
         exit_code(&run(&mut mac.apply_via_service("SERIAL-W"))),
         ExitCode::Success
@@ -225,7 +232,7 @@ fn another_allowed_bucket_cannot_bind_a_computer_whose_backups_are_elsewhere() {
     let instance = start_service_from(&service_config("127.0.0.1:0", "").replace(&buckets, &both));
     // Backups in BUCKET, and one computer whose only backups are S3-Glacier ones.
     let victim = backed_up_computer();
-    let glacier_only = fresh_uuid();
+    let glacier_only = uuid_listed_last();
     seed_fleet(&json!({"bucket": BUCKET, "computers": [{"uuid": glacier_only, "glacier": true}]}));
     for uuid in [&victim, &glacier_only] {
         let squatter = Mac::in_bucket(SECOND, uuid, &moto().scoped);
