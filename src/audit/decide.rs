@@ -695,6 +695,9 @@ pub fn quiet(key: &MainKey, quiet_minutes: u32) -> Option<Quiet> {
         (None, Some(replaced)) => (replaced, false),
         (None, None) => return None,
     };
+    // IAM's clock (its answers' Date) has whole seconds, its CreateDate may have more: compare at
+    // the coarser, or a lockdown within IAM's current second would be in its future.
+    let since = Timestamp::from_second(since.as_second()).expect("a time IAM gave");
     let period = jiff::SignedDuration::from_mins(i64::from(quiet_minutes));
     Some(Quiet {
         since,
@@ -1302,6 +1305,7 @@ mod tests {
             ("surer: used 3 hours ago, 240 minutes asked", vec![], vec![flag(used(ago(180)))], SURER_QUIET_MINUTES, false),
             ("surer: used 5 hours ago", vec![], vec![flag(used(ago(300)))], SURER_QUIET_MINUTES, true),
             ("no quiet period asked", vec![], vec![flag(used(ago(0)))], 0, true),
+            ("none asked, a lockdown within IAM's current second", vec![], vec![with(flag(never()), vec![Replacement { at: t(ago(0)).checked_add(jiff::SignedDuration::from_millis(400)).ok(), ..replaced(0, true, true) }])], 0, true),
             ("deleted", vec![], vec![main_key(&[Recorded], Lookup::NotFound)], q, true),
             ("IAM refused", vec![], vec![flag(Lookup::Refused)], q, false),
             ("a Mac not locked down", mac, vec![flag(never())], q, false),
