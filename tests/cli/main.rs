@@ -25,7 +25,7 @@
 //! - `rollout`: a whole fleet rehearsed, from the first Mac to the main keys retired;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code;
 //! - `readme`: the README, ARCHITECTURE.md and docs/ match the code (module map, macOS-only list,
-//!   exit codes, synopsis, IAM tags, admin actions);
+//!   exit codes, synopsis, IAM tags, admin actions), open with their reader, and link soundly;
 //! - `snapshots`: whole outputs an admin sees (`--help`, `verify`, dry run, `status`), reviewed as diffs.
 
 mod apply;

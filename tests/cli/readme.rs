@@ -5,7 +5,8 @@
 //!   macOS-only code is the code with `cfg(target_os = "macos")`;
 //! - docs/deploying.md: its FAQ names every IAM tag we write;
 //! - docs/policy.md: its admin policy names every admin action;
-//! - every page: each command line it shows parses.
+//! - every page: each command line it shows parses, each page but the README opens with whom it is
+//!   for, the README stays short, and every relative link reaches a page and heading that exist.
 
 use std::collections::BTreeSet;
 
@@ -263,4 +264,115 @@ fn every_command_line_on_every_page_parses() {
         }
     }
     assert!(checked >= 5, "only {checked} command lines found");
+}
+
+#[test]
+fn every_page_opens_with_its_reader_and_the_readme_stays_short() {
+    for path in pages().into_iter().filter(|path| path != "README.md") {
+        let text = page(&path);
+        let mut paragraphs = text.split("\n\n").map(str::trim);
+        let title = paragraphs.next().unwrap_or_default();
+        assert!(
+            title.starts_with("# ") && !title.contains('\n'),
+            "{path} opens with {title:?}, not a title"
+        );
+        let opening = paragraphs.next().unwrap_or_default();
+        let opening = opening.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            opening.starts_with("**For ") && opening.contains(" It answers: "),
+            "{path}: the paragraph under the title must say whom it is for (\"**For …**\") and what it answers (\"It answers: …\")"
+        );
+    }
+    let lines = page("README.md").lines().count();
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines: move text to docs/"
+    );
+}
+
+/// The anchors GitHub makes for a page's headings (lower case, punctuation dropped, spaces as
+/// hyphens, a repeated one numbered), code blocks left out.
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut anchors = BTreeSet::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        let Some(heading) = line.strip_prefix('#').filter(|_| !in_code) else {
+            continue;
+        };
+        let slug: String = heading
+            .trim_start_matches('#')
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let mut anchor = slug.clone();
+        let mut n = 0;
+        while !anchors.insert(anchor.clone()) {
+            n += 1;
+            anchor = format!("{slug}-{n}");
+        }
+    }
+    anchors
+}
+
+/// The targets of the Markdown links in `text` (`[…](target)`), code blocks left out.
+fn link_targets(text: &str) -> Vec<&str> {
+    let mut targets = Vec::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        if in_code {
+            continue;
+        }
+        for (_, rest) in line
+            .match_indices("](")
+            .map(|(at, _)| line.split_at(at + 2))
+        {
+            if let Some(end) = rest.find(')') {
+                targets.push(&rest[..end]);
+            }
+        }
+    }
+    targets
+}
+
+#[test]
+fn every_relative_link_between_the_pages_resolves() {
+    let mut checked = 0;
+    for path in pages() {
+        let text = page(&path);
+        let folder = std::path::Path::new(&path).parent().unwrap();
+        for target in link_targets(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let linked = if file.is_empty() {
+                path.clone()
+            } else {
+                folder.join(file).to_string_lossy().into_owned()
+            };
+            let on_disk = project_root().join(&linked);
+            assert!(
+                on_disk.exists(),
+                "{path} links to {target}: {linked} does not exist"
+            );
+            if !anchor.is_empty() {
+                let headings = anchors(&std::fs::read_to_string(&on_disk).unwrap());
+                assert!(
+                    headings.contains(anchor),
+                    "{path} links to {target}: {linked} has no heading #{anchor}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} links found");
 }
