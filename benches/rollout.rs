@@ -3,7 +3,7 @@
 //! (10) calls a second and new keys are refused for BENCH_NEW_KEY_DELAY (5) seconds; then the
 //! main keys retired (bench/rollout_driver.rs, which tests/cli/rollout.rs runs with 30 Macs).
 //! Run by `bench/rollout` (as root), which starts the emulator and passes BENCH_MOTO_URL and
-//! BENCH_BINARY. Prints the figures the README keeps.
+//! BENCH_BINARY. Prints the figures bench/README.md keeps.
 
 #[path = "../bench/rollout_driver.rs"]
 mod driver;

@@ -28,7 +28,7 @@ pub const USER_PATH: &str = "/arq-lockdown/";
 pub const POLICY_NAME: &str = "arq-lockdown";
 
 /// The IAM actions `apply --source iam`, `revoke`, `pin` and the service use, on
-/// `arn:aws:iam::*:user/arq-lockdown/*`: the README's admin policy and the refusal message both
+/// `arn:aws:iam::*:user/arq-lockdown/*`: docs/policy.md's admin policy and the refusal message both
 /// come from this list.
 pub const ADMIN_ACTIONS: [&str; 12] = [
     "iam:GetUser",

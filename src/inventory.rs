@@ -537,7 +537,7 @@ fn status_column(
     }
 }
 
-/// An extension-attribute line as `status --jamf-ea` prints it (see the README):
+/// An extension-attribute line as `status --jamf-ea` prints it (see docs/deploying.md):
 /// `STATE name=value …; text for people`, with or without the `<result>` tags.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Line {

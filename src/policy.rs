@@ -4,7 +4,7 @@
 //!
 //! Owns the policy documents and why each statement is in them. What Arq does in S3, read from
 //! Haystack's published S3 code (arqbackup/arq_restore; Arq 5 at d4a3d0e, Arq 4 at 254e815 — the
-//! README's policy table cites file and line for each):
+//! policy table in docs/policy.md cites file and line for each):
 //! - it lists all buckets and asks where its bucket is (ListBuckets, GetBucketLocation);
 //! - it lists the bucket root (`prefix=""`, `delimiter=/`) to find computers, and when its cache is
 //!   cold before writing `U/computerinfo`, `U/salt`, `U/encryptionv3.dat`; likewise `glacier/`;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::iam::{self, CallError, IamError};
 
 /// The IAM actions a retirement (and its undo) needs on the main keys' users, beyond what audit
-/// needs (the README's least-rights policy and the refusal message come from this list).
+/// needs (docs/policy.md's least-rights policy and the refusal message come from this list).
 pub const IAM_ACTIONS: [&str; 4] = [
     "iam:ListAccessKeys",
     "iam:ListUserTags",

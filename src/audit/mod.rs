@@ -31,7 +31,7 @@ use crate::exit_code::ExitCode;
 use crate::iam::{self, IamError};
 use crate::inventory::{Inventory, ReportedBy, ReportingMac};
 
-/// The IAM actions a read-only audit needs (the README's least-rights policy and the refusal
+/// The IAM actions a read-only audit needs (docs/policy.md's least-rights policy and the refusal
 /// message come from this list); `--fix-policies` also needs [`FIX_ACTION`].
 pub const IAM_ACTIONS: [&str; 5] = [
     "iam:GetAccountAuthorizationDetails",
@@ -205,7 +205,7 @@ pub struct Summary {
     pub computerinfo_unread: usize,
 }
 
-/// The whole audit: stable field names (the README lists them).
+/// The whole audit: stable field names (docs/audit.md lists them).
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub bucket: String,

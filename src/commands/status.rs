@@ -313,10 +313,10 @@ async fn check_with_aws(status: &mut Status, store: &dyn CredentialStore) -> Res
     Ok(())
 }
 
-/// `STATE key=… computer=… bucket=… enrollment-key=… user=…; what to do` (the README's extension
-/// attribute, see [`crate::extension_attribute`]): the state and the fields an inventory export
-/// is read by — each left out when unknown — then a few words for people, with nothing in them
-/// that reads as a field; nothing that changes while the state does not (no ages).
+/// `STATE key=… computer=… bucket=… enrollment-key=… user=…; what to do` (docs/deploying.md's
+/// extension attribute, see [`crate::extension_attribute`]): the state and the fields an
+/// inventory export is read by — each left out when unknown — then a few words for people, with
+/// nothing in them that reads as a field; nothing that changes while the state does not (no ages).
 fn extension_attribute(status: &Status) -> Line {
     let mut words: Vec<&str> = match status.state {
         State::LockedDown | State::NotConfigured | State::ArqMissing => vec![],

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::ServiceError;
 use crate::arq_config::BucketName;
 
-/// `service.toml`; see the README for an example.
+/// `service.toml`; see docs/service.md for an example.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {

@@ -1,7 +1,8 @@
 //! Why a request was not served, as its sender sees it: an HTTP status, a reason code (the `error`
-//! of [`crate::protocol::ErrorBody`], which a Mac acts on and the README lists) and a message for
-//! people — plus, for the service's log only, what went wrong on its side. Every reason code the
-//! service sends is named here, the lower layers' errors (proof, STS, IAM) turned into them last.
+//! of [`crate::protocol::ErrorBody`], which a Mac acts on and docs/service.md lists) and a message
+//! for people — plus, for the service's log only, what went wrong on its side. Every reason code
+//! the service sends is named here, the lower layers' errors (proof, STS, IAM) turned into them
+//! last.
 
 use axum::http::StatusCode;
 

@@ -24,7 +24,8 @@
 //! - `root`: acting for a user when run as root, and refusing users' symlinks;
 //! - `rollout`: a whole fleet rehearsed, from the first Mac to the main keys retired;
 //! - `packaging`: the LaunchAgent and the example profile agree with the code;
-//! - `readme`: the README's source tree, macOS-only list and exit codes match the code;
+//! - `readme`: the README, ARCHITECTURE.md and docs/ match the code (module map, macOS-only list,
+//!   exit codes, synopsis, IAM tags, admin actions), open with their reader, and link soundly;
 //! - `snapshots`: whole outputs an admin sees (`--help`, `verify`, dry run, `status`), reviewed as diffs.
 
 mod apply;

@@ -68,18 +68,21 @@ fn the_example_profile_documents_exactly_the_keys_apply_reads() {
         .collect();
     let read: BTreeSet<&str> = KEYS.into_iter().collect();
     assert_eq!(documented, read);
-    let readme = std::fs::read_to_string(project_root().join("README.md")).unwrap();
-    let table = readme
+    let deploying = std::fs::read_to_string(project_root().join("docs/deploying.md")).unwrap();
+    let table = deploying
         .split("<!-- keys:begin -->")
         .nth(1)
         .and_then(|rest| rest.split("<!-- keys:end -->").next())
-        .expect("the README has the profile's keys table");
-    let in_readme: BTreeSet<&str> = table
+        .expect("docs/deploying.md has the profile's keys table");
+    let in_docs: BTreeSet<&str> = table
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
         .filter_map(|line| line.split('`').next())
         .collect();
-    assert_eq!(in_readme, read, "the README's table of the profile's keys");
+    assert_eq!(
+        in_docs, read,
+        "docs/deploying.md's table of the profile's keys"
+    );
 }
 
 // The uninstall script's symlink race is tested as root, in `root.rs`.

@@ -1,21 +1,46 @@
-//! The README tells the truth about the code: its source tree names every source file and nothing
-//! that is gone, its list of macOS-only code is the code with `cfg(target_os = "macos")`, and its
-//! exit-code table lists exactly the crate's exit codes, its FAQ names every IAM tag we write, its
-//! synopsis names exactly each subcommand's flags, and every command line it shows parses.
+//! The documentation tells the truth about the code, wherever its text lives:
+//! - README.md: its exit-code table lists exactly the crate's exit codes, its synopsis names
+//!   exactly each subcommand's flags;
+//! - ARCHITECTURE.md: its module map names every source file and nothing that is gone, its list of
+//!   macOS-only code is the code with `cfg(target_os = "macos")`;
+//! - docs/deploying.md: its FAQ names every IAM tag we write;
+//! - docs/policy.md: its admin policy names every admin action;
+//! - every page: each command line it shows parses, each page but the README opens with whom it is
+//!   for, the README stays short, and every relative link reaches a page and heading that exist.
 
 use std::collections::BTreeSet;
 
 use crate::support::*;
 
-fn readme() -> String {
-    std::fs::read_to_string(project_root().join("README.md")).unwrap()
+/// The text of one page, by its path from the project's root.
+fn page(path: &str) -> String {
+    std::fs::read_to_string(project_root().join(path))
+        .unwrap_or_else(|error| panic!("cannot read {path}: {error}"))
 }
 
-/// The README's text from just after `start` to the next `end`.
-fn between<'a>(readme: &'a str, start: &str, end: &str) -> &'a str {
-    let (_, rest) = readme
+/// Every documentation page: the README, ARCHITECTURE.md, bench/README.md and docs/*.md.
+fn pages() -> Vec<String> {
+    let mut pages: Vec<String> = ["README.md", "ARCHITECTURE.md", "bench/README.md"]
+        .map(str::to_owned)
+        .into();
+    for entry in std::fs::read_dir(project_root().join("docs"))
+        .unwrap()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            pages.push(format!("docs/{name}"));
+        }
+    }
+    pages.sort();
+    pages
+}
+
+/// The page's text from just after `start` to the next `end`.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let (_, rest) = text
         .split_once(start)
-        .unwrap_or_else(|| panic!("the README has no {start:?}"));
+        .unwrap_or_else(|| panic!("the page has no {start:?}"));
     rest.split(end).next().unwrap()
 }
 
@@ -33,9 +58,9 @@ fn sources(dir: &std::path::Path, into: &mut BTreeSet<String>) {
 }
 
 #[test]
-fn the_source_tree_in_the_readme_is_the_source_tree() {
-    let readme = readme();
-    let block = between(&readme, "## Development\n\n```\n", "```");
+fn the_module_map_in_architecture_md_is_the_source_tree() {
+    let architecture = page("ARCHITECTURE.md");
+    let block = between(&architecture, "## Module map\n\n```\n", "```");
     let mut named = BTreeSet::new();
     for line in block.lines() {
         let Some(entry) = line.strip_prefix("  ").filter(|e| !e.starts_with(' ')) else {
@@ -43,7 +68,7 @@ fn the_source_tree_in_the_readme_is_the_source_tree() {
             let top = line.split_whitespace().next().unwrap_or_default();
             assert!(
                 top.is_empty() || project_root().join(top).exists(),
-                "the README names {top}, which does not exist"
+                "ARCHITECTURE.md names {top}, which does not exist"
             );
             continue;
         };
@@ -64,14 +89,14 @@ fn the_source_tree_in_the_readme_is_the_source_tree() {
     sources(&project_root().join("src"), &mut present);
     assert_eq!(
         named, present,
-        "the README's tree and src/ differ (left: named, right: present)"
+        "ARCHITECTURE.md's module map and src/ differ (left: named, right: present)"
     );
 }
 
 #[test]
-fn the_readme_lists_exactly_the_macos_only_code() {
-    let readme = readme();
-    let sentence = between(&readme, "The macOS-only code is ", "(a test");
+fn architecture_md_lists_exactly_the_macos_only_code() {
+    let architecture = page("ARCHITECTURE.md");
+    let sentence = between(&architecture, "The macOS-only code is ", "(a test");
     let listed: BTreeSet<String> = sentence
         .split('`')
         .skip(1)
@@ -92,8 +117,8 @@ fn the_readme_lists_exactly_the_macos_only_code() {
 }
 
 #[test]
-fn the_exit_code_table_lists_every_exit_code() {
-    let readme = readme();
+fn the_readmes_exit_code_table_lists_every_exit_code() {
+    let readme = page("README.md");
     let table = readme
         .split("### Exit codes")
         .nth(1)
@@ -110,15 +135,15 @@ fn the_exit_code_table_lists_every_exit_code() {
 }
 
 #[test]
-fn the_faq_names_every_iam_tag_we_write() {
+fn the_deploying_faq_names_every_iam_tag_we_write() {
     let iam = std::fs::read_to_string(project_root().join("src/iam.rs")).unwrap();
     let tags: BTreeSet<&str> = iam
         .split('"')
         .filter(|text| text.starts_with("arq-lockdown:") && !text.contains(' '))
         .collect();
     assert!(tags.len() >= 8, "{tags:?}");
-    let readme = readme();
-    let faq = between(&readme, "**What does IAM show for each Mac?**", "\n\n");
+    let deploying = page("docs/deploying.md");
+    let faq = between(&deploying, "**What does IAM show for each Mac?**", "\n\n");
     let missing: Vec<&&str> = tags
         .iter()
         .filter(|tag| !faq.contains(&format!("`{tag}`")))
@@ -127,9 +152,9 @@ fn the_faq_names_every_iam_tag_we_write() {
 }
 
 #[test]
-fn the_admin_policy_text_names_every_admin_action() {
-    let readme = readme();
-    let sentence = between(&readme, "The admin policy allows ", "It cannot remove");
+fn the_policy_pages_admin_policy_names_every_admin_action() {
+    let policy = page("docs/policy.md");
+    let sentence = between(&policy, "The admin policy allows ", "It cannot remove");
     let missing: Vec<&str> = arq_lockdown::iam::ADMIN_ACTIONS
         .iter()
         .filter(|action| {
@@ -140,7 +165,7 @@ fn the_admin_policy_text_names_every_admin_action() {
         .collect();
     assert!(
         missing.is_empty(),
-        "the README's admin policy leaves out {missing:?}"
+        "docs/policy.md's admin policy leaves out {missing:?}"
     );
 }
 
@@ -169,8 +194,8 @@ fn flags_in(text: &str) -> BTreeSet<String> {
 }
 
 #[test]
-fn the_commands_synopsis_names_exactly_each_subcommands_flags() {
-    let readme = readme();
+fn the_readmes_synopsis_names_exactly_each_subcommands_flags() {
+    let readme = page("README.md");
     let block = between(&readme, "## Commands\n\n```sh\n", "```");
     let mut synopsis: Vec<(String, String)> = Vec::new();
     for line in block.lines() {
@@ -206,30 +231,148 @@ fn the_commands_synopsis_names_exactly_each_subcommands_flags() {
     }
 }
 
+/// The concrete `arq-lockdown` command lines in `text`'s code blocks (`sudo` and the install path
+/// dropped, comments and redirections cut off); the synopsis, with its `[…]`, has its own test.
+fn command_lines(text: &str) -> Vec<&str> {
+    text.split("```")
+        .skip(1)
+        .step_by(2)
+        .flat_map(str::lines)
+        .map(str::trim)
+        .map(|line| line.strip_prefix("sudo ").unwrap_or(line))
+        .map(|line| line.strip_prefix("/usr/local/bin/").unwrap_or(line))
+        .filter(|line| line.starts_with("arq-lockdown ") && !line.contains('['))
+        .map(|line| line.split(['>', '#']).next().unwrap())
+        .collect()
+}
+
 #[test]
-fn every_command_line_in_the_readme_parses() {
+fn every_command_line_on_every_page_parses() {
     use clap::Parser;
-    let readme = readme();
     let mut checked = 0;
-    for block in readme.split("```").skip(1).step_by(2) {
-        for line in block.lines().map(str::trim) {
-            let line = line.strip_prefix("sudo ").unwrap_or(line);
-            let line = line.strip_prefix("/usr/local/bin/").unwrap_or(line);
-            // Concrete commands only: the synopsis has its own test.
-            if !line.starts_with("arq-lockdown ") || line.contains('[') {
-                continue;
-            }
-            let line = line.split(['>', '#']).next().unwrap();
+    for path in pages() {
+        for line in command_lines(&page(&path)) {
             let words = line.split_whitespace().map(|word| match word {
                 "BUCKET" | "B" => BUCKET.to_owned(),
                 "U" | "OLD" => THIS_COMPUTER.to_owned(),
                 word => word.replace("ACCOUNT", "123456789012"),
             });
             if let Err(error) = arq_lockdown::cli::Cli::try_parse_from(words) {
-                panic!("the README's `{line}` does not parse:\n{error}");
+                panic!("{path}'s `{line}` does not parse:\n{error}");
             }
             checked += 1;
         }
     }
     assert!(checked >= 5, "only {checked} command lines found");
+}
+
+#[test]
+fn every_page_opens_with_its_reader_and_the_readme_stays_short() {
+    for path in pages().into_iter().filter(|path| path != "README.md") {
+        let text = page(&path);
+        let mut paragraphs = text.split("\n\n").map(str::trim);
+        let title = paragraphs.next().unwrap_or_default();
+        assert!(
+            title.starts_with("# ") && !title.contains('\n'),
+            "{path} opens with {title:?}, not a title"
+        );
+        let opening = paragraphs.next().unwrap_or_default();
+        let opening = opening.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            opening.starts_with("**For ") && opening.contains(" It answers: "),
+            "{path}: the paragraph under the title must say whom it is for (\"**For …**\") and what it answers (\"It answers: …\")"
+        );
+    }
+    let lines = page("README.md").lines().count();
+    assert!(
+        lines <= 250,
+        "README.md has {lines} lines: move text to docs/"
+    );
+}
+
+/// The anchors GitHub makes for a page's headings (lower case, punctuation dropped, spaces as
+/// hyphens, a repeated one numbered), code blocks left out.
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut anchors = BTreeSet::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        let Some(heading) = line.strip_prefix('#').filter(|_| !in_code) else {
+            continue;
+        };
+        let slug: String = heading
+            .trim_start_matches('#')
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let mut anchor = slug.clone();
+        let mut n = 0;
+        while !anchors.insert(anchor.clone()) {
+            n += 1;
+            anchor = format!("{slug}-{n}");
+        }
+    }
+    anchors
+}
+
+/// The targets of the Markdown links in `text` (`[…](target)`), code blocks left out.
+fn link_targets(text: &str) -> Vec<&str> {
+    let mut targets = Vec::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        if in_code {
+            continue;
+        }
+        for (_, rest) in line
+            .match_indices("](")
+            .map(|(at, _)| line.split_at(at + 2))
+        {
+            if let Some(end) = rest.find(')') {
+                targets.push(&rest[..end]);
+            }
+        }
+    }
+    targets
+}
+
+#[test]
+fn every_relative_link_between_the_pages_resolves() {
+    let mut checked = 0;
+    for path in pages() {
+        let text = page(&path);
+        let folder = std::path::Path::new(&path).parent().unwrap();
+        for target in link_targets(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let linked = if file.is_empty() {
+                path.clone()
+            } else {
+                folder.join(file).to_string_lossy().into_owned()
+            };
+            let on_disk = project_root().join(&linked);
+            assert!(
+                on_disk.exists(),
+                "{path} links to {target}: {linked} does not exist"
+            );
+            if !anchor.is_empty() {
+                let headings = anchors(&std::fs::read_to_string(&on_disk).unwrap());
+                assert!(
+                    headings.contains(anchor),
+                    "{path} links to {target}: {linked} has no heading #{anchor}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} links found");
 }
