@@ -253,11 +253,14 @@ impl Service {
             .map(|b| format!("{b:02x}"))
             .collect();
         let config = plan.work.join(format!("{name}.toml"));
+        // The enrollers' hourly limits count real hours, and the fleet's clock runs fast: limits
+        // no rehearsal reaches (at the default 100 an hour per instance, 300 proving Macs of
+        // 1,000 waited an hour for the window).
         std::fs::write(
             &config,
             format!(
                 "listen = \"127.0.0.1:0\"\nserver_id = \"rollout\"\nsts_endpoint = \"{}\"\nallowed_buckets = [\"{}\"]\n\
-                 fleet_principals = [\"arn:aws:iam::{}:user/fleet-main\"]\npermissions_boundary_arn = \"arn:aws:iam::{}:policy/arq-lockdown-boundary\"\n\
+                 fleet_principals = [\"arn:aws:iam::{}:user/fleet-main\"]\nfleet_max_per_hour = 100000\npermissions_boundary_arn = \"arn:aws:iam::{}:policy/arq-lockdown-boundary\"\n\
                  [[enrollment_tokens]]\nname = \"rollout\"\nsha256 = \"{token_hash}\"\nmax_per_hour = 100000\n",
                 plan.endpoint, plan.bucket, plan.account, plan.account
             ),

@@ -87,6 +87,20 @@ pub async fn load_config(credentials: AwsCredentials<'_>) -> SdkConfig {
     }
 }
 
+/// `config` for a process that makes many calls against one account's IAM (the service): AWS's
+/// adaptive retry mode, standard mode's retries plus a client-side rate limiter that slows every
+/// call to the rate IAM answers once it throttles. In standard mode each throttled retry spends
+/// the client's retry quota (500 tokens, 5 a throttled retry), and once it is spent a throttled
+/// call fails at once: the service answered `busy` and the Mac waited for its next hourly run.
+/// AWS recommends adaptive mode for "single-resource, throttling-heavy, latency-tolerant"
+/// clients (AWS SDKs and Tools Reference Guide, "Retry behavior").
+pub fn rate_limited(config: &SdkConfig) -> SdkConfig {
+    config
+        .to_builder()
+        .retry_config(RetryConfig::adaptive().with_max_attempts(MAX_ATTEMPTS))
+        .build()
+}
+
 /// An S3 client for `config`, in `region` when given.
 ///
 /// Path-style addressing always: Arq's bucket names contain dots, which break TLS for

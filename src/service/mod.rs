@@ -164,7 +164,7 @@ impl Service {
             Identity::Known(caller) => caller.account,
             Identity::Refused(reason) => return Err(ServiceError::OwnCredentials(reason)),
         };
-        let iam = Iam::new(&sdk_config);
+        let iam = Iam::new(&aws::rate_limited(&sdk_config));
         let buckets = Buckets::connect(&sdk_config, &config.allowed_buckets).await;
         if config.bind_without_pin == BindWithoutPin::WhenNoData {
             buckets.check().await?;
