@@ -23,7 +23,6 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::BucketLocationConstraint;
 use serde::Serialize;
 
 use crate::arq_config::{ArqConfig, ComputerUuid};
@@ -320,15 +319,11 @@ impl Prober {
             .bucket(&self.bucket)
             .send()
             .await;
-        let region = result
+        let current = self.client.config().region();
+        let other_region = result
             .as_ref()
             .ok()
-            .map(|out| match out.location_constraint() {
-                None => "us-east-1".to_owned(),
-                Some(BucketLocationConstraint::Eu) => "eu-west-1".to_owned(),
-                Some(constraint) if constraint.as_str().is_empty() => "us-east-1".to_owned(),
-                Some(constraint) => constraint.as_str().to_owned(),
-            });
+            .and_then(|out| aws::bucket_region_elsewhere(current, out));
         let got = answer(result)?;
         let check = check(
             "GetBucketLocation".into(),
@@ -337,9 +332,7 @@ impl Prober {
             self.bucket_arn(),
             got,
         );
-        let current = self.client.config().region().map(|r| r.as_ref().to_owned());
-        let other_region = region.filter(|r| Some(r) != current.as_ref());
-        Ok((check, other_region.map(Region::new)))
+        Ok((check, other_region))
     }
 
     /// Every probe at once, in this client's region: the computer listings (the other
