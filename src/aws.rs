@@ -248,11 +248,18 @@ impl Intercept for FormSpacesAsPlus {
 mod tests {
     use super::*;
 
+    /// A case, the current region, the location constraint, the region elsewhere.
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
     #[test]
     #[rustfmt::skip]
     fn a_bucket_location_names_a_region_other_than_the_current_one_or_none() {
-        let cases: Vec<(&str, Option<&str>, Option<&str>, Option<&str>)> = vec![
-            // (case, current region, location constraint, region elsewhere)
+        let cases: Vec<Case> = vec![
             ("no constraint is us-east-1", Some("eu-west-1"), None, Some("us-east-1")),
             ("an empty constraint is us-east-1", Some("eu-west-1"), Some(""), Some("us-east-1")),
             ("EU is eu-west-1", Some("us-east-1"), Some("EU"), Some("eu-west-1")),
