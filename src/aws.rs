@@ -14,6 +14,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_iam::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents, SharedHttpClient};
+use aws_sdk_s3::operation::get_bucket_location::GetBucketLocationOutput;
+use aws_sdk_s3::types::BucketLocationConstraint;
 use aws_sdk_sts::error::SdkError;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_types::body::SdkBody;
@@ -116,20 +118,31 @@ pub fn s3_client(config: &SdkConfig, region: Option<Region>) -> aws_sdk_s3::Clie
 /// An S3 client in `bucket`'s own region (GetBucketLocation); the configured region when that is
 /// refused — the calls made with it then name the problem.
 pub async fn s3_for_bucket(sdk_config: &SdkConfig, bucket: &str) -> aws_sdk_s3::Client {
-    use aws_sdk_s3::types::BucketLocationConstraint;
     let global = s3_client(sdk_config, None);
     let Ok(location) = global.get_bucket_location().bucket(bucket).send().await else {
         return global;
     };
+    match bucket_region_elsewhere(sdk_config.region(), &location) {
+        None => global,
+        Some(region) => s3_client(sdk_config, Some(region)),
+    }
+}
+
+/// The bucket's region as GetBucketLocation names it, when that is not `current`: S3 names
+/// us-east-1 by no constraint (or an empty one) and eu-west-1 by its legacy `EU`.
+pub fn bucket_region_elsewhere(
+    current: Option<&Region>,
+    location: &GetBucketLocationOutput,
+) -> Option<Region> {
     let region = match location.location_constraint() {
-        None => "us-east-1".to_owned(),
-        Some(BucketLocationConstraint::Eu) => "eu-west-1".to_owned(),
-        Some(constraint) if constraint.as_str().is_empty() => "us-east-1".to_owned(),
-        Some(constraint) => constraint.as_str().to_owned(),
+        None => "us-east-1",
+        Some(BucketLocationConstraint::Eu) => "eu-west-1",
+        Some(constraint) if constraint.as_str().is_empty() => "us-east-1",
+        Some(constraint) => constraint.as_str(),
     };
-    match sdk_config.region().map(|r| r.as_ref()) == Some(region.as_str()) {
-        true => global,
-        false => s3_client(sdk_config, Some(Region::new(region))),
+    match current.map(|r| r.as_ref()) == Some(region) {
+        true => None,
+        false => Some(Region::new(region.to_owned())),
     }
 }
 
@@ -242,5 +255,41 @@ impl Intercept for FormSpacesAsPlus {
             .insert("Content-Length", rewritten.len().to_string());
         *request.body_mut() = SdkBody::from(rewritten);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A case, the current region, the location constraint, the region elsewhere.
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
+    #[test]
+    #[rustfmt::skip]
+    fn a_bucket_location_names_a_region_other_than_the_current_one_or_none() {
+        let cases: Vec<Case> = vec![
+            ("no constraint is us-east-1", Some("eu-west-1"), None, Some("us-east-1")),
+            ("an empty constraint is us-east-1", Some("eu-west-1"), Some(""), Some("us-east-1")),
+            ("EU is eu-west-1", Some("us-east-1"), Some("EU"), Some("eu-west-1")),
+            ("EU from eu-west-1", Some("eu-west-1"), Some("EU"), None),
+            ("the current region", Some("eu-central-1"), Some("eu-central-1"), None),
+            ("us-east-1 from us-east-1", Some("us-east-1"), None, None),
+            ("another region", Some("us-east-1"), Some("ap-southeast-2"), Some("ap-southeast-2")),
+            ("no current region", None, Some("us-west-2"), Some("us-west-2")),
+        ];
+        for (case, current, constraint, expected) in cases {
+            let location = GetBucketLocationOutput::builder()
+                .set_location_constraint(constraint.map(BucketLocationConstraint::from))
+                .build();
+            let current = current.map(|r| Region::new(r.to_owned()));
+            let got = bucket_region_elsewhere(current.as_ref(), &location);
+            assert_eq!(got.as_ref().map(|r| r.as_ref()), expected, "{case}");
+        }
     }
 }

@@ -17,7 +17,7 @@ pub mod read;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use aws_config::{Region, SdkConfig};
+use aws_config::SdkConfig;
 use jiff::Timestamp;
 use serde::Serialize;
 
@@ -242,7 +242,7 @@ pub async fn audit(
     progress: &indicatif::ProgressBar,
 ) -> Result<Report, AuditError> {
     let bucket = options.bucket.as_str();
-    let s3 = s3_for_bucket(sdk_config, bucket).await;
+    let s3 = aws::s3_for_bucket(sdk_config, bucket).await;
     let iam_clock = read::IamClock::default();
     let iam_client = iam_clock.client(sdk_config);
     // Two lines of work side by side: the bucket (its folders, then each computerinfo) and IAM
@@ -315,26 +315,6 @@ pub async fn audit(
             .as_ref()
             .map(|inventory| inventory_report(inventory, &options.bucket, reporting.as_ref())),
     })
-}
-
-/// An S3 client in the bucket's own region (GetBucketLocation; the configured region when that
-/// is refused — the listing then names the problem).
-pub(crate) async fn s3_for_bucket(sdk_config: &SdkConfig, bucket: &str) -> aws_sdk_s3::Client {
-    use aws_sdk_s3::types::BucketLocationConstraint;
-    let global = aws::s3_client(sdk_config, None);
-    let Ok(location) = global.get_bucket_location().bucket(bucket).send().await else {
-        return global;
-    };
-    let region = match location.location_constraint() {
-        None => "us-east-1".to_owned(),
-        Some(BucketLocationConstraint::Eu) => "eu-west-1".to_owned(),
-        Some(constraint) if constraint.as_str().is_empty() => "us-east-1".to_owned(),
-        Some(constraint) => constraint.as_str().to_owned(),
-    };
-    match sdk_config.region().map(|r| r.as_ref()) == Some(region.as_str()) {
-        true => global,
-        false => aws::s3_client(sdk_config, Some(Region::new(region))),
-    }
 }
 
 /// What the bucket holds of the fleet.

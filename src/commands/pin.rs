@@ -152,7 +152,7 @@ async fn computers_with_data(
     sdk_config: &aws_config::SdkConfig,
     bucket: &BucketName,
 ) -> Result<BTreeSet<String>, Error> {
-    let s3 = audit::s3_for_bucket(sdk_config, bucket.as_str()).await;
+    let s3 = aws::s3_for_bucket(sdk_config, bucket.as_str()).await;
     match audit::read::computers(&s3, bucket.as_str()).await {
         Ok(found) => Ok(found.keys().map(ToString::to_string).collect()),
         Err(AuditError::S3Refused { bucket, .. }) => Err(PinError::S3Refused { bucket }.into()),

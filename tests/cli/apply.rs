@@ -119,7 +119,7 @@ fn status_json(mac: &Mac) -> Value {
         .arg("--arq-home")
         .arg(mac.home.path())
         .args(["--credential-store", &mac.store]));
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -129,7 +129,7 @@ fn apply_locks_a_mac_down_and_a_second_run_is_a_no_op() {
     let mac = Mac::new();
     let main = mac.key();
     let output = mac.run_apply(&["--computer-name", "Bob's MacBook Pro"]);
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains(&format!(
@@ -157,7 +157,7 @@ fn apply_locks_a_mac_down_and_a_second_run_is_a_no_op() {
 
     // Nothing changed: no network (port 9 is closed), no relaunch, same key.
     let again = run(mac.apply().env("AWS_ENDPOINT_URL", "http://127.0.0.1:9"));
-    assert_eq!(exit_code(&again), ExitCode::Success, "{}", stderr(&again));
+    assert_exit(&again, ExitCode::Success, &[]);
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("already locked down"));
     assert_eq!(mac.key().id, key.id);
     assert_eq!(mac.launches(), 1);
@@ -172,13 +172,7 @@ fn rotate_swaps_the_key_and_leaves_the_user_one() {
 
     // The scoped key cannot make its own successor.
     let refused = mac.run_apply(&["--rotate"]);
-    assert_eq!(
-        exit_code(&refused),
-        ExitCode::Credentials,
-        "{}",
-        stderr(&refused)
-    );
-    assert!(stderr(&refused).contains("--admin-credentials"));
+    assert_exit(&refused, ExitCode::Credentials, &["--admin-credentials"]);
     assert_eq!(mac.key(), first);
 
     let admin = &moto().admin;
@@ -188,12 +182,7 @@ fn rotate_swaps_the_key_and_leaves_the_user_one() {
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["--rotate", "--admin-credentials", "env", "--json"]));
     assert_no_secret(&rotated, &[&first.secret, &mac.key().secret]);
-    assert_eq!(
-        exit_code(&rotated),
-        ExitCode::Success,
-        "{}",
-        stderr(&rotated)
-    );
+    assert_exit(&rotated, ExitCode::Success, &[]);
     let outcome: Value = serde_json::from_slice(&rotated.stdout).unwrap();
     let second = mac.key();
     assert_ne!(second.id, first.id);
@@ -214,7 +203,7 @@ fn dry_run_changes_nothing() {
     let mac = Mac::new();
     let before = mac.key();
     let output = mac.run_apply(&["--dry-run"]);
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("dry run")
@@ -244,7 +233,7 @@ fn dry_run_changes_nothing() {
             "--admin-credentials",
             "env",
         ]));
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("write policy arq-lockdown") && stdout.contains("delete stale key"),
@@ -280,36 +269,21 @@ fn a_receipt_counts_only_for_the_key_and_policy_it_recorded() {
     // Another key put into "Arq S3" (Arq set up again with the main keys): real work.
     mac.set_key(&moto().admin);
     let output = mac.run_apply(&[]);
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("locked down"));
     assert_ne!(mac.key(), scoped);
     assert_converged(&mac, &[]);
 
     // Other policy options: the scoped key cannot change its own policy, admin credentials can.
     let refused = mac.run_apply(&["--legacy-glacier"]);
-    assert_eq!(
-        exit_code(&refused),
-        ExitCode::Credentials,
-        "{}",
-        stderr(&refused)
-    );
-    assert!(
-        stderr(&refused).contains("policy has changed"),
-        "{}",
-        stderr(&refused)
-    );
+    assert_exit(&refused, ExitCode::Credentials, &["policy has changed"]);
     let admin = &moto().admin;
     let output = run(mac
         .apply()
         .env("AWS_ACCESS_KEY_ID", &admin.id)
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["--legacy-glacier", "--admin-credentials", "env"]));
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("policy arq-lockdown written"),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit(&output, ExitCode::Success, &["policy arq-lockdown written"]);
     assert_converged(&mac, &["--legacy-glacier"]);
 
     // Arq's destination moved to another bucket: the policy must name it, which again only admin
@@ -325,16 +299,10 @@ fn a_receipt_counts_only_for_the_key_and_policy_it_recorded() {
     ));
     let before = mac.key();
     let refused = mac.run_apply(&["--legacy-glacier"]);
-    assert_eq!(
-        exit_code(&refused),
+    assert_exit(
+        &refused,
         ExitCode::Credentials,
-        "{}",
-        stderr(&refused)
-    );
-    assert!(
-        stderr(&refused).contains("policy has changed") && stderr(&refused).contains("bucket"),
-        "{}",
-        stderr(&refused)
+        &["policy has changed", "bucket"],
     );
     assert_eq!(mac.key(), before);
 }
@@ -363,18 +331,10 @@ fn a_running_arq_stops_the_run_unless_asked_to_quit() {
     let before = mac.key();
 
     let refused = mac.run_apply(&[]);
-    assert_eq!(
-        exit_code(&refused),
+    assert_exit(
+        &refused,
         ExitCode::ArqRunning,
-        "{}",
-        stderr(&refused)
-    );
-    let message = stderr(&refused);
-    assert!(
-        message.contains("Arq is running")
-            && message.contains("Arq Agent pid")
-            && message.contains("--quit-arq"),
-        "{message}"
+        &["Arq is running", "Arq Agent pid", "--quit-arq"],
     );
     assert_eq!(mac.key(), before);
     assert_eq!(
@@ -384,7 +344,7 @@ fn a_running_arq_stops_the_run_unless_asked_to_quit() {
     );
 
     let quit = mac.run_apply(&["--quit-arq", "--wait", "10"]);
-    assert_eq!(exit_code(&quit), ExitCode::Success, "{}", stderr(&quit));
+    assert_exit(&quit, ExitCode::Success, &[]);
     for process in &mut arq {
         let status = process.wait().unwrap();
         assert_eq!(
@@ -496,16 +456,10 @@ fn a_new_key_that_fails_verification_is_deleted_and_arq_s3_kept() {
         .env("AWS_ACCESS_KEY_ID", &admin.id)
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["--rotate", "--admin-credentials", "env"]));
-    assert_eq!(
-        exit_code(&output),
+    assert_exit(
+        &output,
         ExitCode::DataLeak,
-        "{}",
-        stderr(&output)
-    );
-    let message = stderr(&output);
-    assert!(
-        message.contains("failed verification") && message.contains("was deleted"),
-        "{message}"
+        &["failed verification", "was deleted"],
     );
     assert_eq!(mac.key(), kept);
     assert_eq!(scoped_user(&mac.uuid)["keys"], serde_json::json!([kept.id]));
@@ -514,13 +468,7 @@ fn a_new_key_that_fails_verification_is_deleted_and_arq_s3_kept() {
     // and nothing of it is deleted.
     std::fs::remove_file(mac.home.path().join(RECEIPT)).unwrap();
     let output = run(&mut mac.apply());
-    assert_eq!(
-        exit_code(&output),
-        ExitCode::DataLeak,
-        "{}",
-        stderr(&output)
-    );
-    let message = stderr(&output);
+    let message = assert_exit(&output, ExitCode::DataLeak, &[]);
     assert!(
         message.contains("the key in \"Arq S3\" failed verification")
             && !message.contains("was deleted"),
@@ -540,12 +488,7 @@ fn admin_keys_without_iam_rights_are_refused_clearly() {
         .env("AWS_ACCESS_KEY_ID", &moto().seed_2012.id)
         .env("AWS_SECRET_ACCESS_KEY", &moto().seed_2012.secret)
         .args(["--admin-credentials", "env"]));
-    assert_eq!(exit_code(&output), ExitCode::Aws, "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("IAM refused iam:GetUser"),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit(&output, ExitCode::Aws, &["IAM refused iam:GetUser"]);
     assert_eq!(scoped_user(&mac.uuid)["exists"], false);
 
     // Another Mac's scoped key, copied along with a cloned disk image.
@@ -553,16 +496,14 @@ fn admin_keys_without_iam_rights_are_refused_clearly() {
     assert_eq!(exit_code(&other.run_apply(&[])), ExitCode::Success);
     mac.set_key(&other.key());
     let output = run(&mut mac.apply());
-    assert_eq!(
-        exit_code(&output),
+    assert_exit(
+        &output,
         ExitCode::Credentials,
-        "{}",
-        stderr(&output)
+        &[&format!(
+            "belongs to arn:aws:iam::123456789012:user/arq-lockdown/arq-{}",
+            other.uuid
+        )],
     );
-    assert!(stderr(&output).contains(&format!(
-        "belongs to arn:aws:iam::123456789012:user/arq-lockdown/arq-{}",
-        other.uuid
-    )));
     assert_eq!(scoped_user(&mac.uuid)["exists"], false);
 }
 
@@ -578,7 +519,7 @@ fn status_reports_the_lockdown_without_the_network() {
             .arg("--arq-home")
             .arg(mac.home.path())
             .args(["--credential-store", &mac.store]));
-        assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+        assert_exit(&output, ExitCode::Success, &[]);
         serde_json::from_slice(&output.stdout).unwrap()
     };
     assert_eq!(status(&mac)["state"], "not-locked-down");
@@ -645,7 +586,7 @@ fn revoke_deletes_the_user_and_its_key_stops_working() {
             .args(["revoke", "--computer-uuid", uuid]))
     };
     let output = revoke(&mac.uuid);
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     assert_eq!(scoped_user(&mac.uuid)["exists"], false);
     assert_eq!(
         mac.verify(),
@@ -671,7 +612,7 @@ fn status_check_asks_aws_so_a_revoked_key_is_not_locked_down() {
             command.arg("--check");
         }
         let output = run(&mut command);
-        assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+        assert_exit(&output, ExitCode::Success, &[]);
         serde_json::from_slice(&output.stdout).unwrap()
     };
     let user_arn = format!(
@@ -694,12 +635,7 @@ fn status_check_asks_aws_so_a_revoked_key_is_not_locked_down() {
         .env("AWS_ACCESS_KEY_ID", &admin.id)
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["revoke", "--computer-uuid", &mac.uuid]));
-    assert_eq!(
-        exit_code(&revoked),
-        ExitCode::Success,
-        "{}",
-        stderr(&revoked)
-    );
+    assert_exit(&revoked, ExitCode::Success, &[]);
     assert_eq!(status(false)["state"], "locked-down", "the receipt alone");
     let checked = status(true);
     assert_eq!(checked["state"], "key-refused");
@@ -720,7 +656,7 @@ fn iam_throttling_is_retried_with_backoff() {
     let proxy = Proxy::throttling("CreateAccessKey", 2);
     let mac = Mac::new();
     let output = run(mac.apply().env("AWS_ENDPOINT_URL", &proxy.endpoint));
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     assert_eq!(
         proxy.throttled.load(std::sync::atomic::Ordering::SeqCst),
         2,
@@ -743,13 +679,7 @@ fn keys_left_by_dead_runs_are_removed_before_iams_two_key_limit_bites() {
         .env("AWS_ACCESS_KEY_ID", &admin.id)
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["--rotate", "--admin-credentials", "env"]));
-    assert_eq!(
-        exit_code(&rotated),
-        ExitCode::Success,
-        "{}",
-        stderr(&rotated)
-    );
-    assert!(stderr(&rotated).contains("deleted stale key"));
+    assert_exit(&rotated, ExitCode::Success, &["deleted stale key"]);
     assert_eq!(
         scoped_user(&mac.uuid)["keys"],
         serde_json::json!([mac.key().id])
@@ -781,7 +711,7 @@ fn concurrent_runs_for_one_user_make_one_key_and_write_arq_s3_once() {
             .count()
     };
     for output in &outputs {
-        assert_eq!(exit_code(output), ExitCode::Success, "{}", stderr(output));
+        assert_exit(output, ExitCode::Success, &[]);
     }
     assert_eq!(said("locked down:"), 1, "one run locks the Mac down");
     assert_eq!(said("already locked down:"), 2, "the others find it done");
@@ -798,8 +728,7 @@ fn a_run_that_cannot_get_the_lock_changes_nothing_and_says_so() {
     held.lock().unwrap();
     let before = mac.key();
     let output = run(mac.apply().args(["--lock-timeout", "1"]));
-    assert_eq!(exit_code(&output), ExitCode::Busy, "{}", stderr(&output));
-    let message = stderr(&output);
+    let message = assert_exit(&output, ExitCode::Busy, &[]);
     let errors: Vec<&str> = message.lines().filter(|l| l.contains("error:")).collect();
     assert!(
         errors.len() == 1 && errors[0].contains("another arq-lockdown run"),
@@ -819,7 +748,7 @@ fn a_managed_run_without_a_profile_does_nothing_and_says_why() {
     let mac = Mac::new();
     let before = mac.key();
     let output = run(mac.apply().arg("--managed"));
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(
         said.starts_with("nothing done: no configuration profile sets Source"),
@@ -854,13 +783,7 @@ fn a_key_of_arqs_own_restricted_user_is_recognised_explained_and_never_deleted()
     let restricted = make_user(&moto().admin, "/", &name);
     mac.set_key(&restricted);
     let output = run(&mut mac.apply());
-    assert_eq!(
-        exit_code(&output),
-        ExitCode::Credentials,
-        "{}",
-        stderr(&output)
-    );
-    let message = stderr(&output);
+    let message = assert_exit(&output, ExitCode::Credentials, &[]);
     let error = message
         .lines()
         .find(|l| l.contains("error:"))
@@ -882,7 +805,7 @@ fn a_key_of_arqs_own_restricted_user_is_recognised_explained_and_never_deleted()
         .env("AWS_ACCESS_KEY_ID", &admin.id)
         .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
         .args(["--admin-credentials", "env"]));
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     assert_converged_replacing(&mac, &[], &restricted.id);
     assert_eq!(
         iam_user(&name)["keys"],

@@ -226,12 +226,7 @@ fn the_page_shows_the_verdict_each_states_count_and_the_rows_in_a_real_browser()
             .args(args))
     };
     let first = audit(&[]);
-    assert_eq!(
-        exit_code(&first),
-        ExitCode::NeedsAction,
-        "{}",
-        stderr(&first)
-    );
+    assert_exit(&first, ExitCode::NeedsAction, &[]);
     assert_eq!(
         stderr(&first),
         format!(
@@ -241,12 +236,7 @@ fn the_page_shows_the_verdict_each_states_count_and_the_rows_in_a_real_browser()
     );
     let page = kept("audit-page.html");
     let second = audit(&["--json", "--html", page.to_str().unwrap()]);
-    assert_eq!(
-        exit_code(&second),
-        ExitCode::NeedsAction,
-        "{}",
-        stderr(&second)
-    );
+    assert_exit(&second, ExitCode::NeedsAction, &[]);
     assert_eq!(stderr(&second), "", "the junk is gone");
     let report: Value =
         serde_json::from_slice(&second.stdout).expect("--json still prints the report");

@@ -12,7 +12,7 @@ use crate::support::*;
 fn counted(mac: &Mac, command: &mut std::process::Command) -> (usize, usize) {
     mac.reset_keychain_access();
     let output = run(command);
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     mac.keychain_access()
 }
 
@@ -94,7 +94,7 @@ fn status_of(
             .arg("--arq-home")
             .arg(mac.home.path());
         let output = run(&mut runs(command));
-        assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+        assert_exit(&output, ExitCode::Success, &[]);
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     (
@@ -111,16 +111,10 @@ fn a_denied_keychain_dialog_is_remembered_and_shown_to_the_admin() {
     let before = mac.key();
     mac.user_denies_the_dialog(true);
     let denied = run(&mut mac.apply());
-    assert_eq!(
-        exit_code(&denied),
+    assert_exit(
+        &denied,
         ExitCode::Credentials,
-        "{}",
-        stderr(&denied)
-    );
-    assert!(
-        stderr(&denied).contains("the user denied arq-lockdown the secret of \"Arq S3\""),
-        "{}",
-        stderr(&denied)
+        &["the user denied arq-lockdown the secret of \"Arq S3\""],
     );
     assert_eq!((mac.keychain_denials(), mac.keychain_access()), (1, (0, 0)));
     assert_eq!(mac.key(), before, "\"Arq S3\" is as it was");
@@ -151,12 +145,7 @@ fn a_denied_keychain_dialog_is_remembered_and_shown_to_the_admin() {
     // Allowed at last: the lockdown goes through and the setback is forgotten.
     mac.user_denies_the_dialog(false);
     let allowed = run(&mut mac.apply());
-    assert_eq!(
-        exit_code(&allowed),
-        ExitCode::Success,
-        "{}",
-        stderr(&allowed)
-    );
+    assert_exit(&allowed, ExitCode::Success, &[]);
     assert_eq!(Setback::load(mac.home.path()), None);
     assert_eq!(status_of(&mac, |command| command).0["state"], "locked-down");
 }
@@ -178,18 +167,13 @@ fn after_a_denial_the_agent_does_not_ask_again_for_hours() {
         user.runs(&mac, apply)
     };
     let denied = run(&mut managed());
-    assert_eq!(
-        exit_code(&denied),
-        ExitCode::Credentials,
-        "{}",
-        stderr(&denied)
-    );
+    assert_exit(&denied, ExitCode::Credentials, &[]);
     assert_eq!(mac.keychain_denials(), 1, "the first run asks");
 
     // Within the backoff the next runs (hourly, and at each login) ask nothing: no dialog at all.
     for _ in 0..2 {
         let waited = run(&mut managed());
-        assert_eq!(exit_code(&waited), ExitCode::Success, "{}", stderr(&waited));
+        assert_exit(&waited, ExitCode::Success, &[]);
         let said = String::from_utf8_lossy(&waited.stdout);
         assert!(
             said.starts_with(
@@ -211,12 +195,7 @@ fn after_a_denial_the_agent_does_not_ask_again_for_hours() {
     std::fs::write(&path, setback.to_string()).unwrap();
     mac.user_denies_the_dialog(false);
     let allowed = run(&mut managed());
-    assert_eq!(
-        exit_code(&allowed),
-        ExitCode::Success,
-        "{}",
-        stderr(&allowed)
-    );
+    assert_exit(&allowed, ExitCode::Success, &[]);
     assert_eq!(
         mac.keychain_access(),
         (1, 1),

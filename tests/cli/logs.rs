@@ -27,12 +27,7 @@ fn a_run_that_finds_the_lockdown_in_place_writes_nothing() {
     );
     for _ in 0..2 {
         let again = mac.run_apply(&[]);
-        assert_eq!(exit_code(&again), ExitCode::Success, "{}", stderr(&again));
-        assert!(
-            stderr(&again).contains("nothing to do"),
-            "{}",
-            stderr(&again)
-        );
+        assert_exit(&again, ExitCode::Success, &["nothing to do"]);
     }
     assert_eq!(
         log_of(&mac),
@@ -48,7 +43,7 @@ fn a_user_without_arq_hears_of_it_once_a_day_and_gets_no_error() {
     std::fs::remove_dir_all(mac.home.path().join("Library/Arq")).unwrap();
     for _ in 0..3 {
         let output = run(mac.apply().arg("--managed"));
-        assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+        assert_exit(&output, ExitCode::Success, &[]);
         let said = String::from_utf8_lossy(&output.stdout);
         assert!(
             said.starts_with("nothing done: Arq is not set up for this user (no ")
@@ -61,12 +56,7 @@ fn a_user_without_arq_hears_of_it_once_a_day_and_gets_no_error() {
     assert!(log.contains("] nothing done: Arq is not set up"), "{log}");
     // By hand it is the error it always was: whoever ran it asked for a lockdown here.
     let by_hand = run(&mut mac.apply());
-    assert_eq!(
-        exit_code(&by_hand),
-        ExitCode::ConfigMissing,
-        "{}",
-        stderr(&by_hand)
-    );
+    assert_exit(&by_hand, ExitCode::ConfigMissing, &[]);
 }
 
 #[test]
@@ -84,17 +74,12 @@ fn log_level_warning_keeps_only_problems_in_the_log() {
     };
     // A lockdown: steps only, none of them in the log.
     let locked = run(&mut managed());
-    assert_eq!(exit_code(&locked), ExitCode::Success, "{}", stderr(&locked));
+    assert_exit(&locked, ExitCode::Success, &[]);
     // Nothing to do here any more (Arq removed): not a problem either.
     let config = std::fs::read(mac.home.config_path()).unwrap();
     std::fs::remove_file(mac.home.config_path()).unwrap();
     let nothing = run(&mut managed());
-    assert_eq!(
-        exit_code(&nothing),
-        ExitCode::Success,
-        "{}",
-        stderr(&nothing)
-    );
+    assert_exit(&nothing, ExitCode::Success, &[]);
     // (moto lets the key list other computers' folders, which AWS would not: a warning.)
     let so_far = log_of(&mac);
     assert!(
@@ -107,12 +92,7 @@ fn log_level_warning_keeps_only_problems_in_the_log() {
     std::fs::write(mac.home.config_path(), config).unwrap();
     mac.remove_arq_s3();
     let failed = run(&mut managed());
-    assert_eq!(
-        exit_code(&failed),
-        ExitCode::Credentials,
-        "{}",
-        stderr(&failed)
-    );
+    assert_exit(&failed, ExitCode::Credentials, &[]);
     let log = log_of(&mac);
     let added = log.strip_prefix(so_far.as_str()).unwrap();
     assert!(

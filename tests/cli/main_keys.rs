@@ -121,7 +121,7 @@ impl Fleet {
 
 fn locked_down(mac: &Mac, extra: &[&str]) {
     let output = mac.run_apply(extra);
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
 }
 
 /// Sets a key's status by hand, as an admin in the IAM console would.
@@ -176,12 +176,7 @@ fn another_macs_rotation_does_not_make_the_main_keys_ready() {
         .args(["--rotate", "--admin-credentials", "env"])
         .env("AWS_ACCESS_KEY_ID", &fleet.auditor.id)
         .env("AWS_SECRET_ACCESS_KEY", &fleet.auditor.secret));
-    assert_eq!(
-        exit_code(&rotated),
-        ExitCode::Success,
-        "{}",
-        stderr(&rotated)
-    );
+    assert_exit(&rotated, ExitCode::Success, &[]);
     let (code, report) = fleet.audit(&[]);
     assert_eq!(
         (code, &report["ready_to_retire_main_keys"]),
@@ -439,13 +434,11 @@ fn retire_main_keys_needs_what_policy_kind_retire_prints_and_less_is_one_clear_l
             .args(["retire-main-keys", "--bucket", fleet.bucket]))
     };
     let refused = retire_as(&key("audit-only"));
-    assert_eq!(exit_code(&refused), ExitCode::Aws);
-    assert_eq!(stderr(&refused).lines().count(), 1, "{}", stderr(&refused));
+    let message = assert_exit(&refused, ExitCode::Aws, &["policy --kind retire"]);
+    assert_eq!(message.lines().count(), 1, "{message}");
     assert!(
-        stderr(&refused).starts_with("arq-lockdown: error: IAM refused iam:")
-            && stderr(&refused).contains("policy --kind retire"),
-        "{}",
-        stderr(&refused)
+        message.starts_with("arq-lockdown: error: IAM refused iam:"),
+        "{message}"
     );
     assert_eq!(
         fleet.main_key_status(),

@@ -112,12 +112,7 @@ fn squatted(bucket: &str, main_name: &str) -> Squatted {
     );
     let squat = Mac::in_bucket(bucket, &uuid, &main);
     let squatted = squat.run_apply(&[]);
-    assert_eq!(
-        exit_code(&squatted),
-        ExitCode::Success,
-        "{}",
-        stderr(&squatted)
-    );
+    assert_exit(&squatted, ExitCode::Success, &[]);
     assert_eq!(
         squat.verify(),
         ExitCode::Success,
@@ -128,12 +123,7 @@ fn squatted(bucket: &str, main_name: &str) -> Squatted {
     let refused = run(victim
         .apply_via(&service.url)
         .env("ARQ_LOCKDOWN_ENROLLMENT_TOKEN", ENROLLMENT_TOKEN));
-    assert_eq!(
-        exit_code(&refused),
-        ExitCode::Credentials,
-        "{}",
-        stderr(&refused)
-    );
+    assert_exit(&refused, ExitCode::Credentials, &[]);
     assert_eq!(victim.key(), main, "the refused Mac keeps the keys it had");
     let inventory = jamf_export(&[("Vic's Mac", "C02VICTIM0001", &jamf_ea(&victim))]);
     Squatted {
@@ -240,17 +230,7 @@ fn pin_takes_a_squatted_computer_back_for_the_mac_that_reported_it() {
     let retried = run(again
         .apply_via(&service.url)
         .env("ARQ_LOCKDOWN_ENROLLMENT_TOKEN", ENROLLMENT_TOKEN));
-    assert_eq!(
-        exit_code(&retried),
-        ExitCode::Credentials,
-        "{}",
-        stderr(&retried)
-    );
-    assert!(
-        stderr(&retried).contains("the service refused"),
-        "{}",
-        stderr(&retried)
-    );
+    assert_exit(&retried, ExitCode::Credentials, &["the service refused"]);
     // The service records the refused claim (and nothing else) for the admin to see; the pinned
     // computer stays its own Mac's.
     let mut now = fleet_of(FLEET);
@@ -286,12 +266,7 @@ fn after_the_pin_the_real_mac_enrolls_and_the_squatter_is_refused_as_pinned_to_a
     let enrolled = run(victim
         .apply_via(&service.url)
         .env("ARQ_LOCKDOWN_ENROLLMENT_TOKEN", ENROLLMENT_TOKEN));
-    assert_eq!(
-        exit_code(&enrolled),
-        ExitCode::Success,
-        "{}",
-        stderr(&enrolled)
-    );
+    assert_exit(&enrolled, ExitCode::Success, &[]);
     assert_eq!(victim.verify(), ExitCode::Success);
     assert_eq!(status_json(&victim)["state"], "locked-down");
 
@@ -299,11 +274,10 @@ fn after_the_pin_the_real_mac_enrolls_and_the_squatter_is_refused_as_pinned_to_a
     let refused = run(again
         .apply_via(&service.url)
         .env("ARQ_LOCKDOWN_ENROLLMENT_TOKEN", ENROLLMENT_TOKEN));
-    assert_eq!(exit_code(&refused), ExitCode::Credentials);
-    assert!(
-        stderr(&refused).contains("computer-pinned-to-another-mac"),
-        "{}",
-        stderr(&refused)
+    assert_exit(
+        &refused,
+        ExitCode::Credentials,
+        &["computer-pinned-to-another-mac"],
     );
     let inventory = jamf_export(&[("Vic's Mac", "C02VICTIM0001", &jamf_ea(&victim))]);
     assert_eq!(
@@ -337,7 +311,7 @@ fn a_refused_mac_says_so_until_a_lockdown_clears_it() {
     // The victim locks itself down with the main keys its "Arq S3" still holds (--source iam):
     // its own lockdown deletes the key it does not hold, and the refusal is forgotten.
     let locked = victim.run_apply(&[]);
-    assert_eq!(exit_code(&locked), ExitCode::Success, "{}", stderr(&locked));
+    assert_exit(&locked, ExitCode::Success, &[]);
     assert!(!setback.exists(), "the lockdown left the setback");
     assert_eq!(status_json(&victim)["state"], "locked-down");
     assert_eq!(
@@ -377,12 +351,7 @@ fn two_macs_reporting_one_computer_are_a_conflict_never_a_silent_pin() {
 
     let before = fleet_of(FLEET);
     let output = pin_as(&moto().admin, FLEET, &["--inventory", inventory.arg()]);
-    assert_eq!(
-        exit_code(&output),
-        ExitCode::NeedsAction,
-        "{}",
-        stderr(&output)
-    );
+    assert_exit(&output, ExitCode::NeedsAction, &[]);
     let text = stdout(&output);
     let line = text
         .lines()
@@ -433,7 +402,7 @@ fn two_macs_reporting_one_computer_are_a_conflict_never_a_silent_pin() {
         "--json",
     ];
     let output = pin_as(&admin, FLEET, &by_hand);
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let user = scoped_user(&uuid);
     assert_eq!(
         user["tags"]["arq-lockdown:pinned-key"],

@@ -17,12 +17,7 @@ fn policy(extra: &[&str]) -> Value {
             THIS_COMPUTER,
         ])
         .args(extra));
-    assert_eq!(
-        exit_code(&output),
-        ExitCode::Success,
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, ExitCode::Success, &[]);
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -341,7 +336,7 @@ fn the_service_policy_adds_listing_its_buckets_and_counting_enrollments_to_the_a
     let output = run(arq_lockdown()
         .args(["policy", "--kind", "service", "--config"])
         .arg(&config));
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let service: Value = serde_json::from_slice(&output.stdout).unwrap();
     let admin = policy(&["--kind", "admin", "--permissions-boundary", BOUNDARY]);
     for statement in admin["Statement"].as_array().unwrap() {

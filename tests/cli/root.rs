@@ -89,7 +89,7 @@ fn extension_attribute(mac: &Mac, user: &LocalUser) -> String {
         .arg("--arq-home")
         .arg(mac.home.path())
         .args(["--credential-store", &mac.store]));
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -150,7 +150,7 @@ fn root_runs_again_as_the_named_user_with_that_users_home() {
     // Debian's "nobody" has /nonexistent as its home: the second run looks for Arq's config there,
     // which shows it ran as nobody, not as root with root's HOME.
     let output = run(arq_lockdown().args(["status", "--json", "--user", "nobody"]));
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let status: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
         status["user"], "nobody",
@@ -165,8 +165,11 @@ fn root_runs_again_as_the_named_user_with_that_users_home() {
     );
 
     let unknown = run(arq_lockdown().args(["apply", "--user", "no-such-user-arq-lockdown"]));
-    assert_eq!(exit_code(&unknown), ExitCode::Usage);
-    assert!(stderr(&unknown).contains("there is no user \"no-such-user-arq-lockdown\""));
+    assert_exit(
+        &unknown,
+        ExitCode::Usage,
+        &["there is no user \"no-such-user-arq-lockdown\""],
+    );
 }
 
 #[test]
@@ -191,17 +194,7 @@ fn root_never_follows_a_users_symlink_into_or_out_of_a_home() {
         .arg("policy")
         .arg("--arq-home")
         .arg(home.path()));
-    assert_eq!(
-        exit_code(&output),
-        ExitCode::ConfigInvalid,
-        "{}",
-        stderr(&output)
-    );
-    assert!(
-        stderr(&output).contains("refusing to follow"),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit(&output, ExitCode::ConfigInvalid, &["refusing to follow"]);
 
     // The receipt's folder is a user's symlink (to a root-owned place): apply refuses before any change.
     let mac = Mac::new();
@@ -220,17 +213,7 @@ fn root_never_follows_a_users_symlink_into_or_out_of_a_home() {
     )
     .unwrap();
     let output = run(&mut mac.apply());
-    assert_eq!(
-        exit_code(&output),
-        ExitCode::ConfigInvalid,
-        "{}",
-        stderr(&output)
-    );
-    assert!(
-        stderr(&output).contains("refusing to follow"),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit(&output, ExitCode::ConfigInvalid, &["refusing to follow"]);
     assert_eq!(mac.key(), before);
     assert_eq!(scoped_user(&mac.uuid)["exists"], false);
 }
@@ -272,7 +255,7 @@ fn root_keeps_the_admin_credentials_and_does_the_iam_work_for_its_run_as_the_use
             .args(extra))
     };
     let output = apply(&[]);
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let user = scoped_user(&mac.uuid);
     assert_eq!(
         user["keys"],
@@ -296,7 +279,7 @@ fn root_keeps_the_admin_credentials_and_does_the_iam_work_for_its_run_as_the_use
     // A rotation: root retires the key the new one replaced.
     let first = mac.key();
     let output = apply(&["--rotate"]);
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     assert_ne!(mac.key(), first);
     assert_eq!(
         scoped_user(&mac.uuid)["keys"],
@@ -306,17 +289,7 @@ fn root_keeps_the_admin_credentials_and_does_the_iam_work_for_its_run_as_the_use
     let kept = mac.key();
     grant_extra(&mac.uuid, "tests/fixtures/policy-s3-everything.json");
     let output = apply(&["--rotate"]);
-    assert_eq!(
-        exit_code(&output),
-        ExitCode::DataLeak,
-        "{}",
-        stderr(&output)
-    );
-    assert!(
-        stderr(&output).contains("was deleted"),
-        "{}",
-        stderr(&output)
-    );
+    assert_exit(&output, ExitCode::DataLeak, &["was deleted"]);
     assert_eq!(mac.key(), kept);
     assert_eq!(scoped_user(&mac.uuid)["keys"], serde_json::json!([kept.id]));
 }
@@ -381,7 +354,7 @@ fn the_admins_credentials_never_reach_a_process_the_user_controls() {
         found.push("the admin's secret was in the memory of the run as the user".to_owned());
     }
     assert!(found.is_empty(), "{found:#?}");
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     assert_eq!(
         scoped_user(&mac.uuid)["keys"],
         serde_json::json!([mac.key().id])
@@ -460,7 +433,7 @@ fn root_writes_nothing_in_a_users_home() {
     std::fs::hard_link(&victim, &log).unwrap();
     let dry_run = || run(mac.apply().arg("--dry-run"));
     let output = dry_run();
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let mut found = Vec::new();
     if std::fs::read_to_string(&victim).unwrap() != "root's\n" {
         found.push("root wrote to a root-only file through the user's hard link");
@@ -488,7 +461,7 @@ fn root_writes_nothing_in_a_users_home() {
     // A whole lockdown of a user's home by root: everything it made there is the user's.
     let (mac, user) = users_mac();
     let output = run(&mut mac.apply());
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let roots_own: Vec<PathBuf> = snapshot(mac.home.path())
         .into_iter()
         .map(|(path, _, _)| path)
@@ -536,7 +509,7 @@ fn root_reads_nothing_through_a_users_link() {
             .args(["status", "--json", "--credential-store", store])
             .arg("--arq-home")
             .arg(mac.home.path()));
-        assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+        assert_exit(&output, ExitCode::Success, &[]);
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let link = mac.home.path().join("keychain.json");
@@ -573,7 +546,7 @@ fn status_as_root_on_a_users_home_is_that_users_status() {
         .args(["status", "--json", "--credential-store", &mac.store])
         .arg("--arq-home")
         .arg(mac.home.path()));
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let status: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(status["user"], user.name.as_str(), "{status}");
 }
@@ -706,7 +679,7 @@ fn the_extension_attribute_is_stable_and_remembers_the_last_user() {
     let _state = last_known_state();
     let (mac, user) = users_mac();
     let output = run(mac.apply().args(["--user", &user.name]));
-    assert_eq!(exit_code(&output), ExitCode::Success, "{}", stderr(&output));
+    assert_exit(&output, ExitCode::Success, &[]);
     let first = extension_attribute(&mac, &user);
     assert_eq!(
         first,

@@ -21,12 +21,7 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
     let main = mac.key();
     let enrolled = run(&mut mac.apply_via_service("SERIAL-A"));
     assert_no_secret(&enrolled, &[&main.secret, &mac.key().secret]);
-    assert_eq!(
-        exit_code(&enrolled),
-        ExitCode::Success,
-        "{}",
-        stderr(&enrolled)
-    );
+    assert_exit(&enrolled, ExitCode::Success, &[]);
     let first = mac.key();
     assert_ne!(first.id, main.id);
     assert_eq!(keys_of(&mac.uuid), json!([first.id]));
@@ -56,12 +51,7 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
 
     let rotated = run(mac.apply_via_service("SERIAL-A").arg("--rotate"));
     assert_no_secret(&rotated, &[&first.secret, &mac.key().secret]);
-    assert_eq!(
-        exit_code(&rotated),
-        ExitCode::Success,
-        "{}",
-        stderr(&rotated)
-    );
+    assert_exit(&rotated, ExitCode::Success, &[]);
     let second = mac.key();
     assert_ne!(second.id, first.id);
     assert_eq!(
@@ -90,25 +80,20 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
 fn a_bound_computer_uuid_is_enrolled_again_only_by_the_mac_that_holds_its_enrollment_key() {
     let _guard = no_arq_running();
     let first = Mac::new();
-    assert_eq!(
-        exit_code(&run(&mut first.apply_via_service("SERIAL-FIRST"))),
-        ExitCode::Success
+    assert_exit(
+        &run(&mut first.apply_via_service("SERIAL-FIRST")),
+        ExitCode::Success,
+        &[],
     );
     let bound = keys_of(&first.uuid);
 
     // Another Mac claiming the same UUID — even with the same serial — has another enrollment key.
     let impostor = Mac::with_uuid(&first.uuid);
     let refused = run(&mut impostor.apply_via_service("SERIAL-FIRST"));
-    assert_eq!(
-        exit_code(&refused),
+    assert_exit(
+        &refused,
         ExitCode::Credentials,
-        "{}",
-        stderr(&refused)
-    );
-    assert!(
-        stderr(&refused).contains("computer-already-enrolled"),
-        "{}",
-        stderr(&refused)
+        &["computer-already-enrolled"],
     );
     assert_eq!(keys_of(&first.uuid), bound, "the refusal changed IAM");
     assert_eq!(impostor.key(), moto().admin);
@@ -117,7 +102,7 @@ fn a_bound_computer_uuid_is_enrolled_again_only_by_the_mac_that_holds_its_enroll
     // had is retired once the new one is in place.
     first.set_key(&moto().admin);
     let again = run(&mut first.apply_via_service("SERIAL-FIRST"));
-    assert_eq!(exit_code(&again), ExitCode::Success, "{}", stderr(&again));
+    assert_exit(&again, ExitCode::Success, &[]);
     assert_eq!(keys_of(&first.uuid), json!([first.key().id]));
 }
 
@@ -126,13 +111,15 @@ fn another_macs_scoped_key_cannot_rotate_this_computer() {
     let _guard = no_arq_running();
     let mac = Mac::new();
     let other = Mac::new();
-    assert_eq!(
-        exit_code(&run(&mut mac.apply_via_service("SERIAL-M"))),
-        ExitCode::Success
+    assert_exit(
+        &run(&mut mac.apply_via_service("SERIAL-M")),
+        ExitCode::Success,
+        &[],
     );
-    assert_eq!(
-        exit_code(&run(&mut other.apply_via_service("SERIAL-O"))),
-        ExitCode::Success
+    assert_exit(
+        &run(&mut other.apply_via_service("SERIAL-O")),
+        ExitCode::Success,
+        &[],
     );
     let before = keys_of(&mac.uuid);
     let reply = ReplyKey::generate();
@@ -591,30 +578,19 @@ fn the_service_speaks_tls_and_never_plain_http_off_loopback() {
     // A Mac that does not trust the certificate refuses to talk; one that does enrolls over TLS.
     let mac = Mac::new();
     let untrusted = run(&mut mac.apply_via(&url));
-    assert_eq!(
-        exit_code(&untrusted),
-        ExitCode::Aws,
-        "{}",
-        stderr(&untrusted)
-    );
+    assert_exit(&untrusted, ExitCode::Aws, &[]);
     let trusted = run(mac.apply_via(&url).env("SSL_CERT_FILE", &ca));
-    assert_eq!(
-        exit_code(&trusted),
-        ExitCode::Success,
-        "{}",
-        stderr(&trusted)
-    );
+    assert_exit(&trusted, ExitCode::Success, &[]);
     assert_eq!(keys_of(&mac.uuid), json!([mac.key().id]));
 
     // Plain HTTP: only on loopback, and a Mac sends keys over it only to itself.
     let plain = dir.path().join("plain.toml");
     std::fs::write(&plain, service_config("0.0.0.0:0", "")).unwrap();
     let refused = run(arq_lockdown().arg("serve").arg("--config").arg(&plain));
-    assert_eq!(exit_code(&refused), ExitCode::ConfigInvalid);
-    assert!(
-        stderr(&refused).contains("plain HTTP on 0.0.0.0:0"),
-        "{}",
-        stderr(&refused)
+    assert_exit(
+        &refused,
+        ExitCode::ConfigInvalid,
+        &["plain HTTP on 0.0.0.0:0"],
     );
     let insecure = run(Mac::new().apply().args([
         "--source",
@@ -622,12 +598,7 @@ fn the_service_speaks_tls_and_never_plain_http_off_loopback() {
         "--service-url",
         "http://arq.example.com",
     ]));
-    assert_eq!(exit_code(&insecure), ExitCode::ConfigInvalid);
-    assert!(
-        stderr(&insecure).contains("must be https://"),
-        "{}",
-        stderr(&insecure)
-    );
+    assert_exit(&insecure, ExitCode::ConfigInvalid, &["must be https://"]);
 }
 
 /// Property: a valid enrollment with bytes changed anywhere — in the request, the proof, the

@@ -9,8 +9,8 @@
 //! - `inventory`: the MDM's side: each Mac's extension-attribute line, an inventory export;
 //! - `local_user`: a throwaway local user (root tests) and what such a user can do to root.
 //!
-//! Here: the command builder that runs the binary with a clean AWS environment, Arq homes, file
-//! stores, snapshots and the secret-leak checks.
+//! Here: the command builder that runs the binary with a clean AWS environment, the exit-code
+//! assertion ([`assert_exit`]), Arq homes, file stores, snapshots and the secret-leak checks.
 
 mod evaluator;
 mod inventory;
@@ -180,6 +180,21 @@ pub fn exit_code(output: &Output) -> ExitCode {
 /// What the binary printed on stderr.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Checks that `output` exited with `code` and that its stderr says each of `says`; a failure
+/// shows the whole stderr. Returns the stderr, for what a test checks beyond that.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: ExitCode, says: &[&str]) -> String {
+    let stderr = stderr(output);
+    assert_eq!(exit_code(output), code, "wrong exit code; stderr: {stderr}");
+    for fragment in says {
+        assert!(
+            stderr.contains(fragment),
+            "expected {fragment:?} in stderr: {stderr}"
+        );
+    }
+    stderr
 }
 
 /// A user's home with Arq's app_config.plist.
