@@ -9,9 +9,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::arq_config::{ArqConfig, BucketName, ComputerUuid};
-use crate::iam::{
-    self, ENROLLED_BY_TAG, NAME_TAG, PINNED_KEY_TAG, POLICY_NAME, POLICY_OPTIONS_TAG,
-    REFUSED_CLAIM_TAG, REPLACED_KEY_TAG,
+use crate::iam;
+use crate::iam_names::{
+    ENROLLED_BY_TAG, NAME_TAG, PINNED_KEY_TAG, POLICY_NAME, POLICY_OPTIONS_TAG, REFUSED_CLAIM_TAG,
+    REPLACED_KEY_TAG, is_token_enrollment,
 };
 use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::protocol::enrollment::fingerprint;
@@ -227,7 +228,7 @@ pub struct Drift {
     pub reasons: Vec<String>,
     /// The policy `--fix-policies` writes as `arq-lockdown`, when the inline policy is the problem
     /// and the options it must be built with are known.
-    pub fix: Option<Value>,
+    pub fix: Option<PolicyDocument>,
 }
 
 /// A computer judged.
@@ -468,7 +469,11 @@ fn reported_twice(facts: &ComputerFacts) -> Option<String> {
             None => m.label.clone(),
         })
         .collect();
-    Some(format!("{} Macs report it: {}", macs.len(), labels.join(", ")))
+    Some(format!(
+        "{} Macs report it: {}",
+        macs.len(),
+        labels.join(", ")
+    ))
 }
 
 /// Why the main keys must wait for computers whose owner is in doubt (`contested`, `unconfirmed`):
@@ -567,13 +572,13 @@ pub fn drift(user: &UserFacts, bucket: &BucketName, uuid: &ComputerUuid) -> Opti
                                 "inline policy {POLICY_NAME} is not the one for options {}",
                                 options.tag_value()
                             ));
-                            fix = Some(expected.as_value().clone());
+                            fix = Some(expected);
                         }
                     }
                 }
                 None => {
                     reasons.push(format!("no inline policy {POLICY_NAME}"));
-                    fix = Some(expected.as_value().clone());
+                    fix = Some(expected);
                 }
             }
         }
@@ -715,13 +720,39 @@ impl MainKey {
         !self.scoped && !unconfirmed_claim
     }
 
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> MainKeyStatus {
         match (&self.lookup, self.scoped) {
-            (_, true) => "scoped-key",
-            (Lookup::Used { .. }, _) => "used",
-            (Lookup::NeverUsed { .. }, _) => "never-used",
-            (Lookup::NotFound, _) => "not-found",
-            (Lookup::Refused, _) => "refused",
+            (_, true) => MainKeyStatus::ScopedKey,
+            (Lookup::Used { .. }, _) => MainKeyStatus::Used,
+            (Lookup::NeverUsed { .. }, _) => MainKeyStatus::NeverUsed,
+            (Lookup::NotFound, _) => MainKeyStatus::NotFound,
+            (Lookup::Refused, _) => MainKeyStatus::Refused,
+        }
+    }
+}
+
+/// A main key's status in one word: what IAM says of it, or that it is a Mac's own scoped key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MainKeyStatus {
+    Used,
+    NeverUsed,
+    /// Deleted, or not this account's.
+    NotFound,
+    /// IAM would not say.
+    Refused,
+    /// A Mac's own scoped key, not a main key.
+    ScopedKey,
+}
+
+impl MainKeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Used => "used",
+            Self::NeverUsed => "never-used",
+            Self::NotFound => "not-found",
+            Self::Refused => "refused",
+            Self::ScopedKey => "scoped-key",
         }
     }
 }
@@ -835,9 +866,7 @@ pub fn replacements(computers: &[ComputerFacts]) -> BTreeMap<String, Vec<Replace
         let Some(id) = user.tag(REPLACED_KEY_TAG) else {
             continue;
         };
-        let proven = !user
-            .tag(ENROLLED_BY_TAG)
-            .is_some_and(|by| by.starts_with("token:"));
+        let proven = !user.tag(ENROLLED_BY_TAG).is_some_and(is_token_enrollment);
         found.entry(id.to_owned()).or_default().push(Replacement {
             computer_uuid: computer.uuid.to_string(),
             computer_name: computer_name(computer),
@@ -867,7 +896,7 @@ pub fn main_key_ids(
             continue;
         };
         let source = match user.tag(ENROLLED_BY_TAG) {
-            Some(by) if by.starts_with("token:") => KeySource::Claimed,
+            Some(by) if is_token_enrollment(by) => KeySource::Claimed,
             _ => KeySource::Recorded,
         };
         let entry = keys.entry(id.to_owned()).or_default();
@@ -1123,7 +1152,7 @@ mod tests {
         ];
         for (name, user, fix) in cases {
             let drift = drift(&user, &bucket, &uuid).expect(name);
-            assert_eq!(drift.fix, fix, "{name}: {:?}", drift.reasons);
+            assert_eq!(drift.fix.as_ref().map(PolicyDocument::as_value), fix.as_ref(), "{name}: {:?}", drift.reasons);
         }
         let mut extra = good_user();
         extra.groups.push("g".into());

@@ -342,7 +342,7 @@ fn main_keys(report: &Report) -> Markup {
                             td { @for (i, source) in key.sources.iter().enumerate() {
                                 @if i > 0 { ", " } (serde_json::to_value(source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
                             } @if key.recorded_by > 0 { " (" (key.recorded_by) " Mac(s))" } }
-                            td { (key.status) @if key.admin_credentials { " — this audit's own credentials" } }
+                            td { (key.status.as_str()) @if key.admin_credentials { " — this audit's own credentials" } }
                             td { @if let Some(at) = &key.last_used {
                                 (at) " by " (key.last_used_service.as_deref().unwrap_or("?")) " in " (key.last_used_region.as_deref().unwrap_or("?"))
                             } @else { "—" } }
@@ -605,20 +605,21 @@ mod tests {
             last_used_region: None, admin_credentials: false, replaced_by_proof: 0, quiet_since: None,
             ready_after: None,
         };
+        use crate::audit::decide::MainKeyStatus::*;
         let cases = [
-            ("never-used", true, "Yes", "The main keys may be retired now"),
-            ("used", false, "Not yet", "The main keys may not be retired yet"),
-            ("not-found", true, "Done", "The main keys are retired"),
-            ("not-found", false, "Not done", "The main keys are gone, but not everything was ready for it"),
+            (NeverUsed, true, "Yes", "The main keys may be retired now"),
+            (Used, false, "Not yet", "The main keys may not be retired yet"),
+            (NotFound, true, "Done", "The main keys are retired"),
+            (NotFound, false, "Not done", "The main keys are gone, but not everything was ready for it"),
         ];
         for (status, ready, word, headline) in cases {
             let mut report = report(|n| format!("Mac {n}"));
             report.main_keys = vec![key(status)];
             report.ready_to_retire_main_keys = ready;
             let page = render(&report);
-            assert!(page.contains(&format!("<p class=\"verdict-word\">{word}</p><h2 id=\"verdict-headline\">{headline}</h2>")), "{status} {ready}");
+            assert!(page.contains(&format!("<p class=\"verdict-word\">{word}</p><h2 id=\"verdict-headline\">{headline}</h2>")), "{status:?} {ready}");
             let deactivate = "arq-lockdown retire-main-keys --bucket fleet.example";
-            assert_eq!(page.contains(deactivate), word == "Yes", "{status} {ready}");
+            assert_eq!(page.contains(deactivate), word == "Yes", "{status:?} {ready}");
         }
     }
 

@@ -17,38 +17,28 @@ pub mod read;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use aws_config::{Region, SdkConfig};
+use aws_config::SdkConfig;
 use jiff::Timestamp;
 use serde::Serialize;
 
 use self::decide::{
-    Claims, ComputerFacts, Info, KeySource, Lookup, MacReport, MainKey, Rules, State, UserFacts,
+    Claims, ComputerFacts, Info, KeySource, Lookup, MacReport, MainKey, MainKeyStatus, Rules,
+    State, UserFacts,
 };
 use self::read::Presence;
 use crate::arq_config::{BucketName, ComputerUuid};
 use crate::aws;
 use crate::exit_code::ExitCode;
-use crate::iam::{self, IamError};
+use crate::iam::IamError;
+use crate::iam_names;
 use crate::inventory::{Inventory, ReportedBy, ReportingMac};
-
-/// The IAM actions a read-only audit needs (the README's least-rights policy and the refusal
-/// message come from this list); `--fix-policies` also needs [`FIX_ACTION`].
-pub const IAM_ACTIONS: [&str; 5] = [
-    "iam:GetAccountAuthorizationDetails",
-    "iam:GenerateCredentialReport",
-    "iam:GetCredentialReport",
-    "iam:GetAccessKeyLastUsed",
-    "iam:ListAccessKeys",
-];
-
-/// What `--fix-policies` needs beyond [`IAM_ACTIONS`], on `user/arq-lockdown/*`.
-pub const FIX_ACTION: &str = "iam:PutUserPolicy";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error(
-        "IAM refused {action} to these admin credentials: audit needs {} (and {FIX_ACTION} for --fix-policies); `arq-lockdown policy --kind audit --bucket BUCKET` prints the policy",
-        IAM_ACTIONS.join(", ")
+        "IAM refused {action} to these admin credentials: audit needs {} (and {} for --fix-policies); `arq-lockdown policy --kind audit --bucket BUCKET` prints the policy",
+        iam_names::AUDIT_ACTIONS.join(", "),
+        iam_names::AUDIT_FIX_ACTION
     )]
     Refused { action: &'static str },
     #[error(
@@ -160,7 +150,7 @@ pub struct MainKeyReport {
     pub recorded_by: usize,
     /// `used`, `never-used`, `not-found` (deleted, or not this account's), `refused` (IAM would
     /// not say) or `scoped-key` (a Mac's own scoped key, not a main key).
-    pub status: &'static str,
+    pub status: MainKeyStatus,
     /// The IAM user the key belongs to.
     pub user_name: Option<String>,
     pub last_used: Option<String>,
@@ -242,7 +232,7 @@ pub async fn audit(
     progress: &indicatif::ProgressBar,
 ) -> Result<Report, AuditError> {
     let bucket = options.bucket.as_str();
-    let s3 = s3_for_bucket(sdk_config, bucket).await;
+    let s3 = aws::s3_for_bucket(sdk_config, bucket).await;
     let iam_clock = read::IamClock::default();
     let iam_client = iam_clock.client(sdk_config);
     // Two lines of work side by side: the bucket (its folders, then each computerinfo) and IAM
@@ -315,26 +305,6 @@ pub async fn audit(
             .as_ref()
             .map(|inventory| inventory_report(inventory, &options.bucket, reporting.as_ref())),
     })
-}
-
-/// An S3 client in the bucket's own region (GetBucketLocation; the configured region when that
-/// is refused — the listing then names the problem).
-pub(crate) async fn s3_for_bucket(sdk_config: &SdkConfig, bucket: &str) -> aws_sdk_s3::Client {
-    use aws_sdk_s3::types::BucketLocationConstraint;
-    let global = aws::s3_client(sdk_config, None);
-    let Ok(location) = global.get_bucket_location().bucket(bucket).send().await else {
-        return global;
-    };
-    let region = match location.location_constraint() {
-        None => "us-east-1".to_owned(),
-        Some(BucketLocationConstraint::Eu) => "eu-west-1".to_owned(),
-        Some(constraint) if constraint.as_str().is_empty() => "us-east-1".to_owned(),
-        Some(constraint) => constraint.as_str().to_owned(),
-    };
-    match sdk_config.region().map(|r| r.as_ref()) == Some(region.as_str()) {
-        true => global,
-        false => aws::s3_client(sdk_config, Some(Region::new(region))),
-    }
 }
 
 /// What the bucket holds of the fleet.
@@ -412,7 +382,7 @@ async fn read_iam(
     // their computer has data here); the rest belong to other fleets.
     let (mut candidates, others): (Vec<UserFacts>, Vec<UserFacts>) =
         all_users.into_iter().partition(|user| {
-            iam::computer_of(&user.name).is_some()
+            iam_names::computer_of(&user.name).is_some()
                 && user
                     .bound_bucket()
                     .is_none_or(|bound| bound == options.bucket.as_str())
@@ -450,7 +420,8 @@ fn users_by_computer(
     let mut ours = BTreeMap::new();
     let mut not_ours = 0;
     for user in candidates {
-        let uuid = iam::computer_of(&user.name).expect("candidates are named after a computer");
+        let uuid =
+            iam_names::computer_of(&user.name).expect("candidates are named after a computer");
         match user.bound_bucket().is_some() || in_bucket.contains_key(&uuid) {
             true => {
                 ours.insert(uuid, user);
@@ -506,8 +477,10 @@ async fn fix_policies(
             continue;
         };
         read::put_policy(iam_client, &user.name, &document).await?;
-        user.inline_policies
-            .insert(iam::POLICY_NAME.to_owned(), Some(document));
+        user.inline_policies.insert(
+            iam_names::POLICY_NAME.to_owned(),
+            Some(document.as_value().clone()),
+        );
         fixes.push(PolicyFix {
             computer_uuid: computer.uuid.to_string(),
             user_name: user.name.clone(),
