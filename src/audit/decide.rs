@@ -20,7 +20,7 @@ use crate::protocol::enrollment::fingerprint;
 /// A computer's state: the first that applies, in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum State {
+pub enum ComputerState {
     /// A scoped user whose computer has no data in the bucket.
     OrphanUser,
     /// Data in the bucket, no scoped user: the Mac still has the main keys (or nothing).
@@ -42,30 +42,30 @@ pub enum State {
     LockedDown,
 }
 
-impl State {
-    pub const ALL: [State; 9] = [
-        State::OrphanUser,
-        State::NotLockedDown,
-        State::Contested,
-        State::Pinned,
-        State::Unconfirmed,
-        State::PolicyDrift,
-        State::ExtraKeys,
-        State::KeyUnused,
-        State::LockedDown,
+impl ComputerState {
+    pub const ALL: [ComputerState; 9] = [
+        ComputerState::OrphanUser,
+        ComputerState::NotLockedDown,
+        ComputerState::Contested,
+        ComputerState::Pinned,
+        ComputerState::Unconfirmed,
+        ComputerState::PolicyDrift,
+        ComputerState::ExtraKeys,
+        ComputerState::KeyUnused,
+        ComputerState::LockedDown,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            State::OrphanUser => "orphan-user",
-            State::NotLockedDown => "not-locked-down",
-            State::Contested => "contested",
-            State::Pinned => "pinned",
-            State::Unconfirmed => "unconfirmed",
-            State::PolicyDrift => "policy-drift",
-            State::ExtraKeys => "extra-keys",
-            State::KeyUnused => "key-unused",
-            State::LockedDown => "locked-down",
+            ComputerState::OrphanUser => "orphan-user",
+            ComputerState::NotLockedDown => "not-locked-down",
+            ComputerState::Contested => "contested",
+            ComputerState::Pinned => "pinned",
+            ComputerState::Unconfirmed => "unconfirmed",
+            ComputerState::PolicyDrift => "policy-drift",
+            ComputerState::ExtraKeys => "extra-keys",
+            ComputerState::KeyUnused => "key-unused",
+            ComputerState::LockedDown => "locked-down",
         }
     }
 }
@@ -234,7 +234,7 @@ pub struct Drift {
 /// A computer judged.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Judgement {
-    pub state: State,
+    pub state: ComputerState,
     pub action: Option<String>,
     pub drift: Option<Drift>,
 }
@@ -261,7 +261,7 @@ pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
     let user = match (&facts.user, facts.has_data) {
         (Some(_), false) => {
             return judgement(
-                State::OrphanUser,
+                ComputerState::OrphanUser,
                 format!(
                     "no data in the bucket: if that Mac is gone, arq-lockdown revoke --computer-uuid {uuid}"
                 ),
@@ -283,7 +283,7 @@ pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
                 _ => String::new(),
             };
             return judgement(
-                State::NotLockedDown,
+                ComputerState::NotLockedDown,
                 format!("run arq-lockdown apply on {who}{user_name}: it still has the main keys"),
             );
         }
@@ -301,18 +301,21 @@ pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
         };
         action += &format!(": {}", drift.reasons.join("; "));
         return Judgement {
-            state: State::PolicyDrift,
+            state: ComputerState::PolicyDrift,
             action: Some(action),
             drift: Some(drift),
         };
     }
     let active: Vec<&KeyFacts> = user.keys.iter().filter(|k| k.active).collect();
     if active.len() > 1 {
-        return judgement(State::ExtraKeys, extra_keys_action(&user.name, &active));
+        return judgement(
+            ComputerState::ExtraKeys,
+            extra_keys_action(&user.name, &active),
+        );
     }
     let Some(key) = active.first() else {
         return judgement(
-            State::KeyUnused,
+            ComputerState::KeyUnused,
             "no active key: that Mac cannot back up; run arq-lockdown apply --rotate --admin-credentials env there".to_owned(),
         );
     };
@@ -329,14 +332,14 @@ pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
                 ),
             };
             judgement(
-                State::KeyUnused,
+                ComputerState::KeyUnused,
                 format!(
                     "the key was {what}: the Mac is off, or its key never reached Arq (check it with arq-lockdown status there)"
                 ),
             )
         }
         _ => Judgement {
-            state: State::LockedDown,
+            state: ComputerState::LockedDown,
             action: None,
             drift: None,
         },
@@ -354,7 +357,7 @@ fn pin_command(rules: &Rules, facts: &ComputerFacts) -> String {
 /// `contested`, for these reasons.
 fn contested(rules: &Rules, facts: &ComputerFacts, reasons: &[String]) -> Judgement {
     Judgement {
-        state: State::Contested,
+        state: ComputerState::Contested,
         action: Some(format!(
             "{}: find out which Mac is this computer's (audit --inventory, its status there), then {} THAT-MACS-FINGERPRINT; revoke a UUID no Mac uses any more",
             reasons.join("; "),
@@ -382,7 +385,7 @@ fn whose(facts: &ComputerFacts, user: &UserFacts, rules: &Rules) -> Option<Judge
         (user.pinned_key(), user.enrollment_key(), active.is_empty())
     {
         return Some(judgement(
-            State::Pinned,
+            ComputerState::Pinned,
             format!(
                 "pinned to enrollment key {pinned}: that Mac binds it at its next run (check arq-lockdown status there)"
             ),
@@ -418,7 +421,7 @@ fn whose(facts: &ComputerFacts, user: &UserFacts, rules: &Rules) -> Option<Judge
             )
         }
     };
-    Some(judgement(State::Unconfirmed, action))
+    Some(judgement(ComputerState::Unconfirmed, action))
 }
 
 /// Why another Mac may hold the computer: each reason in words (none: not contested).
@@ -478,12 +481,12 @@ fn reported_twice(facts: &ComputerFacts) -> Option<String> {
 
 /// Why the main keys must wait for computers whose owner is in doubt (`contested`, `unconfirmed`):
 /// a squatter's key would keep reading them after the main keys go. Each `(state, UUID, name)`.
-pub fn unsettled(computers: &[(State, String, Option<String>)]) -> Vec<String> {
+pub fn unsettled(computers: &[(ComputerState, String, Option<String>)]) -> Vec<String> {
     let mut reasons = Vec::new();
     for (state, why) in [
-        (State::Contested, "another Mac claims them"),
+        (ComputerState::Contested, "another Mac claims them"),
         (
-            State::Unconfirmed,
+            ComputerState::Unconfirmed,
             "no Mac in the inventory reports the key IAM holds for them",
         ),
     ] {
@@ -607,7 +610,7 @@ pub fn drift(user: &UserFacts, bucket: &BucketName, uuid: &ComputerUuid) -> Opti
 /// Where audit learnt of a main key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum KeySource {
+pub enum MainKeySource {
     /// `--main-key-id`.
     Flag,
     /// A scoped user's `arq-lockdown:replaced-key`, written by apply or by the service after a
@@ -638,7 +641,7 @@ pub enum Lookup {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MainKey {
     pub id: String,
-    pub sources: Vec<KeySource>,
+    pub sources: Vec<MainKeySource>,
     pub recorded_by: usize,
     pub lookup: Lookup,
     /// Its owner is a scoped user: a Mac's scoped key, not a main key.
@@ -709,7 +712,7 @@ pub fn quiet(key: &MainKey, quiet_minutes: u32) -> Option<Quiet> {
 impl MainKey {
     /// Only claims of token-enrolled Macs name it.
     fn only_claimed(&self) -> bool {
-        self.sources.iter().all(|s| *s == KeySource::Claimed)
+        self.sources.iter().all(|s| *s == MainKeySource::Claimed)
     }
 
     /// Whether the verdict judges this key: not a scoped key, and not a claim IAM cannot confirm
@@ -883,12 +886,12 @@ pub fn replacements(computers: &[ComputerFacts]) -> BTreeMap<String, Vec<Replace
 pub fn main_key_ids(
     flags: &[String],
     users: &[&UserFacts],
-) -> BTreeMap<String, (Vec<KeySource>, usize)> {
-    let mut keys: BTreeMap<String, (Vec<KeySource>, usize)> = BTreeMap::new();
+) -> BTreeMap<String, (Vec<MainKeySource>, usize)> {
+    let mut keys: BTreeMap<String, (Vec<MainKeySource>, usize)> = BTreeMap::new();
     for id in flags {
         let entry = keys.entry(id.clone()).or_default();
-        if !entry.0.contains(&KeySource::Flag) {
-            entry.0.push(KeySource::Flag);
+        if !entry.0.contains(&MainKeySource::Flag) {
+            entry.0.push(MainKeySource::Flag);
         }
     }
     for user in users {
@@ -896,8 +899,8 @@ pub fn main_key_ids(
             continue;
         };
         let source = match user.tag(ENROLLED_BY_TAG) {
-            Some(by) if is_token_enrollment(by) => KeySource::Claimed,
-            _ => KeySource::Recorded,
+            Some(by) if is_token_enrollment(by) => MainKeySource::Claimed,
+            _ => MainKeySource::Recorded,
         };
         let entry = keys.entry(id.to_owned()).or_default();
         entry.1 += 1;
@@ -1072,8 +1075,8 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn each_computer_gets_the_first_state_that_applies() {
-        use State::*;
-        let cases: Vec<(&str, ComputerFacts, State)> = vec![
+        use ComputerState::*;
+        let cases: Vec<(&str, ComputerFacts, ComputerState)> = vec![
             ("user, no data", ComputerFacts { has_data: false, ..changed(|u| u.keys.clear()) }, OrphanUser),
             ("data, no user", computer(true, None), NotLockedDown),
             ("nothing wrong", computer(true, Some(good_user())), LockedDown),
@@ -1230,8 +1233,8 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn contested_and_unconfirmed_computers_hold_the_main_keys_back() {
-        use State::*;
-        type Computers = Vec<(State, String, Option<String>)>;
+        use ComputerState::*;
+        type Computers = Vec<(ComputerState, String, Option<String>)>;
         let cases: Vec<(&str, Computers, Vec<&str>)> = vec![
             ("none", vec![(LockedDown, "U1".into(), None), (Pinned, "U2".into(), None), (KeyUnused, "U3".into(), None)], vec![]),
             ("one contested", vec![(Contested, "U1".into(), Some("Bob's Mac".into()))], vec!["\"Bob's Mac\" (U1) contested: another Mac claims them; settle them with arq-lockdown pin (or revoke) first"]),
@@ -1245,7 +1248,7 @@ mod tests {
         }
     }
 
-    fn main_key(sources: &[KeySource], lookup: Lookup) -> MainKey {
+    fn main_key(sources: &[MainKeySource], lookup: Lookup) -> MainKey {
         MainKey {
             id: "AKIAMAIN1EXAMPLE0000".into(),
             sources: sources.to_vec(),
@@ -1306,7 +1309,7 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn a_main_key_may_go_only_after_a_quiet_period_with_every_mac_that_replaced_it_done() {
-        use KeySource::*;
+        use MainKeySource::*;
         let q = DEFAULT_QUIET_MINUTES;
         let never = || Lookup::NeverUsed { owner: "fleet-admin".into() };
         let flag = |lookup| main_key(&[Flag], lookup);
@@ -1348,7 +1351,7 @@ mod tests {
 
     #[test]
     fn the_reasons_say_when_the_verdict_may_flip_and_how_to_be_surer() {
-        let key = main_key(&[KeySource::Flag], used(ago(20)));
+        let key = main_key(&[MainKeySource::Flag], used(ago(20)));
         let (_, reasons) = verdict(&[], std::slice::from_ref(&key), &rules());
         assert_eq!(
             reasons,
@@ -1372,7 +1375,7 @@ mod tests {
             ("U1".to_owned(), Some("Bob's Mac".to_owned())),
             ("U2".to_owned(), None),
         ];
-        let quiet = main_key(&[KeySource::Flag], used(ago(300)));
+        let quiet = main_key(&[MainKeySource::Flag], used(ago(300)));
         let (_, reasons) = verdict(&mac, &[quiet], &rules());
         assert_eq!(
             reasons,
@@ -1448,7 +1451,7 @@ mod tests {
             &["AKIAMAIN1EXAMPLE0000".into(), "AKIAFLAG1EXAMPLE0000".into()],
             &[&by_proof, &by_token, &other, &good_user()],
         );
-        use KeySource::*;
+        use MainKeySource::*;
         assert_eq!(
             keys.into_iter().collect::<Vec<_>>(),
             [

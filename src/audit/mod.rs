@@ -22,8 +22,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use self::decide::{
-    Claims, ComputerFacts, Info, KeySource, Lookup, MacReport, MainKey, MainKeyStatus, Rules,
-    State, UserFacts,
+    Claims, ComputerFacts, ComputerState, Info, Lookup, MacReport, MainKey, MainKeySource,
+    MainKeyStatus, Rules, UserFacts,
 };
 use self::read::Presence;
 use crate::arq_config::{BucketName, ComputerUuid};
@@ -108,7 +108,7 @@ pub struct ComputerReport {
     pub computer_name: Option<String>,
     /// The Mac's user, from computerinfo.
     pub user_name: Option<String>,
-    pub state: State,
+    pub state: ComputerState,
     pub user_arn: Option<String>,
     pub access_keys: Vec<AccessKeyReport>,
     /// What to do; `null` when locked down.
@@ -145,7 +145,7 @@ pub struct MainKeyReport {
     pub access_key_id: String,
     /// `flag` (`--main-key-id`), `recorded` (a scoped user's replaced-key tag), `claimed` (the
     /// same tag on a user enrolled by token: that Mac's word only).
-    pub sources: Vec<KeySource>,
+    pub sources: Vec<MainKeySource>,
     /// How many scoped users of this bucket record it as the key their lockdown replaced.
     pub recorded_by: usize,
     /// `used`, `never-used`, `not-found` (deleted, or not this account's), `refused` (IAM would
@@ -175,7 +175,7 @@ pub struct PolicyFix {
     /// Always `rewrote arq-lockdown`: the one change it makes.
     pub change: &'static str,
     /// The computer's state after the change.
-    pub state: State,
+    pub state: ComputerState,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -216,7 +216,10 @@ pub struct Report {
 impl Report {
     /// 0 when every computer is locked down and the main keys may go; 13 otherwise.
     pub fn exit_code(&self) -> ExitCode {
-        let all_locked = self.computers.iter().all(|c| c.state == State::LockedDown);
+        let all_locked = self
+            .computers
+            .iter()
+            .all(|c| c.state == ComputerState::LockedDown);
         match all_locked && self.ready_to_retire_main_keys {
             true => ExitCode::Success,
             false => ExitCode::NeedsAction,
@@ -358,7 +361,7 @@ struct IamFacts {
     /// Every scoped user's name, whichever bucket it is bound to.
     scoped_user_names: BTreeSet<String>,
     /// The main keys to judge: where audit learnt of each, and how many candidates record it.
-    main_key_ids: BTreeMap<String, (Vec<KeySource>, usize)>,
+    main_key_ids: BTreeMap<String, (Vec<MainKeySource>, usize)>,
     /// Each main key's last use.
     main_key_lookups: BTreeMap<String, Lookup>,
     /// When IAM made the credential report.
@@ -494,7 +497,7 @@ async fn fix_policies(
 /// Each main key with its last use (refused where IAM gave none), whether a scoped user owns it,
 /// whether audit runs with it, and the lockdowns that replaced it.
 fn main_keys(
-    ids: BTreeMap<String, (Vec<KeySource>, usize)>,
+    ids: BTreeMap<String, (Vec<MainKeySource>, usize)>,
     lookups: &BTreeMap<String, Lookup>,
     scoped_user_names: &BTreeSet<String>,
     admin_key_id: Option<&str>,
@@ -614,7 +617,7 @@ fn inventory_report(
 }
 
 /// Each computer's state, UUID and name, for the verdict.
-fn states(computers: &[ComputerReport]) -> Vec<(State, String, Option<String>)> {
+fn states(computers: &[ComputerReport]) -> Vec<(ComputerState, String, Option<String>)> {
     computers
         .iter()
         .map(|c| (c.state, c.computer_uuid.clone(), c.computer_name.clone()))
@@ -625,7 +628,7 @@ fn states(computers: &[ComputerReport]) -> Vec<(State, String, Option<String>)> 
 fn not_locked_down(computers: &[ComputerReport]) -> Vec<(String, Option<String>)> {
     computers
         .iter()
-        .filter(|c| c.state == State::NotLockedDown)
+        .filter(|c| c.state == ComputerState::NotLockedDown)
         .map(|c| (c.computer_uuid.clone(), c.computer_name.clone()))
         .collect()
 }
@@ -633,7 +636,7 @@ fn not_locked_down(computers: &[ComputerReport]) -> Vec<(String, Option<String>)
 /// The number of computers in each state, every state named.
 fn count_by_state(computers: &[ComputerReport]) -> serde_json::Map<String, serde_json::Value> {
     let mut states = serde_json::Map::new();
-    for state in State::ALL {
+    for state in ComputerState::ALL {
         let count = computers.iter().filter(|c| c.state == state).count();
         states.insert(state.as_str().to_owned(), count.into());
     }

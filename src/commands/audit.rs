@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use crate::Error;
-use crate::audit::decide::{KeySource, MainKeyStatus, State};
+use crate::audit::decide::{ComputerState, MainKeySource, MainKeyStatus};
 use crate::audit::history::{Entry, History};
 use crate::audit::{self, AuditOptions, ComputerReport, MainKeyReport, PolicyFix, Report, html};
 use crate::aws::{self, Identity};
@@ -172,7 +172,7 @@ fn action_table(computers: &[ComputerReport]) -> String {
     let mut text = String::new();
     let needing: Vec<_> = computers
         .iter()
-        .filter(|c| c.state != State::LockedDown)
+        .filter(|c| c.state != ComputerState::LockedDown)
         .collect();
     let name_width = needing
         .iter()
@@ -276,9 +276,9 @@ fn main_key_line(key: &MainKeyReport) -> String {
         .sources
         .iter()
         .map(|s| match s {
-            KeySource::Flag => "--main-key-id",
-            KeySource::Recorded => "recorded",
-            KeySource::Claimed => "claimed by token-enrolled Macs",
+            MainKeySource::Flag => "--main-key-id",
+            MainKeySource::Recorded => "recorded",
+            MainKeySource::Claimed => "claimed by token-enrolled Macs",
         })
         .collect();
     let recorded = match key.recorded_by {

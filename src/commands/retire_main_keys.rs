@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::Error;
-use crate::audit::decide::{KeySource, MainKeyStatus};
+use crate::audit::decide::{MainKeySource, MainKeyStatus};
 use crate::audit::{self, AuditOptions, MainKeyReport, Report};
 use crate::cli::RetireArgs;
 use crate::exit_code::ExitCode;
@@ -98,7 +98,7 @@ fn switchable(keys: &[MainKeyReport]) -> (Vec<(String, String)>, Vec<Left>) {
         let named = key
             .sources
             .iter()
-            .any(|s| matches!(s, KeySource::Flag | KeySource::Recorded));
+            .any(|s| matches!(s, MainKeySource::Flag | MainKeySource::Recorded));
         let why = match (key.status, &key.user_name) {
             (MainKeyStatus::ScopedKey, _) => Some("a Mac's scoped key, not a main key".to_owned()),
             (MainKeyStatus::NotFound | MainKeyStatus::Refused, _) | (_, None) => {
