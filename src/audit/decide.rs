@@ -250,43 +250,30 @@ pub fn computer_name(facts: &ComputerFacts) -> Option<String> {
     }
 }
 
+impl Judgement {
+    /// `state`, with `action` to take.
+    fn act(state: ComputerState, action: String) -> Self {
+        Self {
+            state,
+            action: Some(action),
+            drift: None,
+        }
+    }
+}
+
 /// The one state of a computer and what to do about it.
 pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
     let uuid = facts.uuid.as_str();
-    let judgement = |state, action: String| Judgement {
-        state,
-        action: Some(action),
-        drift: None,
-    };
     let user = match (&facts.user, facts.has_data) {
         (Some(_), false) => {
-            return judgement(
+            return Judgement::act(
                 ComputerState::OrphanUser,
                 format!(
                     "no data in the bucket: if that Mac is gone, arq-lockdown revoke --computer-uuid {uuid}"
                 ),
             );
         }
-        (None, _) => {
-            if let Some(twice) = reported_twice(facts) {
-                return contested(rules, facts, &[twice]);
-            }
-            let who = match computer_name(facts) {
-                Some(name) => format!("\"{name}\""),
-                None => "the Mac (name unknown)".to_owned(),
-            };
-            let user_name = match &facts.info {
-                Info::Read {
-                    user_name: Some(user),
-                    ..
-                } => format!(", user {user}"),
-                _ => String::new(),
-            };
-            return judgement(
-                ComputerState::NotLockedDown,
-                format!("run arq-lockdown apply on {who}{user_name}: it still has the main keys"),
-            );
-        }
+        (None, _) => return without_user(facts, rules),
         (Some(user), true) => user,
     };
     if let Some(judged) = whose(facts, user, rules) {
@@ -306,15 +293,43 @@ pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
             drift: Some(drift),
         };
     }
+    key_use(user, rules)
+}
+
+/// A computer with data and no scoped user: not locked down, unless two Macs report it.
+fn without_user(facts: &ComputerFacts, rules: &Rules) -> Judgement {
+    if let Some(twice) = reported_twice(facts) {
+        return contested(rules, facts, &[twice]);
+    }
+    let who = match computer_name(facts) {
+        Some(name) => format!("\"{name}\""),
+        None => "the Mac (name unknown)".to_owned(),
+    };
+    let user_name = match &facts.info {
+        Info::Read {
+            user_name: Some(user),
+            ..
+        } => format!(", user {user}"),
+        _ => String::new(),
+    };
+    Judgement::act(
+        ComputerState::NotLockedDown,
+        format!("run arq-lockdown apply on {who}{user_name}: it still has the main keys"),
+    )
+}
+
+/// A user whose owner and policies are in order, by its keys: `extra-keys`, `key-unused` or
+/// `locked-down`.
+fn key_use(user: &UserFacts, rules: &Rules) -> Judgement {
     let active: Vec<&KeyFacts> = user.keys.iter().filter(|k| k.active).collect();
     if active.len() > 1 {
-        return judgement(
+        return Judgement::act(
             ComputerState::ExtraKeys,
             extra_keys_action(&user.name, &active),
         );
     }
     let Some(key) = active.first() else {
-        return judgement(
+        return Judgement::act(
             ComputerState::KeyUnused,
             "no active key: that Mac cannot back up; run arq-lockdown apply --rotate --admin-credentials env there".to_owned(),
         );
@@ -331,7 +346,7 @@ pub fn judge(facts: &ComputerFacts, rules: &Rules) -> Judgement {
                     day(since)
                 ),
             };
-            judgement(
+            Judgement::act(
                 ComputerState::KeyUnused,
                 format!(
                     "the key was {what}: the Mac is off, or its key never reached Arq (check it with arq-lockdown status there)"
@@ -370,11 +385,6 @@ fn contested(rules: &Rules, facts: &ComputerFacts, reasons: &[String]) -> Judgem
 /// Whether the computer is another Mac's, in doubt, or waiting for its pinned Mac: `contested`,
 /// `pinned` or `unconfirmed`, in that order; `None` when nothing says it is not its own Mac's.
 fn whose(facts: &ComputerFacts, user: &UserFacts, rules: &Rules) -> Option<Judgement> {
-    let judgement = |state, action: String| Judgement {
-        state,
-        action: Some(action),
-        drift: None,
-    };
     let pin = pin_command(rules, facts);
     let contest = contest(facts, user);
     if !contest.is_empty() {
@@ -384,7 +394,7 @@ fn whose(facts: &ComputerFacts, user: &UserFacts, rules: &Rules) -> Option<Judge
     if let (Some(pinned), None, true) =
         (user.pinned_key(), user.enrollment_key(), active.is_empty())
     {
-        return Some(judgement(
+        return Some(Judgement::act(
             ComputerState::Pinned,
             format!(
                 "pinned to enrollment key {pinned}: that Mac binds it at its next run (check arq-lockdown status there)"
@@ -421,7 +431,7 @@ fn whose(facts: &ComputerFacts, user: &UserFacts, rules: &Rules) -> Option<Judge
             )
         }
     };
-    Some(judgement(ComputerState::Unconfirmed, action))
+    Some(Judgement::act(ComputerState::Unconfirmed, action))
 }
 
 /// Why another Mac may hold the computer: each reason in words (none: not contested).
