@@ -831,7 +831,9 @@ fn held_back(key: &MainKey, rules: &Rules) -> Vec<String> {
     let Some(quiet) = quiet(key, rules.quiet_minutes) else {
         return reasons;
     };
-    if rules.now < quiet.ready_after {
+    // IAM's clock is the `Date` of its answers, in whole seconds: a lockdown within the second
+    // of `now` has not been made after it.
+    if rules.now.as_second() < quiet.ready_after.as_second() {
         let since = match (&key.lookup, quiet.from_use) {
             (Lookup::Used { last, .. }, true) => format!(
                 "{} was last used by {} in {} at {}",
@@ -1340,6 +1342,7 @@ mod tests {
             ("surer: used 3 hours ago, 240 minutes asked", vec![], vec![flag(used(ago(180)))], SURER_QUIET_MINUTES, false),
             ("surer: used 5 hours ago", vec![], vec![flag(used(ago(300)))], SURER_QUIET_MINUTES, true),
             ("no quiet period asked", vec![], vec![flag(used(ago(0)))], 0, true),
+            ("no quiet period, a lockdown within IAM's second", vec![], vec![with(flag(never()), vec![Replacement { at: t(ago(0)).checked_add(jiff::SignedDuration::from_millis(400)).ok(), ..replaced(0, true, true) }])], 0, true),
             ("deleted", vec![], vec![main_key(&[Recorded], Lookup::NotFound)], q, true),
             ("IAM refused", vec![], vec![flag(Lookup::Refused)], q, false),
             ("a Mac not locked down", mac, vec![flag(never())], q, false),
