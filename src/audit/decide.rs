@@ -152,6 +152,13 @@ pub enum Info {
     Skipped,
 }
 
+/// In the report, the word for what was read (the names are the computer's fields).
+impl Serialize for Info {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl Info {
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -456,6 +456,7 @@ fn chart_svg(history: &[Entry]) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::decide::Info;
     use crate::audit::{ComputerReport, Summary};
 
     /// A report with `n + 1` computers in the `n`th state of [`ComputerState::ALL`], each named `name(n)`.
@@ -473,7 +474,10 @@ mod tests {
                     action: (state != ComputerState::LockedDown)
                         .then(|| format!("fix {}", name(n))),
                     in_bucket: true,
-                    computerinfo: "read",
+                    computerinfo: Info::Read {
+                        computer_name: Some(name(n)),
+                        user_name: None,
+                    },
                     enrollment_key: None,
                     pinned_key: None,
                     reported_by: Vec::new(),

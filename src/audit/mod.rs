@@ -116,7 +116,7 @@ pub struct ComputerReport {
     /// Whether the bucket holds data of this computer.
     pub in_bucket: bool,
     /// `read`, `missing`, `malformed`, `refused` or `skipped` (`--no-names`).
-    pub computerinfo: &'static str,
+    pub computerinfo: Info,
     /// The fingerprint of the enrollment key the service bound it to.
     pub enrollment_key: Option<String>,
     /// The fingerprint the admin's `pin` confirmed.
@@ -677,7 +677,7 @@ fn computer_report(facts: &ComputerFacts, judged: &decide::Judgement) -> Compute
             .collect(),
         action: judged.action.clone(),
         in_bucket: facts.has_data,
-        computerinfo: facts.info.as_str(),
+        computerinfo: facts.info.clone(),
         enrollment_key: facts.user.as_ref().and_then(UserFacts::enrollment_key),
         pinned_key: facts
             .user
