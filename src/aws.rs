@@ -14,7 +14,6 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_iam::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_iam::config::{ConfigBag, Intercept, RuntimeComponents, SharedHttpClient};
-use aws_sdk_s3::operation::get_bucket_location::GetBucketLocationOutput;
 use aws_sdk_sts::error::SdkError;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_types::body::SdkBody;
@@ -100,35 +99,24 @@ pub fn s3_client(config: &SdkConfig, region: Option<Region>) -> aws_sdk_s3::Clie
     aws_sdk_s3::Client::from_conf(builder.build())
 }
 
-/// The region a GetBucketLocation answer names: S3 says nothing (or `""`) for us-east-1 and `EU`
-/// for eu-west-1.
-pub fn bucket_region(location: &GetBucketLocationOutput) -> String {
-    use aws_sdk_s3::types::BucketLocationConstraint;
-    match location.location_constraint() {
-        None => "us-east-1".to_owned(),
-        Some(BucketLocationConstraint::Eu) => "eu-west-1".to_owned(),
-        Some(constraint) if constraint.as_str().is_empty() => "us-east-1".to_owned(),
-        Some(constraint) => constraint.as_str().to_owned(),
-    }
-}
-
 /// An S3 client in `bucket`'s own region (GetBucketLocation); the configured region when that is
 /// refused — the calls made with it then name the problem.
 pub async fn s3_for_bucket(sdk_config: &SdkConfig, bucket: &str) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::types::BucketLocationConstraint;
     let global = s3_client(sdk_config, None);
     let Ok(location) = global.get_bucket_location().bucket(bucket).send().await else {
         return global;
     };
-    let region = bucket_region(&location);
+    let region = match location.location_constraint() {
+        None => "us-east-1".to_owned(),
+        Some(BucketLocationConstraint::Eu) => "eu-west-1".to_owned(),
+        Some(constraint) if constraint.as_str().is_empty() => "us-east-1".to_owned(),
+        Some(constraint) => constraint.as_str().to_owned(),
+    };
     match sdk_config.region().map(|r| r.as_ref()) == Some(region.as_str()) {
         true => global,
         false => s3_client(sdk_config, Some(Region::new(region))),
     }
-}
-
-/// An AWS time as a [`jiff::Timestamp`] (`None` out of jiff's range).
-pub fn timestamp(at: &aws_smithy_types::DateTime) -> Option<jiff::Timestamp> {
-    jiff::Timestamp::new(at.secs(), at.subsec_nanos() as i32).ok()
 }
 
 pub fn sts_client(config: &SdkConfig) -> aws_sdk_sts::Client {

@@ -334,6 +334,11 @@ impl ScopedUser {
     }
 }
 
+/// A time in an IAM answer as a [`Timestamp`] (`None` out of jiff's range).
+pub fn timestamp(at: &aws_smithy_types::DateTime) -> Option<Timestamp> {
+    Timestamp::new(at.secs(), at.subsec_nanos() as i32).ok()
+}
+
 /// A policy document as IAM hands it out (URL-encoded), parsed; `None` when it is not JSON.
 pub fn decode_policy(document: &str) -> Option<Value> {
     let text = percent_encoding::percent_decode_str(document)
@@ -365,7 +370,7 @@ pub(crate) async fn list_keys(client: &Client, user: &str) -> Result<Vec<ListedK
         .filter_map(|key| {
             Some(ListedKey {
                 active: key.status == Some(StatusType::Active),
-                created: key.create_date.as_ref().and_then(aws::timestamp),
+                created: key.create_date.as_ref().and_then(timestamp),
                 id: key.access_key_id?,
             })
         })

@@ -6,7 +6,7 @@
 //! - [`credential_store`]: the "Arq S3" item (Keychain on macOS, a JSON file elsewhere);
 //! - [`aws`]: how AWS clients are built;
 //! - [`verify`]: Arq's S3 calls and the isolation probes, and their verdict;
-//! - [`iam`]: the scoped IAM users, their binding tags and keys;
+//! - [`iam`]: the scoped IAM users, their binding tags and keys, and every read of them (audit's too);
 //! - [`iam_names`]: IAM's names (user path, policy name, tag keys, action lists), a leaf;
 //! - [`key_source`]: where `apply` gets a scoped key: IAM, or the provisioning service;
 //! - [`protocol`]: the wire format between a Mac and the provisioning service;

@@ -23,6 +23,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::BucketLocationConstraint;
 use serde::Serialize;
 
 use crate::arq_config::{ArqConfig, ComputerUuid};
@@ -319,7 +320,15 @@ impl Prober {
             .bucket(&self.bucket)
             .send()
             .await;
-        let region = result.as_ref().ok().map(aws::bucket_region);
+        let region = result
+            .as_ref()
+            .ok()
+            .map(|out| match out.location_constraint() {
+                None => "us-east-1".to_owned(),
+                Some(BucketLocationConstraint::Eu) => "eu-west-1".to_owned(),
+                Some(constraint) if constraint.as_str().is_empty() => "us-east-1".to_owned(),
+                Some(constraint) => constraint.as_str().to_owned(),
+            });
         let got = answer(result)?;
         let check = check(
             "GetBucketLocation".into(),

@@ -290,7 +290,7 @@ fn user_facts(user: &aws_sdk_iam::types::UserDetail) -> UserFacts {
     UserFacts {
         name: user.user_name().unwrap_or_default().to_owned(),
         arn: user.arn().unwrap_or_default().to_owned(),
-        created: user.create_date().and_then(aws::timestamp),
+        created: user.create_date().and_then(iam::timestamp),
         tags: iam::tag_map(user.tags()),
         inline_policies: user
             .user_policy_list()
@@ -382,7 +382,7 @@ pub async fn credential_report(
                     .content()
                     .map(|b| b.as_ref().to_vec())
                     .unwrap_or_default();
-                let generated_at = report.generated_time().and_then(aws::timestamp);
+                let generated_at = report.generated_time().and_then(iam::timestamp);
                 return Ok((parse_report(&content), generated_at));
             }
             // Not made yet (or expired): ask again shortly.
@@ -506,7 +506,7 @@ pub async fn last_use(iam: &aws_sdk_iam::Client, key_id: &str) -> Result<Lookup,
     Ok(
         match used
             .and_then(|u| u.last_used_date())
-            .and_then(aws::timestamp)
+            .and_then(iam::timestamp)
         {
             Some(at) => Lookup::Used {
                 owner,
