@@ -6,8 +6,8 @@
 //! `apply --source iam` and the provisioning service — and `audit` reads the fleet's users through
 //! it: every read of a scoped user (the account's users in one paginated call, a user's keys, its
 //! decoded policy) and every policy write is made here, once. It never touches users outside that
-//! path but to list and tag a main key's user for `retire-main-keys`. The names it uses are
-//! [`crate::iam_names`]'.
+//! path but to list and tag a main key's user for `retire-main-keys`. Its names — the path, the
+//! policy's, the tags' — come from [`crate::iam_names`].
 
 use std::collections::BTreeMap;
 
