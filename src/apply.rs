@@ -31,7 +31,8 @@ use crate::aws::{self, AwsCredentials, Caller, Identity};
 use crate::credential_store::{AccessKey, ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::fault;
-use crate::iam::{self, Iam, IamError};
+use crate::iam::{Iam, IamError};
+use crate::iam_names;
 use crate::key_source::{
     AdminCredentials, Computer, IamIssuer, IssuedKey, KeyIssuer, KeySource, Plan, RootIssuer,
     ServiceCall, ServiceClient, ServiceIssuer, SourceKind, default_boundary,
@@ -506,7 +507,7 @@ async fn arq_s3_as_admin<'a>(
         refuse_what_only_an_admin_can_do(request, computer, current)?;
         return Ok((KeyIssuer::Adopt, Some(arn)));
     }
-    if caller.arn.contains(&format!(":user{}", iam::USER_PATH)) {
+    if iam_names::is_scoped_user_arn(&caller.arn) {
         let arn = caller.arn;
         return Err(ApplyError::ForeignScopedKey { arn }.into());
     }
@@ -557,21 +558,21 @@ async fn identify(current: &ArqS3<'_>, sdk_config: &SdkConfig) -> Result<Caller,
 
 /// The ARN, when `identity` is this computer's scoped user in its own account (the whole ARN).
 fn this_computers(caller: &Caller, config: &ArqConfig) -> Option<String> {
-    (caller.arn == iam::scoped_user_arn(&caller.account, &config.computer_uuid))
+    (caller.arn == iam_names::scoped_user_arn(&caller.account, &config.computer_uuid))
         .then(|| caller.arn.clone())
 }
 
 fn describe_plan(plan: &Plan, config: &ArqConfig) -> String {
-    let user = iam::user_name(&config.computer_uuid);
+    let user = iam_names::user_name(&config.computer_uuid);
     let mut parts = Vec::new();
     if plan.create_user {
-        parts.push(format!("create IAM user {}{user}", iam::USER_PATH));
+        parts.push(format!("create IAM user {}{user}", iam_names::USER_PATH));
     }
     if plan.retag_user {
         parts.push("update its tags".to_owned());
     }
     if plan.put_policy {
-        parts.push(format!("write policy {}", iam::POLICY_NAME));
+        parts.push(format!("write policy {}", iam_names::POLICY_NAME));
     }
     for key in &plan.delete_stale_keys {
         parts.push(format!("delete stale key {key}"));

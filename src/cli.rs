@@ -121,7 +121,7 @@ pub struct PolicyArgs {
     pub legacy_glacier: bool,
     /// Refuse the root listing too: other computers' UUIDs stay hidden, but Arq cannot list
     /// computers or restore with arq_restore, and a Mac with a cold cache cannot write its
-    /// computerinfo (see the README).
+    /// computerinfo (see docs/policy.md).
     #[arg(long)]
     pub no_computer_listing: bool,
     /// Print compact JSON on one line, as sent to IAM.
@@ -208,7 +208,7 @@ pub struct ApplyArgs {
     pub legacy_glacier: bool,
     /// Refuse the root listing too: other computers' UUIDs stay hidden, but Arq cannot list
     /// computers or restore with arq_restore, and a Mac with a cold cache cannot write its
-    /// computerinfo (see the README).
+    /// computerinfo (see docs/policy.md).
     #[arg(long)]
     pub no_computer_listing: bool,
     /// Replace the scoped key even if the receipt says it is in place.
@@ -462,7 +462,7 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The service's configuration file (TOML; see the README).
+    /// The service's configuration file (TOML; see docs/service.md).
     #[arg(long, value_name = "FILE", env = "ARQ_LOCKDOWN_SERVICE_CONFIG")]
     pub config: PathBuf,
     /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).

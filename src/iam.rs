@@ -2,48 +2,33 @@
 //!
 //! Owns the IAM side of a lockdown: the user `arq-<UUID>` under the path `/arq-lockdown/`, created
 //! with its tags and a permissions boundary in one `CreateUser` call (so IAM itself decides who
-//! bound a computer first), its one inline policy, and its access keys. Both key sources use it:
-//! `apply --source iam` ([`crate::key_source::iam`]) and the provisioning service. It never
-//! touches users outside that path.
+//! bound a computer first), its one inline policy, and its access keys. Both key sources use it —
+//! `apply --source iam` and the provisioning service — and `audit` reads the fleet's users through
+//! it: every read of a scoped user (the account's users in one paginated call, a user's keys, its
+//! decoded policy) and every policy write is made here, once. It never touches users outside that
+//! path but to list and tag a main key's user for `retire-main-keys`. Its names — the path, the
+//! policy's, the tags' — come from [`crate::iam_names`].
 
 use std::collections::BTreeMap;
 
 use aws_sdk_iam::Client;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_iam::types::Tag;
+use aws_sdk_iam::types::{EntityType, StatusType, Tag, UserDetail};
+use jiff::Timestamp;
 use serde_json::Value;
 
 use crate::arq_config::ComputerUuid;
 use crate::aws;
 use crate::credential_store::AccessKey;
 use crate::exit_code::ExitCode;
+use crate::iam_names::{
+    ADMIN_ACTIONS, BUCKET_TAG, COMPUTER_TAG, ENROLLED_BY_TAG, ENROLLMENT_KEY_TAG, NAME_TAG,
+    PINNED_KEY_TAG, POLICY_NAME, POLICY_OPTIONS_TAG, REFUSED_CLAIM_TAG, REPLACED_KEY_TAG,
+    SERIAL_TAG, USER_PATH, scoped_users_resource, user_name,
+};
 use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::secret::Secret;
-
-/// The IAM path every scoped user lives under; nothing outside it is ever changed.
-pub const USER_PATH: &str = "/arq-lockdown/";
-
-/// The name of the one inline policy of a scoped user.
-pub const POLICY_NAME: &str = "arq-lockdown";
-
-/// The IAM actions `apply --source iam`, `revoke`, `pin` and the service use, on
-/// `arn:aws:iam::*:user/arq-lockdown/*`: docs/policy.md's admin policy and the refusal message both
-/// come from this list.
-pub const ADMIN_ACTIONS: [&str; 12] = [
-    "iam:GetUser",
-    "iam:CreateUser",
-    "iam:TagUser",
-    "iam:UntagUser",
-    "iam:GetUserPolicy",
-    "iam:PutUserPolicy",
-    "iam:ListUserPolicies",
-    "iam:DeleteUserPolicy",
-    "iam:ListAccessKeys",
-    "iam:CreateAccessKey",
-    "iam:DeleteAccessKey",
-    "iam:DeleteUser",
-];
 
 /// Whether `text` has the shape of an AWS access key id (IAM: 16 to 128 characters; AWS makes
 /// them of upper-case letters and digits, `AKIA…` for long-term keys).
@@ -54,28 +39,12 @@ pub fn is_access_key_id(text: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
 }
 
-/// The IAM user name for a computer: `arq-` + the UUID (40 characters, within IAM's 64).
-pub fn user_name(uuid: &ComputerUuid) -> String {
-    format!("arq-{uuid}")
-}
-
-/// The computer a user name is for: the inverse of [`user_name`] (`None` for any other name).
-pub fn computer_of(user_name: &str) -> Option<ComputerUuid> {
-    user_name
-        .strip_prefix("arq-")
-        .and_then(|uuid| ComputerUuid::parse(uuid).ok())
-}
-
-/// The ARN of `uuid`'s scoped user in `account` — what STS names as the caller of its keys.
-pub fn scoped_user_arn(account: &str, uuid: &ComputerUuid) -> String {
-    format!("arn:aws:iam::{account}:user{USER_PATH}{}", user_name(uuid))
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum IamError {
     #[error(
-        "IAM refused {action} to these admin credentials: they need {} on arn:aws:iam::*:user/arq-lockdown/* (see the README's admin policy) — or pass --admin-credentials",
-        ADMIN_ACTIONS.join(", ")
+        "IAM refused {action} to these admin credentials: they need {} on {} (see docs/policy.md's admin policy) — or pass --admin-credentials",
+        ADMIN_ACTIONS.join(", "),
+        scoped_users_resource()
     )]
     Refused { action: &'static str },
     #[error(
@@ -88,7 +57,7 @@ pub enum IamError {
     )]
     KeyLimit { action: &'static str },
     #[error(
-        "IAM refused {action}: an account quota is reached ({message}); see the README's fleet limits"
+        "IAM refused {action}: an account quota is reached ({message}); see docs/service.md's limits"
     )]
     Quota {
         action: &'static str,
@@ -169,32 +138,6 @@ fn fail(error: CallError, action: &'static str) -> IamError {
         },
     }
 }
-
-/// The tag keys of a scoped user. The bucket and enrollment key bind the user, so their keys stay
-/// in this module (read them with [`bound_bucket`] and [`ScopedUser`]'s accessors); the rest
-/// inform, and `audit` reads those by key.
-const COMPUTER_TAG: &str = "arq-lockdown:computer-uuid";
-const BUCKET_TAG: &str = "arq-lockdown:bucket";
-const ENROLLMENT_KEY_TAG: &str = "arq-lockdown:enrollment-key";
-/// Who enrolled the user with the service: a fleet principal's ARN or `token:<name>`.
-pub const ENROLLED_BY_TAG: &str = "arq-lockdown:enrolled-by";
-/// The Mac's name when it was locked down.
-pub const NAME_TAG: &str = "arq-lockdown:computer-name";
-const SERIAL_TAG: &str = "arq-lockdown:serial";
-/// The options the inline policy was built with ([`PolicyOptions::tag_value`]), so `audit` can
-/// rebuild the exact policy.
-pub const POLICY_OPTIONS_TAG: &str = "arq-lockdown:policy-options";
-/// The access key id that was in "Arq S3" when this lockdown replaced it (the fleet's main keys,
-/// usually): `audit` asks IAM when each was last used.
-pub const REPLACED_KEY_TAG: &str = "arq-lockdown:replaced-key";
-
-/// The latest enrollment the service refused for this computer because another Mac holds it:
-/// `<unix seconds> <enrollment-key fingerprint>` (written by the service; `pin` removes it).
-pub const REFUSED_CLAIM_TAG: &str = "arq-lockdown:refused-claim";
-
-/// The enrollment-key fingerprint the admin pinned this computer to (written by `pin`): only that
-/// key may bind it.
-pub const PINNED_KEY_TAG: &str = "arq-lockdown:pinned-key";
 
 /// What a scoped user's tags say: who it is for, in words an admin browsing IAM understands.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -391,6 +334,106 @@ impl ScopedUser {
     }
 }
 
+/// A time in an IAM answer as a [`Timestamp`] (`None` out of jiff's range).
+pub fn timestamp(at: &aws_smithy_types::DateTime) -> Option<Timestamp> {
+    Timestamp::new(at.secs(), at.subsec_nanos() as i32).ok()
+}
+
+/// A policy document as IAM hands it out (URL-encoded), parsed; `None` when it is not JSON.
+pub fn decode_policy(document: &str) -> Option<Value> {
+    let text = percent_encoding::percent_decode_str(document)
+        .decode_utf8()
+        .ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// One access key of a user, as ListAccessKeys lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedKey {
+    pub id: String,
+    pub active: bool,
+    pub created: Option<Timestamp>,
+}
+
+/// The access keys of the user `user` (any path: `retire-main-keys` lists a main key's user's);
+/// one call, as IAM allows two keys a user.
+pub(crate) async fn list_keys(client: &Client, user: &str) -> Result<Vec<ListedKey>, CallError> {
+    let listed = client
+        .list_access_keys()
+        .user_name(user)
+        .send()
+        .await
+        .map_err(|e| classify("iam:ListAccessKeys", e))?;
+    Ok(listed
+        .access_key_metadata
+        .into_iter()
+        .filter_map(|key| {
+            Some(ListedKey {
+                active: key.status == Some(StatusType::Active),
+                created: key.create_date.as_ref().and_then(timestamp),
+                id: key.access_key_id?,
+            })
+        })
+        .collect())
+}
+
+/// Every user under [`USER_PATH`] as GetAccountAuthorizationDetails details it — tags, inline
+/// policies, attached policies, groups — 1,000 a page instead of a call per user.
+pub(crate) async fn scoped_user_details(client: &Client) -> Result<Vec<UserDetail>, CallError> {
+    let mut users = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = client
+            .get_account_authorization_details()
+            .filter(EntityType::User)
+            .max_items(1000)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| classify("iam:GetAccountAuthorizationDetails", e))?;
+        let scoped = page.user_detail_list.unwrap_or_default().into_iter();
+        users.extend(scoped.filter(|user| user.path.as_deref() == Some(USER_PATH)));
+        match (page.is_truncated, page.marker) {
+            (true, Some(next)) => marker = Some(next),
+            _ => return Ok(users),
+        }
+    }
+}
+
+/// Adds or overwrites the tags `pairs` on the user `user` (any path: `retire-main-keys` records
+/// its changes on a main key's user).
+pub(crate) async fn tag_user(
+    client: &Client,
+    user: &str,
+    pairs: &[(&str, String)],
+) -> Result<(), CallError> {
+    client
+        .tag_user()
+        .user_name(user)
+        .set_tags(Some(iam_tags(pairs)))
+        .send()
+        .await
+        .map_err(|e| classify("iam:TagUser", e))?;
+    Ok(())
+}
+
+/// Writes `policy` as the inline policy [`POLICY_NAME`] of the user `user`.
+pub(crate) async fn put_policy(
+    client: &Client,
+    user: &str,
+    policy: &PolicyDocument,
+) -> Result<(), CallError> {
+    client
+        .put_user_policy()
+        .user_name(user)
+        .policy_name(POLICY_NAME)
+        .policy_document(policy.to_compact_json())
+        .send()
+        .await
+        .map_err(|e| classify("iam:PutUserPolicy", e))?;
+    Ok(())
+}
+
 /// IAM with the admin credentials.
 pub struct Iam {
     client: Client,
@@ -449,39 +492,23 @@ impl Iam {
             .send()
             .await
         {
-            // IAM returns the document URL-encoded.
-            Ok(output) => percent_encoding::percent_decode_str(&output.policy_document)
-                .decode_utf8()
-                .ok()
-                .and_then(|text| serde_json::from_str(&text).ok()),
+            Ok(output) => decode_policy(&output.policy_document),
             Err(e) => match classify("iam:GetUserPolicy", e) {
                 CallError::NoSuchEntity => None,
                 other => return Err(fail(other, "iam:GetUserPolicy")),
             },
         };
-        let keys = self
-            .client
-            .list_access_keys()
-            .user_name(&name)
-            .send()
+        let keys = list_keys(&self.client, &name)
             .await
-            .map_err(|e| fail(classify("iam:ListAccessKeys", e), "iam:ListAccessKeys"))?;
-        let is_active = |k: &aws_sdk_iam::types::AccessKeyMetadata| {
-            k.status == Some(aws_sdk_iam::types::StatusType::Active)
-        };
+            .map_err(|e| fail(e, "iam:ListAccessKeys"))?;
         Ok(ScopedUser {
             policy,
             active_key_ids: keys
-                .access_key_metadata
                 .iter()
-                .filter(|k| is_active(k))
-                .filter_map(|k| k.access_key_id.clone())
+                .filter(|k| k.active)
+                .map(|k| k.id.clone())
                 .collect(),
-            key_ids: keys
-                .access_key_metadata
-                .into_iter()
-                .filter_map(|k| k.access_key_id)
-                .collect(),
+            key_ids: keys.into_iter().map(|k| k.id).collect(),
             ..user
         })
     }
@@ -549,30 +576,17 @@ impl Iam {
         uuid: &ComputerUuid,
         pairs: &[(&str, String)],
     ) -> Result<(), IamError> {
-        self.client
-            .tag_user()
-            .user_name(user_name(uuid))
-            .set_tags(Some(iam_tags(pairs)))
-            .send()
+        tag_user(&self.client, &user_name(uuid), pairs)
             .await
-            .map_err(|e| fail(classify("iam:TagUser", e), "iam:TagUser"))?;
-        Ok(())
+            .map_err(|e| fail(e, "iam:TagUser"))
     }
 
     /// The ids of every access key of the user (ListAccessKeys), active or not.
     pub async fn key_ids(&self, uuid: &ComputerUuid) -> Result<Vec<String>, IamError> {
-        let keys = self
-            .client
-            .list_access_keys()
-            .user_name(user_name(uuid))
-            .send()
+        let keys = list_keys(&self.client, &user_name(uuid))
             .await
-            .map_err(|e| fail(classify("iam:ListAccessKeys", e), "iam:ListAccessKeys"))?;
-        Ok(keys
-            .access_key_metadata
-            .into_iter()
-            .filter_map(|k| k.access_key_id)
-            .collect())
+            .map_err(|e| fail(e, "iam:ListAccessKeys"))?;
+        Ok(keys.into_iter().map(|k| k.id).collect())
     }
 
     /// Removes the tags `keys` from the user (keys it does not have are fine).
@@ -598,14 +612,9 @@ impl Iam {
         if current == Some(policy.as_value()) {
             return Ok(false);
         }
-        self.client
-            .put_user_policy()
-            .user_name(user_name(uuid))
-            .policy_name(POLICY_NAME)
-            .policy_document(policy.to_compact_json())
-            .send()
+        put_policy(&self.client, &user_name(uuid), policy)
             .await
-            .map_err(|e| fail(classify("iam:PutUserPolicy", e), "iam:PutUserPolicy"))?;
+            .map_err(|e| fail(e, "iam:PutUserPolicy"))?;
         Ok(true)
     }
 
@@ -646,37 +655,21 @@ impl Iam {
     }
 
     /// Every scoped user (under [`USER_PATH`]) with its tags, in one paginated
-    /// `GetAccountAuthorizationDetails` instead of a call per user. Keys and policies are not
+    /// `GetAccountAuthorizationDetails` ([`scoped_user_details`]). Keys and policies are not
     /// filled in.
     pub async fn scoped_users(&self) -> Result<Vec<ScopedUser>, IamError> {
-        const ACTION: &str = "iam:GetAccountAuthorizationDetails";
-        let mut users = Vec::new();
-        let mut marker = None;
-        loop {
-            let page = self
-                .client
-                .get_account_authorization_details()
-                .filter(aws_sdk_iam::types::EntityType::User)
-                .set_marker(marker)
-                .send()
-                .await
-                .map_err(|e| fail(classify(ACTION, e), ACTION))?;
-            for user in page.user_detail_list.unwrap_or_default() {
-                if user.path.as_deref() != Some(USER_PATH) {
-                    continue;
-                }
-                users.push(ScopedUser {
-                    tags: tag_map(user.tags()),
-                    arn: user.arn.unwrap_or_default(),
-                    user_id: user.user_id.unwrap_or_default(),
-                    ..ScopedUser::default()
-                });
-            }
-            match (page.is_truncated, page.marker) {
-                (true, Some(next)) => marker = Some(next),
-                _ => return Ok(users),
-            }
-        }
+        let details = scoped_user_details(&self.client)
+            .await
+            .map_err(|e| fail(e, "iam:GetAccountAuthorizationDetails"))?;
+        Ok(details
+            .into_iter()
+            .map(|user| ScopedUser {
+                tags: tag_map(user.tags()),
+                arn: user.arn.unwrap_or_default(),
+                user_id: user.user_id.unwrap_or_default(),
+                ..ScopedUser::default()
+            })
+            .collect())
     }
 
     /// Deletes the user's keys, inline policies and the user. Returns `false` when there was no user.
@@ -736,14 +729,6 @@ mod tests {
         // Thai and Devanagari combining marks (IAM refuses the category M).
         assert_eq!(tag_value("Mac ของฉัน"), "Mac ของฉ_น");
         assert_eq!(tag_value("मेरा मैक"), "म_र_ म_क");
-    }
-
-    #[test]
-    fn a_scoped_users_arn_names_its_account_path_and_computer() {
-        assert_eq!(
-            scoped_user_arn("123456789012", &uuid()),
-            "arn:aws:iam::123456789012:user/arq-lockdown/arq-32D9D7A2-3B3E-4BE7-B85B-0605AF24F570"
-        );
     }
 
     #[test]

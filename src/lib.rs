@@ -6,7 +6,8 @@
 //! - [`credential_store`]: the "Arq S3" item (Keychain on macOS, a JSON file elsewhere);
 //! - [`aws`]: how AWS clients are built;
 //! - [`verify`]: Arq's S3 calls and the isolation probes, and their verdict;
-//! - [`iam`]: the scoped IAM users, their binding tags and keys;
+//! - [`iam`]: the scoped IAM users, their binding tags and keys, and every read of them (audit's too);
+//! - [`iam_names`]: IAM's names (user path, policy name, tag keys, action lists), a leaf;
 //! - [`key_source`]: where `apply` gets a scoped key: IAM, or the provisioning service;
 //! - [`protocol`]: the wire format between a Mac and the provisioning service;
 //! - [`arq_app`]: Arq's processes (running? quit, relaunch);
@@ -39,6 +40,7 @@ mod fault;
 mod fs;
 mod https;
 pub mod iam;
+pub mod iam_names;
 pub mod inventory;
 pub mod key_source;
 pub mod policy;

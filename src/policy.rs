@@ -21,12 +21,13 @@
 use serde_json::{Value, json};
 
 use crate::arq_config::{ArqConfig, BucketName};
+use crate::iam_names;
 
 /// IAM's quota for the inline policies of one user, whitespace not counted.
 pub const INLINE_POLICY_MAX_CHARS: usize = 2048;
 
 /// A policy document, ready to print or to send to IAM.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicyDocument(Value);
 
 /// What to include beyond, or leave out of, the S3 statements every Arq version needs.
@@ -195,9 +196,9 @@ impl PolicyDocument {
     /// `boundary_arn` as their permissions boundary (AWS's documented delegation pattern); nothing
     /// outside `/arq-lockdown/` is reachable.
     pub fn admin(boundary_arn: &str) -> Self {
-        let users = format!("arn:aws:iam::*:user{}*", crate::iam::USER_PATH);
+        let users = iam_names::scoped_users_resource();
         let bounded = ["iam:CreateUser", "iam:PutUserPolicy"];
-        let rest: Vec<&str> = crate::iam::ADMIN_ACTIONS
+        let rest: Vec<&str> = iam_names::ADMIN_ACTIONS
             .into_iter()
             .filter(|action| !bounded.contains(action))
             .collect();
@@ -234,7 +235,7 @@ impl PolicyDocument {
         statements.push(json!({
             "Sid": "CountEnrollmentsAtStart",
             "Effect": "Allow",
-            "Action": ["iam:GetAccountAuthorizationDetails"],
+            "Action": iam_names::SERVICE_ACTIONS,
             "Resource": "*",
         }));
         let buckets: Vec<String> = buckets.iter().map(|b| bucket_arn(b.as_str())).collect();
@@ -252,9 +253,9 @@ impl PolicyDocument {
     /// each computer's `computerinfo` — and, with `fix_policies`, rewriting scoped users' inline
     /// policies (whatever they say, a scoped user's permissions boundary still caps it).
     pub fn audit(bucket: &BucketName, fix_policies: bool) -> Self {
-        let users = format!("arn:aws:iam::*:user{}*", crate::iam::USER_PATH);
+        let users = iam_names::scoped_users_resource();
         let bucket_arn = bucket_arn(bucket.as_str());
-        let (account_wide, per_user): (Vec<&str>, Vec<&str>) = crate::audit::IAM_ACTIONS
+        let (account_wide, per_user): (Vec<&str>, Vec<&str>) = iam_names::AUDIT_ACTIONS
             .into_iter()
             .partition(|action| *action != "iam:ListAccessKeys");
         let mut statements = vec![
@@ -287,7 +288,7 @@ impl PolicyDocument {
             statements.push(json!({
                 "Sid": "AuditFixesScopedPolicies",
                 "Effect": "Allow",
-                "Action": [crate::audit::FIX_ACTION],
+                "Action": [iam_names::AUDIT_FIX_ACTION],
                 "Resource": users,
             }));
         }
@@ -310,14 +311,14 @@ impl PolicyDocument {
         statements.push(json!({
             "Sid": "RetireSwitchesTheMainKeys",
             "Effect": "Allow",
-            "Action": crate::retire::IAM_ACTIONS,
+            "Action": iam_names::RETIRE_ACTIONS,
             "Resource": "arn:aws:iam::*:user/*",
         }));
         statements.push(json!({
             "Sid": "RetireNeverSwitchesAMacsKey",
             "Effect": "Deny",
             "Action": switching,
-            "Resource": format!("arn:aws:iam::*:user{}*", crate::iam::USER_PATH),
+            "Resource": iam_names::scoped_users_resource(),
         }));
         Self(json!({"Version": "2012-10-17", "Statement": statements}))
     }
@@ -471,7 +472,7 @@ mod tests {
             .iter()
             .map(|s| s["Action"].as_array().unwrap().len())
             .sum();
-        assert_eq!(all, crate::iam::ADMIN_ACTIONS.len());
+        assert_eq!(all, iam_names::ADMIN_ACTIONS.len());
     }
 
     #[test]

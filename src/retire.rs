@@ -4,24 +4,11 @@
 //! off — never a key an admin deactivated by hand (a lost Mac's, say). Which keys may go is audit's
 //! verdict ([`crate::audit::decide::verdict`]); this module only makes the change.
 
-use aws_sdk_iam::types::{StatusType, Tag};
+use aws_sdk_iam::types::StatusType;
 use serde::Serialize;
 
 use crate::iam::{self, CallError, IamError};
-
-/// The IAM actions a retirement (and its undo) needs on the main keys' users, beyond what audit
-/// needs (docs/policy.md's least-rights policy and the refusal message come from this list).
-pub const IAM_ACTIONS: [&str; 4] = [
-    "iam:ListAccessKeys",
-    "iam:ListUserTags",
-    "iam:TagUser",
-    "iam:UpdateAccessKey",
-];
-
-/// The tag on a main key's user that records what retire-main-keys did to the key.
-pub fn tag_key(access_key_id: &str) -> String {
-    format!("arq-lockdown:retired-key:{access_key_id}")
-}
+use crate::iam_names;
 
 const RETIRED: &str = "Inactive since";
 const RESTORED: &str = "Active again since";
@@ -30,7 +17,7 @@ const RESTORED: &str = "Active again since";
 pub enum RetireError {
     #[error(
         "IAM refused {action} on the user {user} to these admin credentials: retire-main-keys needs {} on the main keys' users, and what audit needs; `arq-lockdown policy --kind retire --bucket BUCKET` prints the policy",
-        IAM_ACTIONS.join(", ")
+        iam_names::RETIRE_ACTIONS.join(", ")
     )]
     Refused { action: &'static str, user: String },
     #[error(
@@ -47,18 +34,43 @@ impl RetireError {
     }
 }
 
+/// A main key's status in IAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum KeyStatus {
+    Active,
+    Inactive,
+}
+
+impl std::fmt::Display for KeyStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Active => "Active",
+            Self::Inactive => "Inactive",
+        })
+    }
+}
+
+/// What a retirement (or its undo) did to one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeResult {
+    Changed,
+    /// Already as asked.
+    Unchanged,
+    /// Inactive, but not by retire-main-keys: an undo does not switch it on.
+    LeftAlone,
+}
+
 /// What happened to one main key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct KeyChange {
     pub access_key_id: String,
     pub user_name: String,
-    /// Its status before: `Active` or `Inactive`.
-    pub from: String,
+    /// Its status before.
+    pub from: KeyStatus,
     /// Its status after.
-    pub to: String,
-    /// `changed`; `unchanged` (already as asked); `left-alone` (inactive, but not by
-    /// retire-main-keys: an undo does not switch it on).
-    pub result: &'static str,
+    pub to: KeyStatus,
+    pub result: ChangeResult,
 }
 
 fn failed(action: &'static str, user: &str, error: CallError) -> RetireError {
@@ -75,31 +87,48 @@ fn failed(action: &'static str, user: &str, error: CallError) -> RetireError {
     }
 }
 
-/// The key's status (`Active`/`Inactive`) and this tool's record of it on its user, if any.
+/// The key's status and this tool's record of it on its user, if any.
 async fn state_of(
     client: &aws_sdk_iam::Client,
     access_key_id: &str,
     user: &str,
-) -> Result<(String, Option<String>), RetireError> {
+) -> Result<(KeyStatus, Option<String>), RetireError> {
     const LIST: &str = "iam:ListAccessKeys";
     const TAGS: &str = "iam:ListUserTags";
     let (keys, tags) = tokio::join!(
-        client.list_access_keys().user_name(user).send(),
+        iam::list_keys(client, user),
         client.list_user_tags().user_name(user).send(),
     );
-    let keys = keys.map_err(|e| failed(LIST, user, iam::classify(LIST, e)))?;
+    let keys = keys.map_err(|e| failed(LIST, user, e))?;
     let tags = tags.map_err(|e| failed(TAGS, user, iam::classify(TAGS, e)))?;
-    let status = keys
-        .access_key_metadata()
+    let key = keys
         .iter()
-        .find(|k| k.access_key_id() == Some(access_key_id))
-        .and_then(|k| k.status())
+        .find(|k| k.id == access_key_id)
         .ok_or_else(|| RetireError::Gone {
             access_key_id: access_key_id.to_owned(),
             user: user.to_owned(),
         })?;
-    let record = iam::tag_map(tags.tags()).remove(&tag_key(access_key_id));
-    Ok((status.as_str().to_owned(), record))
+    let status = match key.active {
+        true => KeyStatus::Active,
+        false => KeyStatus::Inactive,
+    };
+    let record = iam::tag_map(tags.tags()).remove(&iam_names::retired_key_tag(access_key_id));
+    Ok((status, record))
+}
+
+/// The change to `access_key_id` of `user` from `from`.
+fn change(
+    access_key_id: &str,
+    user: &str,
+    from: KeyStatus,
+) -> impl Fn(KeyStatus, ChangeResult) -> KeyChange {
+    move |to, result| KeyChange {
+        access_key_id: access_key_id.to_owned(),
+        user_name: user.to_owned(),
+        from,
+        to,
+        result,
+    }
 }
 
 async fn set_status(
@@ -127,19 +156,10 @@ async fn record(
     value: String,
 ) -> Result<(), RetireError> {
     const ACTION: &str = "iam:TagUser";
-    let tag = Tag::builder()
-        .key(tag_key(access_key_id))
-        .value(value)
-        .build()
-        .expect("key and value are set");
-    client
-        .tag_user()
-        .user_name(user)
-        .tags(tag)
-        .send()
+    let key = iam_names::retired_key_tag(access_key_id);
+    iam::tag_user(client, user, &[(key.as_str(), value)])
         .await
-        .map_err(|e| failed(ACTION, user, iam::classify(ACTION, e)))?;
-    Ok(())
+        .map_err(|e| failed(ACTION, user, e))
 }
 
 /// Sets `access_key_id` (of `user`) Inactive, recorded first — a record without the change
@@ -151,15 +171,9 @@ pub async fn deactivate(
     at: &str,
 ) -> Result<KeyChange, RetireError> {
     let (status, _) = state_of(client, access_key_id, user).await?;
-    let change = |to: &str, result| KeyChange {
-        access_key_id: access_key_id.to_owned(),
-        user_name: user.to_owned(),
-        from: status.clone(),
-        to: to.to_owned(),
-        result,
-    };
-    if status != "Active" {
-        return Ok(change(&status, "unchanged"));
+    let change = change(access_key_id, user, status);
+    if status != KeyStatus::Active {
+        return Ok(change(status, ChangeResult::Unchanged));
     }
     record(
         client,
@@ -169,7 +183,7 @@ pub async fn deactivate(
     )
     .await?;
     set_status(client, access_key_id, user, StatusType::Inactive).await?;
-    Ok(change("Inactive", "changed"))
+    Ok(change(KeyStatus::Inactive, ChangeResult::Changed))
 }
 
 /// Sets `access_key_id` Active again if a retirement switched it off (its record says so), the
@@ -181,18 +195,12 @@ pub async fn reactivate(
     at: &str,
 ) -> Result<KeyChange, RetireError> {
     let (status, retired) = state_of(client, access_key_id, user).await?;
-    let change = |to: &str, result| KeyChange {
-        access_key_id: access_key_id.to_owned(),
-        user_name: user.to_owned(),
-        from: status.clone(),
-        to: to.to_owned(),
-        result,
-    };
-    if status == "Active" {
-        return Ok(change("Active", "unchanged"));
+    let change = change(access_key_id, user, status);
+    if status == KeyStatus::Active {
+        return Ok(change(KeyStatus::Active, ChangeResult::Unchanged));
     }
     if !retired.is_some_and(|r| r.starts_with(RETIRED)) {
-        return Ok(change(&status, "left-alone"));
+        return Ok(change(status, ChangeResult::LeftAlone));
     }
     set_status(client, access_key_id, user, StatusType::Active).await?;
     record(
@@ -202,5 +210,5 @@ pub async fn reactivate(
         format!("{RESTORED} {at} by retire-main-keys --undo"),
     )
     .await?;
-    Ok(change("Active", "changed"))
+    Ok(change(KeyStatus::Active, ChangeResult::Changed))
 }

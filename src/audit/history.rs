@@ -15,6 +15,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::Report;
+use super::decide::MainKeyStatus;
 
 /// Runs this recent are all kept; older ones only as the last of their day.
 pub const EVERY_RUN_DAYS: i64 = 31;
@@ -28,7 +29,7 @@ const MAX_BYTES: u64 = 8 << 20;
 /// Main-key statuses (as `audit --json` names them) that mean the key cannot be used any more.
 /// This is the hook for the retirement: a status that `retire-main-keys` leaves behind (a key
 /// made inactive, say) belongs here, and the chart marks the first day every main key has one.
-const RETIRED_STATUSES: &[&str] = &["not-found"];
+const RETIRED_STATUSES: &[MainKeyStatus] = &[MainKeyStatus::NotFound];
 
 /// One run's summary, as one line of the history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,7 +51,7 @@ impl Entry {
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let mut main_keys = BTreeMap::new();
         for key in &report.main_keys {
-            *main_keys.entry(key.status.to_owned()).or_insert(0) += 1;
+            *main_keys.entry(key.status.as_str().to_owned()).or_insert(0) += 1;
         }
         Entry {
             time: report.generated_at.clone(),
@@ -84,7 +85,8 @@ impl Entry {
     /// Every main key known to this run was gone (see [`RETIRED_STATUSES`]).
     pub fn main_keys_retired(&self) -> bool {
         let mut statuses = self.main_keys.iter().filter(|(_, n)| **n > 0).peekable();
-        statuses.peek().is_some() && statuses.all(|(s, _)| RETIRED_STATUSES.contains(&s.as_str()))
+        statuses.peek().is_some()
+            && statuses.all(|(s, _)| RETIRED_STATUSES.iter().any(|r| r.as_str() == s))
     }
 }
 

@@ -4,7 +4,7 @@
 //! state (a bar and a legend naming every state), the rollout over time from `--history` (an
 //! inline SVG chart and its table), the computers needing action (a table a few lines of script
 //! make sortable and filterable; without the script it is the same table, static), the main keys,
-//! and who made the page when. Rendered from the [`Report`] alone, states from [`State::ALL`], so
+//! and who made the page when. Rendered from the [`Report`] alone, states from [`ComputerState::ALL`], so
 //! a new state shows with no change here.
 //!
 //! Self-contained: no request leaves the page. Its Content-Security-Policy allows nothing to be
@@ -16,7 +16,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use sha2::{Digest, Sha256};
 
 use super::Report;
-use super::decide::State;
+use super::decide::ComputerState;
 use super::history::Entry;
 
 const STYLE: &str = include_str!("html/page.css");
@@ -81,20 +81,20 @@ fn csp_hash(text: &str) -> String {
 }
 
 /// A colour for each state: green for done, red for not started, the others from a palette by
-/// their place in [`State::ALL`] (a new state gets one without a change here).
-fn colour(state: State) -> &'static str {
+/// their place in [`ComputerState::ALL`] (a new state gets one without a change here).
+fn colour(state: ComputerState) -> &'static str {
     const OTHERS: [&str; 8] = [
         "#9a6700", "#8250df", "#0969da", "#bc4c00", "#bf3989", "#1b7c83", "#57606a", "#6f4e00",
     ];
     match state {
-        State::LockedDown => "#1a7f37",
-        State::NotLockedDown => "#cf222e",
+        ComputerState::LockedDown => "#1a7f37",
+        ComputerState::NotLockedDown => "#cf222e",
         _ => OTHERS[place_among_others(state) % OTHERS.len()],
     }
 }
 
 /// A line pattern for each state in the chart, so that lines differ by more than colour.
-fn dashes(state: State) -> &'static str {
+fn dashes(state: ComputerState) -> &'static str {
     const OTHERS: [&str; 8] = [
         "2 3",
         "7 3 2 3",
@@ -106,30 +106,30 @@ fn dashes(state: State) -> &'static str {
         "10 2 2 2 2 2",
     ];
     match state {
-        State::LockedDown => "none",
-        State::NotLockedDown => "9 4",
+        ComputerState::LockedDown => "none",
+        ComputerState::NotLockedDown => "9 4",
         _ => OTHERS[place_among_others(state) % OTHERS.len()],
     }
 }
 
-/// The place of `state` in [`State::ALL`] without locked-down and not-locked-down.
-fn place_among_others(state: State) -> usize {
-    State::ALL
+/// The place of `state` in [`ComputerState::ALL`] without locked-down and not-locked-down.
+fn place_among_others(state: ComputerState) -> usize {
+    ComputerState::ALL
         .iter()
-        .filter(|s| !matches!(s, State::LockedDown | State::NotLockedDown))
+        .filter(|s| !matches!(s, ComputerState::LockedDown | ComputerState::NotLockedDown))
         .take_while(|s| **s != state)
         .count()
 }
 
 /// Each state's colour for the table's state cells (state names are kebab-case words).
 fn state_rules() -> String {
-    State::ALL
+    ComputerState::ALL
         .iter()
         .map(|s| format!("td.st-{}{{border-left-color:{}}}\n", s.as_str(), colour(*s)))
         .collect()
 }
 
-fn count_of(report: &Report, state: State) -> u64 {
+fn count_of(report: &Report, state: ComputerState) -> u64 {
     report
         .summary
         .states
@@ -185,7 +185,7 @@ fn verdict(report: &Report) -> Markup {
 
 /// What the admin does next, from the verdict and the computers needing action.
 fn next_steps(report: &Report, retired: bool) -> Vec<Markup> {
-    let needing = report.summary.computers - count_of(report, State::LockedDown) as usize;
+    let needing = report.summary.computers - count_of(report, ComputerState::LockedDown) as usize;
     let table = (needing > 0).then(|| {
         html! { (needing) " computer(s) need action: the table below says what to do on each, the most urgent first." }
     });
@@ -214,7 +214,7 @@ fn next_steps(report: &Report, retired: bool) -> Vec<Markup> {
 fn states(report: &Report) -> Markup {
     let total = report.summary.computers as u64;
     let mut x = 0.0;
-    let segments: Vec<(State, u64, f64, f64)> = State::ALL
+    let segments: Vec<(ComputerState, u64, f64, f64)> = ComputerState::ALL
         .into_iter()
         .map(|state| (state, count_of(report, state)))
         .filter(|(_, count)| *count > 0)
@@ -236,7 +236,7 @@ fn states(report: &Report) -> Markup {
                 }
             }
             ul #states-legend .legend {
-                @for state in State::ALL {
+                @for state in ComputerState::ALL {
                     @let count = count_of(report, state);
                     li id=(format!("state-{}", state.as_str())) class=[(count == 0).then_some("zero")] data-state=(state.as_str()) {
                         svg .swatch width="14" height="14" aria-hidden="true" { rect width="14" height="14" fill=(colour(state)) {} }
@@ -264,9 +264,9 @@ fn computers(report: &Report) -> Markup {
     let needing: Vec<_> = report
         .computers
         .iter()
-        .filter(|c| c.state != State::LockedDown)
+        .filter(|c| c.state != ComputerState::LockedDown)
         .collect();
-    let locked_down = count_of(report, State::LockedDown);
+    let locked_down = count_of(report, ComputerState::LockedDown);
     html! {
         section #computers {
             h2 { @if needing.is_empty() { "No computer needs action" } @else { (needing.len()) " computer(s) need action" } }
@@ -275,9 +275,9 @@ fn computers(report: &Report) -> Markup {
             }
             @if !needing.is_empty() {
                 div #controls hidden {
-                    label { "State " select #filter-state {
+                    label { "ComputerState " select #filter-state {
                         option value="" { "every state" }
-                        @for state in State::ALL {
+                        @for state in ComputerState::ALL {
                             @let n = needing.iter().filter(|c| c.state == state).count();
                             @if n > 0 { option value=(state.as_str()) { (state.as_str()) " (" (n) ")" } }
                         }
@@ -288,7 +288,7 @@ fn computers(report: &Report) -> Markup {
                 div .scroll { table #computers-table {
                     // Fixed widths: the browser lays out thousands of rows without measuring each.
                     colgroup { col .c-name; col .c-uuid; col .c-state; col .c-action; col .c-keys; col .c-last; }
-                    thead { tr { th { "Name" } th { "UUID" } th { "State" } th { "Action" } th { "Key ids" } th { "Last use" } } }
+                    thead { tr { th { "Name" } th { "UUID" } th { "ComputerState" } th { "Action" } th { "Key ids" } th { "Last use" } } }
                     tbody { @for computer in needing { (computer_row(computer)) } }
                 } }
             }
@@ -298,7 +298,7 @@ fn computers(report: &Report) -> Markup {
 
 fn computer_row(computer: &super::ComputerReport) -> Markup {
     let state = computer.state.as_str();
-    let place = State::ALL
+    let place = ComputerState::ALL
         .iter()
         .position(|s| *s == computer.state)
         .unwrap_or(0);
@@ -342,7 +342,7 @@ fn main_keys(report: &Report) -> Markup {
                             td { @for (i, source) in key.sources.iter().enumerate() {
                                 @if i > 0 { ", " } (serde_json::to_value(source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
                             } @if key.recorded_by > 0 { " (" (key.recorded_by) " Mac(s))" } }
-                            td { (key.status) @if key.admin_credentials { " — this audit's own credentials" } }
+                            td { (key.status.as_str()) @if key.admin_credentials { " — this audit's own credentials" } }
                             td { @if let Some(at) = &key.last_used {
                                 (at) " by " (key.last_used_service.as_deref().unwrap_or("?")) " in " (key.last_used_region.as_deref().unwrap_or("?"))
                             } @else { "—" } }
@@ -366,7 +366,7 @@ fn chart(history: &[Entry]) -> Markup {
             } @else {
                 (chart_svg(history))
                 ul .legend {
-                    @for state in State::ALL {
+                    @for state in ComputerState::ALL {
                         li data-state=(state.as_str()) {
                             svg width="28" height="10" aria-hidden="true" { line x1="0" y1="5" x2="28" y2="5" stroke=(colour(state)) stroke-width="3" stroke-dasharray=(dashes(state)) {} }
                             " " (state.as_str())
@@ -376,9 +376,9 @@ fn chart(history: &[Entry]) -> Markup {
                 details {
                     summary { "The same as a table (" (history.len()) " run(s), the newest first)" }
                     table #history-table {
-                        thead { tr { th { "Run (UTC)" } @for state in State::ALL { th { (state.as_str()) } } th { "Main keys may go" } } }
+                        thead { tr { th { "Run (UTC)" } @for state in ComputerState::ALL { th { (state.as_str()) } } th { "Main keys may go" } } }
                         tbody { @for entry in history.iter().rev() {
-                            tr { td { (entry.time) } @for state in State::ALL { td { (entry.count(state.as_str())) } }
+                            tr { td { (entry.time) } @for state in ComputerState::ALL { td { (entry.count(state.as_str())) } }
                                 td { @if entry.main_keys_retired() { "retired" } @else if entry.ready_to_retire_main_keys { "yes" } @else { "no" } } }
                         } }
                     }
@@ -411,7 +411,7 @@ fn chart_svg(history: &[Entry]) -> Markup {
         .unwrap_or(0)
         .max(1) as f64;
     let y_of = |count: u32| bottom - f64::from(count) / most * (bottom - top);
-    let points = |state: State| -> String {
+    let points = |state: ComputerState| -> String {
         let point = |e: &Entry| format!("{:.1},{:.1}", x_of(e), y_of(e.count(state.as_str())));
         history.iter().map(point).collect::<Vec<_>>().join(" ")
     };
@@ -440,8 +440,8 @@ fn chart_svg(history: &[Entry]) -> Markup {
                     text x=(x) y=(12.0 + 13.0 * i as f64) text-anchor="middle" { (label) " (" (entry.day()) ")" }
                 }
             }
-            @for state in State::ALL {
-                @let width = if matches!(state, State::LockedDown | State::NotLockedDown) { "3" } else { "1.5" };
+            @for state in ComputerState::ALL {
+                @let width = if matches!(state, ComputerState::LockedDown | ComputerState::NotLockedDown) { "3" } else { "1.5" };
                 polyline .line data-state=(state.as_str()) points=(points(state)) fill="none" stroke=(colour(state)) stroke-width=(width) stroke-dasharray=(dashes(state)) {
                     title { (state.as_str()) }
                 }
@@ -456,12 +456,13 @@ fn chart_svg(history: &[Entry]) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::decide::Info;
     use crate::audit::{ComputerReport, Summary};
 
-    /// A report with `n + 1` computers in the `n`th state of [`State::ALL`], each named `name(n)`.
+    /// A report with `n + 1` computers in the `n`th state of [`ComputerState::ALL`], each named `name(n)`.
     fn report(name: impl Fn(usize) -> String) -> Report {
         let mut computers = Vec::new();
-        for (n, state) in State::ALL.into_iter().enumerate() {
+        for (n, state) in ComputerState::ALL.into_iter().enumerate() {
             for i in 0..=n {
                 computers.push(ComputerReport {
                     computer_uuid: format!("00000000-0000-4000-8000-{n:06}{i:06}"),
@@ -470,16 +471,20 @@ mod tests {
                     state,
                     user_arn: None,
                     access_keys: Vec::new(),
-                    action: (state != State::LockedDown).then(|| format!("fix {}", name(n))),
+                    action: (state != ComputerState::LockedDown)
+                        .then(|| format!("fix {}", name(n))),
                     in_bucket: true,
-                    computerinfo: "read",
+                    computerinfo: Info::Read {
+                        computer_name: Some(name(n)),
+                        user_name: None,
+                    },
                     enrollment_key: None,
                     pinned_key: None,
                     reported_by: Vec::new(),
                 });
             }
         }
-        let states = State::ALL
+        let states = ComputerState::ALL
             .iter()
             .enumerate()
             .map(|(n, s)| (s.as_str().to_owned(), (n + 1).into()))
@@ -525,7 +530,7 @@ mod tests {
     #[test]
     fn every_state_is_shown_with_its_count_rows_filter_and_line() {
         let page = render(&report(|n| format!("Mac {n}")));
-        for (n, state) in State::ALL.into_iter().enumerate() {
+        for (n, state) in ComputerState::ALL.into_iter().enumerate() {
             let name = state.as_str();
             let legend = element(&page, &format!("<li id=\"state-{name}\""), "</li>");
             assert!(
@@ -536,7 +541,11 @@ mod tests {
                 "{legend}"
             );
             let rows = page.matches(&format!("<tr data-state=\"{name}\">")).count();
-            let listed = if state == State::LockedDown { 0 } else { n + 1 };
+            let listed = if state == ComputerState::LockedDown {
+                0
+            } else {
+                n + 1
+            };
             assert_eq!(rows, listed, "{name}");
             assert_eq!(
                 page.contains(&format!("<option value=\"{name}\">")),
@@ -605,20 +614,21 @@ mod tests {
             last_used_region: None, admin_credentials: false, replaced_by_proof: 0, quiet_since: None,
             ready_after: None,
         };
+        use crate::audit::decide::MainKeyStatus::*;
         let cases = [
-            ("never-used", true, "Yes", "The main keys may be retired now"),
-            ("used", false, "Not yet", "The main keys may not be retired yet"),
-            ("not-found", true, "Done", "The main keys are retired"),
-            ("not-found", false, "Not done", "The main keys are gone, but not everything was ready for it"),
+            (NeverUsed, true, "Yes", "The main keys may be retired now"),
+            (Used, false, "Not yet", "The main keys may not be retired yet"),
+            (NotFound, true, "Done", "The main keys are retired"),
+            (NotFound, false, "Not done", "The main keys are gone, but not everything was ready for it"),
         ];
         for (status, ready, word, headline) in cases {
             let mut report = report(|n| format!("Mac {n}"));
             report.main_keys = vec![key(status)];
             report.ready_to_retire_main_keys = ready;
             let page = render(&report);
-            assert!(page.contains(&format!("<p class=\"verdict-word\">{word}</p><h2 id=\"verdict-headline\">{headline}</h2>")), "{status} {ready}");
+            assert!(page.contains(&format!("<p class=\"verdict-word\">{word}</p><h2 id=\"verdict-headline\">{headline}</h2>")), "{status:?} {ready}");
             let deactivate = "arq-lockdown retire-main-keys --bucket fleet.example";
-            assert_eq!(page.contains(deactivate), word == "Yes", "{status} {ready}");
+            assert_eq!(page.contains(deactivate), word == "Yes", "{status:?} {ready}");
         }
     }
 

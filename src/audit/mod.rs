@@ -22,33 +22,23 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use self::decide::{
-    Claims, ComputerFacts, Info, KeySource, Lookup, MacReport, MainKey, Rules, State, UserFacts,
+    Claims, ComputerFacts, ComputerState, Info, Lookup, MacReport, MainKey, MainKeySource,
+    MainKeyStatus, Rules, UserFacts,
 };
 use self::read::Presence;
 use crate::arq_config::{BucketName, ComputerUuid};
 use crate::aws;
 use crate::exit_code::ExitCode;
-use crate::iam::{self, IamError};
+use crate::iam::IamError;
+use crate::iam_names;
 use crate::inventory::{Inventory, ReportedBy, ReportingMac};
-
-/// The IAM actions a read-only audit needs (docs/policy.md's least-rights policy and the refusal
-/// message come from this list); `--fix-policies` also needs [`FIX_ACTION`].
-pub const IAM_ACTIONS: [&str; 5] = [
-    "iam:GetAccountAuthorizationDetails",
-    "iam:GenerateCredentialReport",
-    "iam:GetCredentialReport",
-    "iam:GetAccessKeyLastUsed",
-    "iam:ListAccessKeys",
-];
-
-/// What `--fix-policies` needs beyond [`IAM_ACTIONS`], on `user/arq-lockdown/*`.
-pub const FIX_ACTION: &str = "iam:PutUserPolicy";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error(
-        "IAM refused {action} to these admin credentials: audit needs {} (and {FIX_ACTION} for --fix-policies); `arq-lockdown policy --kind audit --bucket BUCKET` prints the policy",
-        IAM_ACTIONS.join(", ")
+        "IAM refused {action} to these admin credentials: audit needs {} (and {} for --fix-policies); `arq-lockdown policy --kind audit --bucket BUCKET` prints the policy",
+        iam_names::AUDIT_ACTIONS.join(", "),
+        iam_names::AUDIT_FIX_ACTION
     )]
     Refused { action: &'static str },
     #[error(
@@ -118,7 +108,7 @@ pub struct ComputerReport {
     pub computer_name: Option<String>,
     /// The Mac's user, from computerinfo.
     pub user_name: Option<String>,
-    pub state: State,
+    pub state: ComputerState,
     pub user_arn: Option<String>,
     pub access_keys: Vec<AccessKeyReport>,
     /// What to do; `null` when locked down.
@@ -126,7 +116,7 @@ pub struct ComputerReport {
     /// Whether the bucket holds data of this computer.
     pub in_bucket: bool,
     /// `read`, `missing`, `malformed`, `refused` or `skipped` (`--no-names`).
-    pub computerinfo: &'static str,
+    pub computerinfo: Info,
     /// The fingerprint of the enrollment key the service bound it to.
     pub enrollment_key: Option<String>,
     /// The fingerprint the admin's `pin` confirmed.
@@ -155,12 +145,12 @@ pub struct MainKeyReport {
     pub access_key_id: String,
     /// `flag` (`--main-key-id`), `recorded` (a scoped user's replaced-key tag), `claimed` (the
     /// same tag on a user enrolled by token: that Mac's word only).
-    pub sources: Vec<KeySource>,
+    pub sources: Vec<MainKeySource>,
     /// How many scoped users of this bucket record it as the key their lockdown replaced.
     pub recorded_by: usize,
     /// `used`, `never-used`, `not-found` (deleted, or not this account's), `refused` (IAM would
     /// not say) or `scoped-key` (a Mac's own scoped key, not a main key).
-    pub status: &'static str,
+    pub status: MainKeyStatus,
     /// The IAM user the key belongs to.
     pub user_name: Option<String>,
     pub last_used: Option<String>,
@@ -185,7 +175,7 @@ pub struct PolicyFix {
     /// Always `rewrote arq-lockdown`: the one change it makes.
     pub change: &'static str,
     /// The computer's state after the change.
-    pub state: State,
+    pub state: ComputerState,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -226,7 +216,10 @@ pub struct Report {
 impl Report {
     /// 0 when every computer is locked down and the main keys may go; 13 otherwise.
     pub fn exit_code(&self) -> ExitCode {
-        let all_locked = self.computers.iter().all(|c| c.state == State::LockedDown);
+        let all_locked = self
+            .computers
+            .iter()
+            .all(|c| c.state == ComputerState::LockedDown);
         match all_locked && self.ready_to_retire_main_keys {
             true => ExitCode::Success,
             false => ExitCode::NeedsAction,
@@ -368,7 +361,7 @@ struct IamFacts {
     /// Every scoped user's name, whichever bucket it is bound to.
     scoped_user_names: BTreeSet<String>,
     /// The main keys to judge: where audit learnt of each, and how many candidates record it.
-    main_key_ids: BTreeMap<String, (Vec<KeySource>, usize)>,
+    main_key_ids: BTreeMap<String, (Vec<MainKeySource>, usize)>,
     /// Each main key's last use.
     main_key_lookups: BTreeMap<String, Lookup>,
     /// When IAM made the credential report.
@@ -392,7 +385,7 @@ async fn read_iam(
     // their computer has data here); the rest belong to other fleets.
     let (mut candidates, others): (Vec<UserFacts>, Vec<UserFacts>) =
         all_users.into_iter().partition(|user| {
-            iam::computer_of(&user.name).is_some()
+            iam_names::computer_of(&user.name).is_some()
                 && user
                     .bound_bucket()
                     .is_none_or(|bound| bound == options.bucket.as_str())
@@ -430,7 +423,8 @@ fn users_by_computer(
     let mut ours = BTreeMap::new();
     let mut not_ours = 0;
     for user in candidates {
-        let uuid = iam::computer_of(&user.name).expect("candidates are named after a computer");
+        let uuid =
+            iam_names::computer_of(&user.name).expect("candidates are named after a computer");
         match user.bound_bucket().is_some() || in_bucket.contains_key(&uuid) {
             true => {
                 ours.insert(uuid, user);
@@ -486,8 +480,10 @@ async fn fix_policies(
             continue;
         };
         read::put_policy(iam_client, &user.name, &document).await?;
-        user.inline_policies
-            .insert(iam::POLICY_NAME.to_owned(), Some(document));
+        user.inline_policies.insert(
+            iam_names::POLICY_NAME.to_owned(),
+            Some(document.as_value().clone()),
+        );
         fixes.push(PolicyFix {
             computer_uuid: computer.uuid.to_string(),
             user_name: user.name.clone(),
@@ -501,7 +497,7 @@ async fn fix_policies(
 /// Each main key with its last use (refused where IAM gave none), whether a scoped user owns it,
 /// whether audit runs with it, and the lockdowns that replaced it.
 fn main_keys(
-    ids: BTreeMap<String, (Vec<KeySource>, usize)>,
+    ids: BTreeMap<String, (Vec<MainKeySource>, usize)>,
     lookups: &BTreeMap<String, Lookup>,
     scoped_user_names: &BTreeSet<String>,
     admin_key_id: Option<&str>,
@@ -621,7 +617,7 @@ fn inventory_report(
 }
 
 /// Each computer's state, UUID and name, for the verdict.
-fn states(computers: &[ComputerReport]) -> Vec<(State, String, Option<String>)> {
+fn states(computers: &[ComputerReport]) -> Vec<(ComputerState, String, Option<String>)> {
     computers
         .iter()
         .map(|c| (c.state, c.computer_uuid.clone(), c.computer_name.clone()))
@@ -632,7 +628,7 @@ fn states(computers: &[ComputerReport]) -> Vec<(State, String, Option<String>)> 
 fn not_locked_down(computers: &[ComputerReport]) -> Vec<(String, Option<String>)> {
     computers
         .iter()
-        .filter(|c| c.state == State::NotLockedDown)
+        .filter(|c| c.state == ComputerState::NotLockedDown)
         .map(|c| (c.computer_uuid.clone(), c.computer_name.clone()))
         .collect()
 }
@@ -640,7 +636,7 @@ fn not_locked_down(computers: &[ComputerReport]) -> Vec<(String, Option<String>)
 /// The number of computers in each state, every state named.
 fn count_by_state(computers: &[ComputerReport]) -> serde_json::Map<String, serde_json::Value> {
     let mut states = serde_json::Map::new();
-    for state in State::ALL {
+    for state in ComputerState::ALL {
         let count = computers.iter().filter(|c| c.state == state).count();
         states.insert(state.as_str().to_owned(), count.into());
     }
@@ -681,7 +677,7 @@ fn computer_report(facts: &ComputerFacts, judged: &decide::Judgement) -> Compute
             .collect(),
         action: judged.action.clone(),
         in_bucket: facts.has_data,
-        computerinfo: facts.info.as_str(),
+        computerinfo: facts.info.clone(),
         enrollment_key: facts.user.as_ref().and_then(UserFacts::enrollment_key),
         pinned_key: facts
             .user

@@ -6,14 +6,15 @@
 //!   per user only where the report cannot tell (two active keys: which is which; a user newer
 //!   than the report).
 //!
-//! It writes nothing but the one thing `--fix-policies` asks for ([`put_policy`]).
+//! Every IAM read of a scoped user goes through [`crate::iam`]. It writes nothing but the one
+//! thing `--fix-policies` asks for ([`put_policy`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_iam::types::{EntityType, ReportStateType, StatusType};
+use aws_sdk_iam::types::ReportStateType;
 use aws_sdk_s3::config::http::HttpResponse;
 use jiff::Timestamp;
 
@@ -22,6 +23,8 @@ use super::decide::{Info, KeyFacts, LastUse, Lookup, UserFacts};
 use crate::arq_config::ComputerUuid;
 use crate::aws;
 use crate::iam::{self, CallError, IamError};
+use crate::iam_names;
+use crate::policy::PolicyDocument;
 
 /// computerinfo reads at once.
 pub const CONCURRENCY: usize = 32;
@@ -259,7 +262,12 @@ fn iam_fail<E: ProvideErrorMetadata + std::error::Error + 'static>(
     action: &'static str,
     error: SdkError<E, aws_sdk_iam::config::http::HttpResponse>,
 ) -> AuditError {
-    match iam::classify(action, error) {
+    call_failed(action, iam::classify(action, error))
+}
+
+/// An IAM call's failure, for audit: nothing it asks should be missing or exist already.
+fn call_failed(action: &'static str, error: CallError) -> AuditError {
+    match error {
         CallError::Error(e) => iam_error(e),
         CallError::NoSuchEntity | CallError::AlreadyExists => AuditError::Iam(IamError::Failed {
             action,
@@ -268,60 +276,37 @@ fn iam_fail<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
-fn timestamp(at: &aws_smithy_types::DateTime) -> Option<Timestamp> {
-    Timestamp::new(at.secs(), at.subsec_nanos() as i32).ok()
+/// Every user under `/arq-lockdown/` with its tags, inline policies, attached policies and
+/// groups, as [`iam::scoped_user_details`] reads them. Keys are filled in later.
+pub async fn scoped_users(iam: &aws_sdk_iam::Client) -> Result<Vec<UserFacts>, AuditError> {
+    let details = iam::scoped_user_details(iam)
+        .await
+        .map_err(|e| call_failed("iam:GetAccountAuthorizationDetails", e))?;
+    Ok(details.iter().map(user_facts).collect())
 }
 
-/// Every user under `/arq-lockdown/` with its tags, inline policies, attached policies and
-/// groups: GetAccountAuthorizationDetails, 1,000 users a page. Keys are filled in later.
-pub async fn scoped_users(iam: &aws_sdk_iam::Client) -> Result<Vec<UserFacts>, AuditError> {
-    const ACTION: &str = "iam:GetAccountAuthorizationDetails";
-    let mut users = Vec::new();
-    let mut marker = None;
-    loop {
-        let page = iam
-            .get_account_authorization_details()
-            .filter(EntityType::User)
-            .max_items(1000)
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| iam_fail(ACTION, e))?;
-        for user in page.user_detail_list() {
-            if user.path() != Some(iam::USER_PATH) {
-                continue;
-            }
-            users.push(UserFacts {
-                name: user.user_name().unwrap_or_default().to_owned(),
-                arn: user.arn().unwrap_or_default().to_owned(),
-                created: user.create_date().and_then(timestamp),
-                tags: iam::tag_map(user.tags()),
-                inline_policies: user
-                    .user_policy_list()
-                    .iter()
-                    .map(|p| {
-                        let document = p.policy_document().and_then(|d| {
-                            // IAM hands documents out URL-encoded.
-                            let text =
-                                percent_encoding::percent_decode_str(d).decode_utf8().ok()?;
-                            serde_json::from_str(&text).ok()
-                        });
-                        (p.policy_name().unwrap_or_default().to_owned(), document)
-                    })
-                    .collect(),
-                attached_policies: user
-                    .attached_managed_policies()
-                    .iter()
-                    .map(|p| p.policy_arn().unwrap_or_default().to_owned())
-                    .collect(),
-                groups: user.group_list().to_vec(),
-                keys: Vec::new(),
-            });
-        }
-        match (page.is_truncated, page.marker) {
-            (true, Some(next)) => marker = Some(next),
-            _ => return Ok(users),
-        }
+/// What audit judges of a user IAM detailed.
+fn user_facts(user: &aws_sdk_iam::types::UserDetail) -> UserFacts {
+    UserFacts {
+        name: user.user_name().unwrap_or_default().to_owned(),
+        arn: user.arn().unwrap_or_default().to_owned(),
+        created: user.create_date().and_then(iam::timestamp),
+        tags: iam::tag_map(user.tags()),
+        inline_policies: user
+            .user_policy_list()
+            .iter()
+            .map(|p| {
+                let document = p.policy_document().and_then(iam::decode_policy);
+                (p.policy_name().unwrap_or_default().to_owned(), document)
+            })
+            .collect(),
+        attached_policies: user
+            .attached_managed_policies()
+            .iter()
+            .map(|p| p.policy_arn().unwrap_or_default().to_owned())
+            .collect(),
+        groups: user.group_list().to_vec(),
+        keys: Vec::new(),
     }
 }
 
@@ -397,7 +382,7 @@ pub async fn credential_report(
                     .content()
                     .map(|b| b.as_ref().to_vec())
                     .unwrap_or_default();
-                let generated_at = report.generated_time().and_then(timestamp);
+                let generated_at = report.generated_time().and_then(iam::timestamp);
                 return Ok((parse_report(&content), generated_at));
             }
             // Not made yet (or expired): ask again shortly.
@@ -451,7 +436,7 @@ pub fn parse_report(csv_text: &[u8]) -> HashMap<String, ReportRow> {
         let Some(user_arn) = record.get(arn) else {
             continue;
         };
-        if !user_arn.contains(&format!(":user{}", iam::USER_PATH)) {
+        if !iam_names::is_scoped_user_arn(user_arn) {
             continue;
         }
         let field = |i: Option<usize>| i.and_then(|i| record.get(i));
@@ -485,27 +470,13 @@ pub fn parse_report(csv_text: &[u8]) -> HashMap<String, ReportRow> {
 
 /// A user's keys asked of IAM one by one (ids included): ListAccessKeys, then each key's last use.
 pub async fn keys_of(iam: &aws_sdk_iam::Client, user: &str) -> Result<Vec<KeyFacts>, AuditError> {
-    let listed = iam
-        .list_access_keys()
-        .user_name(user)
-        .send()
-        .await
-        .map_err(|e| iam_fail("iam:ListAccessKeys", e))?;
-    let mut keys = Vec::new();
-    for key in listed.access_key_metadata() {
-        let Some(id) = key.access_key_id() else {
-            continue;
-        };
-        let last_used = match last_use(iam, id).await? {
+    let mut keys = list_keys(iam, user).await?;
+    for key in &mut keys {
+        let id = key.id.as_deref().unwrap_or_default();
+        key.last_used = match last_use(iam, id).await? {
             Lookup::Used { last, .. } => Some(last),
             _ => None,
         };
-        keys.push(KeyFacts {
-            id: Some(id.to_owned()),
-            active: key.status() == Some(&StatusType::Active),
-            created: key.create_date().and_then(timestamp),
-            last_used,
-        });
     }
     Ok(keys)
 }
@@ -533,7 +504,10 @@ pub async fn last_use(iam: &aws_sdk_iam::Client, key_id: &str) -> Result<Lookup,
     let used = answer.access_key_last_used();
     let known = |text: &str| (!matches!(text, "N/A" | "")).then(|| text.to_owned());
     Ok(
-        match used.and_then(|u| u.last_used_date()).and_then(timestamp) {
+        match used
+            .and_then(|u| u.last_used_date())
+            .and_then(iam::timestamp)
+        {
             Some(at) => Lookup::Used {
                 owner,
                 last: LastUse {
@@ -617,22 +591,16 @@ pub async fn key_ids(iam: &aws_sdk_iam::Client, users: &mut [UserFacts]) -> Resu
 
 /// A user's keys as ListAccessKeys has them: ids, state, creation (no last use).
 async fn list_keys(iam: &aws_sdk_iam::Client, user: &str) -> Result<Vec<KeyFacts>, AuditError> {
-    let listed = iam
-        .list_access_keys()
-        .user_name(user)
-        .send()
+    let listed = iam::list_keys(iam, user)
         .await
-        .map_err(|e| iam_fail("iam:ListAccessKeys", e))?;
+        .map_err(|e| call_failed("iam:ListAccessKeys", e))?;
     Ok(listed
-        .access_key_metadata()
-        .iter()
-        .filter_map(|key| {
-            Some(KeyFacts {
-                id: Some(key.access_key_id()?.to_owned()),
-                active: key.status() == Some(&StatusType::Active),
-                created: key.create_date().and_then(timestamp),
-                last_used: None,
-            })
+        .into_iter()
+        .map(|key| KeyFacts {
+            id: Some(key.id),
+            active: key.active,
+            created: key.created,
+            last_used: None,
         })
         .collect())
 }
@@ -667,16 +635,11 @@ pub async fn main_keys(
 pub async fn put_policy(
     iam: &aws_sdk_iam::Client,
     user: &str,
-    document: &serde_json::Value,
+    document: &PolicyDocument,
 ) -> Result<(), AuditError> {
-    iam.put_user_policy()
-        .user_name(user)
-        .policy_name(iam::POLICY_NAME)
-        .policy_document(document.to_string())
-        .send()
+    iam::put_policy(iam, user, document)
         .await
-        .map_err(|e| iam_fail("iam:PutUserPolicy", e))?;
-    Ok(())
+        .map_err(|e| call_failed("iam:PutUserPolicy", e))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 
 use crate::Error;
-use crate::audit::decide::{KeySource, State};
+use crate::audit::decide::{ComputerState, MainKeySource, MainKeyStatus};
 use crate::audit::history::{Entry, History};
 use crate::audit::{self, AuditOptions, ComputerReport, MainKeyReport, PolicyFix, Report, html};
 use crate::aws::{self, Identity};
@@ -172,7 +172,7 @@ fn action_table(computers: &[ComputerReport]) -> String {
     let mut text = String::new();
     let needing: Vec<_> = computers
         .iter()
-        .filter(|c| c.state != State::LockedDown)
+        .filter(|c| c.state != ComputerState::LockedDown)
         .collect();
     let name_width = needing
         .iter()
@@ -276,9 +276,9 @@ fn main_key_line(key: &MainKeyReport) -> String {
         .sources
         .iter()
         .map(|s| match s {
-            KeySource::Flag => "--main-key-id",
-            KeySource::Recorded => "recorded",
-            KeySource::Claimed => "claimed by token-enrolled Macs",
+            MainKeySource::Flag => "--main-key-id",
+            MainKeySource::Recorded => "recorded",
+            MainKeySource::Claimed => "claimed by token-enrolled Macs",
         })
         .collect();
     let recorded = match key.recorded_by {
@@ -304,16 +304,18 @@ fn main_key_line(key: &MainKeyReport) -> String {
 /// A main key's status in words: its last use, or why there is none.
 fn main_key_status(key: &MainKeyReport) -> String {
     match (key.status, &key.last_used) {
-        ("used", Some(at)) => format!(
+        (MainKeyStatus::Used, Some(at)) => format!(
             "last used {at} by {} in {}",
             key.last_used_service.as_deref().unwrap_or("?"),
             key.last_used_region.as_deref().unwrap_or("?")
         ),
-        ("never-used", _) => "never used".to_owned(),
-        ("not-found", _) => "not found in IAM (deleted, or another account's)".to_owned(),
-        ("refused", _) => "IAM refused GetAccessKeyLastUsed".to_owned(),
-        ("scoped-key", _) => "a Mac's scoped key, not a main key".to_owned(),
-        (other, _) => other.to_owned(),
+        (MainKeyStatus::Used, None) => "used".to_owned(),
+        (MainKeyStatus::NeverUsed, _) => "never used".to_owned(),
+        (MainKeyStatus::NotFound, _) => {
+            "not found in IAM (deleted, or another account's)".to_owned()
+        }
+        (MainKeyStatus::Refused, _) => "IAM refused GetAccessKeyLastUsed".to_owned(),
+        (MainKeyStatus::ScopedKey, _) => "a Mac's scoped key, not a main key".to_owned(),
     }
 }
 

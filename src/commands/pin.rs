@@ -21,6 +21,7 @@ use crate::aws::{self, Identity};
 use crate::cli::PinArgs;
 use crate::exit_code::ExitCode;
 use crate::iam::{self, Iam, IamError, ScopedUser, UserTags};
+use crate::iam_names;
 use crate::inventory::{Inventory, ReportedBy, ReportingMac};
 use crate::key_source::default_boundary;
 use crate::protocol::enrollment::fingerprint;
@@ -408,7 +409,11 @@ fn change(
             .collect()
     };
     let (tags, untag, delete_keys) = match bound_to(user, print) {
-        true => (Vec::new(), present(&[iam::REFUSED_CLAIM_TAG]), Vec::new()),
+        true => (
+            Vec::new(),
+            present(&[iam_names::REFUSED_CLAIM_TAG]),
+            Vec::new(),
+        ),
         false => (
             pinned
                 .iter()
@@ -541,12 +546,12 @@ mod tests {
             ("no user", None, vec![], PRINT, Change::Create),
             ("pinned and waiting", Some(user(&[])), vec![], PRINT, Change::Unchanged),
             ("bound to that very key", Some(user(&[(enrollment, KEY)])), vec![], &print_of_key, Change::Unchanged),
-            ("bound to it, a refused claim recorded", Some(user(&[(enrollment, KEY), (iam::REFUSED_CLAIM_TAG, "1 x")])), vec![], &print_of_key, Change::Repin { tags: vec![], untag: vec![iam::REFUSED_CLAIM_TAG], delete_keys: vec![] }),
-            ("a squatter's user (apply --source iam)", Some(user(&[(iam::PINNED_KEY_TAG, "")])), keys.clone(), PRINT, Change::Repin { tags: vec![(iam::PINNED_KEY_TAG, PRINT.into())], untag: vec![], delete_keys: keys.clone() }),
-            ("bound to another Mac's key", Some(user(&[(enrollment, OTHER_KEY), (iam::PINNED_KEY_TAG, "")])), keys.clone(), PRINT, Change::Repin { tags: vec![(iam::PINNED_KEY_TAG, PRINT.into())], untag: vec![enrollment], delete_keys: keys.clone() }),
+            ("bound to it, a refused claim recorded", Some(user(&[(enrollment, KEY), (iam_names::REFUSED_CLAIM_TAG, "1 x")])), vec![], &print_of_key, Change::Repin { tags: vec![], untag: vec![iam_names::REFUSED_CLAIM_TAG], delete_keys: vec![] }),
+            ("a squatter's user (apply --source iam)", Some(user(&[(iam_names::PINNED_KEY_TAG, "")])), keys.clone(), PRINT, Change::Repin { tags: vec![(iam_names::PINNED_KEY_TAG, PRINT.into())], untag: vec![], delete_keys: keys.clone() }),
+            ("bound to another Mac's key", Some(user(&[(enrollment, OTHER_KEY), (iam_names::PINNED_KEY_TAG, "")])), keys.clone(), PRINT, Change::Repin { tags: vec![(iam_names::PINNED_KEY_TAG, PRINT.into())], untag: vec![enrollment], delete_keys: keys.clone() }),
             ("pinned, but a key made since", Some(user(&[])), keys.clone(), PRINT, Change::Repin { tags: vec![], untag: vec![], delete_keys: keys.clone() }),
-            ("pinned to another key", Some(user(&[(iam::PINNED_KEY_TAG, "SHA256:other")])), vec![], PRINT, Change::Repin { tags: vec![(iam::PINNED_KEY_TAG, PRINT.into())], untag: vec![], delete_keys: vec![] }),
-            ("the squatter's name and another bucket", Some(user(&[(iam::NAME_TAG, "Sam's Mac"), ("arq-lockdown:bucket", "other.example"), (iam::REFUSED_CLAIM_TAG, "1 x")])), vec![], PRINT, Change::Repin { tags: vec![("arq-lockdown:bucket", "fleet.example".into()), (iam::NAME_TAG, "Vic_s Mac".into())], untag: vec![iam::REFUSED_CLAIM_TAG], delete_keys: vec![] }),
+            ("pinned to another key", Some(user(&[(iam_names::PINNED_KEY_TAG, "SHA256:other")])), vec![], PRINT, Change::Repin { tags: vec![(iam_names::PINNED_KEY_TAG, PRINT.into())], untag: vec![], delete_keys: vec![] }),
+            ("the squatter's name and another bucket", Some(user(&[(iam_names::NAME_TAG, "Sam's Mac"), ("arq-lockdown:bucket", "other.example"), (iam_names::REFUSED_CLAIM_TAG, "1 x")])), vec![], PRINT, Change::Repin { tags: vec![("arq-lockdown:bucket", "fleet.example".into()), (iam_names::NAME_TAG, "Vic_s Mac".into())], untag: vec![iam_names::REFUSED_CLAIM_TAG], delete_keys: vec![] }),
         ];
         for (name, user, key_ids, print, expected) in cases {
             assert_eq!(change(user.as_ref(), &key_ids, print, &pinned_tags()), expected, "{name}");

@@ -7,21 +7,30 @@
 use serde::Serialize;
 
 use crate::Error;
-use crate::audit::decide::KeySource;
+use crate::audit::decide::{MainKeySource, MainKeyStatus};
 use crate::audit::{self, AuditOptions, MainKeyReport, Report};
 use crate::cli::RetireArgs;
 use crate::exit_code::ExitCode;
-use crate::retire::{self, KeyChange};
+use crate::retire::{self, ChangeResult, KeyChange};
 
 /// What the run did, for `--json`.
 #[derive(Debug, Serialize)]
 struct Outcome {
-    /// `retired`, `not-ready` (nothing changed) or `restored`.
-    result: &'static str,
+    result: Finished,
     changes: Vec<KeyChange>,
     /// Main keys audit knows that were not switched, and why.
     left: Vec<Left>,
     not_ready_reasons: Vec<String>,
+}
+
+/// How the run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Finished {
+    Retired,
+    /// Nothing changed.
+    NotReady,
+    Restored,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,8 +84,8 @@ pub async fn run(args: RetireArgs) -> Result<ExitCode, Error> {
         super::print(&to_text(&outcome, args.bucket.as_ref().map(|b| b.as_str())))?;
     }
     Ok(match outcome.result {
-        "not-ready" => ExitCode::NeedsAction,
-        _ => ExitCode::Success,
+        Finished::NotReady => ExitCode::NeedsAction,
+        Finished::Retired | Finished::Restored => ExitCode::Success,
     })
 }
 
@@ -89,10 +98,10 @@ fn switchable(keys: &[MainKeyReport]) -> (Vec<(String, String)>, Vec<Left>) {
         let named = key
             .sources
             .iter()
-            .any(|s| matches!(s, KeySource::Flag | KeySource::Recorded));
+            .any(|s| matches!(s, MainKeySource::Flag | MainKeySource::Recorded));
         let why = match (key.status, &key.user_name) {
-            ("scoped-key", _) => Some("a Mac's scoped key, not a main key".to_owned()),
-            ("not-found" | "refused", _) | (_, None) => {
+            (MainKeyStatus::ScopedKey, _) => Some("a Mac's scoped key, not a main key".to_owned()),
+            (MainKeyStatus::NotFound | MainKeyStatus::Refused, _) | (_, None) => {
                 Some("IAM does not say whose it is (deleted, or another account's)".to_owned())
             }
             _ if !named => Some(format!(
@@ -120,7 +129,7 @@ async fn retire_when_ready(
 ) -> Result<Outcome, Error> {
     if !report.ready_to_retire_main_keys {
         return Ok(Outcome {
-            result: "not-ready",
+            result: Finished::NotReady,
             changes: Vec::new(),
             left: Vec::new(),
             not_ready_reasons: report.not_ready_reasons.clone(),
@@ -132,7 +141,7 @@ async fn retire_when_ready(
         changes.push(retire::deactivate(client, id, user, &report.generated_at).await?);
     }
     Ok(Outcome {
-        result: "retired",
+        result: Finished::Retired,
         changes,
         left,
         not_ready_reasons: Vec::new(),
@@ -150,7 +159,7 @@ async fn restore(
         changes.push(retire::reactivate(client, id, user, at).await?);
     }
     Ok(Outcome {
-        result: "restored",
+        result: Finished::Restored,
         changes,
         left: Vec::new(),
         not_ready_reasons: Vec::new(),
@@ -185,7 +194,7 @@ async fn restore_named(
 
 fn to_text(outcome: &Outcome, bucket: Option<&str>) -> String {
     let mut text = String::new();
-    if outcome.result == "not-ready" {
+    if outcome.result == Finished::NotReady {
         text += "the main keys may not be retired yet; nothing was changed:\n";
         for reason in &outcome.not_ready_reasons {
             text += &format!("- {reason}\n");
@@ -194,9 +203,9 @@ fn to_text(outcome: &Outcome, bucket: Option<&str>) -> String {
     }
     for change in &outcome.changes {
         let what = match change.result {
-            "changed" => format!("{} → {}", change.from, change.to),
-            "unchanged" => format!("already {}", change.to),
-            _ => format!(
+            ChangeResult::Changed => format!("{} → {}", change.from, change.to),
+            ChangeResult::Unchanged => format!("already {}", change.to),
+            ChangeResult::LeftAlone => format!(
                 "{}, but not by retire-main-keys: left alone (aws iam update-access-key switches it on by hand)",
                 change.from
             ),
@@ -211,7 +220,7 @@ fn to_text(outcome: &Outcome, bucket: Option<&str>) -> String {
     }
     let bucket = bucket.unwrap_or("BUCKET");
     text += &match outcome.result {
-        "retired" => format!(
+        Finished::Retired => format!(
             "the main keys are off. If a Mac's backups fail, `arq-lockdown retire-main-keys --undo --bucket {bucket}` switches them on again; delete them (aws iam delete-access-key) once they have been off for a week with no Mac failing\n"
         ),
         _ => "the main keys a retirement switched off are on again\n".to_owned(),

@@ -3,14 +3,15 @@
 use crate::Error;
 use crate::cli::RevokeArgs;
 use crate::exit_code::ExitCode;
-use crate::iam::{self, Iam};
+use crate::iam::Iam;
+use crate::iam_names;
 
 pub async fn run(args: RevokeArgs) -> Result<ExitCode, Error> {
     let uuid = &args.computer_uuid;
     let existed = Iam::new(&super::admin_config(&args.admin_credentials).await)
         .revoke(uuid)
         .await?;
-    let user = format!("{}{}", iam::USER_PATH, iam::user_name(uuid));
+    let user = format!("{}{}", iam_names::USER_PATH, iam_names::user_name(uuid));
     if args.json {
         super::print_json(&serde_json::json!({"user": user, "deleted": existed}))?;
     } else if existed {

@@ -120,7 +120,7 @@ impl IamIssuer {
         {
             note(format!(
                 "policy {} written to {}",
-                crate::iam::POLICY_NAME,
+                crate::iam_names::POLICY_NAME,
                 user.arn
             ));
             crate::fault::after("wrote-policy");

@@ -15,7 +15,8 @@ use super::replay::ReplayCache;
 use super::routes::Requester;
 use crate::arq_config::{ArqConfig, ComputerUuid};
 use crate::aws::Caller;
-use crate::iam::{self, ScopedUser};
+use crate::iam::ScopedUser;
+use crate::iam_names;
 use crate::protocol::proof::{CheckedProof, ProofRefusal};
 use crate::protocol::{self, Envelope, Proof, Request, enrollment};
 
@@ -95,7 +96,8 @@ impl Service {
         key_id: &str,
         uuid: &ComputerUuid,
     ) -> Result<ScopedUser, Refusal> {
-        if caller.account != self.account || caller.arn != iam::scoped_user_arn(&self.account, uuid)
+        if caller.account != self.account
+            || caller.arn != iam_names::scoped_user_arn(&self.account, uuid)
         {
             return Err(Refusal::not_this_computers_key());
         }

@@ -18,6 +18,7 @@ use super::routes::Requester;
 use super::tokens::Reservation;
 use crate::arq_config::{ArqConfig, ComputerUuid};
 use crate::iam::{self, ScopedUser, UserTags};
+use crate::iam_names;
 use crate::protocol::{
     self, ENROLL, EnrollRequest, Envelope, KeyResponse, RETIRE, ROTATE, RetireRequest,
     RotateRequest, enrollment, sealed,
@@ -52,7 +53,7 @@ impl Enroller {
     fn enrolled_by(&self) -> String {
         match self {
             Self::Fleet { arn, .. } => arn.clone(),
-            Self::Token { name, .. } => format!("token:{name}"),
+            Self::Token { name, .. } => iam_names::enrolled_by_token(name),
         }
     }
 
@@ -142,7 +143,7 @@ impl Service {
                     .enrollers
                     .find(token)
                     .ok_or_else(Refusal::bad_enrollment_token)?;
-                who.caller = Some(format!("token:{}", token.name));
+                who.caller = Some(iam_names::enrolled_by_token(&token.name));
                 let claimed = request.replaced_key_id.clone();
                 Ok(Enroller::Token {
                     name: token.name.clone(),
@@ -272,7 +273,7 @@ impl Service {
         if !budget {
             return Some("refused claim not recorded: too many this minute".into());
         }
-        let claim = [(iam::REFUSED_CLAIM_TAG, format!("{now} {fingerprint}"))];
+        let claim = [(iam_names::REFUSED_CLAIM_TAG, format!("{now} {fingerprint}"))];
         let recorded = self.iam.add_tags(uuid, &claim).await;
         recorded
             .err()

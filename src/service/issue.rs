@@ -7,7 +7,8 @@ use super::Service;
 use super::refusal::Refusal;
 use crate::arq_config::{ArqConfig, BucketName, ComputerUuid};
 use crate::credential_store::AccessKey;
-use crate::iam::{self, IamError, ScopedUser};
+use crate::iam::{IamError, ScopedUser};
+use crate::iam_names;
 use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::protocol::{KeyResponse, sealed};
 
@@ -85,14 +86,14 @@ fn missing_tags(
     replaced_key: Option<&str>,
 ) -> Vec<(&'static str, String)> {
     let mut retag = Vec::new();
-    if user.tag(iam::POLICY_OPTIONS_TAG) != Some(options.tag_value().as_str()) {
-        retag.push((iam::POLICY_OPTIONS_TAG, options.tag_value()));
+    if user.tag(iam_names::POLICY_OPTIONS_TAG) != Some(options.tag_value().as_str()) {
+        retag.push((iam_names::POLICY_OPTIONS_TAG, options.tag_value()));
     }
     if let Some(id) = replaced_key
-        && user.tag(iam::REPLACED_KEY_TAG).is_none()
+        && user.tag(iam_names::REPLACED_KEY_TAG).is_none()
         && !user.key_ids.iter().any(|k| k == id)
     {
-        retag.push((iam::REPLACED_KEY_TAG, id.to_owned()));
+        retag.push((iam_names::REPLACED_KEY_TAG, id.to_owned()));
     }
     retag
 }

@@ -94,7 +94,7 @@ pub enum ServiceError {
     #[error("cannot take over SIGHUP, SIGTERM and SIGINT: {0}")]
     Signals(std::io::Error),
     #[error(
-        "the service's own AWS credentials do not work ({0}): give it an IAM role or AWS_PROFILE with the rights in the README"
+        "the service's own AWS credentials do not work ({0}): give it an IAM role or AWS_PROFILE with the rights in docs/policy.md"
     )]
     OwnCredentials(String),
     #[error(transparent)]

@@ -4,7 +4,7 @@
 //!
 //! Owns the list of probes, their names and resources, and which of them wait for each other.
 //! The Arq calls follow Haystack's published S3 code (arqbackup/arq_restore, Arq 5 at d4a3d0e;
-//! the README's policy table cites file and line for each): classic ListObjects with
+//! docs/policy.md's policy table cites file and line for each): classic ListObjects with
 //! `max-keys=500`, the bucket root listed with `delimiter=/` to find computers, `U/objects/00`
 //! listed without a delimiter, GET with a Range, HEAD, single-request PUT, one DELETE per key.
 //!

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use arq_lockdown::audit::decide::State;
+use arq_lockdown::audit::decide::ComputerState;
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -278,7 +278,7 @@ fn the_page_shows_the_verdict_each_states_count_and_the_rows_in_a_real_browser()
         "the verdict comes first"
     );
     // Each state's count, every state named (those this fleet has none of at 0), and its rows.
-    for state in State::ALL {
+    for state in ComputerState::ALL {
         let name = state.as_str();
         let expected = fleet.get(name).copied().unwrap_or(0);
         let legend = between(&dom, &format!("id=\"state-{name}\""), "</li>");
@@ -289,7 +289,7 @@ fn the_page_shows_the_verdict_each_states_count_and_the_rows_in_a_real_browser()
             "{name}: {legend}"
         );
         let rows = dom.matches(&format!("<tr data-state=\"{name}\">")).count();
-        let listed = if state == State::LockedDown {
+        let listed = if state == ComputerState::LockedDown {
             0
         } else {
             expected
