@@ -82,10 +82,6 @@ pub enum ApplyError {
     )]
     CurrentKeyRefused { key_id: String, reason: String },
     #[error(
-        "AWS refuses the admin credentials ({reason}): check AWS_PROFILE or AWS_ACCESS_KEY_ID, or pass --permissions-boundary"
-    )]
-    AdminRefused { reason: String },
-    #[error(
         "the key in \"Arq S3\" belongs to {arn}, not to this computer's user, and cannot create IAM users: pass --admin-credentials env or profile:NAME"
     )]
     ForeignScopedKey { arn: String },
@@ -122,7 +118,6 @@ pub enum ApplyError {
 impl ApplyError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::AdminRefused { .. } => ExitCode::Aws,
             Self::CurrentKeyRefused { .. }
             | Self::ForeignScopedKey { .. }
             | Self::RestrictedKey { .. }

@@ -14,7 +14,6 @@ use sha2::{Digest, Sha256};
 
 use crate::arq_config::ArqConfig;
 use crate::fs::{read_small_file, write_atomically};
-use crate::key_source::SourceKind;
 use crate::policy::{PolicyDocument, PolicyOptions};
 
 /// Where the receipt lives, relative to the user's home folder.
@@ -22,6 +21,17 @@ pub const RECEIPT_RELATIVE_PATH: &str = "Library/Application Support/arq-lockdow
 
 /// A receipt is a few hundred bytes.
 const MAX_RECEIPT_BYTES: u64 = 64 * 1024;
+
+/// Which key source: what `--source` and the profile's `Source` name, and what a receipt records
+/// (here, below the key sources, so that the receipt needs nothing above it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// Straight from IAM, with admin credentials.
+    Iam,
+    /// The provisioning service.
+    Service,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {

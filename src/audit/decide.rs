@@ -468,7 +468,11 @@ fn reported_twice(facts: &ComputerFacts) -> Option<String> {
             None => m.label.clone(),
         })
         .collect();
-    Some(format!("{} Macs report it: {}", macs.len(), labels.join(", ")))
+    Some(format!(
+        "{} Macs report it: {}",
+        macs.len(),
+        labels.join(", ")
+    ))
 }
 
 /// Why the main keys must wait for computers whose owner is in doubt (`contested`, `unconfirmed`):
