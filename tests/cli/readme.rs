@@ -1,7 +1,8 @@
 //! The README tells the truth about the code: its source tree names every source file and nothing
 //! that is gone, its list of macOS-only code is the code with `cfg(target_os = "macos")`, and its
 //! exit-code table lists exactly the crate's exit codes, its FAQ names every IAM tag we write, its
-//! synopsis names exactly each subcommand's flags, and every command line it shows parses.
+//! synopsis names exactly each subcommand's flags, every command line it shows parses, and it
+//! names every state `status` and the extension attribute can say.
 
 use std::collections::BTreeSet;
 
@@ -107,6 +108,58 @@ fn the_exit_code_table_lists_every_exit_code() {
         .collect();
     let codes: Vec<i32> = ExitCode::ALL.iter().map(|code| *code as i32).collect();
     assert_eq!(listed, codes);
+}
+
+/// The kebab-case words of `status`'s states, read from `enum State` in its source.
+fn status_states() -> Vec<String> {
+    let source = std::fs::read_to_string(project_root().join("src/commands/status.rs")).unwrap();
+    let body = between(&source, "enum State {", "\n}");
+    let kebab = |name: &str| {
+        let mut word = String::new();
+        for c in name.chars() {
+            if c.is_ascii_uppercase() && !word.is_empty() {
+                word.push('-');
+            }
+            word.push(c.to_ascii_lowercase());
+        }
+        word
+    };
+    body.lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with("///") && line.ends_with(','))
+        .map(|line| kebab(line.trim_end_matches(',')))
+        .collect()
+}
+
+#[test]
+fn the_readme_names_every_state_of_status_and_the_extension_attribute() {
+    let states = status_states();
+    assert!(states.contains(&"policy-outdated".to_owned()), "{states:?}");
+    let readme = readme();
+    let json = between(&readme, "`arq-lockdown status --json`: `state` (", ")");
+    let listed: BTreeSet<String> = (json.split('`').skip(1).step_by(2))
+        .filter(|word| !word.starts_with("--"))
+        .map(str::to_owned)
+        .collect();
+    let known: BTreeSet<String> = states.iter().cloned().collect();
+    assert_eq!(listed, known, "status --json's states in the README");
+    let ea = between(
+        &readme,
+        "`arq-lockdown status --jamf-ea` prints",
+        "With nobody logged in",
+    );
+    let missing: Vec<&String> = (states.iter())
+        .filter(|s| *s != "key-refused")
+        .filter(|s| {
+            !["`{s}`", "`{s} ", "<result>{s} "]
+                .iter()
+                .any(|shown| ea.contains(&shown.replace("{s}", s)))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the extension attribute's states leave out {missing:?}"
+    );
 }
 
 #[test]
