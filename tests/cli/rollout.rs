@@ -34,7 +34,8 @@ fn root() -> bool {
 
 #[test]
 fn a_fleet_is_locked_down_and_its_main_keys_retired_without_a_failed_backup() {
-    let _guard = no_arq_running();
+    // Its stand-in Arqs are processes named Arq that other tests' `apply` would ask to quit.
+    let _guard = arq_may_run();
     if !root() {
         return;
     }

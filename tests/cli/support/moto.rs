@@ -15,13 +15,19 @@ static MOTO: OnceLock<Moto> = OnceLock::new();
 
 /// The buckets of the fleets the tests make in the fixture's account, which its permissions
 /// boundary covers.
-const FLEET_BUCKETS: [&str; 6] = [
+const FLEET_BUCKETS: [&str; 12] = [
     BUCKET,
     "another-arq-bucket.example",
     "audit-empty.example",
     "audit-flip.example",
     "audit-rights.example",
+    "audit-squat.example",
     "audit-states.example",
+    "insiders-second-bucket.example",
+    "pin-setback.example",
+    "pin-squat.example",
+    "pin-then-enroll.example",
+    "pin-twins.example",
 ];
 
 /// The emulator and what the fixture seeded into it.
