@@ -3,7 +3,8 @@
 //! The steps, in order, each a function below:
 //!  1. read Arq's config and build this computer's policy; take this user's run lock;
 //!  2. read the key Arq uses now ("Arq S3");
-//!  3. stop if the receipt says this very lockdown is in place (no network);
+//!  3. read the receipt once and judge it ([`receipt::judge`]): stop if this very lockdown is in
+//!     place (no network), or if the policy is outdated and this run's source cannot refresh it;
 //!  4. ask STS whose key that is;
 //!  5. resolve the key source and plan what it and this Mac need (with --dry-run: print it, stop);
 //!  6. make sure Arq and Arq Agent have quit (only when "Arq S3" will change);
@@ -16,19 +17,22 @@
 //!
 //! Nothing before step 9 changes "Arq S3", so any failure leaves Arq with the key it had. A run
 //! killed anywhere is finished by the next: IAM steps are idempotent, and a key already in
-//! "Arq S3" that belongs to this computer's user is adopted instead of replaced.
+//! "Arq S3" that belongs to this computer's user is adopted instead of replaced. The receipt is
+//! read once, and the AWS config signed with the key in "Arq S3" built once, then passed along.
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use serde::Serialize;
+use tokio::sync::OnceCell;
 
 use crate::Error;
 use crate::arq_app::{self, ArqAppError};
 use crate::arq_config::ArqConfig;
 use crate::aws::{self, AwsCredentials, Caller, Identity};
-use crate::credential_store::{AccessKey, ArqS3, CredentialStore, StoreError};
+use crate::credential_store::{ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::fault;
 use crate::iam::{Iam, IamError};
@@ -38,7 +42,7 @@ use crate::key_source::{
     ServiceCall, ServiceClient, ServiceIssuer, SourceKind, default_boundary,
 };
 use crate::policy::{PolicyDocument, PolicyOptions};
-use crate::receipt::{self, Receipt};
+use crate::receipt::{self, LocalState, Receipt};
 use crate::run_lock::RunLock;
 use crate::run_log::{RunLog, Severity};
 use crate::setback::{Setback, SetbackKind};
@@ -83,10 +87,6 @@ pub enum ApplyError {
     )]
     CurrentKeyRefused { key_id: String, reason: String },
     #[error(
-        "AWS refuses the admin credentials ({reason}): check AWS_PROFILE or AWS_ACCESS_KEY_ID, or pass --permissions-boundary"
-    )]
-    AdminRefused { reason: String },
-    #[error(
         "the key in \"Arq S3\" belongs to {arn}, not to this computer's user, and cannot create IAM users: pass --admin-credentials env or profile:NAME"
     )]
     ForeignScopedKey { arn: String },
@@ -123,7 +123,6 @@ pub enum ApplyError {
 impl ApplyError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Self::AdminRefused { .. } => ExitCode::Aws,
             Self::CurrentKeyRefused { .. }
             | Self::ForeignScopedKey { .. }
             | Self::RestrictedKey { .. }
@@ -142,6 +141,9 @@ impl ApplyError {
 pub enum ApplyResult {
     LockedDown,
     AlreadyLockedDown,
+    /// The key is this computer's, under a policy an older version wrote, and this run's source
+    /// cannot refresh it (the IAM source without admin credentials): the warning names the fix.
+    PolicyOutdated,
     DryRun,
 }
 
@@ -272,14 +274,10 @@ async fn lock_down(request: &ApplyRequest<'_>, steps: &mut Steps<'_>) -> Result<
     let (config, policy) = read_config(request, steps)?;
     let _lock = RunLock::acquire(&request.home, request.lock_timeout).await?;
     let current = read_arq_s3(request.store, steps)?;
-    if let Some(receipt) = already_done(request, &config, &policy, &current.id, steps) {
-        steps.nothing_to_do();
-        let result = ApplyResult::AlreadyLockedDown;
-        return Ok(outcome(result, &config, &current.id, steps, |o| {
-            o.user_arn = Some(receipt.user_arn);
-            o.receipt = Some(Receipt::path(&request.home));
-        }));
-    }
+    let local = match read_receipt(request, &config, &current.id, steps) {
+        ControlFlow::Continue(local) => local,
+        ControlFlow::Break(done) => return Ok(done),
+    };
     steps.has_work();
     let mut computer = Computer {
         config: &config,
@@ -289,10 +287,10 @@ async fn lock_down(request: &ApplyRequest<'_>, steps: &mut Steps<'_>) -> Result<
         serial: request.serial_number.as_deref(),
         replaced_key: None,
     };
-    let (issuer, owner) = resolve_issuer(request, &computer, &current).await?;
+    let (issuer, owner) = resolve_issuer(request, &local, &computer, &current).await?;
     // Not this computer's own key: the key this lockdown replaces, for `audit` to follow.
     computer.replaced_key = owner.is_none().then_some(current.id.as_str());
-    let plan = issuer.plan(&computer, &current.id, owner.is_some(), request.rotate);
+    let plan = issuer.plan(&computer, &current.id, owner.is_some(), local.rotate);
     steps.note(describe_plan(&plan, &config));
     if request.dry_run {
         let result = ApplyResult::DryRun;
@@ -308,6 +306,7 @@ async fn lock_down(request: &ApplyRequest<'_>, steps: &mut Steps<'_>) -> Result<
         .await?;
     prove_or_discard(
         request,
+        &local,
         &issuer,
         &computer,
         &current,
@@ -381,41 +380,113 @@ fn read_arq_s3<'a>(
     Ok(current)
 }
 
-/// Step 3: the receipt, when it records this very lockdown and no rotation is asked for — no
-/// network, no secret. Also when it records this key with these options under a policy an older
-/// version of arq-lockdown wrote, and this run could not update it anyway (no admin credentials
-/// of its own): that is a warning, not work at every login.
-fn already_done(
+/// The warning of a run that cannot refresh an outdated policy, naming the fix.
+const POLICY_OUTDATED: &str = "this version of arq-lockdown writes a newer policy than the one the key in \"Arq S3\" was issued under, and that key cannot rewrite its own policy: run apply once with --admin-credentials env or profile:NAME (the key stays)";
+
+/// What step 3 read once and the later steps share: the receipt and the judge's state of it,
+/// whether this run makes a new key, and the AWS config signed with the key in "Arq S3" (built by
+/// the first step that needs it, then reused).
+struct Local {
+    receipt: Option<Receipt>,
+    state: LocalState,
+    /// Asked to (`--rotate`), or the service's way to refresh an outdated policy.
+    rotate: bool,
+    signed_by_current: OnceCell<SdkConfig>,
+}
+
+impl Local {
+    /// The AWS config signed with `current`, the key in "Arq S3" (reading its secret, once).
+    async fn signed_by(&self, current: &ArqS3<'_>) -> Result<&SdkConfig, Error> {
+        let load = || async {
+            Ok::<_, Error>(aws::load_config(AwsCredentials::Key(current.key()?)).await)
+        };
+        self.signed_by_current.get_or_try_init(load).await
+    }
+}
+
+/// Step 3: the receipt, read once, and the judge's state of it (see [`receipt::judge`]). The run
+/// stops here ([`ControlFlow::Break`]) when this very lockdown is in place — no network, no
+/// secret — or when the policy is outdated and this run cannot refresh it: a warning naming the
+/// fix, not work at every login.
+fn read_receipt(
     request: &ApplyRequest<'_>,
     config: &ArqConfig,
-    policy: &PolicyDocument,
     current_id: &str,
     steps: &mut Steps<'_>,
-) -> Option<Receipt> {
-    let receipt = Receipt::load(&request.home).filter(|_| !request.rotate)?;
-    if receipt.covers(config, current_id, policy) {
-        steps.note(format!(
-            "already locked down {} s ago; nothing to do",
-            receipt.age_seconds()
-        ));
-        return Some(receipt);
+) -> ControlFlow<Outcome, Local> {
+    let receipt = Receipt::load(&request.home);
+    let state = receipt::judge(receipt.as_ref(), config, current_id, request.policy_options);
+    let result = match next_step(&state, request.rotate, refresh_of(&request.source)) {
+        NextStep::LockDown { rotate } => {
+            let signed_by_current = OnceCell::new();
+            return ControlFlow::Continue(Local {
+                receipt,
+                state,
+                rotate,
+                signed_by_current,
+            });
+        }
+        NextStep::Nothing => ApplyResult::AlreadyLockedDown,
+        NextStep::Report => ApplyResult::PolicyOutdated,
+    };
+    let receipt = receipt.expect("the judge found a receipt");
+    let age = receipt.age_seconds();
+    if let ApplyResult::PolicyOutdated = result {
+        steps.note(format!("locked down {age} s ago, under an older policy"));
+        steps.warn(POLICY_OUTDATED.to_owned());
+    } else {
+        steps.note(format!("already locked down {age} s ago; nothing to do"));
     }
-    let can_update_iam = matches!(
-        &request.source,
-        KeySource::Iam { admin, .. } if *admin != AdminCredentials::ArqS3
-    );
-    let older_policy = receipt.bucket == config.bucket.as_str()
-        && receipt.computer_uuid == config.computer_uuid.as_str()
-        && receipt.access_key_id == current_id
-        && receipt.policy_options == request.policy_options;
-    if older_policy && !can_update_iam {
-        steps.warn(
-            "this version of arq-lockdown writes a newer policy than the one this key was issued under: `arq-lockdown audit --fix-policies` (admin) updates it in IAM, or run apply with --admin-credentials"
-                .to_owned(),
-        );
-        return Some(receipt);
+    steps.nothing_to_do();
+    ControlFlow::Break(outcome(result, config, current_id, steps, |o| {
+        o.user_arn = Some(receipt.user_arn);
+        o.receipt = Some(Receipt::path(&request.home));
+    }))
+}
+
+/// How this run's key source can bring an outdated policy up to date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refresh {
+    /// The service writes its current policy whenever it issues a key: one rotation.
+    Rotate,
+    /// Admin credentials (`env`, `profile:NAME`, or root's) write the policy; the key stays.
+    WritePolicy,
+    /// This computer's scoped key as the IAM admin: it cannot change its own policy.
+    Cannot,
+}
+
+pub(crate) fn refresh_of(source: &KeySource) -> Refresh {
+    match source {
+        KeySource::Service(_) => Refresh::Rotate,
+        KeySource::Iam {
+            admin: AdminCredentials::ArqS3,
+            ..
+        } => Refresh::Cannot,
+        KeySource::Iam { .. } => Refresh::WritePolicy,
     }
-    None
+}
+
+/// What a run does about the state the receipt shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NextStep {
+    /// This very lockdown is in place: `already-locked-down`.
+    Nothing,
+    /// The policy is outdated and this run cannot refresh it: `policy-outdated`, with a warning.
+    Report,
+    /// Steps 4 on; `rotate`: with a new key.
+    LockDown { rotate: bool },
+}
+
+/// The judge's state and the run's request decide: an outdated policy is refreshed by any source
+/// that can (what an admin expects after upgrading the pkg), and reported by the one that cannot.
+pub(crate) fn next_step(state: &LocalState, rotate: bool, refresh: Refresh) -> NextStep {
+    match (state, rotate, refresh) {
+        (_, true, _) => NextStep::LockDown { rotate: true },
+        (LocalState::LockedDown, false, _) => NextStep::Nothing,
+        (LocalState::PolicyOutdated, false, Refresh::Cannot) => NextStep::Report,
+        (LocalState::PolicyOutdated, false, Refresh::Rotate) => NextStep::LockDown { rotate: true },
+        _ => NextStep::LockDown { rotate: false },
+    }
 }
 
 /// Step 4: the key source for this run, and the scoped user the key in "Arq S3" belongs to if it
@@ -423,12 +494,13 @@ fn already_done(
 /// itself: as the IAM admin (`arq-s3`), or to sign a proof for the service.
 async fn resolve_issuer<'a>(
     request: &'a ApplyRequest<'_>,
+    local: &Local,
     computer: &Computer<'_>,
     current: &ArqS3<'_>,
 ) -> Result<(KeyIssuer<'a>, Option<String>), Error> {
     match &request.source {
         KeySource::Service(client) => {
-            let owner = owner_for_the_service(request, client, computer, current).await?;
+            let owner = owner_for_the_service(local, client, computer, current).await?;
             let (store, home) = (request.store, request.home.as_path());
             let issuer = ServiceIssuer {
                 client,
@@ -440,7 +512,10 @@ async fn resolve_issuer<'a>(
         KeySource::Iam {
             admin: AdminCredentials::ArqS3,
             permissions_boundary,
-        } => arq_s3_as_admin(request, permissions_boundary.as_deref(), computer, current).await,
+        } => {
+            let boundary = permissions_boundary.as_deref();
+            arq_s3_as_admin(local, boundary, computer, current).await
+        }
         KeySource::Iam {
             admin: AdminCredentials::Root,
             ..
@@ -469,18 +544,17 @@ async fn resolve_issuer<'a>(
 /// enrollment token nothing needs that key, so our receipt decides; otherwise STS says (the key
 /// signs the proof anyway).
 async fn owner_for_the_service(
-    request: &ApplyRequest<'_>,
+    local: &Local,
     client: &ServiceClient,
     computer: &Computer<'_>,
     current: &ArqS3<'_>,
 ) -> Result<Option<String>, Error> {
-    if client.has_enrollment_token() && !request.rotate {
-        return Ok(Receipt::load(&request.home)
+    if client.has_enrollment_token() && !local.rotate {
+        return Ok((local.receipt.as_ref())
             .filter(|r| r.access_key_id == current.id && r.source == SourceKind::Service)
-            .map(|r| r.user_arn));
+            .map(|r| r.user_arn.clone()));
     }
-    let sdk_config = aws::load_config(AwsCredentials::Key(current.key()?)).await;
-    let caller = identify(current, &sdk_config).await?;
+    let caller = identify(current, local.signed_by(current).await?).await?;
     Ok(this_computers(&caller, computer.config))
 }
 
@@ -491,20 +565,20 @@ async fn owner_for_the_service(
 /// computer's scoped key (a cloned disk), and a key IAM refuses that is a user's but not ours — a
 /// restricted user's, such as Arq's own "Create Restricted IAM User" makes.
 async fn arq_s3_as_admin<'a>(
-    request: &ApplyRequest<'_>,
+    local: &Local,
     boundary: Option<&str>,
     computer: &Computer<'_>,
     current: &ArqS3<'_>,
 ) -> Result<(KeyIssuer<'a>, Option<String>), Error> {
-    let sdk_config = aws::load_config(AwsCredentials::Key(current.key()?)).await;
-    let iam = Iam::new(&sdk_config);
+    let sdk_config = local.signed_by(current).await?;
+    let iam = Iam::new(sdk_config);
     let (caller, existing) = tokio::join!(
-        identify(current, &sdk_config),
+        identify(current, sdk_config),
         iam.inspect(&computer.config.computer_uuid)
     );
     let caller = caller?;
     if let Some(arn) = this_computers(&caller, computer.config) {
-        refuse_what_only_an_admin_can_do(request, computer, current)?;
+        refuse_what_only_an_admin_can_do(local)?;
         return Ok((KeyIssuer::Adopt, Some(arn)));
     }
     if iam_names::is_scoped_user_arn(&caller.arn) {
@@ -525,19 +599,12 @@ async fn arq_s3_as_admin<'a>(
 }
 
 /// This computer's scoped key cannot make its successor, nor rewrite its own policy (a new bucket,
-/// other options).
-fn refuse_what_only_an_admin_can_do(
-    request: &ApplyRequest<'_>,
-    computer: &Computer<'_>,
-    current: &ArqS3<'_>,
-) -> Result<(), Error> {
-    if request.rotate {
+/// other options: the receipt is for this key, under another policy).
+fn refuse_what_only_an_admin_can_do(local: &Local) -> Result<(), Error> {
+    if local.rotate {
         return Err(ApplyError::RotateNeedsAdmin.into());
     }
-    let receipt = Receipt::load(&request.home).filter(|r| r.access_key_id == current.id);
-    if receipt.is_some_and(|r| {
-        r.policy_options != request.policy_options || r.bucket != computer.config.bucket.as_str()
-    }) {
+    if matches!(local.state, LocalState::OtherPolicy) {
         return Err(ApplyError::PolicyNeedsAdmin.into());
     }
     Ok(())
@@ -621,22 +688,29 @@ async fn make_sure_arq_has_quit(
     Ok(())
 }
 
-/// Step 8, around [`prove`]: the key to prove is the new one, or (only then is its secret read)
-/// the one in "Arq S3" being adopted. A new key that fails is discarded: "Arq S3" never saw it.
+/// Step 8, around [`prove`]: the key to prove is the new one, or the one in "Arq S3" being
+/// adopted, signing with the config the run already has for it. A new key that fails is
+/// discarded: "Arq S3" never saw it.
 async fn prove_or_discard(
     request: &ApplyRequest<'_>,
+    local: &Local,
     issuer: &KeyIssuer<'_>,
     computer: &Computer<'_>,
     current: &ArqS3<'_>,
     issued: Option<&IssuedKey>,
     steps: &mut Steps<'_>,
 ) -> Result<(), Error> {
-    let candidate = match issued {
-        Some(new) => &new.key,
-        None => current.key()?,
+    let signed_by_new;
+    let (key_id, sdk_config) = match issued {
+        Some(new) => {
+            signed_by_new = aws::load_config(AwsCredentials::Key(&new.key)).await;
+            (&new.key.id, &signed_by_new)
+        }
+        None => (&current.id, local.signed_by(current).await?),
     };
     let proven = prove(
-        candidate,
+        key_id,
+        sdk_config,
         issued.is_some(),
         computer.config,
         request.policy_options,
@@ -650,14 +724,16 @@ async fn prove_or_discard(
     proven
 }
 
-/// Step 8: waits until AWS accepts `key` (new IAM keys take seconds to work), then runs the verify
-/// suite until every Arq call works or `timeout` passes. Another computer's data being reachable,
-/// or more than the computers' folder names being listable (a policy whose listing conditions
-/// are wrong), fails at once. The first verify runs beside the first identity check — a key that already works is
-/// proven without waiting for STS — and is set aside if STS does not accept the key yet; the
-/// waits after that are short and even, so the run goes on within a poll of the key working.
+/// Step 8: waits until AWS accepts `key_id` (signed with `sdk_config`; new IAM keys take seconds
+/// to work), then runs the verify suite until every Arq call works or `timeout` passes. Another
+/// computer's data being reachable, or more than the computers' folder names being listable (a
+/// policy whose listing conditions are wrong), fails at once. The first verify runs beside the
+/// first identity check — a key that already works is proven without waiting for STS — and is set
+/// aside if STS does not accept the key yet; the waits after that are short and even, so the run
+/// goes on within a poll of the key working.
 async fn prove(
-    key: &AccessKey,
+    key_id: &str,
+    sdk_config: &SdkConfig,
     new_key: bool,
     config: &ArqConfig,
     options: PolicyOptions,
@@ -673,17 +749,16 @@ async fn prove(
         tokio::time::sleep(POLL.min(deadline - now)).await;
         true
     };
-    let sdk_config = aws::load_config(AwsCredentials::Key(key)).await;
     let options = VerifyOptions {
         no_computer_listing: options.no_computer_listing,
         ..VerifyOptions::default()
     };
-    let run_verify = || verify::verify(&sdk_config, key.id.clone(), config, &options);
-    let (identity, first) = tokio::join!(aws::identify(&sdk_config), run_verify());
+    let run_verify = || verify::verify(sdk_config, key_id.to_owned(), config, &options);
+    let (identity, first) = tokio::join!(aws::identify(sdk_config), run_verify());
     let mut report = match identity? {
         Identity::Known(_) => first?,
         Identity::Refused(_) => {
-            while let Identity::Refused(_) = aws::identify(&sdk_config).await? {
+            while let Identity::Refused(_) = aws::identify(sdk_config).await? {
                 if !wait().await {
                     break;
                 }
@@ -696,14 +771,14 @@ async fn prove(
             Verdict::Isolated => {
                 steps.note(format!(
                     "key {} verified: Arq's calls work, other computers' data is refused",
-                    key.id
+                    key_id
                 ));
                 return Ok(());
             }
             Verdict::ArqBroken if wait().await => report = run_verify().await?,
             verdict if new_key => {
                 return Err(ApplyError::NewKeyRejected {
-                    key_id: key.id.clone(),
+                    key_id: key_id.to_owned(),
                     verdict,
                     detail: report.failures_in_brief(),
                 }

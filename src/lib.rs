@@ -73,6 +73,8 @@ pub enum Error {
     #[error(transparent)]
     Iam(#[from] iam::IamError),
     #[error(transparent)]
+    KeySource(#[from] key_source::KeySourceError),
+    #[error(transparent)]
     ServiceClient(#[from] key_source::service::ServiceClientError),
     #[error(transparent)]
     Service(#[from] service::ServiceError),
@@ -117,6 +119,7 @@ impl Error {
             Self::Verify(e) => e.exit_code(),
             Self::Apply(e) => e.exit_code(),
             Self::Iam(e) => e.exit_code(),
+            Self::KeySource(e) => e.exit_code(),
             Self::ServiceClient(e) => e.exit_code(),
             Self::Service(e) => e.exit_code(),
             Self::Session(e) => e.exit_code(),

@@ -14,7 +14,6 @@ use sha2::{Digest, Sha256};
 
 use crate::arq_config::ArqConfig;
 use crate::fs::{read_small_file, write_atomically};
-use crate::key_source::SourceKind;
 use crate::policy::{PolicyDocument, PolicyOptions};
 
 /// Where the receipt lives, relative to the user's home folder.
@@ -22,6 +21,17 @@ pub const RECEIPT_RELATIVE_PATH: &str = "Library/Application Support/arq-lockdow
 
 /// A receipt is a few hundred bytes.
 const MAX_RECEIPT_BYTES: u64 = 64 * 1024;
+
+/// Which key source: what `--source` and the profile's `Source` name, and what a receipt records
+/// (here, below the key sources, so that the receipt needs nothing above it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// Straight from IAM, with admin credentials.
+    Iam,
+    /// The provisioning service.
+    Service,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
@@ -76,19 +86,78 @@ impl Receipt {
         write_atomically(&path, text.as_bytes(), 0o600).map_err(error)
     }
 
-    /// Whether this receipt describes the lockdown now in place: same bucket, computer and key, and
-    /// the policy this version of the tool would write.
-    pub fn covers(&self, config: &ArqConfig, access_key_id: &str, policy: &PolicyDocument) -> bool {
-        self.bucket == config.bucket.as_str()
-            && self.computer_uuid == config.computer_uuid.as_str()
-            && self.access_key_id == access_key_id
-            && self.policy_sha256 == policy_sha256(policy)
-    }
-
     /// Seconds since the receipt was written.
     pub fn age_seconds(&self) -> u64 {
         now_unix().saturating_sub(self.applied_at_unix)
     }
+}
+
+/// What this Mac's own files say about its lockdown: the one judgement `apply`, `status` and the
+/// extension attribute share. Audit judges the fleet from IAM (`audit::decide`), with the same
+/// words for the same facts: `locked-down`, `not-locked-down`; what is `policy-outdated` here is
+/// `policy-drift` there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LocalState {
+    /// The receipt records this very lockdown: this bucket, computer, key and options, under the
+    /// policy this version of arq-lockdown writes.
+    LockedDown,
+    /// The same, but the key was issued under a policy another version wrote (the pkg was
+    /// upgraded and the policy's text changed): still this computer's scoped key.
+    PolicyOutdated,
+    /// No receipt: `apply` has not locked this Mac down.
+    NoReceipt,
+    /// The receipt is for another key than the one in "Arq S3".
+    OtherKey(String),
+    /// The receipt is for another bucket, computer or policy options.
+    OtherPolicy,
+}
+
+impl LocalState {
+    /// Why it is not locked down, and what to do, in one line.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Self::LockedDown => None,
+            Self::PolicyOutdated => Some(
+                "the key in \"Arq S3\" was issued under an older policy than this version writes: the next apply with the service or admin credentials refreshes it"
+                    .to_owned(),
+            ),
+            Self::NoReceipt => Some("no receipt: run apply".to_owned()),
+            Self::OtherKey(key) => Some(format!(
+                "the receipt is for key {key}, not the one in \"Arq S3\": run apply"
+            )),
+            Self::OtherPolicy => Some(
+                "the receipt is for another bucket, computer or policy options: run apply"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// The judge of this Mac's own state, from one read of the receipt: `receipt` against Arq's
+/// `config`, the account of "Arq S3" (`key_account`, never the secret) and the policy `options`
+/// wanted (`apply`'s; `status`, which cannot know the next run's flags, passes the receipt's own).
+pub fn judge(
+    receipt: Option<&Receipt>,
+    config: &ArqConfig,
+    key_account: &str,
+    options: PolicyOptions,
+) -> LocalState {
+    let Some(receipt) = receipt else {
+        return LocalState::NoReceipt;
+    };
+    if receipt.access_key_id != key_account {
+        return LocalState::OtherKey(receipt.access_key_id.clone());
+    }
+    if receipt.bucket != config.bucket.as_str()
+        || receipt.computer_uuid != config.computer_uuid.as_str()
+        || receipt.policy_options != options
+    {
+        return LocalState::OtherPolicy;
+    }
+    if receipt.policy_sha256 != policy_sha256(&PolicyDocument::scoped_to(config, options)) {
+        return LocalState::PolicyOutdated;
+    }
+    LocalState::LockedDown
 }
 
 pub fn policy_sha256(policy: &PolicyDocument) -> String {
@@ -128,33 +197,25 @@ mod tests {
     }
 
     #[test]
-    fn a_receipt_covers_only_its_bucket_computer_key_and_policy() {
-        let policy = PolicyDocument::scoped_to(&config(), PolicyOptions::default());
-        let legacy = PolicyDocument::scoped_to(
-            &config(),
-            PolicyOptions {
-                legacy_glacier: true,
-                ..PolicyOptions::default()
-            },
-        );
-        let receipt = receipt(&policy);
-        assert!(receipt.covers(&config(), "AKIAIOSFODNN7EXAMPLE", &policy));
-        assert!(!receipt.covers(&config(), "AKIAI44QH8DHBEXAMPLE", &policy));
-        assert!(!receipt.covers(&config(), "AKIAIOSFODNN7EXAMPLE", &legacy));
-        let other_bucket =
-            ArqConfig::from_values("other.bucket", config().computer_uuid.as_str(), "t").unwrap();
-        assert!(!receipt.covers(
-            &other_bucket,
-            "AKIAIOSFODNN7EXAMPLE",
-            &PolicyDocument::scoped_to(&other_bucket, PolicyOptions::default())
-        ));
-        let other_computer = ArqConfig::from_values(
-            config().bucket.as_str(),
-            "7A1E5C3B-9D2F-4E8A-B6C4-1F3D5E7A9B2C",
-            "t",
-        )
-        .unwrap();
-        assert!(!receipt.covers(&other_computer, "AKIAIOSFODNN7EXAMPLE", &policy));
+    #[rustfmt::skip]
+    fn the_judge_reads_bucket_computer_key_options_and_policy() {
+        let other_bucket = ArqConfig::from_values("other.bucket", config().computer_uuid.as_str(), "t").unwrap();
+        let other_computer = ArqConfig::from_values(config().bucket.as_str(), "7A1E5C3B-9D2F-4E8A-B6C4-1F3D5E7A9B2C", "t").unwrap();
+        let legacy = PolicyOptions { legacy_glacier: true, ..PolicyOptions::default() };
+        let written = receipt(&PolicyDocument::scoped_to(&config(), PolicyOptions::default()));
+        let outdated = Receipt { policy_sha256: "0".repeat(64), ..written.clone() };
+        let key = "AKIAIOSFODNN7EXAMPLE";
+        for (receipt, config, key, options, state) in [
+            (Some(&written), config(), key, PolicyOptions::default(), LocalState::LockedDown),
+            (Some(&outdated), config(), key, PolicyOptions::default(), LocalState::PolicyOutdated),
+            (None, config(), key, PolicyOptions::default(), LocalState::NoReceipt),
+            (Some(&written), config(), "AKIAI44QH8DHBEXAMPLE", PolicyOptions::default(), LocalState::OtherKey(key.into())),
+            (Some(&written), config(), key, legacy, LocalState::OtherPolicy),
+            (Some(&written), other_bucket, key, PolicyOptions::default(), LocalState::OtherPolicy),
+            (Some(&written), other_computer, key, PolicyOptions::default(), LocalState::OtherPolicy),
+        ] {
+            assert_eq!(judge(receipt, &config, key, options), state, "{receipt:?} {key}");
+        }
     }
 
     #[test]

@@ -226,7 +226,7 @@ pub struct Handover {
     /// For `--source service` (every user can read a profile's token anyway).
     pub enrollment_token: Option<String>,
     /// Root does the IAM work with admin credentials the run as the user never sees: ask it
-    /// (see [`crate::key_source::root`]).
+    /// (the root key source, `key_source/root.rs`, asks over this module's channel).
     pub iam_by_root: bool,
 }
 

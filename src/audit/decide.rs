@@ -17,7 +17,10 @@ use crate::iam_names::{
 use crate::policy::{PolicyDocument, PolicyOptions};
 use crate::protocol::enrollment::fingerprint;
 
-/// A computer's state: the first that applies, in this order.
+/// A computer's state: the first that applies, in this order. The words a Mac's own judge uses
+/// too ([`crate::receipt::LocalState`], shared by `apply`, `status` and the extension attribute)
+/// name the same facts here: `locked-down`, `not-locked-down`; a Mac's `policy-outdated` shows
+/// here as `policy-drift` until its policy in IAM is rewritten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ComputerState {

@@ -317,6 +317,11 @@ fn summary(outcome: &Outcome) -> String {
                 outcome.user_arn.as_deref().unwrap_or("?")
             )
         }
+        ApplyResult::PolicyOutdated => format!(
+            "locked down under an older policy (policy-outdated): \"Arq S3\" holds {}, the key of {}\n",
+            outcome.access_key_id,
+            outcome.user_arn.as_deref().unwrap_or("?")
+        ),
         ApplyResult::DryRun => {
             format!(
                 "dry run, nothing was changed; {}\n",

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::Error;
-use crate::apply::ApplyError;
 use crate::arq_config::{BucketName, ComputerUuid};
 use crate::audit::{self, AuditError};
 use crate::aws::{self, Identity};
@@ -23,7 +22,7 @@ use crate::exit_code::ExitCode;
 use crate::iam::{self, Iam, IamError, ScopedUser, UserTags};
 use crate::iam_names;
 use crate::inventory::{Inventory, ReportedBy, ReportingMac};
-use crate::key_source::default_boundary;
+use crate::key_source::{KeySourceError, default_boundary};
 use crate::protocol::enrollment::fingerprint;
 
 /// Computers read and changed at once (IAM throttles each account's calls).
@@ -123,7 +122,7 @@ pub async fn run(args: PinArgs) -> Result<ExitCode, Error> {
         Some(arn) => arn,
         None => match aws::identify(&sdk_config).await? {
             Identity::Known(caller) => default_boundary(&caller.account),
-            Identity::Refused(reason) => return Err(ApplyError::AdminRefused { reason }.into()),
+            Identity::Refused(reason) => return Err(KeySourceError::AdminRefused { reason }.into()),
         },
     };
     let iam = Arc::new(Iam::new(&sdk_config));

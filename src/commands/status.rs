@@ -15,10 +15,9 @@ use crate::cli::StatusArgs;
 use crate::credential_store::{ArqS3, CredentialStore, StoreError};
 use crate::exit_code::ExitCode;
 use crate::extension_attribute::Line;
-use crate::policy::PolicyDocument;
 use crate::preferences::PreferenceFiles;
 use crate::protocol::enrollment::{self, EnrollmentKey};
-use crate::receipt::Receipt;
+use crate::receipt::{self, LocalState, Receipt};
 use crate::session::{self, SessionError};
 use crate::setback::{Setback, SetbackKind};
 
@@ -29,6 +28,9 @@ enum State {
     LockedDown,
     /// Arq is set up, but `apply` has not locked it down (or the key changed since).
     NotLockedDown,
+    /// This computer's scoped key, under a policy an older arq-lockdown wrote (see
+    /// [`LocalState::PolicyOutdated`]).
+    PolicyOutdated,
     /// No usable Arq config for this user.
     NotConfigured,
     /// No Arq config, and no Arq app either (macOS: /Applications/Arq.app).
@@ -279,7 +281,7 @@ async fn check_with_aws(status: &mut Status, store: &dyn CredentialStore) -> Res
     let arq_s3 = ArqS3::open(store)?;
     let sdk_config = aws::load_config(AwsCredentials::Key(arq_s3.key()?)).await;
     let identity = aws::identify(&sdk_config).await?;
-    let locked_down = matches!(status.state, State::LockedDown);
+    let locked_down = matches!(status.state, State::LockedDown | State::PolicyOutdated);
     status.aws_check = Some(match identity {
         Identity::Known(caller) => {
             if locked_down && status.user_arn.as_deref() != Some(caller.arn.as_str()) {
@@ -323,6 +325,11 @@ fn extension_attribute(status: &Status) -> Line {
         State::ClaimedByAnotherMac => vec!["claimed by another Mac - tell your admin"],
         State::AwaitingConfirmation => {
             vec!["this Mac has backups - the admin must confirm it from the inventory"]
+        }
+        State::PolicyOutdated => {
+            vec![
+                "an older policy - the next apply with the service or admin credentials refreshes it",
+            ]
         }
         State::NotLockedDown | State::Error | State::KeychainAccessDenied => {
             status.detail.as_deref().into_iter().collect()
@@ -390,30 +397,31 @@ fn status(home: &Path, store: &Result<Box<dyn CredentialStore>, StoreError>) -> 
     status.access_key_id = Some(key_id.clone());
     status.enrollment_key_fingerprint =
         store.as_ref().ok().and_then(|s| fingerprint_of(s.as_ref()));
-    let Some(receipt) = Receipt::load(home) else {
-        status.detail = Some("no receipt: run apply".to_owned());
-        setback_state(&mut status, home, &config);
-        return status;
-    };
-    status.receipt_age_seconds = Some(receipt.age_seconds());
-    // The policy this version of the tool makes with the options the receipt records.
-    let policy = PolicyDocument::scoped_to(&config, receipt.policy_options);
-    if receipt.covers(&config, &key_id, &policy) {
-        status.state = State::LockedDown;
-        status.user_arn = Some(receipt.user_arn.clone());
-    } else if receipt.access_key_id != key_id {
-        status.detail = Some(format!(
-            "the receipt is for key {}, not the one in \"Arq S3\": run apply",
-            receipt.access_key_id
-        ));
-    } else {
-        status.detail = Some(
-            "the receipt is for another policy (a new version of arq-lockdown?): run apply"
-                .to_owned(),
-        );
-    }
+    let receipt = Receipt::load(home);
+    judged(&mut status, receipt.as_ref(), &config, &key_id);
     setback_state(&mut status, home, &config);
     status
+}
+
+/// The judge's state of the receipt (see [`receipt::judge`]), under the options the receipt
+/// records: `status` cannot know the flags of the next apply.
+fn judged(status: &mut Status, receipt: Option<&Receipt>, config: &ArqConfig, key_id: &str) {
+    let options = receipt.map(|r| r.policy_options).unwrap_or_default();
+    let local = receipt::judge(receipt, config, key_id, options);
+    status.state = match local {
+        LocalState::LockedDown => State::LockedDown,
+        LocalState::PolicyOutdated => State::PolicyOutdated,
+        LocalState::NoReceipt | LocalState::OtherKey(_) | LocalState::OtherPolicy => {
+            State::NotLockedDown
+        }
+    };
+    status.detail = local.detail();
+    if let Some(receipt) = receipt {
+        status.receipt_age_seconds = Some(receipt.age_seconds());
+        if matches!(local, LocalState::LockedDown | LocalState::PolicyOutdated) {
+            status.user_arn = Some(receipt.user_arn.clone());
+        }
+    }
 }
 
 /// The fingerprint of the enrollment key kept in `store` (arq-lockdown's own item: reading it
@@ -441,4 +449,106 @@ fn setback_state(status: &mut Status, home: &Path, config: &ArqConfig) {
         SetbackKind::KeychainDenied => State::KeychainAccessDenied,
     };
     status.detail = Some(setback.detail);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{NextStep, Refresh, next_step};
+    use crate::policy::{PolicyDocument, PolicyOptions};
+    use crate::receipt::SourceKind;
+
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+    const UUID: &str = "32D9D7A2-3B3E-4BE7-B85B-0605AF24F570";
+
+    fn config() -> ArqConfig {
+        ArqConfig::from_values("fleet.example", UUID, "t").unwrap()
+    }
+
+    /// A receipt for `bucket` and `uuid` with `options`, under the policy this version writes
+    /// unless `policy_sha256` says another.
+    fn receipt(
+        bucket: &str,
+        uuid: &str,
+        options: PolicyOptions,
+        policy_sha256: Option<&str>,
+    ) -> Receipt {
+        let written = ArqConfig::from_values(bucket, uuid, "t").unwrap();
+        let policy = receipt::policy_sha256(&PolicyDocument::scoped_to(&written, options));
+        Receipt {
+            bucket: bucket.to_owned(),
+            computer_uuid: uuid.to_owned(),
+            access_key_id: KEY.to_owned(),
+            user_arn: format!("arn:aws:iam::123456789012:user/arq-lockdown/arq-{uuid}"),
+            policy_sha256: policy_sha256.map_or(policy, str::to_owned),
+            policy_options: options,
+            source: SourceKind::Iam,
+            applied_at_unix: receipt::now_unix() - 60,
+        }
+    }
+
+    /// What `status` (text and JSON: the same word) and the extension attribute say for this
+    /// receipt, with `key` in "Arq S3".
+    fn status_and_ea(receipt: Option<&Receipt>, key: &str) -> (String, String) {
+        let mut status = Status {
+            state: State::NotConfigured,
+            user: None,
+            detail: None,
+            bucket: None,
+            computer_uuid: None,
+            access_key_id: Some(key.to_owned()),
+            enrollment_key_fingerprint: None,
+            user_arn: None,
+            receipt_age_seconds: None,
+            arq_running: false,
+            enabled: true,
+            aws_check: None,
+        };
+        judged(&mut status, receipt, &config(), key);
+        let line = extension_attribute(&status).render();
+        let ea = line["<result>".len()..]
+            .split([' ', ';', '<'])
+            .next()
+            .unwrap();
+        (state_word(&status.state), ea.to_owned())
+    }
+
+    /// For the same receipt: what the agent's apply does with each key source (under the options
+    /// the receipt records, as the agent's profile gave them), what `status` and the extension
+    /// attribute say. Apply has nothing to do exactly where both say `locked-down`; after an
+    /// upgrade that changed the policy (`policy-outdated`) every source that can refreshes it —
+    /// admin credentials rewrite it, the service rotates — and the one that cannot reports it.
+    #[test]
+    #[rustfmt::skip]
+    fn apply_status_and_the_extension_attribute_agree_on_every_receipt() {
+        use NextStep::{LockDown, Nothing, Report};
+        let (def, legacy) = (PolicyOptions::default(), PolicyOptions { legacy_glacier: true, ..PolicyOptions::default() });
+        let older = "0".repeat(64);
+        let (keep, rotate) = (LockDown { rotate: false }, LockDown { rotate: true });
+        let other_uuid = "7A1E5C3B-9D2F-4E8A-B6C4-1F3D5E7A9B2C";
+        for (case, receipt, key, scoped_key, admin, service, word) in [
+            ("this lockdown",          Some(receipt("fleet.example", UUID, def, None)),              KEY,  Nothing, Nothing, Nothing, "locked-down"),
+            ("this, legacy glacier",   Some(receipt("fleet.example", UUID, legacy, None)),           KEY,  Nothing, Nothing, Nothing, "locked-down"),
+            ("newer policy",           Some(receipt("fleet.example", UUID, def, Some(&older))),      KEY,  Report,  keep,    rotate,  "policy-outdated"),
+            ("newer, legacy glacier",  Some(receipt("fleet.example", UUID, legacy, Some(&older))),   KEY,  Report,  keep,    rotate,  "policy-outdated"),
+            ("no receipt",             None,                                                         KEY,  keep,    keep,    keep,    "not-locked-down"),
+            ("another key",            Some(receipt("fleet.example", UUID, def, None)),              "AKIAI44QH8DHBEXAMPLE", keep, keep, keep, "not-locked-down"),
+            ("another bucket",         Some(receipt("old.example", UUID, def, None)),                KEY,  keep,    keep,    keep,    "not-locked-down"),
+            ("another computer",       Some(receipt("fleet.example", other_uuid, def, None)),        KEY,  keep,    keep,    keep,    "not-locked-down"),
+        ] {
+            let options = receipt.as_ref().map(|r| r.policy_options).unwrap_or_default();
+            let state = receipt::judge(receipt.as_ref(), &config(), key, options);
+            let apply = |refresh| next_step(&state, false, refresh);
+            assert_eq!((apply(Refresh::Cannot), apply(Refresh::WritePolicy), apply(Refresh::Rotate)), (scoped_key, admin, service), "{case}: apply");
+            let (status, ea) = status_and_ea(receipt.as_ref(), key);
+            assert_eq!((status.as_str(), ea.as_str()), (word, word), "{case}: status, EA");
+            for found in [scoped_key, admin, service] {
+                assert_eq!(found == Nothing, word == "locked-down", "{case}: apply is done exactly where status says so");
+            }
+            assert_eq!(scoped_key == Report, word == "policy-outdated", "{case}: apply reports what it cannot refresh");
+            for refresh in [Refresh::Cannot, Refresh::WritePolicy, Refresh::Rotate] {
+                assert_eq!(next_step(&state, true, refresh), rotate, "{case}: --rotate rotates");
+            }
+        }
+    }
 }

@@ -8,9 +8,8 @@
 
 use aws_config::SdkConfig;
 
-use super::{Computer, IssuedKey, Plan};
+use super::{Computer, IssuedKey, KeySourceError, Plan};
 use crate::Error;
-use crate::apply::ApplyError;
 use crate::aws::{self, Identity};
 use crate::credential_store::AccessKey;
 use crate::iam::{Iam, ScopedUser, UserTags};
@@ -173,7 +172,7 @@ async fn boundary_arn(given: Option<&str>, sdk_config: &SdkConfig) -> Result<Str
     }
     match aws::identify(sdk_config).await? {
         Identity::Known(caller) => Ok(default_boundary(&caller.account)),
-        Identity::Refused(reason) => Err(ApplyError::AdminRefused { reason }.into()),
+        Identity::Refused(reason) => Err(KeySourceError::AdminRefused { reason }.into()),
     }
 }
 

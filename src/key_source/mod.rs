@@ -21,15 +21,23 @@ use crate::policy::{PolicyDocument, PolicyOptions};
 pub use self::iam::{IamIssuer, default_boundary};
 pub use self::root::RootIssuer;
 pub use self::service::{ServiceClient, ServiceIssuer};
+pub use crate::receipt::SourceKind;
 
-/// Which source: what `--source` and the profile's `Source` name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum SourceKind {
-    /// Straight from IAM, with admin credentials.
-    Iam,
-    /// The provisioning service.
-    Service,
+/// What a key source can fail at on its own (the IAM and service errors have their enums).
+#[derive(Debug, thiserror::Error)]
+pub enum KeySourceError {
+    #[error(
+        "AWS refuses the admin credentials ({reason}): check AWS_PROFILE or AWS_ACCESS_KEY_ID, or pass --permissions-boundary"
+    )]
+    AdminRefused { reason: String },
+}
+
+impl KeySourceError {
+    pub fn exit_code(&self) -> crate::exit_code::ExitCode {
+        match self {
+            Self::AdminRefused { .. } => crate::exit_code::ExitCode::Aws,
+        }
+    }
 }
 
 /// Where the scoped key comes from, as the command line and the profile chose it.

@@ -307,6 +307,96 @@ fn a_receipt_counts_only_for_the_key_and_policy_it_recorded() {
     assert_eq!(mac.key(), before);
 }
 
+/// After an upgrade that changed the policy — here: IAM holds the policy an older lockdown wrote
+/// and the receipt records its hash and options, not the ones this version writes — `status`
+/// and the extension attribute say `policy-outdated`; the scoped key, which cannot rewrite its
+/// own policy, says so too (no network, a warning naming the fix); admin credentials rewrite the
+/// policy and keep the key, and then every one of them says locked down.
+#[test]
+fn after_an_upgrade_that_changed_the_policy_apply_refreshes_it_and_status_agrees() {
+    let _guard = no_arq_running();
+    let mac = Mac::new();
+    let admin = &moto().admin;
+    let with_admin = |flags: &[&str]| {
+        run(mac
+            .apply()
+            .env("AWS_ACCESS_KEY_ID", &admin.id)
+            .env("AWS_SECRET_ACCESS_KEY", &admin.secret)
+            .args(["--admin-credentials", "env"])
+            .args(flags))
+    };
+    let older = with_admin(&["--legacy-glacier"]);
+    assert_eq!(exit_code(&older), ExitCode::Success, "{}", stderr(&older));
+    let path = mac.home.path().join(RECEIPT);
+    let mut receipt: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    receipt["policy_options"] = json!({"legacy_glacier": false, "no_computer_listing": false});
+    receipt["policy_sha256"] = json!("0".repeat(64));
+    std::fs::write(&path, receipt.to_string()).unwrap();
+    let key = mac.key();
+    let jamf_ea = || {
+        let output = run(arq_lockdown()
+            .args(["status", "--jamf-ea", "--credential-store", &mac.store])
+            .arg("--arq-home")
+            .arg(mac.home.path()));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert_eq!(status_json(&mac)["state"], "policy-outdated");
+    assert!(
+        jamf_ea().starts_with("<result>policy-outdated "),
+        "{}",
+        jamf_ea()
+    );
+
+    let launches = mac.launches();
+    let reported = run(mac
+        .apply()
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .arg("--json"));
+    assert_eq!(
+        exit_code(&reported),
+        ExitCode::Success,
+        "{}",
+        stderr(&reported)
+    );
+    let outcome: Value = serde_json::from_slice(&reported.stdout).unwrap();
+    assert_eq!(outcome["result"], "policy-outdated", "{outcome:#}");
+    assert!(
+        outcome["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("--admin-credentials env"),
+        "{outcome:#}"
+    );
+    assert_eq!((mac.key(), mac.launches()), (key.clone(), launches));
+    assert_eq!(status_json(&mac)["state"], "policy-outdated");
+
+    let refreshed = with_admin(&[]);
+    assert_eq!(
+        exit_code(&refreshed),
+        ExitCode::Success,
+        "{}",
+        stderr(&refreshed)
+    );
+    assert!(
+        stderr(&refreshed).contains("policy arq-lockdown written"),
+        "{}",
+        stderr(&refreshed)
+    );
+    assert_eq!(mac.key(), key, "the refresh made a new key");
+    assert_converged(&mac, &[]);
+    assert!(
+        jamf_ea().starts_with("<result>locked-down "),
+        "{}",
+        jamf_ea()
+    );
+    let again = run(mac.apply().env("AWS_ENDPOINT_URL", "http://127.0.0.1:9"));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).starts_with("already locked down"),
+        "{}",
+        stderr(&again)
+    );
+}
+
 /// Starts real processes named "Arq" and "Arq Agent" (copies of sleep).
 fn start_arq(dir: &std::path::Path) -> Vec<Child> {
     ["Arq", "Arq Agent"]

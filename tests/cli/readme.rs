@@ -5,6 +5,8 @@
 //!   macOS-only code is the code with `cfg(target_os = "macos")`;
 //! - docs/deploying.md: its FAQ names every IAM tag we write;
 //! - docs/policy.md: its admin policy names every admin action;
+//! - docs/deploying.md and docs/apply.md: they name every state `status` and the extension
+//!   attribute can say;
 //! - every page: each command line it shows parses, each page but the README opens with whom it is
 //!   for, the README stays short, and every relative link reaches a page and heading that exist.
 
@@ -132,6 +134,58 @@ fn the_readmes_exit_code_table_lists_every_exit_code() {
         .collect();
     let codes: Vec<i32> = ExitCode::ALL.iter().map(|code| *code as i32).collect();
     assert_eq!(listed, codes);
+}
+
+/// The kebab-case words of `status`'s states, read from `enum State` in its source.
+fn status_states() -> Vec<String> {
+    let source = std::fs::read_to_string(project_root().join("src/commands/status.rs")).unwrap();
+    let body = between(&source, "enum State {", "\n}");
+    let kebab = |name: &str| {
+        let mut word = String::new();
+        for c in name.chars() {
+            if c.is_ascii_uppercase() && !word.is_empty() {
+                word.push('-');
+            }
+            word.push(c.to_ascii_lowercase());
+        }
+        word
+    };
+    body.lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with("///") && line.ends_with(','))
+        .map(|line| kebab(line.trim_end_matches(',')))
+        .collect()
+}
+
+#[test]
+fn the_deploying_guide_names_every_state_of_status_and_the_extension_attribute() {
+    let states = status_states();
+    assert!(states.contains(&"policy-outdated".to_owned()), "{states:?}");
+    let deploying = page("docs/deploying.md");
+    let json = between(&deploying, "`arq-lockdown status --json`: `state` (", ")");
+    let listed: BTreeSet<String> = (json.split('`').skip(1).step_by(2))
+        .filter(|word| !word.starts_with("--"))
+        .map(str::to_owned)
+        .collect();
+    let known: BTreeSet<String> = states.iter().cloned().collect();
+    assert_eq!(listed, known, "status --json's states in docs/deploying.md");
+    let ea = between(
+        &deploying,
+        "`arq-lockdown status --jamf-ea` prints",
+        "With nobody logged in",
+    );
+    let missing: Vec<&String> = (states.iter())
+        .filter(|s| *s != "key-refused")
+        .filter(|s| {
+            !["`{s}`", "`{s} ", "<result>{s} "]
+                .iter()
+                .any(|shown| ea.contains(&shown.replace("{s}", s)))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the extension attribute's states leave out {missing:?}"
+    );
 }
 
 #[test]

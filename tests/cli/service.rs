@@ -76,6 +76,68 @@ fn a_mac_enrolls_with_the_main_keys_then_rotates_with_its_own() {
         && line.contains("\"result\":\"ok\"")));
 }
 
+/// After an upgrade that changed the policy (the receipt records a hash this version does not
+/// write), the service's Mac is `policy-outdated` and its next apply refreshes the policy the one
+/// way the service can: it rotates once (the service writes its policy whenever it issues a key),
+/// and then it is locked down, with nothing more to do.
+#[test]
+fn after_an_upgrade_that_changed_the_policy_the_next_apply_rotates_once() {
+    let _guard = no_arq_running();
+    let mac = Mac::new();
+    let enrolled = run(&mut mac.apply_via_service("SERIAL-U"));
+    assert_eq!(
+        exit_code(&enrolled),
+        ExitCode::Success,
+        "{}",
+        stderr(&enrolled)
+    );
+    let first = mac.key();
+    let path = mac
+        .home
+        .path()
+        .join("Library/Application Support/arq-lockdown/receipt.json");
+    let mut receipt: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let current_policy = receipt["policy_sha256"].clone();
+    receipt["policy_sha256"] = json!("0".repeat(64));
+    std::fs::write(&path, receipt.to_string()).unwrap();
+    let status = || {
+        let output = run(arq_lockdown()
+            .args(["status", "--json", "--credential-store", &mac.store])
+            .arg("--arq-home")
+            .arg(mac.home.path()));
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()["state"].clone()
+    };
+    assert_eq!(status(), "policy-outdated");
+
+    let refreshed = run(&mut mac.apply_via_service("SERIAL-U"));
+    assert_eq!(
+        exit_code(&refreshed),
+        ExitCode::Success,
+        "{}",
+        stderr(&refreshed)
+    );
+    let second = mac.key();
+    assert_ne!(
+        second.id, first.id,
+        "the policy was not refreshed by a rotation"
+    );
+    assert_eq!(
+        keys_of(&mac.uuid),
+        json!([second.id]),
+        "the old key was not retired"
+    );
+    let receipt: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(receipt["policy_sha256"], current_policy);
+    assert_eq!(status(), "locked-down");
+    let again = run(&mut mac.apply_via_service("SERIAL-U"));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).starts_with("already locked down"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(mac.key(), second);
+}
+
 #[test]
 fn a_bound_computer_uuid_is_enrolled_again_only_by_the_mac_that_holds_its_enrollment_key() {
     let _guard = no_arq_running();
