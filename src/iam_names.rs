@@ -5,7 +5,7 @@
 //! A leaf: it owns only names and imports nothing of the crate but [`ComputerUuid`], so the
 //! policy documents, the IAM calls, `audit`, `retire` and the service can all share them without
 //! reaching into one another. What the names mean to a lockdown stays with their users
-//! ([`crate::iam`] reads and writes the tags).
+//! (`iam.rs` reads and writes the tags).
 
 use crate::arq_config::ComputerUuid;
 

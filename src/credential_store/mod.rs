@@ -4,7 +4,7 @@
 //! Owns the [`CredentialStore`] seam. On a Mac "Arq S3" is a generic password in the user's login
 //! Keychain (label and service "Arq S3", account = access key id, data = secret); Arq finds it by
 //! label and takes the first match, so a store only ever changes that one item in place and never
-//! adds a second. The enrollment key (see [`crate::protocol::enrollment`]) is an item of our own.
+//! adds a second. The enrollment key (`protocol/enrollment.rs`) is an item of our own.
 //! Elsewhere (Linux, tests, the demo) a JSON file of the same shape stands in.
 
 mod file;
