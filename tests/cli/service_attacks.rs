@@ -441,14 +441,7 @@ fn a_copy_of_the_key_in_arq_s3_alone_can_neither_rotate_nor_retire() {
 fn a_retire_nobody_signed_costs_at_most_one_iam_lookup_and_says_nothing_of_enrollment() {
     let _guard = no_arq_running();
     let proxy = Proxy::recording();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("service.toml");
-    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
-    let proxied = start_service_with(
-        &config,
-        dir,
-        &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
-    );
+    let proxied = start_service_behind(&proxy);
     let enrolled = Mac::new();
     assert_exit(
         &run(&mut enrolled.apply_via(&proxied.url)),

@@ -263,14 +263,7 @@ fn another_allowed_bucket_cannot_bind_a_computer_whose_backups_are_elsewhere() {
 fn a_refused_claim_is_recorded_on_the_users_tags_and_a_flood_of_them_is_not() {
     let _guard = no_arq_running();
     let proxy = Proxy::recording();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("service.toml");
-    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
-    let proxied = start_service_with(
-        &config,
-        dir,
-        &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
-    );
+    let proxied = start_service_behind(&proxy);
     let victim = Mac::new();
     assert_exit(
         &run(&mut victim.apply_via(&proxied.url)),
@@ -702,14 +695,7 @@ fn binding_without_a_pin_is_the_admins_choice_always_or_never() {
 fn a_new_computer_costs_two_listings_per_allowed_bucket_and_nothing_more_of_iam() {
     let _guard = no_arq_running();
     let proxy = Proxy::recording();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("service.toml");
-    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
-    let proxied = start_service_with(
-        &config,
-        dir,
-        &format!("export AWS_ENDPOINT_URL={};", proxy.endpoint),
-    );
+    let proxied = start_service_behind(&proxy);
     let before = proxy.recorded().len();
     let uuid = fresh_uuid();
     let body = token_enrollment(&uuid, ENROLLMENT_TOKEN, &EnrollmentKey::generate());

@@ -53,6 +53,15 @@ pub fn start_service(config: &Path, dir: tempfile::TempDir) -> Service {
     start_service_with(config, dir, "")
 }
 
+/// A service with the default config whose IAM calls go through `proxy` (its AWS_ENDPOINT_URL).
+pub fn start_service_behind(proxy: &Proxy) -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.toml");
+    std::fs::write(&config, service_config("127.0.0.1:0", "")).unwrap();
+    let setup = format!("export AWS_ENDPOINT_URL={};", proxy.endpoint);
+    start_service_with(&config, dir, &setup)
+}
+
 /// As [`start_service`], with `setup` (shell commands such as `ulimit -n 64;`) run first. When the
 /// service exits, its log ends with `exited with status N`.
 pub fn start_service_with(config: &Path, dir: tempfile::TempDir, setup: &str) -> Service {
