@@ -275,7 +275,7 @@ fn computers(report: &Report) -> Markup {
             }
             @if !needing.is_empty() {
                 div #controls hidden {
-                    label { "ComputerState " select #filter-state {
+                    label { "State " select #filter-state {
                         option value="" { "every state" }
                         @for state in ComputerState::ALL {
                             @let n = needing.iter().filter(|c| c.state == state).count();
@@ -288,7 +288,7 @@ fn computers(report: &Report) -> Markup {
                 div .scroll { table #computers-table {
                     // Fixed widths: the browser lays out thousands of rows without measuring each.
                     colgroup { col .c-name; col .c-uuid; col .c-state; col .c-action; col .c-keys; col .c-last; }
-                    thead { tr { th { "Name" } th { "UUID" } th { "ComputerState" } th { "Action" } th { "Key ids" } th { "Last use" } } }
+                    thead { tr { th { "Name" } th { "UUID" } th { "State" } th { "Action" } th { "Key ids" } th { "Last use" } } }
                     tbody { @for computer in needing { (computer_row(computer)) } }
                 } }
             }
@@ -565,6 +565,17 @@ mod tests {
                 "{name}: a CSS class"
             );
         }
+    }
+
+    #[test]
+    fn the_page_says_state_in_words_not_in_type_names() {
+        let page = render(&report(|n| format!("Mac {n}")));
+        assert!(page.contains("<th>State</th>"), "the table's column");
+        assert!(page.contains("<label>State <select"), "the filter");
+        assert!(
+            !page.contains("ComputerState"),
+            "a Rust type name on the page"
+        );
     }
 
     #[test]
